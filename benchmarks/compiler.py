@@ -1,0 +1,391 @@
+"""The LLM compiler against ReAct, on a simulated hosted model, LLMCompiler-style suites.
+
+    python benchmarks/compiler.py [--questions 20] [--quick] [--ttft 0.4] [--tps 60]
+
+Model: plait's simulated backend (`plait.llm.SimLLM`), timed like a hosted model
+(ttft 0.4 s, then 60 tokens/s; a token is a word with the space before it).
+Its replies are scripted per question so that the planner writes a correct plan,
+the joiner a correct decision, and ReAct correct steps: the same facts and the
+same final reasoning sentence in both modes. Prompts are plait's real prompts,
+so prompt tokens are what a real model would be sent.
+
+Tools: `search` and `lookup` take 0.3-1.5 s, `calculator` 0.1-0.3 s. Each call's
+latency is drawn from an RNG seeded by (seed, question, call), so both modes see
+the same draws for the same calls.
+
+Suites (shaped like LLMCompiler's): HotpotQA-like (two parallel lookups),
+Movie-like (eight parallel lookups), ParallelQA-like (three lookups, then
+arithmetic on them), and Replan-like (an ambiguous name: one replan).
+
+For each question: latency of plait (compiler mode) and of ReAct, measured on
+its own (questions of a suite run concurrently to save wall time; the simulated
+model and tools are timing-accurate, so this does not change a latency), LLM
+tokens of both, and plait's latency over its critical-path bound (planner time
+to each task's line + tool latencies along the longest chain + joiner time; see
+`Answer.critical_path_bound`). The table shows medians.
+
+Targets (issue 4): speed-up >= 1.8x HotpotQA-like, >= 3.5x Movie-like; fewer
+tokens than ReAct on every suite; plait <= 1.05x its critical-path bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import sys
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import plait
+from plait.compiler import Answer, aask
+from plait.llm import Message, SimLLM
+
+SEARCH_LATENCY = (0.3, 1.5)
+CALC_LATENCY = (0.1, 0.3)
+
+# ---------------------------------------------------------------- a made-up world
+
+SYLLABLES = ["ar", "vel", "kes", "sa", "mor", "tan", "dri", "lo", "ven", "qua", "ith", "bre",
+             "nor", "gal", "ost", "rin", "pel", "zu", "hal", "cor", "mi", "ser", "tho", "wen"]
+GENRES = ["heist thriller", "space opera", "romantic comedy", "courtroom drama",
+          "monster horror", "coming-of-age story", "war epic", "animated fable"]
+MOVIE_WORDS = ["Silent", "Harbor", "Glass", "Empire", "Last", "Winter", "Paper", "Crown",
+               "Hidden", "River", "Iron", "Garden", "Midnight", "Orchard", "Broken", "Signal",
+               "Golden", "Lantern", "Northern", "Tide", "Scarlet", "Echo", "Distant", "Summit"]
+
+
+def made_up_name(rng: random.Random) -> str:
+    return "".join(rng.choice(SYLLABLES) for _ in range(rng.choice((2, 3)))).capitalize()
+
+
+@dataclass
+class World:
+    """Facts the simulated tools return; entries by lower-case name."""
+
+    entries: dict[str, str] = field(default_factory=dict)
+    numbers: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def add(self, name: str, text: str, **numbers: float) -> None:
+        self.entries[name.lower()] = f"{name}: {text}"
+        for attribute, value in numbers.items():
+            self.numbers[(name.lower(), attribute)] = value
+
+
+@dataclass
+class Question:
+    id: str
+    suite: str
+    text: str
+    plans: list[str]  # the planner's replies: the first plan, then replans
+    joins: list[dict[str, str]]  # the joiner's replies, in order
+    react: list[str]  # ReAct's replies, step by step
+    answer: str
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def hotpot(i: int, rng: random.Random, world: World) -> Question:
+    a, b = f"Mount {made_up_name(rng)}", f"{made_up_name(rng)} Peak"
+    ha, hb = rng.randint(3000, 8800), rng.randint(3000, 8800)
+    if ha == hb:
+        hb += 7
+    world.add(a, f"a mountain in the north range. Height: {_num(ha)} m.", height=ha)
+    world.add(b, f"a mountain of the coastal range. Height: {_num(hb)} m.", height=hb)
+    winner = a if ha > hb else b
+    final = (f"{a} is {_num(ha)} m and {b} is {_num(hb)} m, so {winner} is taller.")
+    return Question(
+        f"hotpot-{i}", "HotpotQA-like", f"Which is taller, {a} or {b}?",
+        plans=[f'1. search("{a}")\n2. search("{b}")\n3. join()'],
+        joins=[{"thought": final, "action": "finish", "answer": winner}],
+        react=[
+            f"Thought: I need to search {a} and {b}, find their heights, then find which one "
+            f'is taller.\nAction: search("{a}")',
+            f"Thought: {a} is {_num(ha)} m high. I need to search {b} next and find its "
+            f'height.\nAction: search("{b}")',
+            f'Thought: {final}\nAction: finish("{winner}")',
+        ],
+        answer=winner,
+    )
+
+
+def movie(i: int, rng: random.Random, world: World) -> Question:
+    titles: list[str] = []
+    while len(titles) < 8:
+        t = " ".join(rng.sample(MOVIE_WORDS, 2))
+        t = f"The {t}" if rng.random() < 0.5 else t
+        if t not in titles:
+            titles.append(t)
+    liked, options = titles[:4], titles[4:]
+    genre = rng.choice(GENRES)
+    others = [g for g in GENRES if g != genre]
+    pick = rng.randrange(4)
+    kinds: list[str] = []
+    for t in liked:
+        world.add(t, f"a {genre} from {rng.randint(1970, 2023)}.")
+        kinds.append(genre)
+    for k, t in enumerate(options):
+        g = genre if k == pick else rng.choice(others)
+        world.add(t, f"a {g} from {rng.randint(1970, 2023)}.")
+        kinds.append(g)
+    winner = options[pick]
+    final = f"All four movies are {genre}s, and of the options only {winner} is one."
+    letters = "ABCD"
+    text = (f"Find a movie similar to {', '.join(liked)}. Options: "
+            + ", ".join(f"({letters[k]}) {t}" for k, t in enumerate(options)) + ".")
+    lines = [f'{n}. search("{t}")' for n, t in enumerate(titles, 1)]
+    react = [f"Thought: I need the genre of each of the four movies and of each option. "
+             f'First, {titles[0]}.\nAction: search("{titles[0]}")']
+    react += [f"Thought: {titles[k - 1]} is a {kinds[k - 1]}. Next, {titles[k]}."
+              f'\nAction: search("{titles[k]}")' for k in range(1, 8)]
+    return Question(
+        f"movie-{i}", "Movie-like", text,
+        plans=["\n".join(lines + ["9. join()"])],
+        joins=[{"thought": final, "action": "finish", "answer": winner}],
+        react=react + [f'Thought: {final}\nAction: finish("{winner}")'],
+        answer=winner,
+    )
+
+
+def parallelqa(i: int, rng: random.Random, world: World) -> Question:
+    names = [f"{made_up_name(rng)} Tower" for _ in range(3)]
+    heights = [rng.randint(150, 900) for _ in names]
+    for n, h in zip(names, heights):
+        world.add(n, f"a skyscraper. Height: {_num(h)} m.", height=h)
+    total = float(sum(heights))
+    expr = " + ".join(str(float(h)) for h in heights)
+    final = f"The three heights add up to {_num(total)} m."
+    lines = [f'{k}. lookup("{n}", "height")' for k, n in enumerate(names, 1)]
+    lines += ['4. calculator("${1} + ${2} + ${3}")', "5. join()"]
+    react = [f"Thought: I need the heights of {names[0]}, {names[1]} and {names[2]}, then "
+             f'their sum. First, {names[0]}.\nAction: lookup("{names[0]}", "height")']
+    react += [f"Thought: {names[k - 1]} is {_num(heights[k - 1])} m. Next, {names[k]}."
+              f'\nAction: lookup("{names[k]}", "height")' for k in (1, 2)]
+    react.append(f"Thought: {names[2]} is {_num(heights[2])} m. Now I add the three heights."
+                 f'\nAction: calculator("{expr}")')
+    react.append(f'Thought: {final}\nAction: finish("{_num(total)} m")')
+    return Question(
+        f"parallelqa-{i}", "ParallelQA-like",
+        f"What is the combined height of {', '.join(names[:2])} and {names[2]}?",
+        plans=["\n".join(lines)],
+        joins=[{"thought": final, "action": "finish", "answer": f"{_num(total)} m"}],
+        react=react,
+        answer=f"{_num(total)} m",
+    )
+
+
+def replan(i: int, rng: random.Random, world: World) -> Question:
+    base = made_up_name(rng)
+    a, b = base, f"{made_up_name(rng)} Peak"
+    ha, hb = rng.randint(3000, 8800), rng.randint(3000, 8800)
+    if ha == hb:
+        hb += 7
+    world.add(a, f"{a} may refer to: {a} (mountain), a peak of the north range; "
+                 f"{a} (river), a river of the south. Search for one of those.")
+    world.add(f"{a} (mountain)", f"a mountain of the north range. Height: {_num(ha)} m.",
+              height=ha)
+    world.add(b, f"a mountain of the coastal range. Height: {_num(hb)} m.", height=hb)
+    winner = f"{a} (mountain)" if ha > hb else b
+    final = f"{a} (mountain) is {_num(ha)} m and {b} is {_num(hb)} m, so {winner} is taller."
+    reason = f'"{a}" is ambiguous; search "{a} (mountain)" for its height.'
+    return Question(
+        f"replan-{i}", "Replan-like", f"Which mountain is taller, {a} or {b}?",
+        plans=[f'1. search("{a}")\n2. search("{b}")\n3. join()',
+               f'3. search("{a} (mountain)")\n4. join()'],
+        joins=[{"thought": f"{a} is ambiguous.", "action": "replan", "answer": reason},
+               {"thought": final, "action": "finish", "answer": winner}],
+        react=[
+            f"Thought: I need to search {a} and {b}, find their heights, then find which one "
+            f'is taller.\nAction: search("{a}")',
+            f"Thought: {a} is ambiguous. I need to search {a} (mountain) instead."
+            f'\nAction: search("{a} (mountain)")',
+            f"Thought: {a} (mountain) is {_num(ha)} m. I need to search {b} next and find its "
+            f'height.\nAction: search("{b}")',
+            f'Thought: {final}\nAction: finish("{winner}")',
+        ],
+        answer=winner,
+    )
+
+
+SUITES = {"HotpotQA-like": hotpot, "Movie-like": movie, "ParallelQA-like": parallelqa,
+          "Replan-like": replan}
+
+# ---------------------------------------------------------------- tools and model
+
+
+def latency(seed: int, qid: str, call: str, bounds: tuple[float, float]) -> float:
+    """The same draw for the same call of the same question, in either mode."""
+    rng = random.Random(zlib.crc32(f"{seed}|{qid}|{call}".encode()))
+    return rng.uniform(*bounds)
+
+
+def make_tools(world: World, seed: int, qid: str) -> list[plait.Tool]:
+    @plait.tool
+    async def search(entity: str) -> str:
+        """The encyclopedia entry about an entity (a place, a mountain, a movie...)."""
+        await asyncio.sleep(latency(seed, qid, f"search|{entity}", SEARCH_LATENCY))
+        return world.entries.get(entity.lower(), f'No entry found for "{entity}".')
+
+    @plait.tool
+    async def lookup(entity: str, attribute: str) -> float:
+        """One number about an entity, e.g. its height in metres."""
+        await asyncio.sleep(latency(seed, qid, f"lookup|{entity}|{attribute}", SEARCH_LATENCY))
+        value = world.numbers.get((entity.lower(), attribute.lower()))
+        if value is None:
+            raise ValueError(f"no {attribute} for {entity!r}")
+        return float(value)
+
+    @plait.tool
+    async def calculator(expression: str) -> float:
+        """Evaluate arithmetic: numbers with + - * / ** and parentheses."""
+        from plait.examples.tools import calculate
+
+        await asyncio.sleep(latency(seed, qid, f"calc|{expression}", CALC_LATENCY))
+        return calculate(expression)
+
+    return [search, lookup, calculator]
+
+
+def make_model(q: Question, ttft: float, tps: float, joiner_thought: bool = True) -> SimLLM:
+    """Scripted replies for one question: planner, joiner and ReAct steps.
+
+    The joiner writes the same final reasoning sentence as ReAct's last step, as
+    the optional "thought" field; `joiner_thought=False` leaves it out.
+    """
+
+    def script(messages: Sequence[Message]) -> str:
+        system = messages[0].content
+        if '"action"' in system:  # the joiner
+            results = messages[-1].content
+            # The second joiner call of a replan question sees the third task.
+            k = 1 if "\n3. " in results and len(q.joins) > 1 else 0
+            reply = dict(q.joins[k])
+            if not joiner_thought:
+                reply.pop("thought", None)
+            return json.dumps(reply)
+        if "Observation" in system:  # a ReAct step
+            steps = sum(1 for m in messages if m.role == "assistant")
+            return q.react[min(steps, len(q.react) - 1)]
+        replanning = "Results of the previous plan" in messages[-1].content
+        return q.plans[1 if replanning and len(q.plans) > 1 else 0]
+
+    return SimLLM(script, ttft=ttft, tps=tps)
+
+
+# ---------------------------------------------------------------- measuring
+
+
+@dataclass
+class Outcome:
+    latency: float
+    tokens: int
+    correct: bool
+    bound: float
+    llm_calls: int
+
+
+async def one(q: Question, world: World, mode: str, args: argparse.Namespace) -> Outcome:
+    tools = make_tools(world, args.seed, q.id)
+    model = make_model(q, args.ttft, args.tps, args.joiner_thought)
+    started = time.perf_counter()
+    answer: Answer = await aask(q.text, tools, model=model, mode=mode, examples=[],
+                                max_replans=2, llm_timeout=60)
+    elapsed = time.perf_counter() - started
+    return Outcome(elapsed, answer.tokens, answer.text.strip() == q.answer,
+                   answer.critical_path_bound(), len(answer.llm_calls))
+
+
+async def suite(name: str, questions: list[Question], world: World, args: argparse.Namespace
+                ) -> dict[str, list[Outcome]]:
+    sem = asyncio.Semaphore(args.concurrency)
+
+    async def limited(q: Question, mode: str) -> Outcome:
+        async with sem:
+            return await one(q, world, mode, args)
+
+    out: dict[str, list[Outcome]] = {}
+    for mode in ("compiler", "react"):
+        out[mode] = list(await asyncio.gather(*(limited(q, mode) for q in questions)))
+    return out
+
+
+def median(xs: Sequence[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+async def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--questions", type=int, default=20, help="questions per suite")
+    p.add_argument("--quick", action="store_true", help="5 questions per suite")
+    p.add_argument("--ttft", type=float, default=0.4)
+    p.add_argument("--tps", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=4)
+    p.add_argument("--concurrency", type=int, default=20, help="questions in flight at once")
+    p.add_argument("--no-joiner-thought", dest="joiner_thought", action="store_false",
+                   help="the simulated joiner answers without a thought (a leaner joiner)")
+    p.add_argument("--json", action="store_true", help="also print the medians as JSON")
+    args = p.parse_args(argv)
+    n = 5 if args.quick else args.questions
+    rng = random.Random(args.seed)
+    world = World()
+    wall = time.perf_counter()
+    rows = []
+    print(f"simulated model: ttft {args.ttft} s, {args.tps:g} tokens/s; joiner "
+          f"{'with' if args.joiner_thought else 'without'} a thought; "
+          f"{n} questions per suite; search/lookup {SEARCH_LATENCY[0]}-{SEARCH_LATENCY[1]} s, "
+          f"calculator {CALC_LATENCY[0]}-{CALC_LATENCY[1]} s", file=sys.stderr)
+    for name, make in SUITES.items():
+        questions = [make(i, rng, world) for i in range(n)]
+        res = await suite(name, questions, world, args)
+        c, r = res["compiler"], res["react"]
+        rows.append({
+            "suite": name,
+            "questions": n,
+            "plait_s": median([o.latency for o in c]),
+            "react_s": median([o.latency for o in r]),
+            "speedup": median([b.latency / a.latency for a, b in zip(c, r)]),
+            "plait_tokens": median([o.tokens for o in c]),
+            "react_tokens": median([o.tokens for o in r]),
+            "fewer_tokens": sum(a.tokens < b.tokens for a, b in zip(c, r)) / n,
+            "vs_bound": median([o.latency / o.bound for o in c]),
+            "worst_vs_bound": max(o.latency / o.bound for o in c),
+            "correct": (sum(o.correct for o in c) / n, sum(o.correct for o in r) / n),
+            "llm_calls": (median([o.llm_calls for o in c]), median([o.llm_calls for o in r])),
+        })
+    wall = time.perf_counter() - wall
+    head = (f"{'suite':<16} {'plait s':>8} {'ReAct s':>8} {'speed-up':>8} {'plait tok':>9} "
+            f"{'ReAct tok':>9} {'tok ratio':>9} {'vs bound':>8} {'max':>6} {'LLM calls':>10} "
+            f"{'correct':>11}")
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        print(f"{row['suite']:<16} {row['plait_s']:>8.2f} {row['react_s']:>8.2f} "
+              f"{row['speedup']:>7.2f}x {row['plait_tokens']:>9.0f} {row['react_tokens']:>9.0f} "
+              f"{row['plait_tokens'] / row['react_tokens']:>9.2f} {row['vs_bound']:>7.3f}x "
+              f"{row['worst_vs_bound']:>5.3f} "
+              f"{row['llm_calls'][0]:>4.0f} / {row['llm_calls'][1]:<3.0f} "
+              f"{row['correct'][0]:>5.0%}/{row['correct'][1]:>4.0%}")
+    print(f"\nmedians over {n} questions per suite; speed-up = median of ReAct/plait per "
+          f"question; 'vs bound' = plait latency / critical-path bound; wall {wall:.1f} s")
+    targets = [
+        ("speed-up >= 1.8x HotpotQA-like", rows[0]["speedup"] >= 1.8),
+        ("speed-up >= 3.5x Movie-like", rows[1]["speedup"] >= 3.5),
+        ("fewer tokens than ReAct on every suite (median)",
+         all(r["plait_tokens"] < r["react_tokens"] for r in rows)),
+        ("<= 1.05x the critical-path bound (median)", all(r["vs_bound"] <= 1.05 for r in rows)),
+    ]
+    for text, ok in targets:
+        print(f"  [{'met' if ok else 'MISSED'}] {text}")
+    if args.json:
+        print(json.dumps(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

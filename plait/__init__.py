@@ -1,0 +1,76 @@
+"""plait: run LLM agent work as a parallel, streaming, durable dataflow graph."""
+
+from plait._api import Workflow, aresume, arun, arun_graph, resume, run, run_graph, workflow
+from plait._engine import NodeError, node_key
+from plait._errors import GraphError, InDoubtError, PlaitError, RunError, ToolArgumentError
+from plait._events import (
+    Event,
+    NodeAdded,
+    NodeCancelled,
+    NodeFailed,
+    NodeFinished,
+    NodeReady,
+    NodeRetried,
+    NodeSkipped,
+    NodeStarted,
+    RunFinished,
+    RunStarted,
+)
+from plait._graph import Graph, Node, Ref, Template
+from plait._result import NodeRecord, RunResult
+from plait.compiler import Answer, aask, ask
+from plait._tools import Tool, ToolPolicy, tool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Answer",
+    "Event",
+    "Graph",
+    "GraphError",
+    "InDoubtError",
+    "Node",
+    "NodeAdded",
+    "NodeCancelled",
+    "NodeError",
+    "NodeFailed",
+    "NodeFinished",
+    "NodeReady",
+    "NodeRecord",
+    "NodeRetried",
+    "NodeSkipped",
+    "NodeStarted",
+    "PlaitError",
+    "Ref",
+    "RunError",
+    "RunFinished",
+    "RunResult",
+    "RunStarted",
+    "Template",
+    "Tool",
+    "ToolArgumentError",
+    "ToolPolicy",
+    "Workflow",
+    "aask",
+    "aresume",
+    "arun",
+    "arun_graph",
+    "ask",
+    "node_key",
+    "resume",
+    "run",
+    "run_graph",
+    "tool",
+    "workflow",
+]
+
+
+# Objects show as `plait.X`, not as the private module they live in (as httpx does).
+for _name in __all__:
+    _obj = globals()[_name]
+    if getattr(_obj, "__module__", "").startswith("plait."):
+        try:
+            _obj.__module__ = "plait"
+        except (AttributeError, TypeError):  # pragma: no cover - builtins
+            pass
+del _name, _obj

@@ -1,0 +1,215 @@
+"""The Python entry points: `@workflow`, `run`/`arun`, `run_graph`/`arun_graph`.
+
+One sync entry over the async core: each sync function is `asyncio.run` of its
+async twin, never a second implementation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from plait._durable import close_durable, code_version, open_durable
+from plait._engine import Run, new_run_id, raise_for_status, tools_by_name
+from plait._errors import PlaitError
+from plait._events import Listener
+from plait._graph import Graph
+from plait._result import RunResult
+from plait._scheduler import OnError
+from plait._tools import Tool
+from plait.journal import Journal, RunNotFoundError, open_journal
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """An async function whose tool calls become a dataflow graph when run by plait."""
+
+    fn: Callable[..., Coroutine[Any, Any, Any]]
+    name: str
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        # Inside another run this is just the body: its calls join that run's graph.
+        return self.fn(*args, **kwargs)
+
+
+def workflow(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Workflow:
+    """Mark an async function as a workflow: `plait.run(wf, *args)` runs it."""
+    if isinstance(fn, Workflow):
+        return fn
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError(f"@plait.workflow needs an async function, got {fn!r}")
+    return Workflow(fn=fn, name=f"{fn.__module__}:{fn.__qualname__}")
+
+
+async def arun(
+    wf: Workflow | Callable[..., Coroutine[Any, Any, Any]],
+    *args: Any,
+    max_concurrency: int | None = None,
+    on_error: OnError = "stop",
+    listeners: Sequence[Listener] = (),
+    run_id: str | None = None,
+    journal: str | Journal | None = None,
+    allow_rerun: bool = False,
+    raise_on_error: bool = True,
+    **kwargs: Any,
+) -> RunResult:
+    """Run a workflow to the end; the result holds its value, every node and timings.
+
+    on_error: "stop" (default) starts nothing new after a failure and lets running
+    nodes finish; "cancel" cancels them too; "continue" runs everything that does
+    not depend on the failed node. With `raise_on_error` a failed run raises
+    RunError, whose `.result` still holds every result and every error.
+
+    journal: a SQLite path (`runs.db`) or a `postgresql://` DSN. Every call is
+    journaled; a run given a `run_id` that the journal already holds is resumed:
+    finished calls are replayed, never re-run; calls in doubt (started, no result)
+    run again only if their tool is idempotent or `allow_rerun` is set.
+    """
+    wf = workflow(wf)
+    run_id = run_id or new_run_id()
+    durable = None
+    if journal is not None:
+        durable = await open_durable(
+            journal,
+            run_id=run_id,
+            entry=wf.name,
+            arguments={"args": list(args), "kwargs": kwargs},
+            version=code_version(wf.fn),
+            allow_rerun=allow_rerun,
+        )
+    result = None
+    try:
+        run = Run(
+            run_id=run_id,
+            entry=wf.name,
+            max_concurrency=max_concurrency,
+            on_error=on_error,
+            listeners=listeners,
+            durable=durable,
+        )
+        result = await run.execute(lambda: wf.fn(*args, **kwargs))
+    finally:
+        if durable is not None:
+            status = "cancelled" if result is None else result.status
+            error = None if result is None else result.error
+            await close_durable(durable, status, error, own=isinstance(journal, str))
+    return raise_for_status(result) if raise_on_error else result
+
+
+async def aresume(
+    run_id: str,
+    journal: str | Journal,
+    *,
+    workflow_fn: Workflow | None = None,
+    **options: Any,
+) -> RunResult:
+    """Continue a journaled run: its workflow and arguments come from the journal.
+
+    The workflow is imported from the entry recorded in the journal
+    (`module:qualname`); pass `workflow_fn` for one that cannot be imported (a
+    script's `__main__`). Options are those of `arun` (e.g. `allow_rerun=True`).
+    """
+    journal_obj = open_journal(journal) if isinstance(journal, str) else journal
+    try:
+        record = journal_obj.get_run(run_id)
+        if record is None:
+            raise RunNotFoundError(run_id, str(journal))
+        wf = workflow_fn or _import_entry(record.entry)
+        arguments = record.arguments or {}
+        return await arun(
+            wf,
+            *arguments.get("args", []),
+            run_id=run_id,
+            journal=journal_obj,
+            **options,
+            **arguments.get("kwargs", {}),
+        )
+    finally:
+        if isinstance(journal, str):
+            journal_obj.close()
+
+
+def resume(run_id: str, journal: str | Journal, **options: Any) -> RunResult:
+    """Sync `aresume`."""
+    return _sync(aresume(run_id, journal, **options))
+
+
+def _import_entry(entry: str) -> Workflow:
+    module_name, _, qualname = entry.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise PlaitError(
+            f"cannot import the run's workflow {entry!r} ({exc}); "
+            "pass it as workflow_fn= (CLI: plait resume RUN_ID --workflow module:name)"
+        ) from None
+    return workflow(obj.fn if isinstance(obj, Workflow) else obj)
+
+
+def run(wf: Workflow | Callable[..., Coroutine[Any, Any, Any]], *args: Any, **kwargs: Any) -> RunResult:
+    """Sync `arun`: the same arguments, for code that is not already async."""
+    return _sync(arun(wf, *args, **kwargs))
+
+
+async def arun_graph(
+    graph: Graph,
+    tools: Iterable[Tool],
+    *,
+    max_concurrency: int | None = None,
+    on_error: OnError = "stop",
+    listeners: Sequence[Listener] = (),
+    run_id: str | None = None,
+    raise_on_error: bool = True,
+) -> RunResult:
+    """Run a static graph. `result.value` lists every node's value by graph node id."""
+    table = tools_by_name(tools)
+    graph.validate(table)  # a graph that cannot run fails here, before anything starts
+    run = Run(
+        run_id=run_id,
+        entry="graph",
+        max_concurrency=max_concurrency,
+        on_error=on_error,
+        listeners=listeners,
+    )
+
+    async def body() -> Any:
+        run.add_graph(graph, table)
+        return None
+
+    result = await run.execute(body)
+    if result.ok:
+        values = [run.values[i] for i in run.graph_ids]
+        result = RunResult(
+            run_id=result.run_id,
+            status=result.status,
+            value=values,
+            error=None,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+            _nodes=run.nodes,
+            _columns=run,
+            replayed=result.replayed,
+        )
+    return raise_for_status(result) if raise_on_error else result
+
+
+def run_graph(graph: Graph, tools: Iterable[Tool], **kwargs: Any) -> RunResult:
+    """Sync `arun_graph`."""
+    return _sync(arun_graph(graph, tools, **kwargs))
+
+
+def _sync(coro: Coroutine[Any, Any, RunResult]) -> RunResult:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    coro.close()
+    raise RuntimeError(
+        "plait.run() was called inside a running event loop; use `await plait.arun(...)`"
+    )

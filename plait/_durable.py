@@ -1,0 +1,204 @@
+"""Journaling for one run: node keys, intents before calls, results after, replay.
+
+The engine calls three hooks: `add` when a node joins the graph (its key is
+computed from content, parents by their keys), `begin` before a call (replays a
+journaled result, or refuses an in-doubt call, or commits an intent and lets the
+call run), and `end` after it (queues the result; it is committed with the next
+group of intents or at the end of the run).
+
+Why an intent is committed before the call: a crash between the call's effect
+and its result record would otherwise repeat the effect silently on resume. With
+the intent first, such a call is found "in doubt" (intent, no result) and its
+tool's policy decides: re-run if idempotent, else stop and say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import inspect
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from plait._errors import InDoubtError
+from plait._graph import Node
+from plait._identity import Occurrences, canonical_arguments, key_of
+from plait._tools import Tool
+from plait.journal import (
+    INLINE_LIMIT,
+    Encoded,
+    Intent,
+    Journal,
+    JournalError,
+    JournalState,
+    JournalWriter,
+    Result,
+    RunRecord,
+    encode_value,
+    error_text,
+    open_journal,
+)
+
+MISS = object()  # `begin`: nothing to replay, the call may run
+
+class Durable:
+    """The journal side of one run."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        writer: JournalWriter,
+        run_id: str,
+        state: JournalState | None,
+        allow_rerun: bool,
+    ) -> None:
+        self.journal = journal
+        self.writer = writer
+        self.run_id = run_id
+        self.allow_rerun = allow_rerun
+        self.results = {k: r for k, r in state.results.items() if r.ok} if state else {}
+        self.in_doubt = set(state.in_doubt) if state else set()
+        self.previous = state.intents if state else {}
+        self.keys: list[str] = []
+        self.canonical: list[str] = []
+        self.occurrences = Occurrences()
+        self.replayed = 0
+        # Journal times are wall-clock; the engine's are perf_counter.
+        self.clock_offset = time.time() - time.perf_counter()
+
+    def add(self, node: Node) -> None:
+        canonical = canonical_arguments(node.arguments, self.keys.__getitem__)
+        n = self.occurrences.next(node.tool, canonical)
+        self.keys.append(key_of(node.tool, canonical, n))
+        self.canonical.append(canonical)
+
+    async def begin(self, i: int, tool: Tool, attempt: int) -> Any:
+        """Before node `i` runs: its journaled value, or MISS once its intent is durable."""
+        key = self.keys[i]
+        done = self.results.get(key)
+        if done is not None:
+            self.replayed += 1
+            return done.value
+        if key in self.in_doubt and attempt == 1:
+            if not (tool.policy.idempotent or self.allow_rerun):
+                raise InDoubtError(self._doubt_message(i, tool))
+            self.in_doubt.discard(key)
+        await self.writer.intents(
+            [
+                Intent(
+                    self.run_id,
+                    key,
+                    tool.name,
+                    _encoded(self.canonical[i]),
+                    attempt,
+                    time.time(),
+                )
+            ]
+        )
+        return MISS
+
+    def end(
+        self, i: int, tool: str, value: Any, error: BaseException | None, started: float,
+        finished: float,
+    ) -> None:
+        """After node `i` ran: queue its result. Raises JournalValueError for a value
+        that cannot be journaled (the node then fails with that error)."""
+        key = self.keys[i]
+        off = self.clock_offset
+        if error is None:
+            encoded = encode_value(value, f"the result of node ${i} (tool {tool!r})")
+            self.writer.result(
+                Result(self.run_id, key, True, encoded, None, started + off, finished + off,
+                       tool=tool)
+            )
+        else:
+            self.writer.result(
+                Result(self.run_id, key, False, None, error_text(error), started + off,
+                       finished + off, tool=tool)
+            )
+
+    def _doubt_message(self, i: int, tool: Tool) -> str:
+        others = sorted(
+            f"{self.previous[k].tool} ({k[:12]})" for k in self.in_doubt if k in self.previous
+        )
+        return (
+            f"node ${i} (tool {tool.name!r}, key {self.keys[i][:12]}) started before the "
+            "crash and has no result: it may have run. It is not marked idempotent, so it "
+            "is not run again. Calls in doubt in this run: " + ", ".join(others) + ". "
+            "Resume with allow_rerun=True (CLI: --allow-rerun) if running them twice is safe."
+        )
+
+
+def _encoded(canonical: str) -> Encoded:
+    if len(canonical) <= INLINE_LIMIT:
+        return Encoded(canonical, None)
+    return Encoded(canonical, hashlib.sha256(canonical.encode("ascii")).hexdigest())
+
+
+def code_version(fn: Any) -> str:
+    """A short hash of the entry point's source file, to tell code changes apart."""
+    try:
+        source = inspect.getsource(inspect.getmodule(fn))  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return ""
+    return hashlib.sha256(source.encode()).hexdigest()[:12]
+
+
+async def open_durable(
+    spec: str | Journal,
+    *,
+    run_id: str,
+    entry: str,
+    arguments: Mapping[str, Any],
+    version: str,
+    allow_rerun: bool,
+) -> Durable:
+    """Open the journal and the run in it: a new run, or the state of an earlier one."""
+    journal = await asyncio.to_thread(open_journal, spec) if isinstance(spec, str) else spec
+    try:
+        record = await asyncio.to_thread(journal.get_run, run_id)
+        state = None
+        if record is None:
+            rec = RunRecord(run_id, entry, dict(arguments), "running", version)
+            await asyncio.to_thread(journal.create_run, rec)
+        else:
+            if record.entry != entry or record.arguments != encode_roundtrip(arguments):
+                raise JournalError(
+                    f"run {run_id!r} in the journal is {record.entry}{_show(record.arguments)}; "
+                    f"it cannot be resumed as {entry}{_show(arguments)}"
+                )
+            state = await asyncio.to_thread(journal.load, run_id)
+            await asyncio.to_thread(journal.update_run, run_id, status="running")
+    except BaseException:
+        if isinstance(spec, str):
+            journal.close()
+        raise
+    return Durable(journal, JournalWriter(journal), run_id, state, allow_rerun)
+
+
+async def close_durable(durable: Durable, status: str, error: BaseException | None, own: bool) -> None:
+    """Flush every queued result, then mark the run; close the journal if we opened it."""
+    try:
+        await durable.writer.aclose()
+        await asyncio.to_thread(
+            durable.journal.update_run,
+            durable.run_id,
+            status=status,
+            error=error_text(error) if error is not None else None,
+        )
+    finally:
+        if own:
+            durable.journal.close()
+
+
+def encode_roundtrip(value: Any) -> Any:
+    """`value` as the journal gives it back (tuples become lists)."""
+    from plait.journal import decode_value
+
+    return decode_value(encode_value(value, "the run's arguments").text)
+
+
+def _show(arguments: Any) -> str:
+    text = repr(arguments)
+    return f"({text[:80]}...)" if len(text) > 80 else f"({text})"

@@ -1,0 +1,491 @@
+"""The asyncio driver: carries out the scheduler's actions for one run.
+
+The run is the task group of its nodes: every node task is tracked in `_tasks`
+from creation to end, and `execute` returns only once all of them have ended;
+cancelling the run cancels and awaits them, and an error in the driver itself
+fails the run instead of leaking. (An asyncio.TaskGroup would do the same with a
+done-callback per task, the largest cost per node in the 100,000-node fan-out.)
+Node errors never escape a node task; they become scheduler events, so one
+failing node never loses its siblings' results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from plait import _events as ev
+from plait._errors import GraphError, PlaitError, RunError
+from plait._graph import Graph, Node, Ref, map_refs, refs_in, resolve
+from plait._result import RunResult
+from plait._scheduler import (
+    DONE,
+    FAILED,
+    Cancel,
+    Failed,
+    OnError,
+    Queued,
+    RetryLater,
+    RunDone,
+    Scheduler,
+    Skip,
+    Start,
+)
+from plait._tools import Tool, _current_run
+
+from plait._durable import MISS, Durable
+from plait._identity import Occurrences
+from plait.journal import JournalValueError
+
+_current = _current_run  # one variable, owned by _tools so a tool call reads it cheaply
+
+
+# The node whose tool is executing in this context: (run, node id).
+_current_node: contextvars.ContextVar[tuple[Run, int] | None] = contextvars.ContextVar(
+    "plait_node", default=None
+)
+
+
+def current_run() -> Run | None:
+    """The run whose workflow body is executing in this context, if any."""
+    return _current.get()
+
+
+def node_key() -> str:
+    """Inside a tool: the content key of the call, stable across crash and resume.
+
+    Use it as an idempotency key for side effects (a payment id, a message id).
+    """
+    current = _current_node.get()
+    if current is None:
+        raise PlaitError("plait.node_key() is only available inside a tool run by plait")
+    run, i = current
+    return run.key_of(i)
+
+
+class NodeError(PlaitError):
+    """Awaiting a node that failed, was skipped or cancelled."""
+
+    def __init__(self, node: int, tool: str, message: str):
+        self.node = node
+        self.tool = tool
+        super().__init__(f"node ${node} ({tool}): {message}")
+
+
+class Run:
+    """The state of one run: its nodes, their values and timings, and the driver."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str | None = None,
+        entry: str = "",
+        max_concurrency: int | None = None,
+        on_error: OnError = "stop",
+        max_threads: int = 32,
+        listeners: Sequence[ev.Listener] = (),
+        seed: int | None = None,
+        durable: Durable | None = None,
+    ) -> None:
+        self.run_id = run_id or new_run_id()
+        self.entry = entry
+        self.sched = Scheduler(max_concurrency=max_concurrency, on_error=on_error, seed=seed)
+        self.listeners = tuple(listeners)
+        self.durable = durable
+        self.nodes: list[Node] = []
+        self.node_tools: list[Tool] = []
+        self.tools: dict[str, Tool] = {}
+        # Per-node columns, indexed by node id (read by RunResult).
+        self.values: list[Any] = []
+        self.added_at: list[float] = []
+        self.started_at: list[float | None] = []
+        self.finished_at: list[float | None] = []
+        self.errors: dict[int, BaseException] = {}
+        self._waiters: dict[int, asyncio.Future[Any]] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._cancelling: set[int] = set()
+        self._timers: dict[int, asyncio.TimerHandle] = {}  # retries waiting out a backoff
+        self._queued: set[int] = set()  # nodes waiting for a slot (tracked for events only)
+        self._max_threads = max_threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._keys: tuple[list[str], Occurrences] | None = None  # computed on demand
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Future[None] | None = None
+
+    def key_of(self, i: int) -> str:
+        """Node `i`'s content key (see plait._identity)."""
+        if self.durable is not None:
+            return self.durable.keys[i]
+        if self._keys is None:
+            self._keys = ([], Occurrences())
+        keys, occurrences = self._keys
+        while len(keys) <= i:
+            node = self.nodes[len(keys)]
+            keys.append(occurrences.key(node.tool, node.arguments, keys.__getitem__))
+        return keys[i]
+
+    # The scheduler's columns, under the names RunResult reads.
+    @property
+    def state(self) -> bytearray:
+        return self.sched.state
+
+    @property
+    def attempts(self) -> list[int]:
+        return self.sched.attempts
+
+    # ------------------------------------------------------------ adding nodes
+
+    def call(self, tool: Tool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Ref:
+        """A tool called inside the workflow body: add a node, start it if it can."""
+        return self.submit(tool, tool.bind(args, kwargs))
+
+    def submit(self, tool: Tool, arguments: dict[str, Any]) -> Ref:
+        """Add a node calling `tool(**arguments)`; Refs and Templates in it are its inputs."""
+        found: list[int] = []
+        literal: list[str] = []
+        for k, v in arguments.items():
+            refs = refs_in(v)
+            if not refs:
+                literal.append(k)
+                continue
+            for r in refs:
+                if r._run is not self:
+                    raise GraphError(f"argument {k!r} of {tool.name!r} holds a ref of another run")
+                found.append(r.node)
+        # Check every value known now, so the error points at the call; values that
+        # come from other nodes are checked when the node starts.
+        if not found:
+            return self._add(tool, tool.validate(arguments), ())
+        if literal:
+            tool.validate({k: arguments[k] for k in literal}, partial=True)
+        parents = tuple(dict.fromkeys(found)) if len(found) > 1 else (found[0],)
+        return self._add(tool, arguments, parents)
+
+    def _add(self, tool: Tool, arguments: dict[str, Any], parents: tuple[int, ...]) -> Ref:
+        known = self.tools.get(tool.name)
+        if known is not tool:
+            if known is not None:
+                raise GraphError(f"two different tools are named {tool.name!r} in one run")
+            self.tools[tool.name] = tool
+        i = len(self.nodes)
+        for p in parents:
+            if p >= i:
+                raise GraphError(f"reference to ${p}, which is not an earlier node")
+        self._append(Node(i, tool.name, arguments, parents), tool)
+        self._act(self.sched.add(i, tool.name, parents, tool.policy))
+        return Ref(i, self)
+
+    def _append(self, node: Node, tool: Tool) -> None:
+        self.nodes.append(node)
+        self.node_tools.append(tool)
+        self.values.append(None)
+        self.added_at.append(time.perf_counter())
+        self.started_at.append(None)
+        self.finished_at.append(None)
+        if self.durable is not None:
+            self.durable.add(node)
+        if self.listeners:
+            t = self.added_at[node.id]
+            self._emit(ev.NodeAdded(self.run_id, t, node.id, node.tool, node.parents))
+
+    def add_graph(self, graph: Graph, tools: dict[str, Tool]) -> None:
+        """Add a whole static graph; priorities see all of it before anything starts."""
+        graph.validate(tools)
+        order = graph.topological()
+        renumber: dict[int, int] = {}
+        specs = []
+        for old in order:
+            node = graph.nodes[old]
+            tool = tools[node.tool]
+            i = len(self.nodes)
+            renumber[old] = i
+            arguments = map_refs(dict(node.arguments), lambda r: Ref(renumber[r.node]))
+            parents = tuple(renumber[p] for p in node.parents)
+            if not parents:
+                arguments = tool.validate(arguments)
+            self.tools.setdefault(tool.name, tool)
+            self._append(Node(i, tool.name, arguments, parents), tool)
+            specs.append((i, tool.name, parents, tool.policy))
+        self.graph_ids = [renumber[k] for k in range(len(graph.nodes))]
+        self._act(self.sched.add_many(specs))
+
+    # ------------------------------------------------------------ waiting
+
+    async def value_of(self, node: int) -> Any:
+        state = self.sched.state[node]
+        if state == DONE:
+            return self.values[node]
+        if state < DONE:
+            fut = self._waiters.get(node)
+            if fut is None:
+                fut = self._waiters[node] = asyncio.get_running_loop().create_future()
+            return await fut
+        raise self._node_error(node)
+
+    def _node_error(self, node: int) -> NodeError:
+        tool = self.nodes[node].tool
+        error = self.errors.get(node)
+        if self.sched.state[node] == FAILED and error is not None:
+            err = NodeError(node, tool, ev.describe(error))
+            err.__cause__ = error
+            return err
+        return NodeError(node, tool, f"did not run ({self.sched.state_name(node)})")
+
+    # ------------------------------------------------------------ actions
+
+    def _act(self, actions: list[Any]) -> None:
+        for a in actions:
+            kind = type(a)
+            if kind is Start:
+                self._launch(a.node, a.attempt)
+            elif kind is Queued:
+                if self.listeners:
+                    self._queued.add(a.node)
+                    self._emit_node(ev.NodeReady, a.node)
+            elif kind is RetryLater:
+                assert self._loop is not None
+                self._timers[a.node] = self._loop.call_later(a.delay, self._retry_due, a.node)
+                if self.listeners:
+                    self._emit_node(
+                        ev.NodeRetried, a.node, a.attempt, a.delay, ev.describe(a.error)
+                    )
+            elif kind is Failed:
+                self.errors[a.node] = a.error
+                if self.listeners:
+                    self._emit_node(ev.NodeFailed, a.node, ev.describe(a.error))
+                self._wake(a.node)
+            elif kind is Skip:
+                if self.listeners:
+                    self._emit_node(ev.NodeSkipped, a.node, a.cause)
+                self._wake(a.node)
+            elif kind is Cancel:
+                task = self._tasks.get(a.node)
+                if task is not None:
+                    self._cancelling.add(a.node)
+                    task.cancel()
+            elif kind is RunDone:
+                if self._done is not None and not self._done.done():
+                    self._done.set_result(None)
+
+    def _wake(self, node: int) -> None:
+        fut = self._waiters.pop(node, None)
+        if fut is not None and not fut.done():
+            fut.set_exception(self._node_error(node))
+
+    def _retry_due(self, node: int) -> None:
+        del self._timers[node]
+        self._act(self.sched.retry_due(node))
+
+    def _launch(self, i: int, attempt: int) -> None:
+        assert self._loop is not None, "nodes start only inside a running run"
+        if self.listeners:
+            t = time.perf_counter()
+            if i in self._queued:
+                self._queued.discard(i)  # NodeReady went out when it was queued
+            else:
+                self._emit(ev.NodeReady(self.run_id, t, i, self.nodes[i].tool))
+            self._emit(ev.NodeStarted(self.run_id, t, i, self.nodes[i].tool, attempt))
+        self._tasks[i] = self._loop.create_task(self._execute(i))
+
+    async def _execute(self, i: int) -> None:
+        node = self.nodes[i]
+        tool = self.node_tools[i]
+        policy = tool.policy
+        self.started_at[i] = time.perf_counter()
+        try:
+            if node.parents:
+                arguments = tool.validate(resolve(node.arguments, self.values))
+            else:
+                arguments = node.arguments
+            value = MISS
+            if self.durable is not None:
+                value = await self.durable.begin(i, tool, self.sched.attempts[i])
+                if value is not MISS:
+                    self._settle(i, value, None, replayed=True)
+                    return
+            _current_node.set((self, i))
+            if tool.is_async:
+                if policy.timeout is None:
+                    value = await tool.fn(**arguments)
+                else:
+                    async with asyncio.timeout(policy.timeout):
+                        value = await tool.fn(**arguments)
+            else:
+                value = await self._in_thread(tool, arguments)
+        except asyncio.CancelledError:
+            if i not in self._cancelling:
+                raise  # the whole run is being cancelled; `execute` awaits this task
+            self._cancelling.discard(i)
+            self._settle(i, None, None, cancelled=True)
+        except Exception as exc:
+            self._settle(i, None, exc)
+        else:
+            self._settle(i, value, None)
+
+    def _settle(
+        self,
+        i: int,
+        value: Any,
+        error: BaseException | None,
+        cancelled: bool = False,
+        replayed: bool = False,
+    ) -> None:
+        """Record how node `i` ended and carry out what follows."""
+        try:
+            t = self._finish_task(i)
+            if cancelled:
+                if self.listeners:
+                    self._emit_node(ev.NodeCancelled, i)
+                self._act(self.sched.cancelled(i))
+                self._wake(i)
+                return
+            durable = self.durable if not replayed else None
+            if durable is not None and error is None:
+                try:
+                    durable.end(i, self.nodes[i].tool, value, None, self.started_at[i], t)
+                except JournalValueError as exc:
+                    error = exc
+            if error is not None:
+                actions = self.sched.fail(i, error)
+                if durable is not None and self.sched.state[i] == FAILED:
+                    # Only the last attempt's failure is journaled; a retry writes a new intent.
+                    durable.end(i, self.nodes[i].tool, None, error, self.started_at[i], t)
+                self._act(actions)
+                return
+            self.values[i] = value
+            if self.listeners:
+                tool = self.nodes[i].tool
+                self._emit(ev.NodeFinished(self.run_id, t, i, tool, t - self.started_at[i]))
+            self._act(self.sched.finish(i))
+            fut = self._waiters.pop(i, None) if self._waiters else None
+            if fut is not None and not fut.done():
+                fut.set_result(value)
+        except Exception as exc:  # a bug in plait, not in the tool: fail the run loudly
+            if self._done is not None and not self._done.done():
+                self._done.set_exception(exc)
+
+    def _finish_task(self, i: int) -> float:
+        t = self.finished_at[i] = time.perf_counter()
+        del self._tasks[i]
+        return t
+
+    async def _in_thread(self, tool: Tool, arguments: dict[str, Any]) -> Any:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._max_threads, thread_name_prefix="plait-tool")
+        assert self._loop is not None
+        # The thread runs in a copy of this task's context, so `plait.node_key()` works.
+        call = functools.partial(contextvars.copy_context().run, tool.fn, **arguments)
+        fut = self._loop.run_in_executor(self._pool, call)
+        if tool.policy.timeout is None:
+            return await fut
+        # A thread cannot be killed: on timeout the call is abandoned, not stopped.
+        return await asyncio.wait_for(fut, tool.policy.timeout)
+
+    # ------------------------------------------------------------ events
+
+    def _emit(self, event: ev.Event) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+    def _emit_node(self, kind: Callable[..., ev.Event], node: int, *rest: Any) -> None:
+        self._emit(kind(self.run_id, time.perf_counter(), node, self.nodes[node].tool, *rest))
+
+    # ------------------------------------------------------------ running
+
+    async def execute(
+        self, body: Callable[[], Coroutine[Any, Any, Any]] | None = None
+    ) -> RunResult:
+        """Run `body` (a workflow) or the graph added before; return when all is done."""
+        self._loop = asyncio.get_running_loop()
+        self._done = self._loop.create_future()
+        started = time.perf_counter()
+        if self.listeners:
+            self._emit(ev.RunStarted(self.run_id, started, self.entry))
+        value: Any = None
+        error: BaseException | None = None
+        token = _current.set(self)
+        try:
+            if body is not None:
+                try:
+                    value = await body()
+                except Exception as exc:  # the body failed: stop, keep what finished
+                    error = exc
+                    self._act(self.sched.stop(self.sched.on_error == "cancel"))
+            self._act(self.sched.close())
+            await self._done
+        except BaseException:  # cancelled from outside, or a fault in the driver
+            for timer in self._timers.values():
+                timer.cancel()
+            tasks = list(self._tasks.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.listeners:
+                self._emit(ev.RunFinished(self.run_id, time.perf_counter(), "cancelled"))
+            raise
+        finally:
+            _current.reset(token)
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+        if error is None:
+            try:
+                value = _resolve_refs(value, self)
+            except NodeError as exc:
+                error = exc
+        if self.errors:
+            # A node's own failure explains the run better than its echo in the body
+            # (a NodeError for a skipped input, say).
+            error = self._node_error(min(self.errors))
+        status = "done" if error is None else "failed"
+        finished = time.perf_counter()
+        if self.listeners:
+            self._emit(ev.RunFinished(self.run_id, finished, status))
+        return RunResult(
+            run_id=self.run_id,
+            status=status,
+            value=value if error is None else None,
+            error=error,
+            started_at=started,
+            finished_at=finished,
+            _nodes=self.nodes,
+            _columns=self,
+            replayed=self.durable.replayed if self.durable is not None else 0,
+        )
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _resolve_refs(value: Any, run: Run) -> Any:
+    """Replace refs in a workflow's return value by their nodes' values."""
+
+    def value_of(ref: Ref) -> Any:
+        if run.sched.state[ref.node] != DONE:
+            raise run._node_error(ref.node)
+        return run.values[ref.node]
+
+    return map_refs(value, value_of)
+
+
+def raise_for_status(result: RunResult) -> RunResult:
+    if not result.ok:
+        raise RunError(f"run {result.run_id} failed: {result.error}", result) from result.error
+    return result
+
+
+def tools_by_name(tools: Iterable[Tool]) -> dict[str, Tool]:
+    table: dict[str, Tool] = {}
+    for t in tools:
+        if not isinstance(t, Tool):
+            raise TypeError(f"{t!r} is not a plait tool (decorate it with @plait.tool)")
+        if t.name in table and table[t.name] is not t:
+            raise GraphError(f"two different tools are named {t.name!r}")
+        table[t.name] = t
+    return table

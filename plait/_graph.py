@@ -1,0 +1,292 @@
+"""Nodes, refs and edges as typed, frozen data; validation; a JSON form.
+
+A node's arguments are plain values in which a `Ref` (the value of another node)
+or a `Template` (a string with node values formatted in) may stand, also inside
+lists, tuples and dicts. Those references are the graph's edges.
+"""
+
+from __future__ import annotations
+
+import json
+from heapq import heapify, heappop, heappush
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from plait._errors import GraphError, ToolArgumentError
+
+if TYPE_CHECKING:
+    from plait._tools import Tool
+
+# Values that can hold no reference: checked by exact type, the hot path of every call.
+_ATOMS = frozenset({str, int, float, bool, type(None), bytes})
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """The future value of node `node`. `await ref` inside a workflow gives the value."""
+
+    node: int
+    _run: Any = field(default=None, compare=False, repr=False)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if self._run is None:
+            raise GraphError(f"{self!r} is not part of a running workflow")
+        return self._run.value_of(self.node).__await__()
+
+    def __repr__(self) -> str:
+        return f"Ref(${self.node})"
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A string with node values formatted in, as `"population of $1"` in a plan."""
+
+    parts: tuple[str | Ref, ...]
+
+    def render(self, values: Sequence[Any]) -> str:
+        return "".join(p if isinstance(p, str) else _text(values[p.node]) for p in self.parts)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Node:
+    """One call: `tool(**arguments)`. `parents` are the nodes its arguments reference."""
+
+    id: int
+    tool: str
+    arguments: Mapping[str, Any]
+    parents: tuple[int, ...] = ()
+
+
+def parents_of(arguments: Mapping[str, Any]) -> tuple[int, ...]:
+    """Distinct node ids referenced anywhere in `arguments`, in first-seen order."""
+    found: list[int] = []
+    for value in arguments.values():
+        if type(value) not in _ATOMS:
+            _collect(value, found)
+    if len(found) > 1:
+        found = list(dict.fromkeys(found))
+    return tuple(found)
+
+
+def refs_in(value: Any) -> list[Ref]:
+    """Every Ref inside `value` (in Templates, lists, tuples and dicts too)."""
+    found: list[Ref] = []
+    if type(value) not in _ATOMS:
+        _collect(value, found, node_ids=False)
+    return found
+
+
+def _collect(value: Any, found: list[Any], node_ids: bool = True) -> None:
+    kind = type(value)
+    if kind in _ATOMS:
+        return
+    if kind is Ref:
+        found.append(value.node if node_ids else value)
+    elif kind is Template:
+        found.extend(p.node if node_ids else p for p in value.parts if type(p) is Ref)
+    elif kind is list or kind is tuple:
+        for v in value:
+            _collect(v, found, node_ids)
+    elif kind is dict:
+        for v in value.values():
+            _collect(v, found, node_ids)
+
+
+def resolve(value: Any, values: Sequence[Any]) -> Any:
+    """`value` with every Ref replaced by its node's value and every Template rendered."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is Ref:
+        return values[value.node]
+    if kind is Template:
+        return value.render(values)
+    if kind is list:
+        return [resolve(v, values) for v in value]
+    if kind is tuple:
+        return tuple(resolve(v, values) for v in value)
+    if kind is dict:
+        return {k: resolve(v, values) for k, v in value.items()}
+    return value
+
+
+def map_refs(value: Any, fn: Callable[[Ref], Any]) -> Any:
+    """`value` with every Ref `r` (also inside Templates and containers) replaced by `fn(r)`."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is Ref:
+        return fn(value)
+    if kind is Template:
+        return Template(tuple(fn(p) if type(p) is Ref else p for p in value.parts))
+    if kind is list:
+        return [map_refs(v, fn) for v in value]
+    if kind is tuple:
+        return tuple(map_refs(v, fn) for v in value)
+    if kind is dict:
+        return {k: map_refs(v, fn) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Graph:
+    """A static graph: nodes whose ids are their positions, parents before children."""
+
+    nodes: tuple[Node, ...]
+
+    @classmethod
+    def build(cls, calls: Iterable[tuple[str, Mapping[str, Any]]]) -> Graph:
+        """A graph from `(tool, arguments)` pairs; Refs in arguments name earlier pairs."""
+        nodes = tuple(
+            Node(i, name, dict(args), parents_of(args)) for i, (name, args) in enumerate(calls)
+        )
+        return cls(nodes)
+
+    def validate(self, tools: Mapping[str, Tool]) -> None:
+        """Raise GraphError for unknown tools, bad arity, dangling refs and cycles."""
+        n = len(self.nodes)
+        for i, node in enumerate(self.nodes):
+            if node.id != i:
+                raise GraphError(f"node at position {i} has id {node.id}; ids must be 0..{n - 1}")
+            if node.tool not in tools:
+                known = ", ".join(sorted(tools)) or "none"
+                raise GraphError(f"node {i}: unknown tool {node.tool!r} (known: {known})")
+            try:
+                tools[node.tool].bind((), node.arguments)
+            except ToolArgumentError as exc:
+                raise GraphError(f"node {i}: {exc}") from None
+            for p in node.parents:
+                if not 0 <= p < n:
+                    raise GraphError(f"node {i}: reference to missing node ${p}")
+            if tuple(node.parents) != parents_of(node.arguments):
+                raise GraphError(f"node {i}: parents {node.parents} differ from its references")
+        cycle = find_cycle(self.nodes)
+        if cycle:
+            raise GraphError("cycle: " + " -> ".join(f"${c}" for c in cycle))
+
+    def topological(self) -> list[int]:
+        """Node ids in an order where every parent comes before its children."""
+        order = _kahn(self.nodes)
+        if len(order) != len(self.nodes):
+            raise GraphError("cycle: " + " -> ".join(f"${c}" for c in find_cycle(self.nodes)))
+        return order
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "nodes": [
+                    {"id": nd.id, "tool": nd.tool, "arguments": _encode(dict(nd.arguments))}
+                    for nd in self.nodes
+                ]
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Graph:
+        try:
+            data = json.loads(text)
+            raw = data["nodes"]
+            nodes = []
+            for item in raw:
+                args = _decode(item["arguments"])
+                if not isinstance(args, dict):
+                    raise TypeError("arguments must be an object")
+                nodes.append(Node(int(item["id"]), str(item["tool"]), args, parents_of(args)))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise GraphError(f"not a plait graph: {exc}") from None
+        return cls(tuple(nodes))
+
+
+def _kahn(nodes: Sequence[Node]) -> list[int]:
+    index = {nd.id: nd for nd in nodes}
+    waiting = {nd.id: sum(1 for p in nd.parents if p in index) for nd in nodes}
+    children: dict[int, list[int]] = {nd.id: [] for nd in nodes}
+    for nd in nodes:
+        for p in nd.parents:
+            if p in children:
+                children[p].append(nd.id)
+    # A heap keeps the order stable: a graph already in order keeps its ids.
+    ready = [i for i, w in waiting.items() if w == 0]
+    heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heappop(ready)
+        order.append(i)
+        for c in children[i]:
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                heappush(ready, c)
+    return order
+
+
+def find_cycle(nodes: Sequence[Node]) -> list[int]:
+    """One cycle as a list of ids (first id repeated at the end), or [] if none."""
+    parents = {nd.id: nd.parents for nd in nodes}
+    color: dict[int, int] = {}  # 1 on the stack, 2 finished
+    for start in parents:
+        if start in color:
+            continue
+        stack: list[tuple[int, int]] = [(start, 0)]
+        path: list[int] = [start]
+        color[start] = 1
+        while stack:
+            node, k = stack[-1]
+            ps = parents.get(node, ())
+            if k < len(ps):
+                stack[-1] = (node, k + 1)
+                p = ps[k]
+                if color.get(p) == 1:
+                    return path[path.index(p) :] + [p]
+                if p in parents and p not in color:
+                    color[p] = 1
+                    stack.append((p, 0))
+                    path.append(p)
+            else:
+                color[node] = 2
+                stack.pop()
+                path.pop()
+    return []
+
+
+def _encode(value: Any) -> Any:
+    kind = type(value)
+    if kind is Ref:
+        return {"$ref": value.node}
+    if kind is Template:
+        return {"$template": [_encode(p) for p in value.parts]}
+    if kind is list:
+        return [_encode(v) for v in value]
+    if kind is tuple:
+        return {"$tuple": [_encode(v) for v in value]}
+    if kind is dict:
+        body = {k: _encode(v) for k, v in value.items()}
+        # A literal dict that looks like an encoded value is wrapped so it round-trips.
+        return {"$dict": body} if any(str(k).startswith("$") for k in value) else body
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((k, v),) = value.items()
+            if k == "$ref":
+                return Ref(int(v))
+            if k == "$template":
+                parts = tuple(_decode(p) for p in v)
+                if not all(type(p) is str or type(p) is Ref for p in parts):
+                    raise TypeError("a $template holds only strings and $refs")
+                return Template(parts)
+            if k == "$tuple":
+                return tuple(_decode(x) for x in v)
+            if k == "$dict":
+                return {kk: _decode(vv) for kk, vv in v.items()}
+        return {k: _decode(v) for k, v in value.items()}
+    return value
+

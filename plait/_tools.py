@@ -1,0 +1,238 @@
+"""`@plait.tool`: a function plus its JSON schema, validator and run policy.
+
+The schema is built from type hints and the docstring with pydantic, so a planner
+prompt, a grammar and argument validation all come from the same source.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, NotRequired, Required
+
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
+
+import docstring_parser
+import pydantic
+
+from plait._errors import ToolArgumentError
+
+# The run whose workflow body is executing in this context (set by the engine).
+_current_run: contextvars.ContextVar[Any] = contextvars.ContextVar("plait_run", default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolPolicy:
+    """How the scheduler runs a tool's calls.
+
+    retries      extra attempts after a failure whose exception is in `retry_on`
+    backoff      first retry delay in seconds; doubles each attempt up to `max_backoff`
+    jitter       each delay is multiplied by a random factor in [1 - jitter, 1 + jitter]
+    timeout      seconds one attempt may take; None for no limit
+    concurrency  at most this many calls of this tool in flight; None for no limit
+    idempotent   running a call twice is harmless (the journal re-runs it on resume)
+    """
+
+    retries: int = 0
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+    backoff: float = 0.1
+    max_backoff: float = 10.0
+    jitter: float = 0.5
+    timeout: float | None = None
+    concurrency: int | None = None
+    idempotent: bool = False
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            raise ValueError("retries must be >= 0")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError("concurrency must be >= 1 or None")
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout must be > 0 or None")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter must be within [0, 1]")
+        if self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("backoff and max_backoff must be >= 0")
+        if not all(isinstance(t, type) and issubclass(t, BaseException) for t in self.retry_on):
+            raise ValueError("retry_on must be a tuple of exception classes")
+
+    def delay(self, attempt: int, unit_random: float) -> float:
+        """Backoff before retry number `attempt` (1-based); `unit_random` in [0, 1)."""
+        base = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        return base * (1 - self.jitter + 2 * self.jitter * unit_random)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Tool:
+    """A callable the runtime may schedule. Build one with `@plait.tool`."""
+
+    fn: Callable[..., Any]
+    name: str
+    description: str
+    parameters: Mapping[str, Any]  # JSON schema of the arguments object
+    policy: ToolPolicy
+    is_async: bool
+    param_names: tuple[str, ...]
+    required: frozenset[str]
+    _validator: pydantic.TypeAdapter[Any] = field(repr=False)
+    _partial: pydantic.TypeAdapter[Any] = field(repr=False)  # every parameter optional
+    _positional: tuple[str, ...] = field(repr=False)
+    _fast_min: int = field(repr=False)  # fewest positional args that bind without checks
+
+    @property
+    def signature(self) -> str:
+        """`name(a: int, b: str = 'x')`, as shown to a planner."""
+        return f"{self.name}{inspect.signature(self.fn, eval_str=True)}"
+
+    def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Map a call's positional and keyword arguments to parameter names.
+
+        Checks arity only; values are checked by `validate` once they exist.
+        """
+        names, positional = self.param_names, self._positional
+        if not kwargs and self._fast_min <= len(args) <= len(positional):
+            return dict(zip(positional, args))  # fast path: the common all-positional call
+        if len(args) > len(positional):
+            raise ToolArgumentError(
+                self.name,
+                None,
+                f"at most {len(positional)} positional arguments ({', '.join(positional)})",
+                args,
+            )
+        bound = dict(zip(positional, args))
+        for key, value in kwargs.items():
+            if key not in names:
+                raise ToolArgumentError(
+                    self.name, key, f"one of the parameters ({', '.join(names)})", None
+                )
+            if key in bound:
+                raise ToolArgumentError(self.name, key, "a single value, got it twice", None)
+            bound[key] = value
+        missing = [n for n in names if n in self.required and n not in bound]
+        if missing:
+            raise ToolArgumentError(self.name, missing[0], "a value (it is required)", None)
+        return bound
+
+    def validate(self, arguments: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:
+        """Check and coerce argument values against the schema.
+
+        `partial`: check only the values given (the others are not known yet).
+        """
+        try:
+            return (self._partial if partial else self._validator).validate_python(arguments)
+        except pydantic.ValidationError as exc:
+            err = exc.errors()[0]
+            loc = err.get("loc") or ()
+            arg = str(loc[0]) if loc else None
+            got = err.get("input") if err.get("type") != "missing" else None
+            expected = str(err.get("msg", "a valid value")).removeprefix("Input should be ")
+            if err.get("type") == "missing":
+                expected = "a value (it is required)"
+            raise ToolArgumentError(self.name, arg, expected, got) from None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Inside a workflow run: add a node and return its `Ref`. Outside: call the function."""
+        run = _current_run.get()
+        if run is not None:
+            return run.call(self, args, kwargs)
+        return self.fn(**self.validate(self.bind(args, kwargs)))
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_on: tuple[type[BaseException], ...] = (Exception,),
+    backoff: float = 0.1,
+    max_backoff: float = 10.0,
+    jitter: float = 0.5,
+    timeout: float | None = None,
+    concurrency: int | None = None,
+    idempotent: bool = False,
+) -> Any:
+    """Make a function a plait tool: `@plait.tool` or `@plait.tool(retries=3, timeout=5)`."""
+    policy = ToolPolicy(
+        retries=retries,
+        retry_on=tuple(retry_on),
+        backoff=backoff,
+        max_backoff=max_backoff,
+        jitter=jitter,
+        timeout=timeout,
+        concurrency=concurrency,
+        idempotent=idempotent,
+    )
+
+    def wrap(f: Callable[..., Any]) -> Tool:
+        return make_tool(f, name=name, policy=policy)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPolicy) -> Tool:
+    if isinstance(fn, Tool):
+        fn = fn.fn
+    if not callable(fn):
+        raise TypeError(f"@plait.tool needs a function, got {fn!r}")
+    tool_name = name or fn.__name__
+    if not tool_name.isidentifier():
+        raise ValueError(f"tool name {tool_name!r} is not an identifier")
+    doc = docstring_parser.parse(inspect.getdoc(fn) or "")
+    param_docs = {p.arg_name: p.description or "" for p in doc.params}
+    description = "\n\n".join(x for x in (doc.short_description, doc.long_description) if x)
+
+    sig = inspect.signature(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
+    fields: dict[str, Any] = {}
+    optional: dict[str, Any] = {}
+    names: list[str] = []
+    positional: list[str] = []
+    required: set[str] = set()
+    for p in sig.parameters.values():
+        if p.kind is p.POSITIONAL_OR_KEYWORD:
+            positional.append(p.name)
+        elif p.kind is not p.KEYWORD_ONLY:
+            raise TypeError(
+                f"tool {tool_name!r}: parameter {p.name!r} is {p.kind.description}; "
+                "tools take named parameters only"
+            )
+        annotation = hints.get(p.name, Any)
+        info = pydantic.Field(description=param_docs.get(p.name) or None)
+        optional[p.name] = NotRequired[Annotated[annotation, info]]
+        if p.default is p.empty:
+            required.add(p.name)
+            fields[p.name] = Required[Annotated[annotation, info]]
+        else:
+            fields[p.name] = NotRequired[Annotated[annotation, info]]
+        names.append(p.name)
+    args_type = TypedDict(f"{tool_name}_arguments", fields)  # type: ignore[operator]
+    args_type.__pydantic_config__ = pydantic.ConfigDict(  # type: ignore[attr-defined]
+        extra="forbid", arbitrary_types_allowed=True
+    )
+    adapter = pydantic.TypeAdapter(args_type)
+    partial_type = TypedDict(f"{tool_name}_some_arguments", optional)  # type: ignore[operator]
+    partial_type.__pydantic_config__ = args_type.__pydantic_config__  # type: ignore[attr-defined]
+    try:
+        schema = adapter.json_schema()
+    except pydantic.errors.PydanticUserError:  # arbitrary types have no JSON schema
+        schema = {"type": "object", "properties": {n: {} for n in names}}
+    schema["title"] = tool_name
+    if description:
+        schema["description"] = description
+    return Tool(
+        fn=fn,
+        name=tool_name,
+        description=description,
+        parameters=schema,
+        policy=policy,
+        is_async=inspect.iscoroutinefunction(fn),
+        param_names=tuple(names),
+        required=frozenset(required),
+        _validator=adapter,
+        _partial=pydantic.TypeAdapter(partial_type),
+        _positional=tuple(positional),
+        _fast_min=len(required) if required <= set(positional) else len(positional) + 1,
+    )

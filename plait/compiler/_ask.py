@@ -1,0 +1,209 @@
+"""`ask` / `aask`: answer a question with tools, as LLMCompiler or as ReAct.
+
+One question is one plait `Run` (on_error="continue": a failed task does not
+stop the others). Its body streams the planner, which submits each task the
+moment its line is parsed; then it repairs bad lines (bounded), waits for the
+tasks, and asks the joiner to finish or replan (at most `max_replans` times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
+from typing import Any
+
+from plait._engine import Run, tools_by_name
+from plait._events import Event
+from plait._result import RunResult
+from plait._tools import Tool
+from plait.compiler._joiner import Joiner
+from plait.compiler._parser import PlanError
+from plait.compiler._planner import Planner
+from plait.compiler._prompt import planner_messages, repair_messages
+from plait.compiler._react import ReAct
+from plait.compiler._records import Answer, CompilerEvent, TaskResult
+from plait.compiler._session import Session
+
+MODES = ("compiler", "react")
+
+
+def tools_of(tools: Iterable[Tool] | ModuleType) -> tuple[list[Tool], list[str]]:
+    """The tools (and plan examples) given as a list, or every Tool in a module.
+
+    A module may define `PLAN_EXAMPLES`, a list of example plans for the prompt.
+    """
+    if isinstance(tools, ModuleType):
+        found: dict[str, Tool] = {}
+        for value in vars(tools).values():
+            if isinstance(value, Tool) and value.name not in found:
+                found[value.name] = value
+        examples = getattr(tools, "PLAN_EXAMPLES", None) or []
+        return list(found.values()), [str(e) for e in examples]
+    return list(tools), []
+
+
+async def aask(
+    question: str,
+    tools: Iterable[Tool] | ModuleType,
+    *,
+    model: Any = "local",
+    mode: str = "compiler",
+    max_replans: int = 2,
+    max_repairs: int = 2,
+    max_tasks: int = 9,
+    max_steps: int = 8,
+    examples: Sequence[str] | None = None,
+    planner_max_tokens: int | None = 400,
+    joiner_max_tokens: int | None = 200,
+    temperature: float | None = 0.0,
+    constrained: bool | None = None,
+    thoughts: bool = True,
+    llm_timeout: float | None = 120.0,
+    timeout: float | None = None,
+    on_event: Callable[[CompilerEvent | Event], None] | None = None,
+    max_concurrency: int | None = None,
+) -> Answer:
+    """Answer `question` with `tools`; see `Answer` for what comes back.
+
+    model        a spec ("local", "openai:MODEL", "sim:...") or an LLM object
+    mode         "compiler" (plan, run in parallel, join) or "react" (one step at a time)
+    max_replans  how many times the joiner may ask for a new plan
+    max_repairs  how many times a plan with bad lines is sent back for repair
+    max_tasks    tasks per plan (the plan grammar's bound)
+    examples     example plans for the planner prompt (default: the tools module's)
+    constrained  pass the plan grammar / joiner schema: True, False, None = when
+                 the backend takes them
+    timeout      seconds for the whole question (TimeoutError after)
+    on_event     called with compiler events (plan text, tasks dispatched, decisions)
+                 and the run's node events
+    """
+    from plait.llm import get_llm
+
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if max_replans < 0 or max_repairs < 0 or max_tasks < 1 or max_steps < 1:
+        raise ValueError("max_replans and max_repairs must be >= 0; max_tasks, max_steps >= 1")
+    tool_list, module_examples = tools_of(tools)
+    table = tools_by_name(tool_list)
+    if not table:
+        raise ValueError("ask needs at least one tool")
+    if "join" in table or "finish" in table:
+        raise ValueError("'join' and 'finish' are reserved words of the plan language")
+    llm = get_llm(model)
+    plan_examples = list(examples) if examples is not None else module_examples
+    run = Run(
+        entry=f"ask:{mode}",
+        on_error="continue",
+        listeners=[on_event] if on_event is not None else [],
+        max_concurrency=max_concurrency,
+    )
+    session = Session(
+        run=run, llm=llm, tools=table, emit=on_event, temperature=temperature,
+        llm_timeout=llm_timeout,
+        use_grammar=None if constrained is None else constrained,
+        use_schema=None if constrained is None else constrained,
+    )
+    answer: list[str] = []
+
+    async def body() -> None:
+        if mode == "react":
+            answer.append(await ReAct(session, max_steps=max_steps,
+                                      max_tokens=joiner_max_tokens).answer(question))
+            return
+        planner = Planner(session, max_tasks=max_tasks, max_tokens=planner_max_tokens,
+                          thoughts=thoughts)
+        joiner = Joiner(session, max_tokens=joiner_max_tokens)
+        reason: str | None = None
+        for round in range(max_replans + 1):
+            first = session.next_number
+            messages = planner_messages(
+                question, tool_list, examples=plan_examples, first=first, max_tasks=max_tasks,
+                previous=session.shown() if round else (), reason=reason,
+            )
+            record = await planner.write(messages, kind="replan" if round else "plan",
+                                         round=round)
+            for _ in range(max_repairs):
+                broken = [e for e in record.errors if e.repairable]
+                if not broken:
+                    break
+                messages = repair_messages(
+                    question, tool_list, record.text, broken, valid=sorted(session.entries),
+                    first=session.next_number, examples=plan_examples, max_tasks=max_tasks,
+                )
+                record = await planner.write(messages, kind="repair", round=round)
+            session.unresolved.extend(e for e in record.errors if e.repairable)
+            await session.settle()
+            decision = await joiner.decide(question, round=round,
+                                           may_replan=round < max_replans)
+            if decision.action == "finish":
+                answer.append(decision.answer)
+                return
+            reason = decision.answer
+
+    started = time.perf_counter()
+    session.t0 = started
+    try:
+        if timeout is None:
+            result = await run.execute(body)
+        else:
+            async with asyncio.timeout(timeout):
+                result = await run.execute(body)
+        elapsed = time.perf_counter() - started
+    finally:
+        if isinstance(model, str):  # made here from a spec: ours to close
+            await llm.aclose()
+    _raise_body_error(result)
+    return _answer(question, answer[0] if answer else "", mode, llm, session, result, elapsed)
+
+
+def ask(question: str, tools: Iterable[Tool] | ModuleType, **options: Any) -> Answer:
+    """Sync `aask`: the same arguments, for code that is not already async."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(aask(question, tools, **options))
+    raise RuntimeError("ask() was called inside a running event loop; use `await aask(...)`")
+
+
+def _raise_body_error(result: RunResult) -> None:
+    """A failed task is part of the answer; a failed body (the LLM, a bug) is raised."""
+    from plait._engine import NodeError
+
+    error = result.error
+    if error is not None and not isinstance(error, NodeError):
+        raise error
+
+
+def _answer(question: str, text: str, mode: str, llm: Any, session: Session,
+            result: RunResult, elapsed: float) -> Answer:
+    records = result.nodes
+    tasks = []
+    for number in sorted(session.entries):
+        entry = session.entries[number]
+        rec = records[entry.ref.node]
+        ok, value = session.outcomes.get(number, (rec.state == "done", rec.value))
+        error = None
+        if rec.state != "done":
+            if not ok and value:
+                error = str(value)
+            elif rec.error is not None:
+                error = f"{type(rec.error).__name__}: {rec.error}"
+            else:
+                error = f"did not run ({rec.state})"
+        tasks.append(TaskResult(
+            number=number, tool=entry.task.tool, call=entry.call, refs=entry.task.refs,
+            plan=entry.plan, node=entry.ref.node, state=rec.state,
+            value=rec.value if rec.state == "done" else None, error=error,
+            parsed_at=session.rel(entry.parsed_at),
+            started_at=None if rec.started_at is None else session.rel(rec.started_at),
+            finished_at=None if rec.finished_at is None else session.rel(rec.finished_at),
+        ))
+    unresolved: list[PlanError] = list(session.unresolved)
+    return Answer(
+        question=question, text=text.strip(), mode=mode, model=getattr(llm, "spec", str(llm)),
+        plans=tuple(session.plans), tasks=tuple(tasks), decisions=tuple(session.decisions),
+        llm_calls=tuple(session.llm_calls), unresolved=tuple(unresolved),
+        elapsed=elapsed, run_id=result.run_id,
+    )

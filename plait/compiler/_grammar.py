@@ -1,0 +1,386 @@
+"""GBNF grammars of valid plans, built from the tool registry.
+
+With the grammar, a grammar-capable backend (llama.cpp in-process or its server)
+can only write plans the parser accepts: numbered lines in order, known tool
+names, each tool's parameters in order with values of the right shape, `$N`
+references only to tasks that exist by then, optional `Thought:` lines, and a
+final `N. join()`. Sizes are bounded (tasks per plan, characters per string)
+so a small model cannot wander off.
+
+The grammar is built as a tiny expression tree, not as text, so it can both be
+rendered to GBNF and be sampled from (the tests check that every sampled plan
+parses cleanly).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from plait._tools import Tool
+
+# ---------------------------------------------------------------- expressions
+
+
+class Expr:
+    def render(self) -> str:
+        raise NotImplementedError
+
+    def atom(self) -> str:
+        """Rendered so that a repetition suffix applies to all of it."""
+        return self.render()
+
+
+@dataclass(frozen=True)
+class Lit(Expr):
+    text: str
+
+    def render(self) -> str:
+        out = self.text.replace("\\", "\\\\").replace('"', '\\"')
+        out = out.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+        return f'"{out}"'
+
+
+@dataclass(frozen=True)
+class Chars(Expr):
+    """One character from `chars`, or (negated) any character not in it."""
+
+    chars: str
+    negated: bool = False
+
+    def render(self) -> str:
+        esc = {"\\": "\\\\", "]": "\\]", "[": "\\[", "-": "\\-", "^": "\\^",
+               "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+        body = "".join(esc.get(c, c) for c in self.chars)
+        return f"[{'^' if self.negated else ''}{body}]"
+
+
+@dataclass(frozen=True)
+class Seq(Expr):
+    items: tuple[Expr, ...]
+
+    def render(self) -> str:
+        return " ".join(i.atom() if isinstance(i, Alt) else i.render() for i in self.items)
+
+    def atom(self) -> str:
+        return f"({self.render()})" if len(self.items) > 1 else self.items[0].atom()
+
+
+@dataclass(frozen=True)
+class Alt(Expr):
+    options: tuple[Expr, ...]
+
+    def render(self) -> str:
+        return " | ".join(o.render() for o in self.options)
+
+    def atom(self) -> str:
+        return f"({self.render()})" if len(self.options) > 1 else self.options[0].atom()
+
+
+@dataclass(frozen=True)
+class Rep(Expr):
+    item: Expr
+    lo: int
+    hi: int
+
+    def render(self) -> str:
+        inner = self.item.atom()
+        if (self.lo, self.hi) == (0, 1):
+            return f"{inner}?"
+        return f"{inner}{{{self.lo},{self.hi}}}" if self.lo != self.hi else f"{inner}{{{self.lo}}}"
+
+    def atom(self) -> str:
+        return f"({self.render()})"
+
+
+@dataclass(frozen=True)
+class Rule(Expr):
+    name: str
+
+    def render(self) -> str:
+        return self.name
+
+
+def seq(*items: Expr | str) -> Expr:
+    parts = tuple(Lit(i) if isinstance(i, str) else i for i in items)
+    return parts[0] if len(parts) == 1 else Seq(parts)
+
+
+def alt(*options: Expr | str) -> Expr:
+    opts = tuple(Lit(o) if isinstance(o, str) else o for o in options)
+    return opts[0] if len(opts) == 1 else Alt(opts)
+
+
+def opt(item: Expr | str) -> Expr:
+    return Rep(Lit(item) if isinstance(item, str) else item, 0, 1)
+
+
+class Grammar:
+    """Named rules; `root` is where generation starts."""
+
+    def __init__(self) -> None:
+        self.rules: dict[str, Expr] = {}
+
+    def define(self, name: str, expr: Expr) -> Rule:
+        self.rules[name] = expr
+        return Rule(name)
+
+    def render(self) -> str:
+        return "\n".join(f"{name} ::= {expr.render()}" for name, expr in self.rules.items()) + "\n"
+
+    __str__ = render
+
+    # ------------------------------------------------------------ sampling (for tests)
+
+    _ALPHABET = (
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+        " ,.()[]{}'\"$\\-+*/:;=#éü中\n"
+    )
+
+    def sample(self, rng: random.Random, start: str = "root", max_rep: int = 6) -> str:
+        """A random string the grammar accepts (repetitions capped at `max_rep` extra)."""
+        out: list[str] = []
+        self._sample(self.rules[start], rng, out, max_rep)
+        return "".join(out)
+
+    def _sample(self, e: Expr, rng: random.Random, out: list[str], max_rep: int) -> None:
+        if isinstance(e, Lit):
+            out.append(e.text)
+        elif isinstance(e, Chars):
+            pool = [c for c in self._ALPHABET if (c in e.chars) != e.negated]
+            out.append(rng.choice(pool))
+        elif isinstance(e, Seq):
+            for i in e.items:
+                self._sample(i, rng, out, max_rep)
+        elif isinstance(e, Alt):
+            self._sample(rng.choice(e.options), rng, out, max_rep)
+        elif isinstance(e, Rep):
+            for _ in range(rng.randint(e.lo, min(e.hi, e.lo + max_rep))):
+                self._sample(e.item, rng, out, max_rep)
+        elif isinstance(e, Rule):
+            self._sample(self.rules[e.name], rng, out, max_rep)
+        else:  # pragma: no cover
+            raise TypeError(e)
+
+
+# ---------------------------------------------------------------- values by JSON schema
+
+DIGIT = Chars("0123456789")
+STRING_CHAR = Chars('"\\\n$', negated=True)
+
+
+class _Values:
+    """Value expressions for one plan position: which refs may appear there."""
+
+    def __init__(self, g: Grammar, level: str, refs: Sequence[int], max_string: int) -> None:
+        self.g = g
+        self.level = level
+        self.refs = list(refs)
+        self.max_string = max_string
+        self.ref: Expr | None = None
+        if self.refs:
+            self.ref = g.define(f"ref-{level}", alt(*(f"${n}" for n in self.refs)))
+            chars: Expr = g.define(
+                f"char-{level}",
+                alt(STRING_CHAR, seq("${", alt(*(str(n) for n in self.refs)), "}")),
+            )
+        else:
+            chars = STRING_CHAR
+        self.string = g.define(f"str-{level}", seq('"', Rep(chars, 1, max_string), '"'))
+        self._generic: Rule | None = None
+
+    def with_ref(self, e: Expr) -> Expr:
+        return alt(e, self.ref) if self.ref is not None else e
+
+    def for_schema(self, schema: Mapping[str, Any], depth: int = 0) -> Expr:
+        """Values of one parameter: literals of its type, or a reference."""
+        return self.with_ref(self._literal(schema, depth))
+
+    def _literal(self, schema: Mapping[str, Any], depth: int) -> Expr:
+        if "enum" in schema and schema["enum"]:
+            return alt(*(Lit(_literal_text(v)) for v in schema["enum"]))
+        if "const" in schema:
+            return Lit(_literal_text(schema["const"]))
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                options = [self._literal(s, depth) for s in schema[key] if isinstance(s, Mapping)]
+                if options:
+                    return alt(*options)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            return alt(*(self._literal({**schema, "type": k}, depth) for k in kind))
+        if kind == "string":
+            return self.string
+        if kind == "integer":
+            return self.g_int()
+        if kind == "number":
+            return self.g_num()
+        if kind == "boolean":
+            return alt("true", "false")
+        if kind == "null":
+            return Lit("None")
+        if kind == "array" and depth < 2:
+            items = schema.get("items")
+            item = (self.for_schema(items, depth + 1) if isinstance(items, Mapping)
+                    else self.generic())
+            lo = int(schema.get("minItems", 0))
+            hi = min(int(schema.get("maxItems", 8)), 8)
+            if lo > hi:
+                lo = hi
+            if hi == 0:
+                return Lit("[]")
+            body = seq(item, Rep(seq(", ", item), max(lo - 1, 0), hi - 1))
+            return seq("[", body if lo > 0 else opt(body), "]")
+        return self.generic()
+
+    def g_int(self) -> Rule:
+        if "int" not in self.g.rules:
+            self.g.define("int", seq(opt("-"), Rep(DIGIT, 1, 12)))
+        return Rule("int")
+
+    def g_num(self) -> Rule:
+        if "num" not in self.g.rules:
+            self.g.define(
+                "num", seq(opt("-"), Rep(DIGIT, 1, 12), opt(seq(".", Rep(DIGIT, 1, 6))))
+            )
+        return Rule("num")
+
+    def generic(self) -> Expr:
+        """Any scalar literal, or a flat list of them (for untyped parameters)."""
+        if self._generic is None:
+            scalar = alt(self.string, self.g_num(), "true", "false", "None")
+            scalar = self.with_ref(scalar)
+            lst = seq("[", opt(seq(scalar, Rep(seq(", ", scalar), 0, 7))), "]")
+            self._generic = self.g.define(f"any-{self.level}", alt(scalar, lst))
+        return self._generic
+
+
+def _literal_text(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+    if value is None:
+        return "None"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def _call(tool: Tool, values: _Values) -> Expr:
+    """`name(required, ..., key=optional, ...)`: required parameters in order
+    (positionally when they can be), then optional ones by keyword, in order,
+    each of which may be left out."""
+    props = tool.parameters.get("properties", {}) if isinstance(tool.parameters, Mapping) else {}
+
+    def value(name: str) -> Expr:
+        schema = props.get(name, {})
+        return values.for_schema(schema if isinstance(schema, Mapping) else {})
+
+    required: list[Expr] = []
+    for name in tool.param_names:
+        if name in tool.required:
+            v = value(name)
+            required.append(v if _positional(tool, name) else seq(f"{name}=", v))
+    optional = [seq(f"{name}=", value(name)) for name in tool.param_names
+                if name not in tool.required]
+    parts: list[Expr] = [Lit(f"{tool.name}(")]
+    for i, r in enumerate(required):
+        parts.extend([Lit(", "), r] if i else [r])
+    if required:
+        parts.extend(opt(seq(", ", o)) for o in optional)
+    elif optional:
+        # No leading comma: one of the optional ones comes first, the rest follow.
+        heads = [seq(o, *(opt(seq(", ", later)) for later in optional[i + 1 :]))
+                 for i, o in enumerate(optional)]
+        parts.append(opt(alt(*heads)))
+    parts.append(Lit(")"))
+    return seq(*parts)
+
+
+def _positional(tool: Tool, name: str) -> bool:
+    import inspect
+
+    try:
+        p = inspect.signature(tool.fn).parameters.get(name)
+    except (TypeError, ValueError):
+        return False
+    return p is not None and p.kind is p.POSITIONAL_OR_KEYWORD
+
+
+def _calls(g: Grammar, tools: Iterable[Tool], level: str, refs: Sequence[int],
+           max_string: int) -> Rule:
+    values = _Values(g, level, refs, max_string)
+    return g.define(f"call-{level}", alt(*(_call(t, values) for t in tools)))
+
+
+def _thought(g: Grammar, max_thought: int) -> Rule:
+    return g.define("thought", seq("Thought: ", Rep(Chars("\n", negated=True), 1, max_thought),
+                                   "\n"))
+
+
+def plan_grammar(
+    tools: Iterable[Tool],
+    *,
+    first: int = 1,
+    known: Iterable[int] = (),
+    max_tasks: int = 9,
+    max_string: int = 48,
+    thoughts: bool = True,
+    max_thought: int = 100,
+) -> str:
+    """GBNF for a plan whose tasks are numbered from `first`.
+
+    `known` are task numbers from earlier plans that this plan may reference.
+    At least one task, at most `max_tasks`, then `N. join()`.
+    """
+    return plan_grammar_tree(
+        tools, first=first, known=known, max_tasks=max_tasks, max_string=max_string,
+        thoughts=thoughts, max_thought=max_thought,
+    ).render()
+
+
+def plan_grammar_tree(
+    tools: Iterable[Tool],
+    *,
+    first: int = 1,
+    known: Iterable[int] = (),
+    max_tasks: int = 9,
+    max_string: int = 48,
+    thoughts: bool = True,
+    max_thought: int = 100,
+) -> Grammar:
+    """`plan_grammar` as a tree, which can also be sampled from."""
+    tools = list(tools)
+    if not tools:
+        raise ValueError("a plan grammar needs at least one tool")
+    if max_tasks < 1:
+        raise ValueError("max_tasks must be >= 1")
+    g = Grammar()
+    g.define("root", Rule(f"step-{first}"))
+    head: list[Expr] = [opt(_thought(g, max_thought))] if thoughts else []
+    earlier = sorted(set(known))
+    last = first + max_tasks  # the number join() gets when the plan is full
+    for n in range(first, last):
+        call = _calls(g, tools, str(n), earlier + list(range(first, n)), max_string)
+        task = seq(call, "\n", Rule(f"step-{n + 1}"))
+        body = task if n == first else alt(task, "join()")
+        g.define(f"step-{n}", seq(*head, f"{n}. ", body))
+    g.define(f"step-{last}", seq(*head, f"{last}. join()"))
+    return g
+
+
+def react_grammar(tools: Iterable[Tool], *, max_string: int = 64, max_thought: int = 160) -> str:
+    """GBNF for one ReAct step: a thought, then one action (a tool call or finish)."""
+    return react_grammar_tree(tools, max_string=max_string, max_thought=max_thought).render()
+
+
+def react_grammar_tree(tools: Iterable[Tool], *, max_string: int = 64,
+                       max_thought: int = 160) -> Grammar:
+    g = Grammar()
+    g.define("root", seq("Thought: ", Rep(Chars("\n", negated=True), 1, max_thought),
+                         "\nAction: ", Rule("action")))
+    values = _Values(g, "react", (), max_string)
+    finish = seq("finish(", values.string, ")")
+    g.define("action", alt(*(_call(t, values) for t in tools), finish))
+    return g

@@ -1,0 +1,108 @@
+"""The joiner: after a plan's tasks are done, finish with an answer or replan.
+
+The decision is asked for as JSON (`json_schema=`, so a constrained backend
+always writes it) and parsed robustly: JSON anywhere in the text, a cut-off
+JSON object, LLMCompiler's `Action: Finish(...)` / `Action: Replan(...)`, and
+as a last resort the whole text as the answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from plait.compiler._prompt import FINISH_SCHEMA, JOINER_SCHEMA, joiner_messages
+from plait.compiler._records import Decided, Decision, JoinerStarted
+from plait.compiler._session import Session
+
+_FIELD = r'"{name}"\s*:\s*"((?:[^"\\]|\\.)*)'
+_ACTION_TEXT = re.compile(r"Action\s*:\s*(Finish|Replan)\s*\((.*)\)?\s*$", re.I | re.S)
+_THOUGHT_TEXT = re.compile(r"Thought\s*:\s*(.*?)(?:\n|$)", re.I)
+_ANSWER_KEYS = ("answer", "final_answer", "result", "response", "reason", "text")
+
+
+def parse_decision(text: str, *, may_replan: bool = True) -> Decision:
+    """The joiner's reply -> a Decision. Never raises."""
+    raw = text
+    text = text.strip()
+    data = _json_object(text)
+    action, answer, thought = "finish", None, ""
+    if data is not None:
+        action = str(data.get("action", "finish")).strip().lower()
+        for key in _ANSWER_KEYS:
+            if isinstance(data.get(key), (str, int, float)) and str(data[key]).strip():
+                answer = str(data[key]).strip()
+                break
+        thought = str(data.get("thought", "") or "")
+    else:
+        m = _ACTION_TEXT.search(text)
+        if m:
+            action = m.group(1).lower()
+            answer = m.group(2).strip().rstrip(")").strip().strip("\"'") or None
+            t = _THOUGHT_TEXT.search(text)
+            thought = t.group(1).strip() if t else ""
+        else:
+            # A cut-off JSON object: take the fields that made it.
+            a = re.search(_FIELD.format(name="action"), text)
+            if a:
+                action = a.group(1).lower()
+            for key in _ANSWER_KEYS:
+                f = re.search(_FIELD.format(name=key), text)
+                if f:
+                    answer = _unescape(f.group(1)).strip() or None
+                    break
+            t = re.search(_FIELD.format(name="thought"), text)
+            thought = _unescape(t.group(1)) if t else ""
+            if answer is None and a is None and not text.startswith("{"):
+                answer = text or None
+    if action not in ("finish", "replan"):
+        action = "replan" if action.startswith("replan") else "finish"
+    if action == "replan" and not may_replan:
+        action = "finish"
+    if answer is None:
+        answer = "" if action == "finish" else "the results were not enough"
+    return Decision(action, answer, thought.strip(), raw)
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in `text` (bounded work: at most 50 tries)."""
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    tries = 0
+    while start >= 0 and tries < 50:
+        tries += 1
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except ValueError:
+            pass
+        else:
+            if isinstance(value, dict):
+                return value
+        start = text.find("{", start + 1)
+    return None
+
+
+def _unescape(s: str) -> str:
+    try:
+        return json.loads(f'"{s}"')
+    except ValueError:
+        return s.replace('\\"', '"')
+
+
+class Joiner:
+    def __init__(self, session: Session, *, max_tokens: int | None = 200) -> None:
+        self.session = session
+        self.max_tokens = max_tokens
+
+    async def decide(self, question: str, *, round: int, may_replan: bool) -> Decision:
+        s = self.session
+        s.send(JoinerStarted, round)
+        messages = joiner_messages(question, s.shown(), may_replan=may_replan)
+        schema = JOINER_SCHEMA if may_replan else FINISH_SCHEMA
+        text, _ = await s.complete("joiner", messages, json_schema=schema,
+                                   max_tokens=self.max_tokens)
+        decision = parse_decision(text, may_replan=may_replan)
+        s.decisions.append(decision)
+        s.send(Decided, decision)
+        return decision

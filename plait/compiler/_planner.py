@@ -1,0 +1,145 @@
+"""The streaming planner: the LLM writes a plan, each line is dispatched at once.
+
+This is LLMCompiler's task-fetching unit folded into the stream: every delta
+goes through the incremental parser, and a completed line becomes a node of the
+run right away (`run.submit`). The engine starts it the moment its inputs are
+done, so task 1 runs while the model is still writing task 2.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from plait._errors import GraphError, ToolArgumentError
+from plait._graph import Ref, Template
+from plait.compiler._grammar import plan_grammar
+from plait.compiler._parser import BAD_ARGUMENTS, ParsedTask, PlanError, PlanParser
+from plait.compiler._records import (
+    PlanFinished,
+    PlanProblem,
+    PlanRecord,
+    PlanStarted,
+    PlanText,
+    TaskDispatched,
+)
+from plait.compiler._session import Session, TaskEntry
+from plait.llm import Message
+
+
+class Planner:
+    """Writes plans (first plans, repairs, replans) into a session's run."""
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        max_tasks: int = 9,
+        max_tokens: int | None = 400,
+        thoughts: bool = True,
+        max_string: int = 48,
+    ) -> None:
+        self.session = session
+        self.max_tasks = max_tasks
+        self.max_tokens = max_tokens
+        self.thoughts = thoughts
+        self.max_string = max_string
+
+    def grammar(self) -> str:
+        s = self.session
+        return plan_grammar(
+            s.tools.values(), first=s.next_number, known=sorted(s.entries),
+            max_tasks=self.max_tasks, max_string=self.max_string, thoughts=self.thoughts,
+        )
+
+    async def write(self, messages: Sequence[Message], *, kind: str, round: int) -> PlanRecord:
+        """Stream one plan from the model, dispatching each task as its line completes."""
+        s = self.session
+        index = len(s.plans)
+        parser = PlanParser(s.tools, known=s.entries.keys(), max_tasks=self.max_tasks)
+        dispatched: list[int] = []
+        errors: list[PlanError] = []
+        started = time.perf_counter()
+        first_token: float | None = None
+        joined_at: float | None = None
+        s.send(PlanStarted, index, kind, round)
+
+        def handle(items: list[ParsedTask | PlanError]) -> None:
+            for item in items:
+                if isinstance(item, ParsedTask):
+                    problem = self._dispatch(item, parser, index, round)
+                    if problem is None:
+                        dispatched.append(item.number)
+                        continue
+                    item = problem
+                errors.append(item)
+                s.send(PlanProblem, item)
+
+        def on_delta(delta: str) -> bool:
+            nonlocal first_token, joined_at
+            if first_token is None:
+                first_token = time.perf_counter()
+            s.send(PlanText, index, delta)
+            handle(parser.feed(delta))
+            if parser.joined and joined_at is None:
+                joined_at = time.perf_counter()
+            return parser.joined
+
+        text, constrained = await s.complete(
+            "planner", messages, on_delta=on_delta, grammar=self.grammar(),
+            max_tokens=self.max_tokens, stop=["<END_OF_PLAN>"],
+        )
+        handle(parser.close())
+        s.numbers_seen |= parser.taken | parser.invalid
+        finished = joined_at if joined_at is not None else time.perf_counter()
+        record = PlanRecord(
+            index=index, round=round, kind=kind, text=text, tasks=tuple(dispatched),
+            errors=tuple(errors), joined=parser.joined, constrained=constrained,
+            started_at=s.rel(started),
+            first_token_at=None if first_token is None else s.rel(first_token),
+            finished_at=s.rel(finished),
+        )
+        s.plans.append(record)
+        s.send(PlanFinished, index, len(dispatched), len(errors))
+        return record
+
+    def _dispatch(
+        self, task: ParsedTask, parser: PlanParser, index: int, round: int
+    ) -> PlanError | None:
+        s = self.session
+        tool = s.tools[task.tool]
+        params = tool.parameters if isinstance(tool.parameters, Mapping) else {}
+        props = params.get("properties", {})
+        arguments: dict[str, Any] = {}
+        for name, value in task.arguments.items():
+            value = to_nodes(value, s.entries)
+            schema = props.get(name)
+            text_param = isinstance(schema, Mapping) and schema.get("type") == "string"
+            if type(value) is Ref and text_param:
+                value = Template((value,))  # a text parameter gets the value as text
+            arguments[name] = value
+        try:
+            ref = s.run.submit(tool, arguments)
+        except (ToolArgumentError, GraphError) as exc:
+            parser.reject(task.number)
+            return PlanError(task.line, task.number, BAD_ARGUMENTS, str(exc), task.text)
+        s.entries[task.number] = TaskEntry(task, ref, index, round, time.perf_counter(), task.call)
+        s.send(TaskDispatched, task.number, task.tool, task.call, ref.node, task.refs)
+        return None
+
+
+def to_nodes(value: Any, entries: Mapping[int, TaskEntry]) -> Any:
+    """Task-number refs in a parsed argument -> refs to the tasks' run nodes."""
+    kind = type(value)
+    if kind is Ref:
+        return entries[value.node].ref
+    if kind is Template:
+        return Template(tuple(entries[p.node].ref if type(p) is Ref else p for p in value.parts))
+    if kind is list:
+        return [to_nodes(v, entries) for v in value]
+    if kind is tuple:
+        return tuple(to_nodes(v, entries) for v in value)
+    if kind is dict:
+        return {k: to_nodes(v, entries) for k, v in value.items()}
+    return value

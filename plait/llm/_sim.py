@@ -1,0 +1,231 @@
+"""A simulated model: scripted replies streamed with a controlled timing.
+
+Token: one piece of the regex ``\\s*\\S+|\\s+`` -- a word with the whitespace
+before it (trailing whitespace is a piece of its own). Prompt tokens are
+counted the same way over all message contents.
+
+Timing: piece ``i`` (from 0) is due at ``start + ttft + i / tps`` on the
+monotonic clock. Deadlines are absolute, so a late wake-up (a busy event loop)
+never pushes the later pieces back; the stream catches up instead. Measured
+figures: ttft = time to the first piece; tps = (pieces - 1) / (total - ttft).
+
+Script forms (the ``script=`` option):
+
+- None: every call gets `DEFAULT_REPLY`.
+- a str: every call gets that reply.
+- a list: strings are a queue (each used once, in order); dicts are rules
+  ``{"match": regex on the last user message, "reply": text, "times": N,
+  "fault": {...}}`` (no "match" matches anything; no "times" = unlimited).
+  The first usable item wins.
+- a callable ``f(messages) -> str``.
+- a `pathlib.Path` to a JSON file holding such a list (or one string).
+
+A fault (see `Fault`) makes the call fail the way a real server would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from plait.llm._protocol import (
+    BaseLLM,
+    LLMConnectionError,
+    LLMError,
+    LLMHTTPError,
+    LLMOptionError,
+    Message,
+    Meter,
+    Request,
+)
+
+TOKEN_RE = re.compile(r"\s*\S+|\s+")
+DEFAULT_REPLY = "This is a simulated reply from plait's sim backend."
+DEFAULT_TTFT = 0.4
+DEFAULT_TPS = 60.0
+
+
+def split_tokens(text: str) -> list[str]:
+    return TOKEN_RE.findall(text)
+
+
+def count_tokens(text: str) -> int:
+    return len(TOKEN_RE.findall(text))
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """How a scripted call fails. At most one kind per fault.
+
+    - ``status`` (+ ``retry_after`` seconds): answer with that HTTP status.
+    - ``drop_after=K``: stream K tokens, then drop the connection.
+    - ``stall_after=K``: stream K tokens, then send nothing more, ever.
+    - ``hang``: never answer at all.
+    """
+
+    status: int | None = None
+    retry_after: float | None = None
+    drop_after: int | None = None
+    stall_after: int | None = None
+    hang: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Fault:
+        unknown = set(d) - {"status", "retry_after", "drop_after", "stall_after", "hang"}
+        if unknown:
+            raise LLMOptionError(f"unknown fault fields {sorted(unknown)}")
+        fault = cls(**d)
+        kinds = [fault.status is not None, fault.drop_after is not None,
+                 fault.stall_after is not None, bool(fault.hang)]
+        if sum(kinds) != 1:
+            raise LLMOptionError(f"a fault needs exactly one of status, drop_after, "
+                                 f"stall_after, hang: {d}")
+        return fault
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    reply: str
+    match: re.Pattern[str] | None = None
+    times: int | None = None  # None = unlimited
+    fault: Fault | None = None
+
+    @classmethod
+    def from_item(cls, item: str | dict[str, Any]) -> Rule:
+        if isinstance(item, str):
+            return cls(item, times=1)
+        unknown = set(item) - {"match", "reply", "times", "fault"}
+        if unknown:
+            raise LLMOptionError(f"unknown sim rule fields {sorted(unknown)}")
+        match = item.get("match")
+        fault = item.get("fault")
+        try:
+            pattern = re.compile(match) if match is not None else None
+        except re.error as e:
+            raise LLMOptionError(f"bad sim rule regex {match!r}: {e}") from None
+        return cls(
+            reply=str(item.get("reply", "")),
+            match=pattern,
+            times=item.get("times"),
+            fault=Fault.from_dict(fault) if fault is not None else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one simulated call will do."""
+
+    pieces: tuple[str, ...]
+    prompt_tokens: int
+    finish_reason: str  # "stop" | "length"
+    fault: Fault | None
+
+
+class SimScript:
+    """Picks the reply for each call. Thread-safe; counts rule uses."""
+
+    def __init__(self, source: Any = None) -> None:
+        self._fn: Callable[[Sequence[Message]], str] | None = None
+        self._rules: list[Rule] = []
+        self._used: list[int] = []
+        self._lock = threading.Lock()
+        if isinstance(source, Path):
+            source = json.loads(source.read_text(encoding="utf-8"))
+        if source is None:
+            source = DEFAULT_REPLY
+        if isinstance(source, str):
+            self._rules = [Rule(source)]
+        elif callable(source):
+            self._fn = source
+        elif isinstance(source, list):
+            self._rules = [Rule.from_item(item) for item in source]
+        else:
+            raise LLMOptionError(
+                f"sim script must be a str, list, callable or Path, got {type(source).__name__}")
+        self._used = [0] * len(self._rules)
+
+    def pick(self, request: Request) -> Rule:
+        if self._fn is not None:
+            return Rule(str(self._fn(request.messages)))
+        text = request.last_user
+        with self._lock:
+            for i, rule in enumerate(self._rules):
+                if rule.times is not None and self._used[i] >= rule.times:
+                    continue
+                if rule.match is not None and not rule.match.search(text):
+                    continue
+                self._used[i] += 1
+                return rule
+        raise LLMError(f"sim script has no reply left for the last user message {text[:80]!r}")
+
+    def plan(self, request: Request) -> Plan:
+        rule = self.pick(request)
+        reply, finish = rule.reply, "stop"
+        cut = [i for s in request.stop if (i := reply.find(s)) >= 0]
+        if cut:
+            reply = reply[: min(cut)]
+        pieces = split_tokens(reply)
+        if request.max_tokens is not None and len(pieces) > request.max_tokens:
+            pieces, finish = pieces[: request.max_tokens], "length"
+        prompt = sum(count_tokens(m.content) for m in request.messages)
+        return Plan(tuple(pieces), prompt, finish, rule.fault)
+
+
+async def sleep_until(deadline: float) -> None:
+    delay = deadline - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+async def timed(pieces: Sequence[str], ttft: float, tps: float, start: float) -> AsyncIterator[str]:
+    """Yield each piece at its absolute deadline (see the module docstring)."""
+    for i, piece in enumerate(pieces):
+        await sleep_until(start + ttft + i / tps)
+        yield piece
+
+
+async def forever() -> None:
+    await asyncio.Event().wait()
+
+
+class SimLLM(BaseLLM):
+    """The simulated backend, in-process. Ignores grammar and json_schema:
+    the script must supply conforming replies."""
+
+    def __init__(self, script: Any = None, *, ttft: float = DEFAULT_TTFT,
+                 tps: float = DEFAULT_TPS, spec: str = "sim") -> None:
+        if ttft < 0 or tps <= 0:
+            raise LLMOptionError(f"sim needs ttft >= 0 and tps > 0, got ttft={ttft}, tps={tps}")
+        self.script = script if isinstance(script, SimScript) else SimScript(script)
+        self.ttft = float(ttft)
+        self.tps = float(tps)
+        self.spec = spec
+
+    async def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
+        start = time.monotonic()
+        plan = self.script.plan(request)
+        fault = plan.fault
+        if fault is not None and fault.hang:
+            await forever()
+        if fault is not None and fault.status is not None:
+            raise LLMHTTPError(fault.status, "simulated fault", retry_after=fault.retry_after)
+        limit = None if fault is None else (fault.drop_after if fault.drop_after is not None
+                                            else fault.stall_after)
+        pieces = plan.pieces if limit is None else plan.pieces[:limit]
+        async for piece in timed(pieces, self.ttft, self.tps, start):
+            yield piece
+        if fault is not None and fault.drop_after is not None:
+            raise LLMConnectionError(f"simulated drop after {len(pieces)} tokens")
+        if fault is not None and fault.stall_after is not None:
+            await forever()
+        if not plan.pieces:
+            await sleep_until(start + self.ttft)
+        meter.prompt_tokens = plan.prompt_tokens
+        meter.completion_tokens = len(plan.pieces)

@@ -1,0 +1,233 @@
+"""The simulated model as an OpenAI-compatible HTTP server (`plait sim-server`).
+
+Endpoints: `POST /v1/chat/completions` (streamed or not) and `GET /v1/models`.
+Timing and script are those of `plait.llm._sim`; the clock starts when the
+request arrives. Faults from the script (`"fault": {...}` in a rule):
+
+- ``{"status": 429, "retry_after": 2}``: that status, with a Retry-After header.
+- ``{"drop_after": K}``: K content chunks, then the connection is dropped.
+- ``{"stall_after": K}``: K content chunks, then silence (connection kept).
+- ``{"hang": true}``: no answer at all.
+
+starlette and uvicorn are imported lazily (extra `plait[sim]`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Self
+
+from plait.llm._protocol import LLMError, MissingExtraError, build_request
+from plait.llm._sim import (
+    DEFAULT_TPS,
+    DEFAULT_TTFT,
+    Plan,
+    SimScript,
+    forever,
+    sleep_until,
+    timed,
+)
+
+
+def require_sim_extra() -> None:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("the simulated model server (starlette, uvicorn)", "sim") from None
+
+
+class _Drop(Exception):
+    """Raised inside a streaming response to cut the connection."""
+
+
+class _QuietDrops(logging.Filter):
+    """Keep uvicorn from logging our deliberate drops as application errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        seen: list[BaseException] = [exc] if exc else []
+        while seen:
+            e = seen.pop()
+            if isinstance(e, _Drop):
+                return False
+            seen.extend(getattr(e, "exceptions", ()))
+            if e.__cause__ or e.__context__:
+                seen.append(e.__cause__ or e.__context__)  # type: ignore[arg-type]
+        return True
+
+
+def _content(value: Any) -> str:
+    """OpenAI content: a string or a list of {"type": "text", "text": ...} parts."""
+    if isinstance(value, list):
+        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
+    return "" if value is None else str(value)
+
+
+def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
+               tps: float = DEFAULT_TPS, model: str = "sim") -> Any:
+    require_sim_extra()
+    from starlette.applications import Starlette
+    from starlette.requests import Request as HTTPRequest
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    script = script if isinstance(script, SimScript) else SimScript(script)
+
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        return JSONResponse({"error": {"message": message, "type": "sim", "code": status}},
+                            status_code=status, headers=headers)
+
+    def chunk(cid: str, delta: dict[str, Any], finish: str | None = None) -> str:
+        body = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return f"data: {json.dumps(body)}\n\n"
+
+    def usage(plan: Plan) -> dict[str, int]:
+        n = len(plan.pieces)
+        return {"prompt_tokens": plan.prompt_tokens, "completion_tokens": n,
+                "total_tokens": plan.prompt_tokens + n}
+
+    async def events(plan: Plan, start: float, include_usage: bool) -> AsyncIterator[str]:
+        cid = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        fault = plan.fault
+        limit = None if fault is None else (
+            fault.drop_after if fault.drop_after is not None else fault.stall_after)
+        pieces = plan.pieces if limit is None else plan.pieces[:limit]
+        yield chunk(cid, {"role": "assistant", "content": ""})
+        async for piece in timed(pieces, ttft, tps, start):
+            yield chunk(cid, {"content": piece})
+        if fault is not None and fault.drop_after is not None:
+            raise _Drop()
+        if fault is not None and fault.stall_after is not None:
+            await forever()
+        if not plan.pieces:
+            await sleep_until(start + ttft)
+        yield chunk(cid, {}, plan.finish_reason)
+        if include_usage:
+            body = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
+                    "model": model, "choices": [], "usage": usage(plan)}
+            yield f"data: {json.dumps(body)}\n\n"
+        yield "data: [DONE]\n\n"
+
+    async def chat(request: HTTPRequest) -> Response:
+        start = time.monotonic()
+        try:
+            body = await request.json()
+            messages = [{"role": m["role"], "content": _content(m.get("content"))}
+                        for m in body["messages"]]
+            req = build_request(messages, stop=body.get("stop"),
+                                max_tokens=body.get("max_tokens") or body.get(
+                                    "max_completion_tokens"),
+                                temperature=body.get("temperature"))
+            plan = script.plan(req)
+        except (ValueError, KeyError, TypeError, LLMError) as e:
+            return error(400, f"bad request: {e}")
+        fault = plan.fault
+        if fault is not None and fault.hang:
+            await forever()
+        if fault is not None and fault.status is not None:
+            headers = ({"Retry-After": f"{fault.retry_after:g}"}
+                       if fault.retry_after is not None else None)
+            return error(fault.status, "simulated fault", headers)
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            return StreamingResponse(events(plan, start, include_usage),
+                                     media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        if fault is not None:  # drop or stall: nothing useful ever arrives
+            if fault.drop_after is not None:
+                raise _Drop()
+            await forever()
+        if plan.pieces:
+            await sleep_until(start + ttft + (len(plan.pieces) - 1) / tps)
+        else:
+            await sleep_until(start + ttft)
+        return JSONResponse({
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
+            "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "finish_reason": plan.finish_reason,
+                         "message": {"role": "assistant", "content": "".join(plan.pieces)}}],
+            "usage": usage(plan)})
+
+    async def models(request: HTTPRequest) -> Response:
+        return JSONResponse({"object": "list", "data": [
+            {"id": model, "object": "model", "created": 0, "owned_by": "plait"}]})
+
+    return Starlette(routes=[
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+    ])
+
+
+def _config(app: Any, host: str, port: int, log_level: str) -> Any:
+    import uvicorn
+
+    log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, _QuietDrops) for f in log.filters):
+        log.addFilter(_QuietDrops())
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                          timeout_graceful_shutdown=1, lifespan="off")
+
+
+def serve(script: Any = None, *, ttft: float = DEFAULT_TTFT, tps: float = DEFAULT_TPS,
+          host: str = "127.0.0.1", port: int = 8765, model: str = "sim",
+          log_level: str = "info") -> None:
+    """Run the server in the foreground until interrupted."""
+    app = create_app(script, ttft=ttft, tps=tps, model=model)  # checks the extra
+    import uvicorn
+
+    uvicorn.Server(_config(app, host, port, log_level)).run()
+
+
+class SimServer:
+    """The server in a background thread, for tests and benchmarks.
+
+    >>> with SimServer(["hi"], ttft=0.1, tps=100) as server:
+    ...     llm = OpenAILLM("sim", base_url=server.base_url)
+    """
+
+    def __init__(self, script: Any = None, *, ttft: float = DEFAULT_TTFT,
+                 tps: float = DEFAULT_TPS, host: str = "127.0.0.1", port: int = 0,
+                 model: str = "sim") -> None:
+        self._app = create_app(script, ttft=ttft, tps=tps, model=model)  # checks the extra
+        import uvicorn
+
+        self._server = uvicorn.Server(_config(self._app, host, port, "warning"))
+        self._thread = threading.Thread(target=self._server.run, name="plait-sim-server",
+                                        daemon=True)
+        self.host = host
+        self.port = port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self, timeout: float = 10.0) -> Self:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the sim server did not start")
+            time.sleep(0.01)
+        if self.port == 0:
+            sockets = [s for server in self._server.servers for s in server.sockets]
+            self.port = sockets[0].getsockname()[1]
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+

