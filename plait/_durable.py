@@ -23,7 +23,7 @@ from typing import Any
 
 from plait._errors import InDoubtError
 from plait._graph import Node
-from plait._identity import Occurrences, canonical_arguments, key_of
+from plait._identity import NotCanonicalError, Occurrences, canonical_arguments, key_of
 from plait._tools import Tool
 from plait.journal import (
     INLINE_LIMIT,
@@ -32,6 +32,7 @@ from plait.journal import (
     Journal,
     JournalError,
     JournalState,
+    JournalValueError,
     JournalWriter,
     Result,
     RunRecord,
@@ -68,7 +69,12 @@ class Durable:
         self.clock_offset = time.time() - time.perf_counter()
 
     def add(self, node: Node) -> None:
-        canonical = canonical_arguments(node.arguments, self.keys.__getitem__)
+        try:
+            canonical = canonical_arguments(node.arguments, self.keys.__getitem__)
+        except NotCanonicalError as exc:
+            raise JournalValueError(
+                f"cannot journal the arguments of node ${node.id} (tool {node.tool!r}): {exc}"
+            ) from None
         n = self.occurrences.next(node.tool, canonical)
         self.keys.append(key_of(node.tool, canonical, n))
         self.canonical.append(canonical)

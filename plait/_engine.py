@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from plait import _events as ev
-from plait._errors import GraphError, PlaitError, RunError
+from plait._errors import GraphError, InDoubtError, PlaitError, RunError
 from plait._graph import Graph, Node, Ref, map_refs, refs_in, resolve
 from plait._result import RunResult
 from plait._scheduler import (
@@ -182,14 +182,14 @@ class Run:
         return Ref(i, self)
 
     def _append(self, node: Node, tool: Tool) -> None:
+        if self.durable is not None:  # first: arguments it cannot journal add no node
+            self.durable.add(node)
         self.nodes.append(node)
         self.node_tools.append(tool)
         self.values.append(None)
         self.added_at.append(time.perf_counter())
         self.started_at.append(None)
         self.finished_at.append(None)
-        if self.durable is not None:
-            self.durable.add(node)
         if self.listeners:
             t = self.added_at[node.id]
             self._emit(ev.NodeAdded(self.run_id, t, node.id, node.tool, node.parents))
@@ -353,8 +353,14 @@ class Run:
                     error = exc
             if error is not None:
                 actions = self.sched.fail(i, error)
-                if durable is not None and self.sched.state[i] == FAILED:
-                    # Only the last attempt's failure is journaled; a retry writes a new intent.
+                if (
+                    durable is not None
+                    and self.sched.state[i] == FAILED
+                    and not isinstance(error, InDoubtError)
+                ):
+                    # Only the last attempt's failure is journaled; a retry writes a new
+                    # intent. A call refused as in doubt keeps its old intent and no
+                    # result, so it stays in doubt for the next resume too.
                     durable.end(i, self.nodes[i].tool, None, error, self.started_at[i], t)
                 self._act(actions)
                 return
