@@ -118,6 +118,12 @@ async def aresume(
         record = journal_obj.get_run(run_id)
         if record is None:
             raise RunNotFoundError(run_id, str(journal))
+        if record.entry.startswith("ask:") and workflow_fn is None:
+            raise PlaitError(
+                f"run {run_id!r} answers a question; resume it by asking it again under "
+                f"its run id: plait.ask(question, tools, run_id={run_id!r}, journal=...) "
+                f"(CLI: plait ask QUESTION --run-id {run_id} --journal ...)"
+            )
         wf = workflow_fn or _import_entry(record.entry)
         arguments = record.arguments or {}
         return await arun(

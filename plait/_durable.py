@@ -183,7 +183,10 @@ async def open_durable(
     return Durable(journal, JournalWriter(journal), run_id, state, allow_rerun)
 
 
-async def close_durable(durable: Durable, status: str, error: BaseException | None, own: bool) -> None:
+async def close_durable(
+    durable: Durable, status: str, error: BaseException | None, own: bool,
+    tokens: int | None = None,
+) -> None:
     """Flush every queued result, then mark the run; close the journal if we opened it."""
     try:
         await durable.writer.aclose()
@@ -191,6 +194,7 @@ async def close_durable(durable: Durable, status: str, error: BaseException | No
             durable.journal.update_run,
             durable.run_id,
             status=status,
+            tokens=tokens,
             error=error_text(error) if error is not None else None,
         )
     finally:

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from plait import _events as ev
+from plait._errors import PlaitError
 from plait.cli._app import app
 from plait.cli._load import load_module
 from plait.compiler import MODES, Answer, aask, tools_of
@@ -156,11 +157,13 @@ def summary(answer: Answer) -> str:
     task_text = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
     plans = sum(1 for p in answer.plans if p.kind != "react")
     calls = len(answer.llm_calls)
+    replayed = sum(c.replayed for c in answer.llm_calls)
     extra = (f"{plans} plan(s), {answer.replans} replan(s)" if answer.mode == "compiler"
              else f"{len(answer.plans)} step(s)")
     return (
         f"{answer.elapsed:.2f}s · {answer.tokens} tokens ({answer.prompt_tokens} prompt + "
-        f"{answer.completion_tokens} completion, {calls} LLM calls) · "
+        f"{answer.completion_tokens} completion, {calls} LLM calls"
+        f"{f', {replayed} replayed from the journal' if replayed else ''}) · "
         f"{len(answer.tasks)} task(s): {task_text} · {extra}"
     )
 
@@ -193,6 +196,15 @@ def ask_command(
                                     help="new plans the joiner may ask for"),
     timeout: float = typer.Option(600.0, "--timeout", help="seconds for the whole question"),
     as_json: bool = typer.Option(False, "--json", help="print the answer and its record as JSON"),
+    journal: str = typer.Option(
+        None, "--journal", "-j", help="journal every call to this SQLite file or postgresql:// DSN"
+    ),
+    run_id: str = typer.Option(
+        None, "--run-id", help="name the run; asking again with a journaled run id resumes it"
+    ),
+    allow_rerun: bool = typer.Option(
+        False, help="on resume, run calls in doubt again even if not idempotent"
+    ),
 ) -> None:
     """Answer a question with tools: the plan streams, its tasks run in parallel."""
     if mode not in MODES:
@@ -207,8 +219,9 @@ def ask_command(
     try:
         with view:
             answer = asyncio.run(aask(question, module, model=model, mode=mode,
-                                      max_replans=max_replans, timeout=timeout, on_event=view))
-    except LLMError as exc:
+                                      max_replans=max_replans, timeout=timeout, on_event=view,
+                                      journal=journal, run_id=run_id, allow_rerun=allow_rerun))
+    except (LLMError, PlaitError) as exc:  # the model, or a journal that cannot be used
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     except TimeoutError:

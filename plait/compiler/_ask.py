@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Any
 
-from plait._engine import Run, tools_by_name
+from plait._durable import close_durable, open_durable
+from plait._engine import Run, new_run_id, tools_by_name
 from plait._events import Event
 from plait._result import RunResult
 from plait._tools import Tool
@@ -25,8 +26,11 @@ from plait.compiler._prompt import planner_messages, repair_messages
 from plait.compiler._react import ReAct
 from plait.compiler._records import Answer, CompilerEvent, TaskResult
 from plait.compiler._session import Session
+from plait.journal import Journal
 
 MODES = ("compiler", "react")
+# Plan words, and the tool names of the LLM calls' own nodes (one per role).
+RESERVED = frozenset({"join", "finish", "planner", "joiner", "react"})
 
 
 def tools_of(tools: Iterable[Tool] | ModuleType) -> tuple[list[Tool], list[str]]:
@@ -64,6 +68,9 @@ async def aask(
     timeout: float | None = None,
     on_event: Callable[[CompilerEvent | Event], None] | None = None,
     max_concurrency: int | None = None,
+    journal: str | Journal | None = None,
+    run_id: str | None = None,
+    allow_rerun: bool = False,
 ) -> Answer:
     """Answer `question` with `tools`; see `Answer` for what comes back.
 
@@ -78,6 +85,9 @@ async def aask(
     timeout      seconds for the whole question (TimeoutError after)
     on_event     called with compiler events (plan text, tasks dispatched, decisions)
                  and the run's node events
+    journal      a SQLite path or postgresql:// DSN: every LLM call and task is
+                 journaled; asking again with the same `run_id` resumes the question,
+                 replaying finished calls (plans, decisions, tool results) unpaid
     """
     from plait.llm import get_llm
 
@@ -89,25 +99,47 @@ async def aask(
     table = tools_by_name(tool_list)
     if not table:
         raise ValueError("ask needs at least one tool")
-    if "join" in table or "finish" in table:
-        raise ValueError("'join' and 'finish' are reserved words of the plan language")
+    taken = sorted(RESERVED & table.keys())
+    if taken:
+        raise ValueError(f"tool name(s) {', '.join(taken)} are reserved: "
+                         f"{', '.join(sorted(RESERVED))} are plan words or LLM-call nodes")
     llm = get_llm(model)
+    model_spec = getattr(llm, "spec", type(llm).__name__)
     plan_examples = list(examples) if examples is not None else module_examples
+    entry = f"ask:{mode}"
+    run_id = run_id or new_run_id()
+    durable = None
+    if journal is not None:
+        durable = await open_durable(
+            journal, run_id=run_id, entry=entry,
+            arguments={"question": question, "model": model_spec, "tools": sorted(table)},
+            version="", allow_rerun=allow_rerun,
+        )
     run = Run(
-        entry=f"ask:{mode}",
+        run_id=run_id,
+        entry=entry,
         on_error="continue",
         listeners=[on_event] if on_event is not None else [],
         max_concurrency=max_concurrency,
+        durable=durable,
     )
     session = Session(
-        run=run, llm=llm, tools=table, emit=on_event, temperature=temperature,
-        llm_timeout=llm_timeout,
+        run=run, llm=llm, tools=table, model=model_spec, emit=on_event,
+        temperature=temperature, llm_timeout=llm_timeout,
         use_grammar=None if constrained is None else constrained,
         use_schema=None if constrained is None else constrained,
     )
     answer: list[str] = []
+    failure: list[BaseException] = []  # the body's own error (the LLM's, say), if any
 
     async def body() -> None:
+        try:
+            await answer_question()
+        except Exception as exc:
+            failure.append(exc)
+            raise
+
+    async def answer_question() -> None:
         if mode == "react":
             answer.append(await ReAct(session, max_steps=max_steps,
                                       max_tokens=joiner_max_tokens).answer(question))
@@ -144,6 +176,7 @@ async def aask(
 
     started = time.perf_counter()
     session.t0 = started
+    status = "cancelled"  # unless the body ends
     try:
         if timeout is None:
             result = await run.execute(body)
@@ -151,11 +184,20 @@ async def aask(
             async with asyncio.timeout(timeout):
                 result = await run.execute(body)
         elapsed = time.perf_counter() - started
+        # A failed task is part of the answer; a failed body (the LLM, a bug) is raised.
+        status = "failed" if failure else "done"
+        if failure:
+            raise failure[0]
     finally:
-        if isinstance(model, str):  # made here from a spec: ours to close
-            await llm.aclose()
-    _raise_body_error(result)
-    return _answer(question, answer[0] if answer else "", mode, llm, session, result, elapsed)
+        try:
+            if durable is not None:
+                tokens = sum(c.prompt_tokens + c.completion_tokens for c in session.llm_calls)
+                await close_durable(durable, status, failure[0] if failure else None,
+                                    own=isinstance(journal, str), tokens=tokens)
+        finally:
+            if isinstance(model, str):  # made here from a spec: ours to close
+                await llm.aclose()
+    return _answer(question, answer[0] if answer else "", mode, session, result, elapsed)
 
 
 def ask(question: str, tools: Iterable[Tool] | ModuleType, **options: Any) -> Answer:
@@ -167,16 +209,7 @@ def ask(question: str, tools: Iterable[Tool] | ModuleType, **options: Any) -> An
     raise RuntimeError("ask() was called inside a running event loop; use `await aask(...)`")
 
 
-def _raise_body_error(result: RunResult) -> None:
-    """A failed task is part of the answer; a failed body (the LLM, a bug) is raised."""
-    from plait._engine import NodeError
-
-    error = result.error
-    if error is not None and not isinstance(error, NodeError):
-        raise error
-
-
-def _answer(question: str, text: str, mode: str, llm: Any, session: Session,
+def _answer(question: str, text: str, mode: str, session: Session,
             result: RunResult, elapsed: float) -> Answer:
     records = result.nodes
     tasks = []
@@ -202,7 +235,7 @@ def _answer(question: str, text: str, mode: str, llm: Any, session: Session,
         ))
     unresolved: list[PlanError] = list(session.unresolved)
     return Answer(
-        question=question, text=text.strip(), mode=mode, model=getattr(llm, "spec", str(llm)),
+        question=question, text=text.strip(), mode=mode, model=session.model,
         plans=tuple(session.plans), tasks=tuple(tasks), decisions=tuple(session.decisions),
         llm_calls=tuple(session.llm_calls), unresolved=tuple(unresolved),
         elapsed=elapsed, run_id=result.run_id,

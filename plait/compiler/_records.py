@@ -65,6 +65,7 @@ class LLMCall:
     first_token_at: float | None
     finished_at: float
     estimated: bool = False  # the backend reported no counts; about 4 characters a token
+    replayed: bool = False  # from the journal (a resumed run): its tokens were paid before
 
     @property
     def duration(self) -> float:

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from plait._engine import NodeError, Run
+from plait._engine import NodeError, Run, _current_node
 from plait._graph import Ref
-from plait._tools import Tool
+from plait._tools import Tool, ToolPolicy, make_tool
 from plait.compiler._parser import ParsedTask, PlanError
 from plait.compiler._prompt import Shown
 from plait.compiler._records import CompilerEvent, Decision, LLMCall, PlanRecord
@@ -44,6 +44,7 @@ class Session:
     run: Run
     llm: Any
     tools: Mapping[str, Tool]
+    model: str = ""  # the model's spec: part of every LLM call's identity
     emit: Callable[[CompilerEvent], None] | None = None
     temperature: float | None = 0.0
     llm_timeout: float | None = 120.0
@@ -57,6 +58,8 @@ class Session:
     decisions: list[Decision] = field(default_factory=list)
     unresolved: list[PlanError] = field(default_factory=list)
     outcomes: dict[int, tuple[bool, Any]] = field(default_factory=dict)  # number -> (ok, value)
+    _llm_tools: dict[str, Tool] = field(default_factory=dict)  # role -> its LLM-call tool
+    _listeners: dict[int, Callable[[str], bool] | None] = field(default_factory=dict)
 
     def rel(self, t: float) -> float:
         return t - self.t0
@@ -147,38 +150,106 @@ class Session:
         max_tokens: int | None,
         stop: Sequence[str] | None,
     ) -> str:
+        """One LLM call, as a node of the run: journaled like any tool call, so a
+        resumed question replays its plans and decisions instead of paying again.
+
+        The request (model, messages, options) is the node's argument, hence its
+        identity. `on_delta` cannot be an argument (it is code), so it waits in
+        `_listeners` under the node's id until the node's call takes it; a node
+        replayed from the journal never calls, and its text is fed to `on_delta`
+        here instead, line by line, as a stream would have brought it.
+        """
+        request = {
+            "model": self.model,
+            "messages": [[m.role, m.content] for m in messages],
+            "stop": list(stop) if stop else None,
+            "max_tokens": max_tokens,
+            "temperature": self.temperature,
+            "grammar": grammar,
+            "json_schema": json_schema,
+        }
+        ref = self.run.submit(self._llm_tool(role), {"request": request})
+        self._listeners[ref.node] = on_delta
+        try:
+            out = await ref
+        except NodeError as exc:  # the model's own error, not its echo through the node
+            raise exc.__cause__ or exc from None
+        finally:
+            replayed = self._listeners.pop(ref.node, _TAKEN) is not _TAKEN
+        if "refused" in out:
+            raise LLMOptionError(out["refused"])
+        text: str = out["text"]
+        if replayed:
+            if on_delta is not None:
+                for line in text.splitlines(keepends=True):
+                    if on_delta(line):
+                        break
+            started = first = end = self.rel(time.perf_counter())
+        else:  # the call ended just now (its value was handed over in this loop turn)
+            end = self.rel(time.perf_counter())
+            started = end - out["elapsed"]
+            first = None if out["ttft"] is None else started + out["ttft"]
+        self.llm_calls.append(LLMCall(
+            role, out["prompt_tokens"], out["completion_tokens"], started, first, end,
+            out["estimated"], replayed,
+        ))
+        return text
+
+    def _llm_tool(self, role: str) -> Tool:
+        """The tool whose nodes are this session's LLM calls in `role`."""
+        tool = self._llm_tools.get(role)
+        if tool is None:
+            async def call(request: dict[str, Any]) -> dict[str, Any]:
+                return await self._call_llm(request)
+
+            # Idempotent: a call cut off by a crash has no effect but its cost, so a
+            # resume simply asks again.
+            tool = make_tool(call, name=role, policy=ToolPolicy(idempotent=True))
+            self._llm_tools[role] = tool
+        return tool
+
+    async def _call_llm(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Stream one request; what comes back is journaled as the node's value."""
+        current = _current_node.get()
+        on_delta = self._listeners.pop(current[1], None) if current is not None else None
         started = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
-        stream = self.llm.stream(
-            messages,
-            stop=list(stop) if stop else None,
-            max_tokens=max_tokens,
-            temperature=self.temperature,
-            grammar=grammar,
-            json_schema=json_schema,
-        )
+        messages = [Message(r, c) for r, c in request["messages"]]
         done = False
         drained = 0
         try:
-            async with asyncio.timeout(self.llm_timeout):
-                async for delta in stream:
-                    if not delta:
-                        continue
-                    if first is None:
-                        first = time.perf_counter()
-                    parts.append(delta)
-                    if done:
-                        drained += 1
-                        if drained >= DRAIN_DELTAS:
-                            break
-                        continue
-                    if on_delta is not None and on_delta(delta):
-                        done = True
-        finally:
-            closer = getattr(stream, "aclose", None)
-            if closer is not None and getattr(stream, "usage", None) is None:
-                await closer()
+            stream = self.llm.stream(
+                messages,
+                stop=request["stop"],
+                max_tokens=request["max_tokens"],
+                temperature=request["temperature"],
+                grammar=request["grammar"],
+                json_schema=request["json_schema"],
+            )
+            try:
+                async with asyncio.timeout(self.llm_timeout):
+                    async for delta in stream:
+                        if not delta:
+                            continue
+                        if first is None:
+                            first = time.perf_counter()
+                        parts.append(delta)
+                        if done:
+                            drained += 1
+                            if drained >= DRAIN_DELTAS:
+                                break
+                            continue
+                        if on_delta is not None and on_delta(delta):
+                            done = True
+            finally:
+                closer = getattr(stream, "aclose", None)
+                if closer is not None and getattr(stream, "usage", None) is None:
+                    await closer()
+        except LLMOptionError as exc:
+            # An answer, not a failure: the backend takes no grammar (or schema); the
+            # session asks again without. Journaled, so a resume asks the same way.
+            return {"refused": str(exc)}
         end = time.perf_counter()
         text = "".join(parts)
         usage = getattr(stream, "usage", None)
@@ -187,11 +258,17 @@ class Session:
         else:
             prompt = sum(4 + math.ceil(len(m.content) / 4) for m in messages)
             completion, estimated = math.ceil(len(text) / 4), True
-        self.llm_calls.append(LLMCall(
-            role, prompt, completion, self.rel(started),
-            None if first is None else self.rel(first), self.rel(end), estimated,
-        ))
-        return text
+        return {
+            "text": text,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "estimated": estimated,
+            "ttft": None if first is None else first - started,
+            "elapsed": end - started,
+        }
+
+
+_TAKEN = object()  # `_listeners`: the node's call took its listener (it ran)
 
 
 def _short_error(exc: NodeError) -> str:

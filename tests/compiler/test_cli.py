@@ -67,6 +67,26 @@ def test_ask_with_tools_from_a_file_and_json(tmp_path):
     assert [t["value"] for t in data["tasks"]] == ["HI", "HI THERE"]
 
 
+def test_ask_journaled_then_resumed_from_the_cli(tmp_path):
+    """`--journal --run-id`: asking again replays the plan and the decision; `plait
+    runs` lists the question; `plait resume` on it says how to resume a question."""
+    plan = '1. search("Mount Everest")\n2. search("K2")\n3. join()'
+    journal = str(tmp_path / "runs.db")
+    args = ["ask", "Which is taller, Mount Everest or K2?", "--model", sim_spec(tmp_path, plan),
+            "--journal", journal, "--run-id", "everest"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "replayed" not in first.stdout
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "Everest\n" in again.stdout
+    assert "2 LLM calls, 2 replayed from the journal" in again.stdout
+    listed = runner.invoke(app, ["runs", "--journal", journal])
+    assert "everest" in listed.stdout and "ask:compiler" in listed.stdout
+    resumed = runner.invoke(app, ["resume", "everest", "--journal", journal])
+    assert resumed.exit_code != 0 and "plait ask QUESTION --run-id everest" in resumed.output
+
+
 def test_react_mode_from_the_cli(tmp_path):
     path = tmp_path / "react.json"
     path.write_text(json.dumps([

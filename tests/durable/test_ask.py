@@ -1,0 +1,140 @@
+"""A journaled `ask`: the planner's and joiner's LLM calls are nodes of the run, so a
+resumed question replays its plan and decisions and pays for no finished call twice.
+
+The model is plait's simulated backend with scripted replies (`SimLLM`); the
+journal is a real SQLite file or a real PostgreSQL schema; the crash is a real
+SIGKILL of a child process (tests/durable/ask_child.py).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+import plait
+from plait.journal import open_journal
+from plait.llm import Message, SimLLM
+
+CHILD = Path(__file__).with_name("ask_child.py")
+PLAN = '1. lookup("x")\n2. lookup("y")\n3. join()'
+FINISH = '{"action": "finish", "answer": "x and y"}'
+
+
+def _model(calls: list[str]) -> SimLLM:
+    def script(messages: Sequence[Message]) -> str:
+        joiner = '"action"' in messages[0].content
+        calls.append("joiner" if joiner else "planner")
+        return FINISH if joiner else PLAN
+
+    return SimLLM(script, ttft=0.0, tps=5000)
+
+
+def _silent_model() -> SimLLM:
+    def script(messages: Sequence[Message]) -> str:
+        raise AssertionError("a replayed question called the model")
+
+    return SimLLM(script, ttft=0.0, tps=5000)
+
+
+def _tools(ran: list[str]) -> list[plait.Tool]:
+    @plait.tool
+    def lookup(name: str) -> str:
+        """Look `name` up (not idempotent: it must never run twice unannounced)."""
+        ran.append(name)
+        return f"{name}!"
+
+    return [lookup]
+
+
+def test_asking_again_under_the_same_run_id_replays_everything(spec: str) -> None:
+    calls: list[str] = []
+    ran: list[str] = []
+    tools = _tools(ran)
+    first = plait.ask("x and y?", tools, model=_model(calls), journal=spec, run_id="q1")
+    assert first.text == "x and y" and calls == ["planner", "joiner"]
+    assert sorted(ran) == ["x", "y"]
+    assert not any(c.replayed for c in first.llm_calls)
+
+    again = plait.ask("x and y?", tools, model=_silent_model(), journal=spec, run_id="q1")
+    assert again.text == first.text
+    assert [(t.number, t.value) for t in again.tasks] == [(1, "x!"), (2, "y!")]
+    assert sorted(ran) == ["x", "y"]  # no tool ran again
+    assert [c.role for c in again.llm_calls] == ["planner", "joiner"]
+    assert all(c.replayed for c in again.llm_calls)
+    assert again.tokens == first.tokens  # what the answer cost, paid once
+
+    journal = open_journal(spec)
+    try:
+        state = journal.load("q1")
+    finally:
+        journal.close()
+    assert state.run.status == "done" and state.run.entry == "ask:compiler"
+    assert state.run.tokens == first.tokens
+    tools_journaled = sorted(i.tool for i in state.intents.values())
+    assert tools_journaled == ["joiner", "lookup", "lookup", "planner"]
+
+
+def test_a_different_question_under_a_taken_run_id_is_refused(spec: str) -> None:
+    calls: list[str] = []
+    tools = _tools([])
+    plait.ask("x and y?", tools, model=_model(calls), journal=spec, run_id="q2")
+    with pytest.raises(plait.PlaitError, match="cannot be resumed"):
+        plait.ask("something else?", tools, model=_model(calls), journal=spec, run_id="q2")
+    assert calls == ["planner", "joiner"]
+
+
+def test_a_model_error_is_raised_and_the_run_marked_failed(spec: str) -> None:
+    def script(messages: Sequence[Message]) -> str:
+        raise RuntimeError("the model is down")
+
+    with pytest.raises(Exception, match="the model is down"):
+        plait.ask("q?", _tools([]), model=SimLLM(script), journal=spec, run_id="q3")
+    journal = open_journal(spec)
+    try:
+        assert journal.get_run("q3").status == "failed"
+    finally:
+        journal.close()
+
+
+def _child(spec: str, run_id: str, counter: Path, die: bool) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(CHILD), "--journal", spec, "--run-id", run_id,
+           "--counter", str(counter)]
+    return subprocess.run([*cmd, "--die"] if die else cmd, capture_output=True, text=True,
+                          timeout=60)
+
+
+def _ran(counter: Path) -> collections.Counter[str]:
+    return collections.Counter(counter.read_text().splitlines())
+
+
+@pytest.mark.timeout(120)
+def test_an_ask_killed_mid_run_resumes_without_paying_twice(spec: str, tmp_path: Path) -> None:
+    """SIGKILL while the last task runs: the resume replays the plan (no planner
+    call), replays the three finished lookups, runs the cut-off task again (it is
+    idempotent) and then the joiner, once; the answer equals an uninterrupted run's."""
+    counter = tmp_path / "ran"
+    killed = _child(spec, "crash", counter, die=True)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert _ran(counter) == {"llm planner": 1, "tool fetch a": 1, "tool fetch b": 1,
+                             "tool fetch c": 1, "tool slow": 1}
+
+    resumed = _child(spec, "crash", counter, die=False)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    out = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert _ran(counter) == {"llm planner": 1, "llm joiner": 1, "tool fetch a": 1,
+                             "tool fetch b": 1, "tool fetch c": 1, "tool slow": 2}
+    assert out["replayed_llm_calls"] == 1  # the plan; the joiner ran for the first time
+
+    clean_counter = tmp_path / "clean"
+    clean = _child(spec, "clean", clean_counter, die=False)
+    assert clean.returncode == 0, clean.stderr[-2000:]
+    expected = json.loads(clean.stdout.strip().splitlines()[-1])
+    assert out["answer"] == expected["answer"] == "a, b and c"
+    assert out["values"] == expected["values"]
+    assert out["values"]["4"] == "FOUND A FOUND B FOUND C"
