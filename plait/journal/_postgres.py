@@ -278,6 +278,25 @@ class PostgresJournal:
             ).fetchall()
         return [run_from_row(r) for r in rows]
 
+    def _dangling(self, conn: Any, run_id: str) -> list[str]:
+        """Up to six keys of `run_id` with an intent and no result.
+
+        Every result has its intent (the write order), so counting tells whether
+        any is dangling. Not an anti-join: on tables filled since their last
+        ANALYZE the planner picks a nested loop, quadratic in the run's size
+        (seconds for 10,000 calls).
+        """
+        t = self._sql
+        count = f"SELECT count(*) FROM {{}} WHERE run_id = %s"
+        intents = conn.execute(count.format(t["intents"]), (run_id,)).fetchone()[0]
+        results = conn.execute(count.format(t["results"]), (run_id,)).fetchone()[0]
+        if intents == results:
+            return []
+        keys = f"SELECT key FROM {{}} WHERE run_id = %s"
+        finished = {r[0] for r in conn.execute(keys.format(t["results"]), (run_id,))}
+        started = [r[0] for r in conn.execute(keys.format(t["intents"]), (run_id,))]
+        return sorted(k for k in started if k not in finished)[:6]
+
     def update_run(
         self,
         run_id: str,
@@ -298,16 +317,7 @@ class PostgresJournal:
             if row is None:
                 raise RunNotFoundError(run_id, self.location)
             if status == "done":
-                dangling = [
-                    r[0]
-                    for r in conn.execute(
-                        f"SELECT i.key FROM {t['intents']} i WHERE i.run_id = %s AND NOT EXISTS "
-                        f"(SELECT 1 FROM {t['results']} r WHERE r.run_id = i.run_id "
-                        "AND r.key = i.key) LIMIT 6",
-                        (run_id,),
-                    )
-                ]
-                refuse_done(run_id, dangling, self.location)
+                refuse_done(run_id, self._dangling(conn, run_id), self.location)
             new = updated_run(run_from_row(row), status, tokens, error, finished_at)
             conn.execute(
                 f"UPDATE {t['runs']} SET status = %s, tokens = %s, error = %s, "
