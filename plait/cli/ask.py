@@ -25,6 +25,7 @@ from plait.cli._app import app
 from plait.cli._load import load_module
 from plait.compiler import MODES, Answer, aask, tools_of
 from plait.compiler import _records as rc
+from plait.compiler._session import LLM_ROLES
 
 DEFAULT_TOOLS = "plait.examples.tools"
 
@@ -103,6 +104,8 @@ class AskView:
                 self._line(t, f"joiner: replan ({d.answer})")
             self.status = "answered" if d.action == "finish" else "replanning"
         elif isinstance(event, ev.NodeEvent):
+            if event.tool in LLM_ROLES:  # the model's own calls: the plan text shows them
+                return
             number = self.node_task.get(event.node)
             row = self.tasks.get(number) if number is not None else None
             if row is None:

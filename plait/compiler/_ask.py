@@ -25,12 +25,12 @@ from plait.compiler._planner import Planner
 from plait.compiler._prompt import planner_messages, repair_messages
 from plait.compiler._react import ReAct
 from plait.compiler._records import Answer, CompilerEvent, TaskResult
-from plait.compiler._session import Session
+from plait.compiler._session import LLM_ROLES, Session
 from plait.journal import Journal
 
 MODES = ("compiler", "react")
-# Plan words, and the tool names of the LLM calls' own nodes (one per role).
-RESERVED = frozenset({"join", "finish", "planner", "joiner", "react"})
+# Plan words, and the tool names of the LLM calls' own nodes.
+RESERVED = frozenset({"join", "finish"}) | LLM_ROLES
 
 
 def tools_of(tools: Iterable[Tool] | ModuleType) -> tuple[list[Tool], list[str]]:
@@ -108,13 +108,22 @@ async def aask(
     plan_examples = list(examples) if examples is not None else module_examples
     entry = f"ask:{mode}"
     run_id = run_id or new_run_id()
+
+    async def close_llm() -> None:
+        if isinstance(model, str):  # made here from a spec: ours to close
+            await llm.aclose()
+
     durable = None
     if journal is not None:
-        durable = await open_durable(
-            journal, run_id=run_id, entry=entry,
-            arguments={"question": question, "model": model_spec, "tools": sorted(table)},
-            version="", allow_rerun=allow_rerun,
-        )
+        try:
+            durable = await open_durable(
+                journal, run_id=run_id, entry=entry,
+                arguments={"question": question, "model": model_spec, "tools": sorted(table)},
+                version="", allow_rerun=allow_rerun,
+            )
+        except BaseException:
+            await close_llm()
+            raise
     run = Run(
         run_id=run_id,
         entry=entry,
@@ -195,8 +204,7 @@ async def aask(
                 await close_durable(durable, status, failure[0] if failure else None,
                                     own=isinstance(journal, str), tokens=tokens)
         finally:
-            if isinstance(model, str):  # made here from a spec: ours to close
-                await llm.aclose()
+            await close_llm()
     return _answer(question, answer[0] if answer else "", mode, session, result, elapsed)
 
 

@@ -22,6 +22,9 @@ from plait.compiler._prompt import Shown
 from plait.compiler._records import CompilerEvent, Decision, LLMCall, PlanRecord
 from plait.llm import LLMOptionError, Message
 
+# The roles of LLM calls; each is also the tool name of its calls' nodes.
+LLM_ROLES = frozenset({"planner", "joiner", "react"})
+
 # After join() the stream is drained for at most this many more deltas (a
 # grammar-bound model stops right there; a free one may ramble on).
 DRAIN_DELTAS = 16

@@ -222,6 +222,14 @@ async def test_argument_checks():
     with pytest.raises(ValueError):
         await aask("q", [join_tool], model=scripted({}))
 
+    @plait.tool(name="planner")
+    def planner_tool() -> str:
+        """Clashes with the nodes of the planner's own LLM calls."""
+        return ""
+
+    with pytest.raises(ValueError, match="planner"):
+        await aask("q", [planner_tool], model=scripted({}))
+
 
 def test_sync_ask():
     llm = scripted({"plan": '1. search("a")\n2. join()', "joiner": FINISH})

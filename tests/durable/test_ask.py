@@ -138,3 +138,11 @@ def test_an_ask_killed_mid_run_resumes_without_paying_twice(spec: str, tmp_path:
     assert out["answer"] == expected["answer"] == "a, b and c"
     assert out["values"] == expected["values"]
     assert out["values"]["4"] == "FOUND A FOUND B FOUND C"
+
+
+def test_a_journal_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
+    calls: list[str] = []
+    where = tmp_path / "no such dir" / "runs.db"
+    with pytest.raises(plait.PlaitError, match="no such dir"):
+        plait.ask("q?", _tools([]), model=_model(calls), journal=str(where))
+    assert calls == []  # nothing was asked of the model
