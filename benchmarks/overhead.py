@@ -23,7 +23,7 @@ import tracemalloc
 from collections.abc import Callable
 
 import plait
-from plait import Graph, Ref
+from plait import Ref
 
 
 @plait.tool

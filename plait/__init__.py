@@ -18,8 +18,8 @@ from plait._events import (
 )
 from plait._graph import Graph, Node, Ref, Template
 from plait._result import NodeRecord, RunResult
-from plait.compiler import Answer, aask, ask
 from plait._tools import Tool, ToolPolicy, tool
+from plait.compiler import Answer, aask, ask
 
 __version__ = "0.1.0"
 

@@ -21,8 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from plait import _events as ev
+from plait._durable import MISS, Durable
 from plait._errors import GraphError, InDoubtError, PlaitError, RunError
 from plait._graph import Graph, Node, Ref, map_refs, refs_in, resolve
+from plait._identity import Occurrences
 from plait._result import RunResult
 from plait._scheduler import (
     DONE,
@@ -38,9 +40,6 @@ from plait._scheduler import (
     Start,
 )
 from plait._tools import Tool, _current_run
-
-from plait._durable import MISS, Durable
-from plait._identity import Occurrences
 from plait.journal import JournalValueError
 
 _current = _current_run  # one variable, owned by _tools so a tool call reads it cheaply

@@ -8,9 +8,9 @@ lists, tuples and dicts. Those references are the graph's edges.
 from __future__ import annotations
 
 import json
-from heapq import heapify, heappop, heappush
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, Any
 
 from plait._errors import GraphError, ToolArgumentError

@@ -13,10 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, NotRequired, Required
 
-from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
-
 import docstring_parser
 import pydantic
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from plait._errors import ToolArgumentError
 

@@ -287,12 +287,12 @@ class PostgresJournal:
         (seconds for 10,000 calls).
         """
         t = self._sql
-        count = f"SELECT count(*) FROM {{}} WHERE run_id = %s"
+        count = "SELECT count(*) FROM {} WHERE run_id = %s"
         intents = conn.execute(count.format(t["intents"]), (run_id,)).fetchone()[0]
         results = conn.execute(count.format(t["results"]), (run_id,)).fetchone()[0]
         if intents == results:
             return []
-        keys = f"SELECT key FROM {{}} WHERE run_id = %s"
+        keys = "SELECT key FROM {} WHERE run_id = %s"
         finished = {r[0] for r in conn.execute(keys.format(t["results"]), (run_id,))}
         started = [r[0] for r in conn.execute(keys.format(t["intents"]), (run_id,))]
         return sorted(k for k in started if k not in finished)[:6]

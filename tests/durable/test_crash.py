@@ -9,7 +9,6 @@ hundred.
 
 from __future__ import annotations
 
-import collections
 import uuid
 from pathlib import Path
 

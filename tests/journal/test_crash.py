@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from plait.journal import Journal, RunRecord, open_journal
+from tests._support import with_schema
 
 from ._crash_child import expected_value
-from .conftest import with_schema
 
 CHILD = Path(__file__).with_name("_crash_child.py")
 ROOT = Path(__file__).resolve().parents[2]

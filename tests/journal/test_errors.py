@@ -13,8 +13,7 @@ import pytest
 
 from plait import PlaitError
 from plait.journal import JournalError, PostgresJournal, RunRecord, SQLiteJournal, open_journal
-
-from .conftest import free_port, with_schema
+from tests._support import free_port, with_schema
 
 
 def open_fails(spec: str, *fragments: str, within: float = 3.0) -> JournalError:

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from plait.llm import Message, OpenAILLM
-
-from .conftest import free_port
+from tests._support import free_port
 
 # Runs the `plait` app with the sim command registered (also when the CLI
 # package does not import it yet).

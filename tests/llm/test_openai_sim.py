@@ -22,8 +22,7 @@ from plait.llm import (
 )
 from plait.llm._openai import DIALECTS, parse_retry_after
 from plait.llm._protocol import build_request
-
-from .conftest import free_port
+from tests._support import free_port
 
 HI = [Message("user", "hi")]
 KEY = "sk-test-do-not-leak-42"
