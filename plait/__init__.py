@@ -1,7 +1,7 @@
 """plait: run LLM agent work as a parallel, streaming, durable dataflow graph."""
 
 from plait._api import Workflow, aresume, arun, arun_graph, resume, run, run_graph, workflow
-from plait._engine import NodeError, node_key
+from plait._engine import NodeError, add_tokens, node_key
 from plait._errors import GraphError, InDoubtError, PlaitError, RunError, ToolArgumentError
 from plait._events import (
     Event,
@@ -52,6 +52,7 @@ __all__ = [
     "ToolPolicy",
     "Workflow",
     "aask",
+    "add_tokens",
     "aresume",
     "arun",
     "arun_graph",

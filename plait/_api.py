@@ -96,7 +96,9 @@ async def arun(
         if durable is not None:
             status = "cancelled" if result is None else result.status
             error = None if result is None else result.error
-            await close_durable(durable, status, error, own=isinstance(journal, str))
+            tokens = None if result is None else result.tokens
+            await close_durable(durable, status, error, own=isinstance(journal, str),
+                                tokens=tokens)
     return raise_for_status(result) if raise_on_error else result
 
 

@@ -79,13 +79,13 @@ class Durable:
         self.keys.append(key_of(node.tool, canonical, n))
         self.canonical.append(canonical)
 
-    async def begin(self, i: int, tool: Tool, attempt: int) -> Any:
-        """Before node `i` runs: its journaled value, or MISS once its intent is durable."""
+    async def begin(self, i: int, tool: Tool, attempt: int) -> Result | Any:
+        """Before node `i` runs: its journaled result, or MISS once its intent is durable."""
         key = self.keys[i]
         done = self.results.get(key)
         if done is not None:
             self.replayed += 1
-            return done.value
+            return done
         if key in self.in_doubt and attempt == 1:
             if not (tool.policy.idempotent or self.allow_rerun):
                 raise InDoubtError(self._doubt_message(i, tool))
@@ -106,7 +106,7 @@ class Durable:
 
     def end(
         self, i: int, tool: str, value: Any, error: BaseException | None, started: float,
-        finished: float,
+        finished: float, tokens: int = 0,
     ) -> None:
         """After node `i` ran: queue its result. Raises JournalValueError for a value
         that cannot be journaled (the node then fails with that error)."""
@@ -116,12 +116,12 @@ class Durable:
             encoded = encode_value(value, f"the result of node ${i} (tool {tool!r})")
             self.writer.result(
                 Result(self.run_id, key, True, encoded, None, started + off, finished + off,
-                       tool=tool)
+                       tokens, tool=tool)
             )
         else:
             self.writer.result(
                 Result(self.run_id, key, False, None, error_text(error), started + off,
-                       finished + off, tool=tool)
+                       finished + off, tokens, tool=tool)
             )
 
     def _doubt_message(self, i: int, tool: Tool) -> str:

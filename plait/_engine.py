@@ -56,6 +56,19 @@ def current_run() -> Run | None:
     return _current.get()
 
 
+def add_tokens(count: int) -> None:
+    """Inside a tool: count `count` LLM tokens (prompt + completion) to its call.
+
+    They become part of the node's record and of its journaled result, so a run's
+    cost survives a crash; a call replayed from the journal keeps its count.
+    """
+    current = _current_node.get()
+    if current is None:
+        raise PlaitError("tokens can only be counted inside a tool run by plait")
+    run, i = current
+    run.tokens[i] = run.tokens.get(i, 0) + count
+
+
 def node_key() -> str:
     """Inside a tool: the content key of the call, stable across crash and resume.
 
@@ -106,6 +119,7 @@ class Run:
         self.started_at: list[float | None] = []
         self.finished_at: list[float | None] = []
         self.errors: dict[int, BaseException] = {}
+        self.tokens: dict[int, int] = {}  # LLM tokens a node's calls reported (most: none)
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._cancelling: set[int] = set()
@@ -302,11 +316,12 @@ class Run:
                 arguments = tool.validate(resolve(node.arguments, self.values))
             else:
                 arguments = node.arguments
-            value = MISS
             if self.durable is not None:
-                value = await self.durable.begin(i, tool, self.sched.attempts[i])
-                if value is not MISS:
-                    self._settle(i, value, None, replayed=True)
+                done = await self.durable.begin(i, tool, self.sched.attempts[i])
+                if done is not MISS:
+                    if done.tokens:
+                        self.tokens[i] = done.tokens
+                    self._settle(i, done.value, None, replayed=True)
                     return
             _current_node.set((self, i))
             if tool.is_async:
@@ -347,7 +362,8 @@ class Run:
             durable = self.durable if not replayed else None
             if durable is not None and error is None:
                 try:
-                    durable.end(i, self.nodes[i].tool, value, None, self.started_at[i], t)
+                    durable.end(i, self.nodes[i].tool, value, None, self.started_at[i], t,
+                                self.tokens.get(i, 0))
                 except JournalValueError as exc:
                     error = exc
             if error is not None:
@@ -360,7 +376,8 @@ class Run:
                     # Only the last attempt's failure is journaled; a retry writes a new
                     # intent. A call refused as in doubt keeps its old intent and no
                     # result, so it stays in doubt for the next resume too.
-                    durable.end(i, self.nodes[i].tool, None, error, self.started_at[i], t)
+                    durable.end(i, self.nodes[i].tool, None, error, self.started_at[i], t,
+                                self.tokens.get(i, 0))
                 self._act(actions)
                 return
             self.values[i] = value

@@ -25,6 +25,7 @@ class NodeRecord:
     finished_at: float | None
     value: Any = None
     error: BaseException | None = None
+    tokens: int = 0  # LLM tokens its call used (a replayed call: what it used then)
 
     @property
     def duration(self) -> float | None:
@@ -70,9 +71,15 @@ class RunResult:
                 finished_at=c.finished_at[n.id],
                 value=c.values[n.id] if c.state[n.id] == DONE else None,
                 error=c.errors.get(n.id),
+                tokens=c.tokens.get(n.id, 0),
             )
             for n in self._nodes
         )
+
+    @property
+    def tokens(self) -> int:
+        """LLM tokens over every node (replayed ones count what they used then)."""
+        return sum(self._columns.tokens.values())
 
     @property
     def errors(self) -> dict[int, BaseException]:

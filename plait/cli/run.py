@@ -81,11 +81,13 @@ def report(result: RunResult, as_json: bool) -> None:
                     "status": result.status,
                     "replayed": result.replayed,
                     "value": result.value,
+                    "tokens": result.tokens,
                     "error": str(result.error) if result.error else None,
                     "elapsed": result.elapsed,
                     "critical_path": result.critical_path,
                     "nodes": [
-                        {"id": n.id, "tool": n.tool, "state": n.state, "duration": n.duration}
+                        {"id": n.id, "tool": n.tool, "state": n.state, "duration": n.duration,
+                         "tokens": n.tokens}
                         for n in result.nodes
                     ],
                 },

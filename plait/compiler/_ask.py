@@ -200,9 +200,8 @@ async def aask(
     finally:
         try:
             if durable is not None:
-                tokens = sum(c.prompt_tokens + c.completion_tokens for c in session.llm_calls)
                 await close_durable(durable, status, failure[0] if failure else None,
-                                    own=isinstance(journal, str), tokens=tokens)
+                                    own=isinstance(journal, str), tokens=sum(run.tokens.values()))
         finally:
             await close_llm()
     return _answer(question, answer[0] if answer else "", mode, session, result, elapsed)

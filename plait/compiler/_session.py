@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from plait._engine import NodeError, Run, _current_node
+from plait._engine import NodeError, Run, _current_node, add_tokens
 from plait._graph import Ref
 from plait._tools import Tool, ToolPolicy, make_tool
 from plait.compiler._parser import ParsedTask, PlanError
@@ -261,6 +261,7 @@ class Session:
         else:
             prompt = sum(4 + math.ceil(len(m.content) / 4) for m in messages)
             completion, estimated = math.ceil(len(text) / 4), True
+        add_tokens(prompt + completion)
         return {
             "text": text,
             "prompt_tokens": prompt,

@@ -26,6 +26,7 @@ EXPECTED = {
     "Tool",
     "ToolPolicy",
     "node_key",
+    "add_tokens",
     # graph data
     "Graph",
     "Node",

@@ -78,6 +78,13 @@ def test_asking_again_under_the_same_run_id_replays_everything(spec: str) -> Non
     assert state.run.tokens == first.tokens
     tools_journaled = sorted(i.tool for i in state.intents.values())
     assert tools_journaled == ["joiner", "lookup", "lookup", "planner"]
+    # Each LLM call's tokens are in its own journaled result; the tools used none.
+    by_tool = {state.intents[k].tool: r.tokens for k, r in state.results.items()}
+    assert by_tool == {
+        "planner": first.llm_calls[0].prompt_tokens + first.llm_calls[0].completion_tokens,
+        "joiner": first.llm_calls[1].prompt_tokens + first.llm_calls[1].completion_tokens,
+        "lookup": 0,
+    }
 
 
 def test_a_different_question_under_a_taken_run_id_is_refused(spec: str) -> None:
@@ -146,3 +153,33 @@ def test_a_journal_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> Non
     with pytest.raises(plait.PlaitError, match="no such dir"):
         plait.ask("q?", _tools([]), model=_model(calls), journal=str(where))
     assert calls == []  # nothing was asked of the model
+
+
+def test_tokens_a_tool_counts_are_journaled_and_replayed(spec: str) -> None:
+    """A tool that calls a model itself counts its tokens (`add_tokens`): they are
+    in its node's record, its journaled result and the run's total, and a replayed
+    call keeps them."""
+
+    @plait.tool
+    def summarize(text: str) -> str:
+        """Pretend to ask a model."""
+        plait.add_tokens(len(text))
+        return text[:3]
+
+    @plait.workflow
+    async def wf(a: str, b: str) -> list[str]:
+        return [summarize(a), summarize(b)]
+
+    first = plait.run(wf, "alpha", "beta-gamma", journal=spec, run_id="tok")
+    assert [n.tokens for n in first.nodes] == [5, 10] and first.tokens == 15
+    again = plait.run(wf, "alpha", "beta-gamma", journal=spec, run_id="tok")
+    assert again.replayed == 2 and [n.tokens for n in again.nodes] == [5, 10]
+    journal = open_journal(spec)
+    try:
+        state = journal.load("tok")
+    finally:
+        journal.close()
+    assert state.run.tokens == 15
+    assert sorted(r.tokens for r in state.results.values()) == [5, 10]
+    with pytest.raises(plait.PlaitError, match="inside a tool"):
+        plait.add_tokens(1)
