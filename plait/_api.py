@@ -124,7 +124,7 @@ async def aresume(
             raise PlaitError(
                 f"run {run_id!r} answers a question; resume it by asking it again under "
                 f"its run id: plait.ask(question, tools, run_id={run_id!r}, journal=...) "
-                f"(CLI: plait ask QUESTION --run-id {run_id} --journal ...)"
+                f"(CLI: plait resume {run_id} --tools MODULE)"
             )
         wf = workflow_fn or _import_entry(record.entry)
         arguments = record.arguments or {}

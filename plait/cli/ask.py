@@ -212,6 +212,16 @@ def ask_command(
     """Answer a question with tools: the plan streams, its tasks run in parallel."""
     if mode not in MODES:
         raise typer.BadParameter(f"must be one of {', '.join(MODES)}", param_hint="--mode")
+    answer_question(question, tools, as_json=as_json, model=model, mode=mode,
+                    max_replans=max_replans, timeout=timeout, journal=journal, run_id=run_id,
+                    allow_rerun=allow_rerun)
+
+
+def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
+                    **options: Any) -> None:
+    """Ask with the tools of module or file `tools`, showing the work; print the answer.
+
+    Shared by `plait ask` and `plait resume` (of a journaled question)."""
     module = load_module(tools)
     found, _ = tools_of(module)
     if not found:
@@ -221,9 +231,8 @@ def ask_command(
     view = AskView()
     try:
         with view:
-            answer = asyncio.run(aask(question, module, model=model, mode=mode,
-                                      max_replans=max_replans, timeout=timeout, on_event=view,
-                                      journal=journal, run_id=run_id, allow_rerun=allow_rerun))
+            answer = asyncio.run(aask(question, module, timeout=timeout, on_event=view,
+                                      **options))
     except (LLMError, PlaitError) as exc:  # the model, or a journal that cannot be used
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None

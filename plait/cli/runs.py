@@ -14,6 +14,7 @@ from plait._api import aresume
 from plait._errors import PlaitError, RunError
 from plait._progress import Progress
 from plait.cli._app import app
+from plait.cli.ask import DEFAULT_TOOLS, answer_question
 from plait.cli._load import load_object
 from plait.cli.run import report
 from plait.journal import Journal, JournalState, RunNotFoundError, open_journal
@@ -122,8 +123,26 @@ def resume_command(
         None, help="module:workflow, when the recorded entry cannot be imported"
     ),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    tools: str = typer.Option(
+        DEFAULT_TOOLS, "--tools", help="for a question (`plait ask`): the tools it was asked with"
+    ),
 ) -> None:
     """Continue a run from its journal: finished calls are replayed, not re-run."""
+    j = _open(journal)
+    try:
+        record = j.get_run(run_id)
+    finally:
+        j.close()
+    if record is None:
+        raise typer.BadParameter(f"no run {run_id!r} in {journal}", param_hint="RUN_ID")
+    if record.entry.startswith("ask:"):  # a question: ask it again under its run id
+        arguments = record.arguments or {}
+        answer_question(
+            arguments["question"], tools, as_json=as_json, timeout=600.0,
+            model=arguments["model"], mode=record.entry.removeprefix("ask:"), journal=journal,
+            run_id=run_id, allow_rerun=allow_rerun,
+        )
+        return
     wf = load_object(workflow) if workflow else None
     with Progress() as progress:
         try:

@@ -69,7 +69,7 @@ def test_ask_with_tools_from_a_file_and_json(tmp_path):
 
 def test_ask_journaled_then_resumed_from_the_cli(tmp_path):
     """`--journal --run-id`: asking again replays the plan and the decision; `plait
-    runs` lists the question; `plait resume` on it says how to resume a question."""
+    runs` lists the question; `plait resume` asks it again from the journal alone."""
     plan = '1. search("Mount Everest")\n2. search("K2")\n3. join()'
     journal = str(tmp_path / "runs.db")
     args = ["ask", "Which is taller, Mount Everest or K2?", "--model", sim_spec(tmp_path, plan),
@@ -84,7 +84,14 @@ def test_ask_journaled_then_resumed_from_the_cli(tmp_path):
     listed = runner.invoke(app, ["runs", "--journal", journal])
     assert "everest" in listed.stdout and "ask:compiler" in listed.stdout
     resumed = runner.invoke(app, ["resume", "everest", "--journal", journal])
-    assert resumed.exit_code != 0 and "plait ask QUESTION --run-id everest" in resumed.output
+    assert resumed.exit_code == 0, resumed.output
+    assert "Everest\n" in resumed.stdout
+    assert "2 LLM calls, 2 replayed from the journal" in resumed.stdout
+    other = runner.invoke(app, ["resume", "everest", "--journal", journal,
+                                "--tools", "plait.examples.fanout"])
+    assert other.exit_code == 2 and "cannot be resumed" in other.output  # other tools
+    missing = runner.invoke(app, ["resume", "nope", "--journal", journal])
+    assert missing.exit_code == 2 and "no run 'nope'" in missing.output
 
 
 def test_react_mode_from_the_cli(tmp_path):

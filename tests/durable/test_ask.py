@@ -87,6 +87,12 @@ def test_asking_again_under_the_same_run_id_replays_everything(spec: str) -> Non
     }
 
 
+def test_plait_resume_of_a_question_says_how(spec: str) -> None:
+    plait.ask("x and y?", _tools([]), model=_model([]), journal=spec, run_id="q4")
+    with pytest.raises(plait.PlaitError, match="plait resume q4 --tools"):
+        plait.resume("q4", spec)
+
+
 def test_a_different_question_under_a_taken_run_id_is_refused(spec: str) -> None:
     calls: list[str] = []
     tools = _tools([])
