@@ -14,8 +14,8 @@ from plait._api import aresume
 from plait._errors import PlaitError, RunError
 from plait._progress import Progress
 from plait.cli._app import app
-from plait.cli.ask import DEFAULT_TOOLS, answer_question
 from plait.cli._load import load_object
+from plait.cli.ask import DEFAULT_TOOLS, answer_question
 from plait.cli.run import report
 from plait.journal import Journal, JournalState, RunNotFoundError, open_journal
 
