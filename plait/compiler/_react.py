@@ -16,7 +16,7 @@ from plait.compiler._grammar import Chars, Grammar, Rep, react_grammar, seq
 from plait.compiler._parser import ParsedTask, SyntaxProblem, check_arguments, parse_call, refs_in
 from plait.compiler._prompt import react_messages
 from plait.compiler._records import PlanRecord, PlanStarted, PlanText, TaskDispatched
-from plait.compiler._session import Session, TaskEntry, _short_error
+from plait.compiler._session import Session, TaskEntry, _short_error, stop_if_in_doubt
 from plait.llm import Message
 
 _ACTION = re.compile(r"Action\s*:\s*(.+)", re.I)
@@ -125,6 +125,7 @@ class ReAct:
         try:
             value = await ref
         except NodeError as exc:
+            stop_if_in_doubt(exc)
             s.outcomes[step] = (False, _short_error(exc))
             return f"ERROR: {_short_error(exc)}", (step,)
         s.outcomes[step] = (True, value)

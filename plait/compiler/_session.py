@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from plait._engine import NodeError, Run, _current_node, add_tokens
+from plait._errors import InDoubtError
 from plait._graph import Ref
 from plait._tools import Tool, ToolPolicy, make_tool
 from plait.compiler._parser import ParsedTask, PlanError
@@ -93,6 +94,7 @@ class Session:
         try:
             return True, await ref
         except NodeError as exc:
+            stop_if_in_doubt(exc)
             return False, _short_error(exc)
 
     def shown(self) -> list[Shown]:
@@ -273,6 +275,13 @@ class Session:
 
 
 _TAKEN = object()  # `_listeners`: the node's call took its listener (it ran)
+
+
+def stop_if_in_doubt(exc: NodeError) -> None:
+    """A task refused on resume because it may have run already is no answer to
+    show the joiner: the question stops, as a workflow does, and says which."""
+    if isinstance(exc.__cause__, InDoubtError):
+        raise exc.__cause__
 
 
 def _short_error(exc: NodeError) -> str:

@@ -8,8 +8,9 @@ call and every tool call, the moment it starts, appends one line ("llm planner",
 "tool fetch a", ...) to FILE (O_APPEND, one write(2), so it survives SIGKILL):
 the ground truth of what ran and what was paid for, kept apart from the journal.
 With `--die`, the `slow` call SIGKILLs its own process once the lookups' results
-have had time to be committed. The child prints one JSON line: the answer, the
-tasks' values, and how many LLM calls were replayed.
+have had time to be committed; `--not-idempotent` makes `slow` a side effect. The
+child prints one JSON line: the answer, the tasks' values, and how many LLM calls
+were replayed; or, exit status 3, the refusal of a resume with a call in doubt.
 """
 
 from __future__ import annotations
@@ -58,14 +59,17 @@ async def fetch(name: str) -> str:
     return f"found {name}"
 
 
-@plait.tool(idempotent=True)
-async def slow(text: str) -> str:
+async def _slow(text: str) -> str:
     """Take a while over `text`."""
     _count("tool slow")
     await asyncio.sleep(0.5)  # the lookups' results are committed meanwhile
     if DIE:
         os.kill(os.getpid(), signal.SIGKILL)
     return text.upper()
+
+
+slow = plait.tool(idempotent=True, name="slow")(_slow)
+slow_once = plait.tool(name="slow")(_slow)  # the same, but a side effect: never twice unasked
 
 
 def main() -> int:
@@ -75,11 +79,18 @@ def main() -> int:
     p.add_argument("--run-id", required=True)
     p.add_argument("--counter", required=True)
     p.add_argument("--die", action="store_true")
+    p.add_argument("--not-idempotent", action="store_true", help="`slow` has a side effect")
+    p.add_argument("--allow-rerun", action="store_true")
     args = p.parse_args()
     COUNTER, DIE = Path(args.counter), args.die
     llm = SimLLM(script, ttft=0.01, tps=500)
-    answer = plait.ask("Find a, b and c.", [fetch, slow], model=llm, journal=args.journal,
-                       run_id=args.run_id)
+    tools = [fetch, slow_once if args.not_idempotent else slow]
+    try:
+        answer = plait.ask("Find a, b and c.", tools, model=llm, journal=args.journal,
+                           run_id=args.run_id, allow_rerun=args.allow_rerun)
+    except plait.InDoubtError as exc:
+        print(json.dumps({"in_doubt": str(exc)}))
+        return 3
     print(json.dumps({
         "answer": answer.text,
         "values": {t.number: t.value for t in answer.tasks},

@@ -115,9 +115,10 @@ def test_a_model_error_is_raised_and_the_run_marked_failed(spec: str) -> None:
         journal.close()
 
 
-def _child(spec: str, run_id: str, counter: Path, die: bool) -> subprocess.CompletedProcess:
+def _child(spec: str, run_id: str, counter: Path, die: bool,
+           *flags: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(CHILD), "--journal", spec, "--run-id", run_id,
-           "--counter", str(counter)]
+           "--counter", str(counter), *flags]
     return subprocess.run([*cmd, "--die"] if die else cmd, capture_output=True, text=True,
                           timeout=60)
 
@@ -189,3 +190,48 @@ def test_tokens_a_tool_counts_are_journaled_and_replayed(spec: str) -> None:
     assert sorted(r.tokens for r in state.results.values()) == [5, 10]
     with pytest.raises(plait.PlaitError, match="inside a tool"):
         plait.add_tokens(1)
+
+
+@pytest.mark.timeout(120)
+def test_a_question_with_a_side_effect_in_doubt_stops_until_allowed(
+    spec: str, tmp_path: Path
+) -> None:
+    """Killed inside a call that is not idempotent: resuming the question stops
+    with InDoubtError (the joiner is not asked to answer around it), runs nothing
+    again, and stops again when asked again; with allow_rerun it finishes."""
+    counter = tmp_path / "ran"
+    killed = _child(spec, "doubt", counter, True, "--not-idempotent")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    before = _ran(counter)
+    for _ in range(2):
+        refused = _child(spec, "doubt", counter, False, "--not-idempotent")
+        assert refused.returncode == 3, refused.stderr[-2000:]
+        message = json.loads(refused.stdout.strip().splitlines()[-1])["in_doubt"]
+        assert "slow" in message and "allow_rerun" in message
+        assert _ran(counter) == before  # no planner, no lookup, no slow, no joiner
+    done = _child(spec, "doubt", counter, False, "--not-idempotent", "--allow-rerun")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1])["answer"] == "a, b and c"
+    assert _ran(counter) == before + collections.Counter({"tool slow": 1, "llm joiner": 1})
+
+
+def test_a_react_question_replays_its_steps(spec: str) -> None:
+    """ReAct's steps are LLM-call nodes too: asking again replays every step and
+    every observation, and the model is not called."""
+    steps: list[str] = []
+
+    def script(messages: Sequence[Message]) -> str:
+        steps.append("react")
+        seen = "x!" in messages[-1].content  # the observation of the first action
+        return 'Thought: done.\nAction: finish("x!")' if seen else \
+            'Thought: look x up.\nAction: lookup("x")'
+
+    ran: list[str] = []
+    tools = _tools(ran)
+    first = plait.ask("x?", tools, model=SimLLM(script, ttft=0.0, tps=5000), mode="react",
+                      journal=spec, run_id="r1")
+    assert first.text == "x!" and steps == ["react", "react"] and ran == ["x"]
+    again = plait.ask("x?", tools, model=_silent_model(), mode="react", journal=spec,
+                      run_id="r1")
+    assert again.text == "x!" and ran == ["x"]
+    assert [c.replayed for c in again.llm_calls] == [True, True]
