@@ -290,9 +290,7 @@ class Outcome:
     llm_calls: int
 
 
-async def one(q: Question, world: World, mode: str, args: argparse.Namespace) -> Outcome:
-    tools = make_tools(world, args.seed, q.id)
-    model = make_model(q, args.ttft, args.tps, args.joiner_thought)
+async def one(q: Question, tools: list[plait.Tool], model: SimLLM, mode: str) -> Outcome:
     started = time.perf_counter()
     answer: Answer = await aask(q.text, tools, model=model, mode=mode, examples=[],
                                 max_replans=2, llm_timeout=60)
@@ -305,13 +303,20 @@ async def suite(name: str, questions: list[Question], world: World, args: argpar
                 ) -> dict[str, list[Outcome]]:
     sem = asyncio.Semaphore(args.concurrency)
 
-    async def limited(q: Question, mode: str) -> Outcome:
+    async def limited(q: Question, tools: list[plait.Tool], model: SimLLM, mode: str
+                      ) -> Outcome:
         async with sem:
-            return await one(q, world, mode, args)
+            return await one(q, tools, model, mode)
 
     out: dict[str, list[Outcome]] = {}
     for mode in ("compiler", "react"):
-        out[mode] = list(await asyncio.gather(*(limited(q, mode) for q in questions)))
+        # Tools and models are built before any clock starts: building a tool is
+        # synchronous work (its pydantic schema) that would stall the event loop
+        # under every question already in flight, a cost of this harness, not of
+        # either mode.
+        ready = [(q, make_tools(world, args.seed, q.id),
+                  make_model(q, args.ttft, args.tps, args.joiner_thought)) for q in questions]
+        out[mode] = list(await asyncio.gather(*(limited(*r, mode) for r in ready)))
     return out
 
 

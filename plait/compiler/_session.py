@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +23,6 @@ from plait.compiler._parser import ParsedTask, PlanError
 from plait.compiler._prompt import Shown
 from plait.compiler._records import CompilerEvent, Decision, LLMCall, PlanRecord
 from plait.llm import LLMOptionError, Message
-
-# The roles of LLM calls; each is also the tool name of its calls' nodes.
-LLM_ROLES = frozenset({"planner", "joiner", "react"})
 
 # After join() the stream is drained for at most this many more deltas (a
 # grammar-bound model stops right there; a free one may ramble on).
@@ -62,8 +60,10 @@ class Session:
     decisions: list[Decision] = field(default_factory=list)
     unresolved: list[PlanError] = field(default_factory=list)
     outcomes: dict[int, tuple[bool, Any]] = field(default_factory=dict)  # number -> (ok, value)
-    _llm_tools: dict[str, Tool] = field(default_factory=dict)  # role -> its LLM-call tool
     _listeners: dict[int, Callable[[str], bool] | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _SESSIONS[self.run] = self
 
     def rel(self, t: float) -> float:
         return t - self.t0
@@ -173,7 +173,7 @@ class Session:
             "grammar": grammar,
             "json_schema": json_schema,
         }
-        ref = self.run.submit(self._llm_tool(role), {"request": request})
+        ref = self.run.submit(LLM_TOOLS[role], {"request": request})
         self._listeners[ref.node] = on_delta
         try:
             out = await ref
@@ -200,23 +200,9 @@ class Session:
         ))
         return text
 
-    def _llm_tool(self, role: str) -> Tool:
-        """The tool whose nodes are this session's LLM calls in `role`."""
-        tool = self._llm_tools.get(role)
-        if tool is None:
-            async def call(request: dict[str, Any]) -> dict[str, Any]:
-                return await self._call_llm(request)
-
-            # Idempotent: a call cut off by a crash has no effect but its cost, so a
-            # resume simply asks again.
-            tool = make_tool(call, name=role, policy=ToolPolicy(idempotent=True))
-            self._llm_tools[role] = tool
-        return tool
-
-    async def _call_llm(self, request: dict[str, Any]) -> dict[str, Any]:
+    async def _call_llm(self, request: dict[str, Any], node: int) -> dict[str, Any]:
         """Stream one request; what comes back is journaled as the node's value."""
-        current = _current_node.get()
-        on_delta = self._listeners.pop(current[1], None) if current is not None else None
+        on_delta = self._listeners.pop(node, None)
         started = time.perf_counter()
         first: float | None = None
         parts: list[str] = []
@@ -275,6 +261,28 @@ class Session:
 
 
 _TAKEN = object()  # `_listeners`: the node's call took its listener (it ran)
+
+# The session of each run that answers a question, for its LLM-call nodes.
+_SESSIONS: weakref.WeakKeyDictionary[Run, Session] = weakref.WeakKeyDictionary()
+
+
+async def _llm_call(request: dict[str, Any]) -> dict[str, Any]:
+    """Every LLM-call node runs this: its run's session streams the request."""
+    current = _current_node.get()
+    assert current is not None, "LLM-call nodes run only inside a session's run"
+    run, node = current
+    return await _SESSIONS[run]._call_llm(request, node)
+
+
+# One tool per role, built once (a tool's schema takes milliseconds to build). The
+# role is the tool's name, so plans, journals and events tell the calls apart.
+# Idempotent: a call cut off by a crash has no effect but its cost, so a resume
+# simply asks again.
+LLM_TOOLS = {
+    role: make_tool(_llm_call, name=role, policy=ToolPolicy(idempotent=True))
+    for role in ("planner", "joiner", "react")
+}
+LLM_ROLES = frozenset(LLM_TOOLS)
 
 
 def stop_if_in_doubt(exc: NodeError) -> None:
