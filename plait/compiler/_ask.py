@@ -85,6 +85,8 @@ async def aask(
     timeout      seconds for the whole question (TimeoutError after)
     on_event     called with compiler events (plan text, tasks dispatched, decisions)
                  and the run's node events
+    max_concurrency  at most this many calls in flight, the model's own calls
+                 included (a task waits while the planner streams if it must)
     journal      a SQLite path or postgresql:// DSN: every LLM call and task is
                  journaled; asking again with the same `run_id` resumes the question,
                  replaying finished calls (plans, decisions, tool results) unpaid

@@ -265,3 +265,25 @@ async def test_react_runs_out_of_steps():
                               'Thought: out of steps.\nAction: finish("best guess")']})
     answer = await aask("q", TOOLS.values(), model=llm, mode="react", max_steps=2)
     assert answer.text == "best guess" and len(answer.tasks) == 2
+
+
+async def test_max_concurrency_counts_the_models_calls_too():
+    """With one slot, the planner's call, each task and the joiner's call run one at
+    a time (the tasks wait for the plan to end), and the answer still comes."""
+    clock = Clock()
+    probe = recording_tool(clock, delay=0.02)
+    plan = '1. probe("a")\n2. probe("b")\n3. join()'
+    events = []
+    answer = await aask("q", [probe], model=scripted({"plan": plan, "joiner": FINISH}, tps=200),
+                        max_concurrency=1, on_event=events.append)
+    assert answer.text == "done" and [t.value for t in answer.tasks] == ["a", "b"]
+    running, most = 0, 0
+    for e in events:
+        if isinstance(e, plait.NodeStarted):
+            running += 1
+            most = max(most, running)
+        elif isinstance(e, (plait.NodeFinished, plait.NodeFailed, plait.NodeCancelled)):
+            running -= 1
+    assert most == 1
+    started = [e.tool for e in events if isinstance(e, plait.NodeStarted)]
+    assert started == ["planner", "probe", "probe", "joiner"]
