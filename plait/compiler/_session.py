@@ -8,7 +8,6 @@ into a frozen `Answer` at the end.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -23,6 +22,7 @@ from plait.compiler._parser import ParsedTask, PlanError
 from plait.compiler._prompt import Shown
 from plait.compiler._records import CompilerEvent, Decision, LLMCall, PlanRecord
 from plait.llm import LLMOptionError, Message
+from plait.llm._protocol import approx_prompt_tokens, approx_tokens
 
 # After join() the stream is drained for at most this many more deltas (a
 # grammar-bound model stops right there; a free one may ramble on).
@@ -247,8 +247,8 @@ class Session:
         if usage is not None:
             prompt, completion, estimated = usage.prompt_tokens, usage.completion_tokens, False
         else:
-            prompt = sum(4 + math.ceil(len(m.content) / 4) for m in messages)
-            completion, estimated = math.ceil(len(text) / 4), True
+            prompt, completion = approx_prompt_tokens(messages), approx_tokens(text)
+            estimated = True
         add_tokens(prompt + completion)
         return {
             "text": text,
