@@ -32,7 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import plait
@@ -127,7 +127,7 @@ def main() -> int:
         }
         budgets = {"sqlite": 250.0, "postgresql": 1000.0}
         with (
-            postgres_schema(args.postgres) if not args.no_postgres else _nothing()
+            postgres_schema(args.postgres) if not args.no_postgres else nullcontext()
         ) as pg_spec:
             if pg_spec is not None:
                 backends["postgresql"] = lambda: pg_spec  # fresh run ids, one schema
@@ -165,11 +165,6 @@ def main() -> int:
         missed |= not ok
         print(f"{name:<11} {seconds:>9.2f} {replayed:>9} {'<=2 ' + ('ok' if ok else 'MISS'):>9}")
     return 1 if missed else 0
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield None
 
 
 if __name__ == "__main__":
