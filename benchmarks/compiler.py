@@ -1,6 +1,7 @@
 """The LLM compiler against ReAct, on a simulated hosted model, LLMCompiler-style suites.
 
     python benchmarks/compiler.py [--questions 20] [--quick] [--ttft 0.4] [--tps 60]
+                                  [--search-latency 0.3 1.5] [--no-joiner-thought]
 
 Model: plait's simulated backend (`plait.llm.SimLLM`), timed like a hosted model
 (ttft 0.4 s, then 60 tokens/s; a token is a word with the space before it).
@@ -9,9 +10,9 @@ the joiner a correct decision, and ReAct correct steps: the same facts and the
 same final reasoning sentence in both modes. Prompts are plait's real prompts,
 so prompt tokens are what a real model would be sent.
 
-Tools: `search` and `lookup` take 0.3-1.5 s, `calculator` 0.1-0.3 s. Each call's
-latency is drawn from an RNG seeded by (seed, question, call), so both modes see
-the same draws for the same calls.
+Tools: `search` and `lookup` take 0.3-1.5 s (`--search-latency`), `calculator`
+0.1-0.3 s. Each call's latency is drawn from an RNG seeded by (seed, question,
+call), so both modes see the same draws for the same calls.
 
 Suites (shaped like LLMCompiler's): HotpotQA-like (two parallel lookups),
 Movie-like (eight parallel lookups), ParallelQA-like (three lookups, then
@@ -225,17 +226,18 @@ def latency(seed: int, qid: str, call: str, bounds: tuple[float, float]) -> floa
     return rng.uniform(*bounds)
 
 
-def make_tools(world: World, seed: int, qid: str) -> list[plait.Tool]:
+def make_tools(world: World, seed: int, qid: str,
+               search_latency: tuple[float, float] = SEARCH_LATENCY) -> list[plait.Tool]:
     @plait.tool
     async def search(entity: str) -> str:
         """The encyclopedia entry about an entity (a place, a mountain, a movie...)."""
-        await asyncio.sleep(latency(seed, qid, f"search|{entity}", SEARCH_LATENCY))
+        await asyncio.sleep(latency(seed, qid, f"search|{entity}", search_latency))
         return world.entries.get(entity.lower(), f'No entry found for "{entity}".')
 
     @plait.tool
     async def lookup(entity: str, attribute: str) -> float:
         """One number about an entity, e.g. its height in metres."""
-        await asyncio.sleep(latency(seed, qid, f"lookup|{entity}|{attribute}", SEARCH_LATENCY))
+        await asyncio.sleep(latency(seed, qid, f"lookup|{entity}|{attribute}", search_latency))
         value = world.numbers.get((entity.lower(), attribute.lower()))
         if value is None:
             raise ValueError(f"no {attribute} for {entity!r}")
@@ -314,7 +316,7 @@ async def suite(name: str, questions: list[Question], world: World, args: argpar
         # synchronous work (its pydantic schema) that would stall the event loop
         # under every question already in flight, a cost of this harness, not of
         # either mode.
-        ready = [(q, make_tools(world, args.seed, q.id),
+        ready = [(q, make_tools(world, args.seed, q.id, tuple(args.search_latency)),
                   make_model(q, args.ttft, args.tps, args.joiner_thought)) for q in questions]
         out[mode] = list(await asyncio.gather(*(limited(*r, mode) for r in ready)))
     return out
@@ -331,6 +333,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ttft", type=float, default=0.4)
     p.add_argument("--tps", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=4)
+    p.add_argument("--search-latency", type=float, nargs=2, default=SEARCH_LATENCY,
+                   metavar=("LO", "HI"), help="seconds a search or lookup takes (uniform)")
     p.add_argument("--concurrency", type=int, default=20, help="questions in flight at once")
     p.add_argument("--no-joiner-thought", dest="joiner_thought", action="store_false",
                    help="the simulated joiner answers without a thought (a leaner joiner)")
@@ -343,7 +347,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     print(f"simulated model: ttft {args.ttft} s, {args.tps:g} tokens/s; joiner "
           f"{'with' if args.joiner_thought else 'without'} a thought; "
-          f"{n} questions per suite; search/lookup {SEARCH_LATENCY[0]}-{SEARCH_LATENCY[1]} s, "
+          f"{n} questions per suite; search/lookup "
+          f"{args.search_latency[0]:g}-{args.search_latency[1]:g} s, "
           f"calculator {CALC_LATENCY[0]}-{CALC_LATENCY[1]} s", file=sys.stderr)
     for name, make in SUITES.items():
         questions = [make(i, rng, world) for i in range(n)]
