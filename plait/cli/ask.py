@@ -10,6 +10,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -184,6 +185,9 @@ def answer_json(answer: Answer) -> str:
         "tasks": [{"number": t.number, "call": t.call, "state": t.state,
                    "value": t.value, "error": t.error, "duration": t.duration}
                   for t in answer.tasks],
+        "llm_calls": [{"role": c.role, "prompt_tokens": c.prompt_tokens,
+                       "completion_tokens": c.completion_tokens, "duration": c.duration,
+                       "replayed": c.replayed} for c in answer.llm_calls],
         "unresolved": [str(e) for e in answer.unresolved],
     }, default=str)
 
@@ -218,14 +222,22 @@ def ask_command(
 
 
 def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
-                    **options: Any) -> None:
+                    asked_with: Sequence[str] | None = None, **options: Any) -> None:
     """Ask with the tools of module or file `tools`, showing the work; print the answer.
 
-    Shared by `plait ask` and `plait resume` (of a journaled question)."""
+    Shared by `plait ask` and `plait resume` (of a journaled question, whose
+    journal names the tools it was `asked_with`: the same must be given again).
+    """
     module = load_module(tools)
     found, _ = tools_of(module)
     if not found:
         raise typer.BadParameter(f"no plait tools in {tools}", param_hint="--tools")
+    names = sorted(t.name for t in found)
+    if asked_with is not None and names != sorted(asked_with):
+        raise typer.BadParameter(
+            f"the question was asked with tools {', '.join(sorted(asked_with))}; {tools} has "
+            f"{', '.join(names)}. Pass the module or file it was asked with.",
+            param_hint="--tools")
     from plait.llm import LLMError
 
     view = AskView()

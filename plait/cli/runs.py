@@ -140,7 +140,7 @@ def resume_command(
         answer_question(
             arguments["question"], tools, as_json=as_json, timeout=600.0,
             model=arguments["model"], mode=record.entry.removeprefix("ask:"), journal=journal,
-            run_id=run_id, allow_rerun=allow_rerun,
+            run_id=run_id, allow_rerun=allow_rerun, asked_with=arguments.get("tools"),
         )
         return
     wf = load_object(workflow) if workflow else None

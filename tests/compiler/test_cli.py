@@ -88,8 +88,11 @@ def test_ask_journaled_then_resumed_from_the_cli(tmp_path):
     assert "Everest\n" in resumed.stdout
     assert "2 LLM calls, 2 replayed from the journal" in resumed.stdout
     other = runner.invoke(app, ["resume", "everest", "--journal", journal,
-                                "--tools", "plait.examples.fanout"])
-    assert other.exit_code == 2 and "cannot be resumed" in other.output  # other tools
+                                "--tools", "plait.examples.fanout"], env={"COLUMNS": "250"})
+    assert other.exit_code == 2, other.output  # not the tools it was asked with: named
+    assert "asked with tools calculator, lookup, search" in other.output
+    as_json = runner.invoke(app, ["resume", "everest", "--journal", journal, "--json"])
+    assert [c["replayed"] for c in json.loads(as_json.stdout)["llm_calls"]] == [True, True]
     missing = runner.invoke(app, ["resume", "nope", "--journal", journal])
     assert missing.exit_code == 2 and "no run 'nope'" in missing.output
 
