@@ -53,6 +53,7 @@ class Durable:
         run_id: str,
         state: JournalState | None,
         allow_rerun: bool,
+        finished_at: float | None = None,
     ) -> None:
         self.journal = journal
         self.writer = writer
@@ -65,6 +66,9 @@ class Durable:
         self.canonical: list[str] = []
         self.occurrences = Occurrences()
         self.replayed = 0
+        self.ran = 0  # calls that ran (not replayed) in this process
+        # When the run was done before: a replay to the same end keeps this finish time.
+        self.finished_at = finished_at
         # Journal times are wall-clock; the engine's are perf_counter.
         self.clock_offset = time.time() - time.perf_counter()
 
@@ -90,6 +94,7 @@ class Durable:
             if not (tool.policy.idempotent or self.allow_rerun):
                 raise InDoubtError(self._doubt_message(i, tool))
             self.in_doubt.discard(key)
+        self.ran += 1
         await self.writer.intents(
             [
                 Intent(
@@ -180,22 +185,28 @@ async def open_durable(
         if isinstance(spec, str):
             journal.close()
         raise
-    return Durable(journal, JournalWriter(journal), run_id, state, allow_rerun)
+    done_at = record.finished_at if record is not None and record.status == "done" else None
+    return Durable(journal, JournalWriter(journal), run_id, state, allow_rerun, done_at)
 
 
 async def close_durable(
     durable: Durable, status: str, error: BaseException | None, own: bool,
     tokens: int | None = None,
 ) -> None:
-    """Flush every queued result, then mark the run; close the journal if we opened it."""
+    """Flush every queued result, then mark the run; close the journal if we opened it.
+
+    A done run replayed to the same end, no call run again, keeps its finish
+    time: asking it again is not more work for it."""
     try:
         await durable.writer.aclose()
+        replay = status == "done" and not durable.ran
         await asyncio.to_thread(
             durable.journal.update_run,
             durable.run_id,
             status=status,
             tokens=tokens,
             error=error_text(error) if error is not None else None,
+            finished_at=durable.finished_at if replay else None,
         )
     finally:
         if own:

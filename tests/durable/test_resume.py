@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,7 @@ def test_replay_never_calls_a_tool_again(spec: str) -> None:
     first = plait.run(greet, ["a", "b", "c"], journal=spec, run_id="r1")
     assert first.value == "A B C" and first.replayed == 0
     assert CALLS == {"shout": 3, "join": 1}
+    done = _run_record(spec, "r1")
     again = plait.run(greet, ["a", "b", "c"], journal=spec, run_id="r1")
     assert again.value == "A B C"
     assert again.replayed == 4
@@ -122,6 +124,8 @@ def test_replay_never_calls_a_tool_again(spec: str) -> None:
     again = plait.resume("r1", spec)  # the entry is imported from the journal
     assert again.value == "A B C" and again.replayed == 4
     assert CALLS == {"shout": 3, "join": 1}
+    # A replay is not more work for the run: its record, finish time too, stays.
+    assert replace(_run_record(spec, "r1"), updated_at=done.updated_at) == done
 
 
 def test_large_values_replay_from_blobs(spec: str) -> None:
@@ -185,6 +189,7 @@ def test_edited_workflow_with_the_same_calls_replays(spec: str) -> None:
 
 def test_calls_added_after_run_and_old_ones_replay(spec: str) -> None:
     plait.run(greet, ["a", "b"], journal=spec, run_id="grow")
+    done = _run_record(spec, "grow")
 
     async def grown(words: list[str]) -> str:
         loud = [shout(w) for w in words]
@@ -198,6 +203,7 @@ def test_calls_added_after_run_and_old_ones_replay(spec: str) -> None:
     assert CALLS == {"shout": 3, "join": 2}
     state = _state(spec, "grow")
     assert len(state.results) == 5 and state.run.status == "done"
+    assert state.run.finished_at > done.finished_at  # new calls ran: it finished again
 
 
 def test_resume_with_workflow_fn_for_an_entry_that_cannot_be_imported(spec: str) -> None:
