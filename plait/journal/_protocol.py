@@ -28,6 +28,7 @@ __all__ = [
     "JournalError",
     "JournalOrderError",
     "JournalState",
+    "JournalTransientError",
     "JournalValueError",
     "Result",
     "RunNotFoundError",
@@ -52,6 +53,13 @@ RUN_STATUSES: frozenset[str] = frozenset({"running", "done", "failed", "cancelle
 
 class JournalError(PlaitError):
     """The journal cannot be opened, read or written. The message says what and where."""
+
+
+class JournalTransientError(JournalError):
+    """A failure that may clear by itself: a dropped connection, a lock another
+    process holds past the busy timeout, a full disk. The write it interrupted did
+    not commit (or, for a dropped connection, may not have), so the caller may try
+    the same write again within a bound; past the bound it is a plain failure."""
 
 
 class JournalOrderError(JournalError):
