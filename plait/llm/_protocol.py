@@ -142,8 +142,10 @@ class LLMConnectionError(LLMError):
     retryable = True
 
 
-class LLMTimeout(LLMError):
-    """No connection, or no data between chunks, within the configured time."""
+class LLMTimeout(LLMError, TimeoutError):
+    """No data between chunks within `read_timeout`, or no whole answer within a
+    call's own timeout; the message says which. A TimeoutError too, but never the
+    question's own timeout (that one is a bare TimeoutError)."""
 
     retryable = True
 
