@@ -204,8 +204,8 @@ def _json_or_text(data: str) -> Any:
 
 # ---------------------------------------------------------------- shared clients
 
-# Connections per server and event loop; a call waits for a free one (pool timeout).
-LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+# Connections per server and event loop by default; a call waits for a free one.
+MAX_CONNECTIONS = 256
 
 _ssl_context: ssl.SSLContext | None = None
 
@@ -233,7 +233,7 @@ class _Shared:
 _CLIENTS: dict[tuple[int, str], _Shared] = {}
 
 
-def shared_client(key: str, user: object,
+def shared_client(key: str, user: object, max_connections: int,
                   transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     entry = _CLIENTS.get((id(loop), key))
@@ -241,7 +241,11 @@ def shared_client(key: str, user: object,
         for k, other in list(_CLIENTS.items()):
             if other.loop.is_closed():
                 del _CLIENTS[k]
-        client = httpx.AsyncClient(verify=_ssl(), limits=LIMITS, transport=transport)
+        # Keep every connection alive (for keepalive_expiry, 5 s): a new TLS handshake
+        # per call costs more than an idle socket.
+        limits = httpx.Limits(max_connections=max_connections,
+                              max_keepalive_connections=max_connections)
+        client = httpx.AsyncClient(verify=_ssl(), limits=limits, transport=transport)
         entry = _CLIENTS[(id(loop), key)] = _Shared(loop, client, set())
     entry.users.add(id(user))
     return entry.client
@@ -281,6 +285,7 @@ class OpenAILLM(BaseLLM):
         read_timeout: float = 60.0,
         max_event_bytes: int = 1 << 20,
         max_error_bytes: int = 64 << 10,
+        max_connections: int = MAX_CONNECTIONS,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -319,8 +324,12 @@ class OpenAILLM(BaseLLM):
         self.max_error_bytes = max_error_bytes
         self._limiter = (RateLimiter(requests_per_minute, tokens_per_minute)
                          if requests_per_minute or tokens_per_minute else None)
+        if max_connections < 1:
+            raise LLMOptionError(f"max_connections must be >= 1, got {max_connections}")
+        self.max_connections = max_connections
         self._transport = transport
-        self._client_key = self.base_url if transport is None else f"{self.base_url}#{id(transport)}"
+        # OpenAILLMs share a client when they agree on everything it holds.
+        self._client_key = f"{self.base_url} {max_connections} {id(transport or 0)}"
 
     def __repr__(self) -> str:
         return f"<OpenAILLM {self.spec!r} at {self.base_url} dialect={self.dialect_name}>"
@@ -328,7 +337,7 @@ class OpenAILLM(BaseLLM):
     # ------------------------------------------------------------ plumbing
 
     def _client(self) -> httpx.AsyncClient:
-        return shared_client(self._client_key, self, self._transport)
+        return shared_client(self._client_key, self, self.max_connections, self._transport)
 
     async def aclose(self) -> None:
         await release_client(self._client_key, self)
@@ -498,7 +507,7 @@ class OpenAILLM(BaseLLM):
         except httpx.PoolTimeout:
             raise LLMConnectionError(
                 f"no free connection to {where} within {self.read_timeout} s (at most "
-                f"{LIMITS.max_connections} per server)") from None
+                f"max_connections={self.max_connections} per server)") from None
         except httpx.ConnectError as e:
             raise LLMConnectionError(f"cannot connect to {where}: {type(e).__name__}") from None
         except httpx.TimeoutException as e:
