@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-import certifi
 import httpx
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
 
@@ -211,11 +210,11 @@ _ssl_context: ssl.SSLContext | None = None
 
 
 def _ssl() -> ssl.SSLContext:
-    # Building a context loads the CA bundle, ~25 ms of blocked event loop: once per process.
+    # Building a context loads the CA bundle, ~25 ms of blocked event loop: once per
+    # process, the one httpx would build (certifi, or SSL_CERT_FILE / SSL_CERT_DIR).
     global _ssl_context
     if _ssl_context is None:
-        _ssl_context = ssl.create_default_context(
-            cafile=os.environ.get("SSL_CERT_FILE") or certifi.where())
+        _ssl_context = httpx.create_ssl_context()
     return _ssl_context
 
 
