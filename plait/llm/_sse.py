@@ -8,10 +8,11 @@ however long it is: one 200 MB line cost 4 GB. This reader keeps at most
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-_CR, _LF = 13, 10
+_EOL = re.compile(rb"\r\n?|\n")
 
 
 class TooLong(Exception):
@@ -28,64 +29,58 @@ class Event:
     data: str
 
 
-async def lines(chunks: AsyncIterator[bytes], max_line: int) -> AsyncIterator[bytes]:
-    """Lines ended by LF, CRLF or CR (as the SSE spec says), without their ending."""
-    buf = bytearray()
-    after_cr = False  # the last line ended with CR: a LF right after it is the same ending
-    async for chunk in chunks:
-        if after_cr and chunk[:1] == b"\n":
+class Lines:
+    """Splits bytes into lines ended by LF, CRLF or CR (as the SSE spec says)."""
+
+    def __init__(self, max_line: int) -> None:
+        self.max_line = max_line
+        self._buf = bytearray()
+        self._after_cr = False  # the last chunk ended with CR: a LF next is the same ending
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        if self._after_cr and chunk[:1] == b"\n":
             chunk = chunk[1:]
-        after_cr = False
-        start = len(buf)
+        buf = self._buf
+        scan = len(buf)  # the unfinished line before it holds no line ending
         buf += chunk
+        out = []
         pos = 0
-        # Scan only the new bytes: the unfinished part was scanned before.
-        while True:
-            cr = buf.find(b"\r", max(pos, start))
-            lf = buf.find(b"\n", max(pos, start))
-            ends = [i for i in (cr, lf) if i >= 0]
-            if not ends:
-                break
-            end = min(ends)
-            if end - pos > max_line:
-                raise TooLong("a line", max_line, bytes(buf[pos:pos + 200]))
-            yield bytes(buf[pos:end])
-            if buf[end] == _CR:
-                if end + 1 < len(buf):
-                    if buf[end + 1] == _LF:
-                        end += 1
-                else:
-                    after_cr = True
-            pos = start = end + 1
+        for m in _EOL.finditer(buf, scan):
+            if m.start() - pos > self.max_line:
+                raise TooLong("a line", self.max_line, bytes(buf[pos:pos + 200]))
+            out.append(bytes(buf[pos:m.start()]))
+            pos = m.end()
+        self._after_cr = pos == len(buf) and buf[-1:] == b"\r"
         del buf[:pos]
-        if len(buf) > max_line:
-            raise TooLong("a line", max_line, bytes(buf[:200]))
-    if buf:
-        yield bytes(buf)
+        if len(buf) > self.max_line:
+            raise TooLong("a line", self.max_line, bytes(buf[:200]))
+        return out
 
 
 async def events(chunks: AsyncIterator[bytes], *, max_line: int,
                  max_event: int) -> AsyncIterator[Event]:
-    """The events of an SSE stream; comments, ids and retry hints are skipped."""
+    """The events of an SSE stream; comments, ids and retry hints are skipped. An
+    event not ended by a blank line is dropped (the SSE spec): it may be cut."""
+    splitter = Lines(max_line)
     data: list[str] = []
     size = 0
     name = ""
-    async for raw in lines(chunks, max_line):
-        if not raw:
-            if data:
-                yield Event(name or "message", "\n".join(data))
-            data, size, name = [], 0, ""
-            continue
-        if raw[:1] == b":":
-            continue
-        field, _, value = raw.partition(b":")
-        if value[:1] == b" ":
-            value = value[1:]
-        if field == b"data":
-            size += len(value) + 1
-            if size > max_event:
-                raise TooLong("an event", max_event, value[:200])
-            data.append(value.decode("utf-8", "replace"))
-        elif field == b"event":
-            name = value.decode("utf-8", "replace")
-    # An event not ended by a blank line is dropped (the SSE spec): it may be cut.
+    async for chunk in chunks:
+        for raw in splitter.feed(chunk):
+            if not raw:
+                if data:
+                    yield Event(name or "message", "\n".join(data))
+                data, size, name = [], 0, ""
+                continue
+            if raw[:1] == b":":
+                continue
+            field, _, value = raw.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
+            if field == b"data":
+                size += len(value) + 1
+                if size > max_event:
+                    raise TooLong("an event", max_event, value[:200])
+                data.append(value.decode("utf-8", "replace"))
+            elif field == b"event":
+                name = value.decode("utf-8", "replace")

@@ -34,7 +34,7 @@ from plait.llm import (
     get_llm,
 )
 from plait.llm import _openai
-from plait.llm._sse import TooLong, events, lines
+from plait.llm._sse import Lines, TooLong, events
 
 from .hostile_server import HostileServer
 
@@ -303,15 +303,16 @@ async def chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 
 def test_sse_lines_split_anywhere_and_stay_bounded() -> None:
-    async def collect(*parts: bytes, limit: int = 64) -> list[bytes]:
-        return [line async for line in lines(chunks(*parts), limit)]
+    def collect(*parts: bytes) -> list[bytes]:
+        splitter = Lines(64)
+        return [line for part in parts for line in splitter.feed(part)]
 
-    assert asyncio.run(collect(b"a\r", b"\nb\rc\n", b"d")) == [b"a", b"b", b"c", b"d"]
-    assert asyncio.run(collect(b"ab", b"c\r\n\r\n")) == [b"abc", b""]
+    assert collect(b"a\r", b"\nb\rc\n", b"d\n") == [b"a", b"b", b"c", b"d"]
+    assert collect(b"ab", b"c\r\n\r\n") == [b"abc", b""]
     with pytest.raises(TooLong):
-        asyncio.run(collect(b"x" * 40, b"x" * 40))
+        collect(b"x" * 40, b"x" * 40)  # no line end yet, but already too long
     with pytest.raises(TooLong):
-        asyncio.run(collect(b"x" * 100 + b"\n"))
+        collect(b"x" * 100 + b"\n")
 
     async def evs(*parts: bytes):
         return [e async for e in events(chunks(*parts), max_line=64, max_event=64)]
