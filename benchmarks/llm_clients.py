@@ -77,8 +77,9 @@ def main() -> None:
 
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-c", "from plait.cli import main; main()", "sim-server", "--script", str(path),
-             "--ttft", str(args.ttft), "--tps", "5000", "--port", str(port)],
+            [sys.executable, "-c", "from plait.cli import main; main()", "sim-server",
+             "--script", str(path), "--ttft", str(args.ttft), "--tps", "5000",
+             "--port", str(port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base_url = f"http://127.0.0.1:{port}/v1"
         try:

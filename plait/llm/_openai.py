@@ -130,14 +130,6 @@ def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     return public, (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
-def _public_url(url: str) -> str:
-    """The URL without any user:password part (and nothing of it if it does not parse)."""
-    try:
-        return split_credentials(url)[0]
-    except LLMOptionError:
-        return "<invalid URL>"
-
-
 def parse_retry_after(value: str | None) -> float | None:
     """Retry-After as seconds: the delta-seconds form or an HTTP date."""
     if not value:

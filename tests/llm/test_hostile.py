@@ -14,13 +14,11 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 import plait
-from plait.compiler import aask
 from plait.llm import (
     LLMConnectionError,
     LLMError,
