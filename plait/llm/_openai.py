@@ -462,7 +462,7 @@ class OpenAILLM(BaseLLM):
                         response.status_code,
                         f"{where}: {self._sample(head) if head else response.reason_phrase}",
                         retry_after=parse_retry_after(response.headers.get("retry-after")))
-                kind = response.headers.get("content-type", "")
+                kind = response.headers.get("content-type", "").lower()
                 if not kind.startswith("text/event-stream"):
                     head = await self._head(response)
                     raise LLMProtocolError(
