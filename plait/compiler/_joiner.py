@@ -15,6 +15,7 @@ from typing import Any
 from plait.compiler._prompt import FINISH_SCHEMA, JOINER_SCHEMA, joiner_messages
 from plait.compiler._records import Decided, Decision, JoinerStarted
 from plait.compiler._session import Session
+from plait.llm import LLMTruncated, Message
 
 _FIELD = r'"{name}"\s*:\s*"((?:[^"\\]|\\.)*)'
 _ACTION_TEXT = re.compile(r"Action\s*:\s*(Finish|Replan)\s*\((.*)\)?\s*$", re.I | re.S)
@@ -91,6 +92,9 @@ def _unescape(s: str) -> str:
 
 
 class Joiner:
+    """A reply cut at `max_tokens` is never read as a decision: its answer may be cut
+    mid-word. It is asked for once more with twice the tokens, then it is an error."""
+
     def __init__(self, session: Session, *, max_tokens: int | None = 200) -> None:
         self.session = session
         self.max_tokens = max_tokens
@@ -100,9 +104,25 @@ class Joiner:
         s.send(JoinerStarted, round)
         messages = joiner_messages(question, s.shown(), may_replan=may_replan)
         schema = JOINER_SCHEMA if may_replan else FINISH_SCHEMA
-        text, _ = await s.complete("joiner", messages, json_schema=schema,
-                                   max_tokens=self.max_tokens)
+        text = await self._reply(messages, schema)
         decision = parse_decision(text, may_replan=may_replan)
         s.decisions.append(decision)
         s.send(Decided, decision)
         return decision
+
+    async def _reply(self, messages: list[Message], schema: dict[str, Any]) -> str:
+        s = self.session
+        max_tokens = self.max_tokens
+        for attempt in range(2):
+            text, _ = await s.complete("joiner", messages, json_schema=schema,
+                                       max_tokens=max_tokens)
+            if not s.last_call.truncated:
+                return text
+            if max_tokens is None:  # the server's own limit: more of the same cannot help
+                break
+            if attempt == 0:
+                max_tokens *= 2
+        raise LLMTruncated(
+            f"the joiner's reply from {s.model} was cut (finish_reason "
+            f"{s.last_call.finish_reason!r}) at max_tokens={max_tokens}, so its answer may be "
+            f"cut too: pass a larger joiner_max_tokens; it began {text[:120]!r}")

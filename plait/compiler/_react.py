@@ -17,7 +17,7 @@ from plait.compiler._parser import ParsedTask, SyntaxProblem, check_arguments, p
 from plait.compiler._prompt import react_messages
 from plait.compiler._records import PlanRecord, PlanStarted, PlanText, TaskDispatched
 from plait.compiler._session import Session, TaskEntry, _short_error, stop_if_in_doubt
-from plait.llm import Message
+from plait.llm import LLMTruncated, Message
 
 _ACTION = re.compile(r"Action\s*:\s*(.+)", re.I)
 _THOUGHT = re.compile(r"Thought\s*:\s*(.*)", re.I)
@@ -75,17 +75,23 @@ class ReAct:
                 max_tokens=self.max_tokens, stop=["\nObservation", "Observation:"],
             )
             written = time.perf_counter()
+            # A reply cut at max_tokens counts only if its action came out whole.
+            cut = s.last_call.truncated
             thought, action = parse_step(text)
             observation: object
             numbers: tuple[int, ...] = ()
             answer: str | None = None
             if action is None:
-                observation = "ERROR: no 'Action:' line; write `Action: tool(...)` or finish(...)"
+                observation = ("ERROR: your reply was cut before its action; write a shorter "
+                               "Thought" if cut else
+                               "ERROR: no 'Action:' line; write `Action: tool(...)` or finish(...)")
             else:
                 try:
                     name, args, kwargs = parse_call(action)
                 except SyntaxProblem as exc:
-                    name, observation = "", f"ERROR: cannot parse the action: {exc}"
+                    name, observation = "", (
+                        "ERROR: your reply was cut in the middle of its action; write a "
+                        "shorter Thought" if cut else f"ERROR: cannot parse the action: {exc}")
                 if name == "finish":
                     answer = str(args[0]) if args else str(next(iter(kwargs.values()), ""))
                 elif name:
@@ -101,6 +107,11 @@ class ReAct:
             if answer is not None:
                 return answer
             if last:
+                if cut:  # the fallback below would pass a cut reply off as the answer
+                    raise LLMTruncated(
+                        f"the last ReAct step from {s.model} was cut (finish_reason "
+                        f"{s.last_call.finish_reason!r}) before a whole finish(...): pass a "
+                        f"larger max_tokens (now {self.max_tokens}); it began {text[:120]!r}")
                 return thought or text.strip()
             steps.append((text, observation))
         return ""  # pragma: no cover - the loop always returns

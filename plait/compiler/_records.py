@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plait.compiler._parser import PlanError
+from plait.llm._protocol import TRUNCATED
 
 # ---------------------------------------------------------------- records
 
@@ -66,10 +67,16 @@ class LLMCall:
     finished_at: float
     estimated: bool = False  # the backend reported no counts; about 4 characters a token
     replayed: bool = False  # from the journal (a resumed run): its tokens were paid before
+    finish_reason: str | None = None  # why the reply ended, as the backend said; None: unknown
 
     @property
     def duration(self) -> float:
         return self.finished_at - self.started_at
+
+    @property
+    def truncated(self) -> bool:
+        """The reply was cut (at max_tokens, or by a filter) before the model ended it."""
+        return self.finish_reason in TRUNCATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +125,13 @@ class Answer:
     def errors(self) -> tuple[PlanError, ...]:
         """Every plan error, repaired or not."""
         return tuple(e for p in self.plans for e in p.errors)
+
+    @property
+    def truncated(self) -> bool:
+        """The reply that wrote `text` was cut. `ask` never returns such an answer (a
+        cut joiner reply is asked for again, then raises `LLMTruncated`), so this is
+        the check for answers built by hand or read back."""
+        return bool(self.llm_calls) and self.llm_calls[-1].truncated
 
     @property
     def replans(self) -> int:

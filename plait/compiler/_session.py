@@ -21,7 +21,7 @@ from plait._tools import Tool, ToolPolicy, make_tool
 from plait.compiler._parser import ParsedTask, PlanError
 from plait.compiler._prompt import Shown
 from plait.compiler._records import CompilerEvent, Decision, LLMCall, PlanRecord
-from plait.llm import LLMOptionError, Message
+from plait.llm import LLMOptionError, LLMTimeout, Message
 from plait.llm._protocol import approx_prompt_tokens, approx_tokens
 
 # After join() the stream is drained for at most this many more deltas (a
@@ -196,9 +196,14 @@ class Session:
             first = None if out["ttft"] is None else started + out["ttft"]
         self.llm_calls.append(LLMCall(
             role, out["prompt_tokens"], out["completion_tokens"], started, first, end,
-            out["estimated"], replayed,
+            out["estimated"], replayed, out.get("finish_reason"),
         ))
         return text
+
+    @property
+    def last_call(self) -> LLMCall:
+        """The LLM call that ended last (calls of one session run one at a time)."""
+        return self.llm_calls[-1]
 
     async def _call_llm(self, request: dict[str, Any], node: int) -> dict[str, Any]:
         """Stream one request; what comes back is journaled as the node's value."""
@@ -209,6 +214,7 @@ class Session:
         messages = [Message(r, c) for r, c in request["messages"]]
         done = False
         drained = 0
+        deadline: asyncio.Timeout | None = None
         try:
             stream = self.llm.stream(
                 messages,
@@ -219,7 +225,7 @@ class Session:
                 json_schema=request["json_schema"],
             )
             try:
-                async with asyncio.timeout(self.llm_timeout):
+                async with asyncio.timeout(self.llm_timeout) as deadline:
                     async for delta in stream:
                         if not delta:
                             continue
@@ -241,9 +247,22 @@ class Session:
             # An answer, not a failure: the backend takes no grammar (or schema); the
             # session asks again without. Journaled, so a resume asks the same way.
             return {"refused": str(exc)}
+        except TimeoutError:
+            if deadline is None or not deadline.expired():
+                raise
+            # Said here, or the caller would take it for the question's own timeout.
+            server = getattr(self.llm, "base_url", None)
+            raise LLMTimeout(
+                f"an LLM call to {self.model}{f' at {server}' if server else ''} got no "
+                f"complete answer within its llm_timeout of {self.llm_timeout:g} s "
+                f"({len(parts)} deltas came); pass llm_timeout= to allow longer"
+            ) from None
         end = time.perf_counter()
         text = "".join(parts)
         usage = getattr(stream, "usage", None)
+        # Why the reply ended, journaled with it so a replay knows a cut reply too. A
+        # stream closed early (after join()) has no usage, and was not cut: None.
+        finish = getattr(usage, "finish_reason", None)
         if usage is not None:
             prompt, completion, estimated = usage.prompt_tokens, usage.completion_tokens, False
         else:
@@ -257,6 +276,7 @@ class Session:
             "estimated": estimated,
             "ttft": None if first is None else first - started,
             "elapsed": end - started,
+            "finish_reason": finish,
         }
 
 

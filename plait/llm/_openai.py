@@ -6,23 +6,36 @@ honouring Retry-After. Once a delta has reached the caller a broken stream is
 never retried here (the caller already holds part of the answer): it raises
 `LLMConnectionError`, which is retryable by the caller. A read timeout is not
 retried here either, so a server that never answers costs one `read_timeout`.
+
+Hostile servers: every chunk is validated (pydantic, strict), and anything off
+the protocol (a non-JSON event, a list, a number where text belongs, a bad
+`usage`, a non-stream body, an `error` event) is an `LLMError` naming the server
+(without credentials) with a short sample of what it sent. Nothing is read
+unbounded: an error body at most `max_error_bytes`, a stream line or event at
+most `max_event_bytes`. The reason a stream ended (`finish_reason`) is kept in
+its `usage`, so a reply cut at `max_tokens` is never taken for a whole one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import os
 import random
+import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
-from httpx_sse import SSEError, aconnect_sse
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
+
+from plait.llm import _sse as sse
 
 from plait.llm._protocol import (
     BaseLLM,
@@ -30,6 +43,7 @@ from plait.llm._protocol import (
     LLMError,
     LLMHTTPError,
     LLMOptionError,
+    LLMProtocolError,
     LLMTimeout,
     Meter,
     Request,
@@ -75,7 +89,7 @@ def default_dialect(base_url: str) -> str:
 
 
 class _Secret:
-    """Holds an API key; never shows it."""
+    """Holds an API key or a password; never shows it."""
 
     __slots__ = ("_value",)
 
@@ -91,13 +105,29 @@ class _Secret:
     __str__ = __repr__
 
 
-def _public_url(url: str) -> str:
-    """The URL without any user:password part."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+_URL_HELP = ("write it as scheme://host[:port]/path, with ':', '/', '@', '?' and '#' in "
+             "credentials percent-encoded")
+
+
+def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
+    """(the URL without user:password, (user, password) or None).
+
+    The URL is never shown when it does not parse: the text where the host
+    should be may be part of a password."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise LLMOptionError(f"the OpenAI base URL is not a valid URL; {_URL_HELP}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise LLMOptionError(f"the OpenAI base URL needs http(s)://host; {_URL_HELP}")
+    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    if port is not None:
+        netloc += f":{port}"
+    public = urlunsplit((parts.scheme, netloc, parts.path, "", ""))  # a query may hold a key
+    if parts.username is None and parts.password is None:
+        return public, None
+    return public, (unquote(parts.username or ""), unquote(parts.password or ""))
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -115,7 +145,123 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+# ---------------------------------------------------------------- the wire
+
+
+class _Wire(BaseModel):
+    # Strict: a number where text belongs is the server's bug, not something to coerce.
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+
+class _Delta(_Wire):
+    content: str | None = None
+
+
+class _Choice(_Wire):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+class _Usage(_Wire):
+    prompt_tokens: NonNegativeInt
+    completion_tokens: NonNegativeInt
+
+
+class _Chunk(_Wire):
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a JSON escape may leave a lone one: unprintable
+
+
+def snippet(text: str | bytes, limit: int = 200) -> str:
+    """A short, one-line sample of what a server sent, for an error message."""
+    if isinstance(text, bytes):
+        text = text[: limit * 4].decode("utf-8", "replace")
+    title = re.search(r"<title>(.*?)</title>", text[:4096], re.I | re.S)
+    if title:  # an HTML error page: its title says it
+        text = f"HTML page: {title.group(1)}"
+    text = " ".join(_SURROGATE.sub("\ufffd", text).split())
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+def _json_or_text(data: str) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data
+
+
+# ---------------------------------------------------------------- shared clients
+
+# Connections per server and event loop by default; a call waits for a free one.
+MAX_CONNECTIONS = 256
+
+_ssl_context: ssl.SSLContext | None = None
+
+
+def _ssl() -> ssl.SSLContext:
+    # Building a context loads the CA bundle, ~25 ms of blocked event loop: once per
+    # process, the one httpx would build (certifi, or SSL_CERT_FILE / SSL_CERT_DIR).
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = httpx.create_ssl_context()
+    return _ssl_context
+
+
+@dataclass(slots=True)
+class _Shared:
+    loop: asyncio.AbstractEventLoop
+    client: httpx.AsyncClient
+    users: set[int]  # id() of each OpenAILLM using it and not closed yet
+
+
+# One client per (event loop, server): a pooled connection cannot move between loops,
+# and every OpenAILLM of a server on a loop shares its connections. The last user's
+# aclose() closes it; clients of loops closed without that are dropped at the next
+# new client, so they cannot pile up.
+_CLIENTS: dict[tuple[int, str], _Shared] = {}
+
+
+def shared_client(key: str, user: object, max_connections: int,
+                  transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    loop = asyncio.get_running_loop()
+    entry = _CLIENTS.get((id(loop), key))
+    if entry is None or entry.loop is not loop or entry.client.is_closed:
+        for k, other in list(_CLIENTS.items()):
+            if other.loop.is_closed():
+                del _CLIENTS[k]
+        # Keep every connection alive (for keepalive_expiry, 5 s): a new TLS handshake
+        # per call costs more than an idle socket.
+        limits = httpx.Limits(max_connections=max_connections,
+                              max_keepalive_connections=max_connections)
+        client = httpx.AsyncClient(verify=_ssl(), limits=limits, transport=transport)
+        entry = _CLIENTS[(id(loop), key)] = _Shared(loop, client, set())
+    entry.users.add(id(user))
+    return entry.client
+
+
+async def release_client(key: str, user: object) -> None:
+    loop = asyncio.get_running_loop()
+    entry = _CLIENTS.get((id(loop), key))
+    if entry is None or entry.loop is not loop:
+        return
+    entry.users.discard(id(user))
+    if not entry.users:
+        del _CLIENTS[(id(loop), key)]
+        await entry.client.aclose()
+
+
+# ---------------------------------------------------------------- the backend
+
+
 class OpenAILLM(BaseLLM):
+    """An API key is sent as a Bearer token. Credentials in the base URL
+    (`https://user:password@host/v1`) are sent as HTTP Basic auth instead (as
+    httpx does with them), and never shown: not in `spec`, `base_url`, reprs or
+    errors, and whatever a server echoes of them is blanked out."""
+
     def __init__(
         self,
         model: str,
@@ -128,6 +274,9 @@ class OpenAILLM(BaseLLM):
         max_backoff_s: float = 30.0,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        max_event_bytes: int = 1 << 20,
+        max_error_bytes: int = 64 << 10,
+        max_connections: int = MAX_CONNECTIONS,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -137,11 +286,18 @@ class OpenAILLM(BaseLLM):
         self.model = model
         self.spec = f"openai:{model}"
         url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        self._url = _Secret(url)  # may hold user:password
-        self.base_url = _public_url(url)
+        self.base_url, credentials = split_credentials(url)
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self._key = _Secret(key) if key else None
-        name = dialect or default_dialect(url)
+        self._basic: tuple[_Secret, _Secret] | None = None
+        secrets = [key] if key else []
+        if credentials is not None:  # as httpx itself did with them: Basic auth, before a key
+            user, password = credentials
+            self._basic = (_Secret(user), _Secret(password))
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            secrets += [f"{user}:{password}", password, token]
+        self._secrets = tuple(_Secret(s) for s in secrets if len(s) >= 4)
+        name = dialect or default_dialect(self.base_url)
         if name not in DIALECTS:
             raise LLMOptionError(f"unknown dialect {name!r}; known: {sorted(DIALECTS)}")
         self.dialect_name = name
@@ -149,13 +305,22 @@ class OpenAILLM(BaseLLM):
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self._timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout,
-                                      write=connect_timeout, pool=connect_timeout)
+                                      write=connect_timeout, pool=read_timeout)
+        if max_event_bytes < 1024 or max_error_bytes < 1:
+            raise LLMOptionError("max_event_bytes must be >= 1024 and max_error_bytes >= 1")
+        self.max_event_bytes = max_event_bytes
+        self.max_error_bytes = max_error_bytes
         self._limiter = (RateLimiter(requests_per_minute, tokens_per_minute)
                          if requests_per_minute or tokens_per_minute else None)
+        if max_connections < 1:
+            raise LLMOptionError(f"max_connections must be >= 1, got {max_connections}")
+        self.max_connections = max_connections
         self._transport = transport
-        # One client per event loop: a pooled connection cannot move between loops.
-        self._clients: dict[int, tuple[asyncio.AbstractEventLoop, httpx.AsyncClient]] = {}
+        # OpenAILLMs share a client when they agree on everything it holds.
+        self._client_key = f"{self.base_url} {max_connections} {id(transport or 0)}"
 
     def __repr__(self) -> str:
         return f"<OpenAILLM {self.spec!r} at {self.base_url} dialect={self.dialect_name}>"
@@ -163,28 +328,28 @@ class OpenAILLM(BaseLLM):
     # ------------------------------------------------------------ plumbing
 
     def _client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        entry = self._clients.get(id(loop))
-        if entry is None or entry[0] is not loop:
-            for other, client in list(self._clients.values()):
-                if other.is_closed():
-                    self._clients.pop(id(other), None)
-            headers = {"Authorization": f"Bearer {self._key.reveal()}"} if self._key else {}
-            client = httpx.AsyncClient(timeout=self._timeout, headers=headers,
-                                       transport=self._transport)
-            entry = self._clients[id(loop)] = (loop, client)
-        return entry[1]
+        return shared_client(self._client_key, self, self.max_connections, self._transport)
 
     async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        entry = self._clients.pop(id(loop), None)
-        if entry is not None:
-            await entry[1].aclose()
+        await release_client(self._client_key, self)
 
     def _scrub(self, text: str) -> str:
-        if self._key and self._key.reveal():
-            text = text.replace(self._key.reveal(), "<secret>")
+        for secret in self._secrets:
+            text = text.replace(secret.reveal(), "<secret>")
         return text
+
+    def _authorization(self) -> dict[str, str]:
+        # Built per request, so no attribute holds a header with the secret in it.
+        if self._basic is not None:
+            user, password = (s.reveal() for s in self._basic)
+            token = base64.b64encode(f"{user}:{password}".encode()).decode()
+            return {"Authorization": f"Basic {token}"}
+        return {"Authorization": f"Bearer {self._key.reveal()}"} if self._key else {}
+
+    def _sample(self, data: str | bytes) -> str:
+        if isinstance(data, bytes):
+            data = data[:800].decode("utf-8", "replace")
+        return snippet(self._scrub(data))
 
     def _check(self, request: Request) -> None:
         if request.grammar is not None and self.dialect.grammar_field is None:
@@ -248,47 +413,99 @@ class OpenAILLM(BaseLLM):
         if self._limiter is not None and meter.prompt_tokens is not None:
             self._limiter.settle(estimate, meter.prompt_tokens + (meter.completion_tokens or 0))
 
+    async def _head(self, response: httpx.Response) -> bytes:
+        """At most `max_error_bytes` of a body that is not the stream (an error page)."""
+        head = bytearray()
+        async for chunk in response.aiter_bytes():
+            head += chunk
+            if len(head) >= self.max_error_bytes:
+                break
+        return bytes(head[: self.max_error_bytes])
+
+    def _error_event(self, err: Any, where: str) -> LLMError:
+        """The server's own error, sent inside the stream: retryable unless it says
+        it is the caller's fault (a 4xx code)."""
+        err = err.get("error", err) if isinstance(err, dict) else err
+        message = err.get("message", err) if isinstance(err, dict) else err
+        code = err.get("code") if isinstance(err, dict) else None
+        status = code if isinstance(code, int) and 400 <= code < 600 else 500
+        return LLMHTTPError(status, f"error event from {where}: {self._sample(str(message))}")
+
+    def _chunk(self, data: str, where: str) -> _Chunk:
+        try:
+            raw = json.loads(data)
+        except ValueError:
+            raise LLMProtocolError(
+                f"{where} sent an event that is not JSON: {self._sample(data)}") from None
+        if isinstance(raw, dict) and raw.get("error") is not None:
+            raise self._error_event(raw, where)
+        try:
+            return _Chunk.model_validate(raw)
+        except ValidationError as e:
+            first = e.errors()[0]
+            at = ".".join(str(p) for p in first["loc"]) or "the chunk"
+            raise LLMProtocolError(
+                f"{where} sent a malformed chunk ({at}: {first['msg']}): {self._sample(data)}"
+            ) from None
+
     async def _attempt(self, body: dict[str, Any], meter: Meter) -> AsyncIterator[str]:
-        url = f"{self._url.reveal()}/chat/completions"
         where = f"{self.base_url}/chat/completions"
         done = False
         finish: str | None = None
         try:
-            async with aconnect_sse(self._client(), "POST", url, json=body) as source:
-                response = source.response
+            async with self._client().stream(
+                "POST", where, json=body, headers=self._authorization(), timeout=self._timeout,
+            ) as response:
                 if response.status_code >= 400:
-                    await response.aread()
+                    head = await self._head(response)
                     raise LLMHTTPError(
                         response.status_code,
-                        self._scrub(response.text[:500]) or response.reason_phrase,
+                        f"{where}: {self._sample(head) if head else response.reason_phrase}",
                         retry_after=parse_retry_after(response.headers.get("retry-after")))
-                async for event in source.aiter_sse():
+                kind = response.headers.get("content-type", "").lower()
+                if not kind.startswith("text/event-stream"):
+                    head = await self._head(response)
+                    raise LLMProtocolError(
+                        f"{where} answered {response.status_code} with {kind or 'no content type'}"
+                        f", not an event stream: {self._sample(head)}")
+                async for event in sse.events(response.aiter_bytes(),
+                                              max_line=self.max_event_bytes,
+                                              max_event=self.max_event_bytes):
+                    if event.event == "error":
+                        raise self._error_event(_json_or_text(event.data), where)
                     if event.data.strip() == "[DONE]":
                         done = True
                         break
-                    chunk = json.loads(event.data)
-                    if "error" in chunk:
-                        err = chunk["error"]
-                        msg = err.get("message", str(err)) if isinstance(err, dict) else str(err)
-                        code = err.get("code") if isinstance(err, dict) else None
-                        raise LLMHTTPError(code if isinstance(code, int) else 500,
-                                           self._scrub(str(msg)))
-                    usage = chunk.get("usage")
-                    if usage:
-                        meter.prompt_tokens = usage.get("prompt_tokens")
-                        meter.completion_tokens = usage.get("completion_tokens")
-                    for choice in chunk.get("choices") or ():
-                        content = (choice.get("delta") or {}).get("content")
+                    chunk = self._chunk(event.data, where)
+                    if chunk.usage is not None:
+                        meter.prompt_tokens = chunk.usage.prompt_tokens
+                        meter.completion_tokens = chunk.usage.completion_tokens
+                    for choice in chunk.choices or ():
+                        content = choice.delta.content if choice.delta is not None else None
                         if content:
-                            yield content
-                        finish = choice.get("finish_reason") or finish
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as e:
+                            yield _SURROGATE.sub("\ufffd", content)
+                        finish = choice.finish_reason or finish
+                        meter.finish_reason = finish
+        except sse.TooLong as e:
+            raise LLMProtocolError(
+                f"{where} sent {e.what} of its event stream longer than {e.limit} bytes "
+                f"(max_event_bytes; raise it if the server's events are that large); it "
+                f"begins {self._sample(e.head)}") from None
+        except httpx.ConnectTimeout:
+            raise LLMConnectionError(
+                f"cannot connect to {where} within connect_timeout={self.connect_timeout} s"
+            ) from None
+        except httpx.PoolTimeout:
+            raise LLMConnectionError(
+                f"no free connection to {where} within {self.read_timeout} s (at most "
+                f"max_connections={self.max_connections} per server)") from None
+        except httpx.ConnectError as e:
             raise LLMConnectionError(f"cannot connect to {where}: {type(e).__name__}") from None
         except httpx.TimeoutException as e:
-            raise LLMTimeout(f"{where}: no data within the timeout ({type(e).__name__})") from None
-        except SSEError as e:
-            raise LLMError(f"{where}: not an event stream: {e}") from None
-        except (httpx.TransportError, json.JSONDecodeError) as e:
+            raise LLMTimeout(
+                f"{where} sent no data for read_timeout={self.read_timeout} s "
+                f"({type(e).__name__}); pass read_timeout= to wait longer") from None
+        except httpx.TransportError as e:
             raise LLMConnectionError(
                 f"{where}: stream broken before the answer was complete ({type(e).__name__})"
             ) from None

@@ -17,6 +17,8 @@ from typing import Any, Protocol, Self, runtime_checkable
 from plait._errors import PlaitError
 
 ROLES = frozenset({"system", "user", "assistant"})
+# Finish reasons of a reply that did not end where the model meant it to.
+TRUNCATED = frozenset({"length", "content_filter"})
 
 
 # ---------------------------------------------------------------- records
@@ -34,6 +36,12 @@ class Usage:
     completion_tokens: int
     ttft_s: float  # from the start of the call to the first non-empty delta
     total_s: float  # from the start of the call to the end of the stream
+    finish_reason: str | None = None  # as the backend said: stop | length | ...; None: unknown
+
+    @property
+    def truncated(self) -> bool:
+        """The reply was cut (at max_tokens, or by a content filter): not a whole answer."""
+        return self.finish_reason in TRUNCATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,10 +142,21 @@ class LLMConnectionError(LLMError):
     retryable = True
 
 
-class LLMTimeout(LLMError):
-    """No connection, or no data between chunks, within the configured time."""
+class LLMTimeout(LLMError, TimeoutError):
+    """No data between chunks within `read_timeout`, or no whole answer within a
+    call's own timeout; the message says which. A TimeoutError too, but never the
+    question's own timeout (that one is a bare TimeoutError)."""
 
     retryable = True
+
+
+class LLMProtocolError(LLMError):
+    """The server broke the protocol (not JSON, a wrong shape, an over-long event...).
+    Not retried: a server that sends that once will send it again."""
+
+
+class LLMTruncated(LLMError):
+    """A reply was cut (finish_reason `length`) where a whole one is needed."""
 
 
 class LLMHTTPError(LLMError):
@@ -197,6 +216,7 @@ class Meter:
 
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    finish_reason: str | None = None
 
 
 class MeteredStream:
@@ -244,6 +264,7 @@ class MeteredStream:
             completion_tokens=completion if completion is not None else approx_tokens("".join(chars)),
             ttft_s=(first if first is not None else end) - start,
             total_s=end - start,
+            finish_reason=meter.finish_reason,
         )
 
     async def aclose(self) -> None:

@@ -27,7 +27,8 @@ from plait.llm._spec import parse_sim_options
 def test_public_surface_is_curated() -> None:
     assert sorted(llm_pkg.__all__) == sorted(
         ["DIALECTS", "LLM", "BaseLLM", "Completion", "Fault", "LLMConnectionError", "LLMError",
-         "LLMHTTPError", "LLMOptionError", "LLMStream", "LLMTimeout", "LocalLLM", "Message",
+         "LLMHTTPError", "LLMOptionError", "LLMProtocolError", "LLMStream", "LLMTimeout",
+         "LLMTruncated", "LocalLLM", "Message",
          "MissingExtraError", "OpenAILLM", "RateLimiter", "SimLLM", "SimScript", "SimServer",
          "UnknownModelSpec", "Usage", "get_llm"])
     for name in llm_pkg.__all__:
