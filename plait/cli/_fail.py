@@ -20,9 +20,10 @@ def fail(message: str) -> NoReturn:
 
 
 def about_journal(exc: PlaitError, location: str) -> str:
-    """The error's message, naming the journal if it is the journal's and does not."""
+    """The error's message, naming the journal if it is the journal's and does not
+    (a journal's messages name it, but for a value that would not decode)."""
     text = str(exc)
-    if isinstance(exc, JournalError) and location not in text:
+    if isinstance(exc, JournalError) and "journal" not in text:
         return f"journal {location}: {text}"
     return text
 

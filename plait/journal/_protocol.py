@@ -202,7 +202,8 @@ def decode_value(text: str | bytes) -> Any:
     """The value of canonical JSON text. Data only: never executes code.
 
     Only canonical JSON is ever written, so anything else means the journal was
-    damaged or edited: a `JournalError`, never a decoder's own exception.
+    damaged or edited: a `JournalError`, never a decoder's own exception. (Its
+    message cannot name the journal; the caller that knows it adds it.)
     """
     try:
         if type(text) is not str:
@@ -213,7 +214,7 @@ def decode_value(text: str | bytes) -> Any:
             return {}
         return _DECODE(text)
     except (ValueError, RecursionError) as exc:
-        message = f"a stored value is not valid JSON ({exc}): the journal is damaged or was edited"
+        message = f"a stored value is not valid JSON ({exc}): damaged, or edited by hand"
         raise JournalError(message) from None
 
 

@@ -235,7 +235,8 @@ def _one_error_line(r: Any, *needles: str) -> None:
 def test_garbage_in_a_json_column_is_one_error_line(spec: str, table: str, column: str) -> None:
     _journaled(spec)
     _sql(spec, f"UPDATE {table} SET {column} = '{{garbage' WHERE {column} IS NOT NULL")
-    where = spec.partition("?")[0].rpartition("@")[2] if "://" in spec else spec
+    with open_journal(spec) as j:
+        where = j.location
     commands = [["show", "dmg"], ["resume", "dmg"]]
     if table == "runs":
         commands.append(["runs"])
@@ -244,7 +245,7 @@ def test_garbage_in_a_json_column_is_one_error_line(spec: str, table: str, colum
         assert r.exit_code == 0 and "dmg" in r.stdout, r.output
     for args in commands:
         r = plait_cli(*args, "--journal", spec)
-        _one_error_line(r, where, "not valid JSON", "damaged")
+        _one_error_line(r, f"error: journal {where}", "not valid JSON", "damaged")
     assert CALLS == {"a": 1, BIG: 1}  # nothing ran again
 
 
