@@ -17,7 +17,10 @@ from typing import Any, NoReturn
 
 from plait.cli._fail import fail
 
-_LOADER_FILES = (str(Path(__file__).resolve()), str(Path(importlib.__file__).resolve()))
+# Frames of these files (as imported, and resolved) come before the user's code.
+_LOADER_FILES = frozenset(
+    f for path in (__file__, importlib.__file__) if path for f in (path, str(Path(path).resolve()))
+)
 
 
 def load_module(spec: str) -> ModuleType:
@@ -49,12 +52,12 @@ def load_module(spec: str) -> ModuleType:
 
 
 def _import_failed(spec: str, exc: BaseException) -> NoReturn:
-    print_user_traceback(exc)
+    _print_user_traceback(exc)
     what = (str(exc).splitlines() or [""])[0][:200]
     fail(f"cannot import {spec}: {type(exc).__name__}" + (f": {what}" if what else ""))
 
 
-def print_user_traceback(exc: BaseException) -> None:
+def _print_user_traceback(exc: BaseException) -> None:
     """The traceback from the first frame of user code on (a syntax error has none)."""
     tb: TracebackType | None = exc.__traceback__
     while tb is not None and _loader_frame(tb.tb_frame.f_code.co_filename):

@@ -49,17 +49,21 @@ def _open(spec: str) -> Journal:
 
 
 def _sqlite_path(spec: str) -> Path | None:
-    """The file a journal spec names, or None (PostgreSQL, in memory, a bad URL)."""
+    """The file a journal spec names, or None (PostgreSQL, in memory, a bad URL:
+    `open_journal` says what is wrong with those)."""
     text = spec.strip()
     if text.lower().startswith("sqlite://"):
         text = text[len("sqlite://") :]
+        if not text.startswith("/"):
+            return None
     elif "://" in text or text in ("", ":memory:"):
         return None
     return Path(text).expanduser()
 
 
 class _Reading:
-    """A journal whose every method maps its errors to one `error: ...` line."""
+    """A journal whose every method maps its errors to one `error: ...` line, so
+    the commands that read it (and any read added to them) need no handler each."""
 
     def __init__(self, journal: Journal) -> None:
         self._journal = journal

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from plait.cli import app
@@ -105,26 +106,40 @@ BROKEN_MODULES = {
 }
 
 
-def test_a_user_module_that_fails_to_import_shows_only_its_own_traceback(tmp_path: Path) -> None:
+def assert_user_traceback_only(stderr: str, spec: str, name: str) -> None:
+    _, frame, error = BROKEN_MODULES[name]
+    assert frame in stderr and error in stderr, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot import {spec}: {error.split(':')[0]}"), last
+    # The user's frames only: none of plait's loader, importlib, typer or click.
+    for internal in ("plait/", "importlib", "typer", "click"):
+        assert internal not in stderr, stderr
+
+
+def test_a_user_module_that_fails_to_import_shows_only_its_own_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name, (source, _, _) in BROKEN_MODULES.items():
         (tmp_path / f"{name}.py").write_text(source)
-    cases = [(["run", f"{name}.py:wf"], f"{name}.py", name) for name in BROKEN_MODULES]
-    cases += [(["run", "raises:wf"], "raises", "raises"),  # by module name
-              (["ask", "q", "--tools", "missing.py", "--model", "sim:x"], "missing.py", "missing")]
-    for args, spec, name in cases:
-        _, frame, error = BROKEN_MODULES[name]
-        proc = plait_cli(*args, cwd=tmp_path)
-        assert proc.returncode == 2, (args, proc.stderr)
-        assert frame in proc.stderr and error in proc.stderr, (args, proc.stderr)
-        last = proc.stderr.strip().splitlines()[-1]
-        assert last.startswith(f"error: cannot import {spec}: {error.split(':')[0]}"), last
-        # The user's frames only: none of plait's loader, importlib, typer or click.
-        for internal in ("plait/", "importlib", "typer", "click"):
-            assert internal not in proc.stderr, (args, proc.stderr)
-    proc = plait_cli("run", "no_such_module_at_all:wf", cwd=tmp_path)
+    # The real program once, as a user runs it ...
+    proc = plait_cli("run", "raises.py:wf", cwd=tmp_path)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: cannot import 'no_such_module_at_all': "
-                                   "No module named 'no_such_module_at_all'")
+    assert_user_traceback_only(proc.stderr, "raises.py", "raises")
+    # ... and every case in-process (typer's CliRunner; the same loader, faster).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cases = [(["run", f"{name}.py:wf"], f"{name}.py", name) for name in BROKEN_MODULES]
+    cases += [(["run", f"{name}:wf"], name, name) for name in BROKEN_MODULES]  # by module name
+    cases += [(["ask", "q", "--tools", f"{name}.py", "--model", "sim:x"], f"{name}.py", name)
+              for name in BROKEN_MODULES]
+    for args, spec, name in cases:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert_user_traceback_only(result.stderr, spec, name)
+    result = CliRunner().invoke(app, ["run", "no_such_module_at_all:wf"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: cannot import 'no_such_module_at_all': "
+                                     "No module named 'no_such_module_at_all'")
 
 
 def test_a_deeply_nested_argument_is_a_clear_error(tmp_path: Path) -> None:
