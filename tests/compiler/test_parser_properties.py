@@ -190,7 +190,7 @@ JOINISH = st.lists(
 ).map("".join)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(JOINISH, PLANNISH), st.integers(20, 60), st.data())
 def test_any_text_gives_the_same_result_wherever_the_stream_is_cut(text, max_line, data):
     cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=20))
