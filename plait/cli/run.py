@@ -13,15 +13,50 @@ from plait._errors import PlaitError, RunError
 from plait._progress import Progress
 from plait._result import RunResult
 from plait.cli._app import app
+from plait.cli._fail import about_journal, fail
 from plait.cli._load import load_object
+from plait.journal._postgres import redact
 
 
-def _arg(text: str) -> Any:
+# Lists/objects nested in one argument. Far past what a command line needs, and
+# far below where the runtime's own recursion (identity, refs) would give out.
+MAX_ARG_DEPTH = 100
+
+
+def _arg(text: str, number: int) -> Any:
     """A command-line argument as JSON when it parses (numbers, lists), else a string."""
+    depth = _nesting(text)
+    if depth > MAX_ARG_DEPTH:
+        fail(f"argument {number} ({text[:20]}...) nests lists or objects {depth} levels deep; "
+             f"plait run takes at most {MAX_ARG_DEPTH}")
     try:
         return json.loads(text)
     except ValueError:
         return text
+
+
+def _nesting(text: str) -> int:
+    """How deep `[` and `{` nest in JSON text, outside strings (without recursing)."""
+    if "[" not in text and "{" not in text:
+        return 0
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
 
 
 @app.command("run")
@@ -42,12 +77,13 @@ def run_command(
     ),
 ) -> None:
     """Run a workflow with a live progress display, then print its value and timings."""
-    wf = load_object(target)
-    if not isinstance(wf, Workflow):
-        raise typer.BadParameter(f"{target} is not a @plait.workflow", param_hint="TARGET")
     if on_error not in ("stop", "cancel", "continue"):
         raise typer.BadParameter("must be stop, cancel or continue", param_hint="--on-error")
-    values = [_arg(a) for a in args or []]
+    values = [_arg(a, i) for i, a in enumerate(args or [], 1)]
+    wf = load_object(target)
+    if not isinstance(wf, Workflow):
+        fail(f"{target} is not a @plait.workflow")
+    failure: PlaitError | None = None
     with Progress() as progress:
         try:
             result = asyncio.run(
@@ -65,7 +101,9 @@ def run_command(
         except RunError as exc:
             result = exc.result  # type: ignore[assignment]
         except PlaitError as exc:  # a journal that cannot be opened, a mismatched run id
-            raise typer.BadParameter(str(exc)) from None
+            failure = exc
+    if failure is not None:  # after the progress summary: the error is the last line
+        fail(about_journal(failure, redact(journal)) if journal else str(failure))
     report(result, as_json)
     if not result.ok:
         raise typer.Exit(1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+from pathlib import Path
+from typing import Any, cast
 
 import typer
 from rich.console import Console
@@ -14,10 +16,11 @@ from plait._api import aresume
 from plait._errors import PlaitError, RunError
 from plait._progress import Progress
 from plait.cli._app import app
+from plait.cli._fail import about_journal, fail, journal_errors
 from plait.cli._load import load_object
 from plait.cli.ask import DEFAULT_TOOLS, answer_question
 from plait.cli.run import report
-from plait.journal import Journal, JournalState, RunNotFoundError, open_journal
+from plait.journal import Journal, JournalState, open_journal
 
 JOURNAL_HELP = "SQLite file or postgresql:// DSN (default: $PLAIT_JOURNAL or runs.db)"
 
@@ -27,10 +30,55 @@ def journal_option() -> str:
 
 
 def _open(spec: str) -> Journal:
+    """An existing journal, for a command that reads it: never creates one, and an
+    error reading it (a damaged file, a lost connection) ends the command with one
+    line naming the journal."""
+    path = _sqlite_path(spec)
+    if path is not None and (not path.exists() or path.is_file() and not path.stat().st_size):
+        env = os.environ.get("PLAIT_JOURNAL")
+        given = (" (from $PLAIT_JOURNAL)" if spec == env
+                 else " (the default)" if not env and spec == "runs.db" else "")
+        fail(f"no journal at {path.absolute()}{given}: nothing was journaled there. Name one "
+             "with --journal FILE or a postgresql:// DSN, or set PLAIT_JOURNAL; "
+             "`plait run --journal FILE` creates it")
     try:
-        return open_journal(spec)
+        journal = open_journal(spec)
     except PlaitError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--journal") from None
+        fail(str(exc))
+    return cast(Journal, _Reading(journal))
+
+
+def _sqlite_path(spec: str) -> Path | None:
+    """The file a journal spec names, or None (PostgreSQL, in memory, a bad URL:
+    `open_journal` says what is wrong with those)."""
+    text = spec.strip()
+    if text.lower().startswith("sqlite://"):
+        text = text[len("sqlite://") :]
+        if not text.startswith("/"):
+            return None
+    elif "://" in text or text in ("", ":memory:"):
+        return None
+    return Path(text).expanduser()
+
+
+class _Reading:
+    """A journal whose every method maps its errors to one `error: ...` line, so
+    the commands that read it (and any read added to them) need no handler each."""
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._journal, name)
+        if not callable(attr):
+            return attr
+        location = self._journal.location
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with journal_errors(location):
+                return attr(*args, **kwargs)
+
+        return call
 
 
 def _when(ts: float | None) -> str:
@@ -74,8 +122,6 @@ def show_command(
     j = _open(journal)
     try:
         state = j.load(run_id)
-    except RunNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="RUN_ID") from None
     finally:
         j.close()
     _show(state)
@@ -134,7 +180,7 @@ def resume_command(
     finally:
         j.close()
     if record is None:
-        raise typer.BadParameter(f"no run {run_id!r} in {journal}", param_hint="RUN_ID")
+        fail(f"no run {run_id!r} in journal {j.location}")
     if record.entry.startswith("ask:"):  # a question: ask it again under its run id
         arguments = record.arguments or {}
         answer_question(
@@ -144,6 +190,7 @@ def resume_command(
         )
         return
     wf = load_object(workflow) if workflow else None
+    failure: PlaitError | None = None
     with Progress() as progress:
         try:
             result = asyncio.run(
@@ -157,8 +204,10 @@ def resume_command(
             )
         except RunError as exc:
             result = exc.result  # type: ignore[assignment]
-        except PlaitError as exc:
-            raise typer.BadParameter(str(exc)) from None
+        except PlaitError as exc:  # a damaged journal, an entry that cannot be imported
+            failure = exc
+    if failure is not None:  # after the progress summary: the error is the last line
+        fail(about_journal(failure, j.location))
     report(result, as_json)
     if not result.ok:
         raise typer.Exit(1)

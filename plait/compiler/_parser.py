@@ -34,8 +34,9 @@ from plait._errors import ToolArgumentError
 from plait._graph import Ref, Template
 from plait._tools import Tool
 
-# Error kinds. Every one but "ignored" may have lost a task, so the planner is
-# asked to repair it.
+# Error kinds. A line with one of them may have been meant as a task, so the
+# planner is asked to repair it; "after_join", "ignored" and "incomplete" are
+# reported, not repaired.
 SYNTAX = "syntax"  # a numbered line that is not a call
 UNKNOWN_TOOL = "unknown_tool"
 BAD_ARGUMENTS = "bad_arguments"  # arity or a literal value the tool's schema rejects
@@ -45,7 +46,10 @@ DUPLICATE = "duplicate"  # the task number is already taken
 TOO_LONG = "too_long"
 TOO_MANY = "too_many"  # more tasks than the planner allows
 AFTER_JOIN = "after_join"  # a call after join(): plans end at join()
-IGNORED = "ignored"  # prose that is not a call; reported, not repaired
+IGNORED = "ignored"  # prose that is not a call
+# The text ended without join(): it may have been cut short (an output bound), so
+# tasks may be missing. Not repaired: what did run goes to the joiner, which may replan.
+INCOMPLETE = "incomplete"
 
 MAX_DEPTH = 8  # nesting of lists/dicts in one argument
 
@@ -81,7 +85,7 @@ class PlanError:
     @property
     def repairable(self) -> bool:
         """The line may have been meant as a task: ask the planner to redo it."""
-        return self.kind not in (IGNORED, AFTER_JOIN)
+        return self.kind not in (IGNORED, AFTER_JOIN, INCOMPLETE)
 
     def __str__(self) -> str:
         where = f"line {self.line}" + (f" (task {self.task})" if self.task is not None else "")
@@ -356,7 +360,7 @@ def check_arguments(tool: Tool, args: list[Any], kwargs: dict[str, Any]) -> dict
 
 _TASK_LINE = re.compile(r"\s*(?:[-*]\s*)?(?:(?:Task|Step)\s*)?\$?(\d{1,6})\s*[.):]\s*(.*)$", re.IGNORECASE)
 _THOUGHT = re.compile(r"\s*(?:#+\s*)?Thought\s*:\s*(.*)$", re.IGNORECASE)
-_JOIN = re.compile(r"join\s*\(\s*\)\s*(?:#.*)?$")
+_JOIN = re.compile(r"join\s*\(\s*\)")  # at the start of a line's body: the plan ends here
 _PARTIAL_JOIN = re.compile(r"\s*(?:\d{1,6}\s*\.\s*)?join\s*\(\s*\)\s*$")
 _CALL_START = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\s*\(")
 _END_MARK = "<END_OF_PLAN>"
@@ -372,8 +376,10 @@ class PlanParser:
     max_line    characters per line; longer lines are errors ("too_long")
 
     `feed(delta)` returns the tasks and errors of the lines it completed.
-    `close()` handles the last line (with no newline after it). After `join()`
-    the plan is over: `joined` is set, later calls are "after_join" errors.
+    `close()` handles the last line (with no newline after it), and reports an
+    "incomplete" plan if no `join()` came. After `join()` the plan is over:
+    `joined` is set, later calls (on its line or after it) are "after_join" errors.
+    The same text gives the same tasks and errors however it is cut into deltas.
     """
 
     def __init__(
@@ -430,10 +436,13 @@ class PlanParser:
                 break
             self._end_line(out)
             start = nl + 1
-        # A join() needs no newline after it: the model may stop right there.
+        # A join() needs no newline after it: the model may stop right there. The
+        # line stays open, so whatever follows on it is parsed with the whole line
+        # (and the result cannot depend on where the stream was cut).
         if not self.joined and not self._overlong and 0 < self._buf_len <= 40:
             if _PARTIAL_JOIN.match("".join(self._buf)):
-                self._end_line(out)
+                self.joined = True
+                self._thought = None
         return out
 
     def close(self) -> list[ParsedTask | PlanError]:
@@ -442,6 +451,10 @@ class PlanParser:
         out: list[ParsedTask | PlanError] = []
         if self._buf_len or self._overlong:
             self._end_line(out)
+        if not self.joined:
+            self._record(PlanError(self._line + 1, None, INCOMPLETE,
+                                   "the plan ended without join(); it may have been cut short"),
+                         out)
         self.closed = True
         return out
 
@@ -461,30 +474,40 @@ class PlanParser:
         self._buf_len += len(piece)
         if self._buf_len > self.max_line:
             self._overlong = True
-            self._overlong_head = "".join(self._buf)[:80]
+            # The buffer holds at least max_line + 1 characters now, however it was fed.
+            self._overlong_head = "".join(self._buf)[: min(80, self.max_line + 1)]
             self._buf, self._buf_len = [], 0
 
     def _end_line(self, out: list[ParsedTask | PlanError]) -> None:
         self._line += 1
         if self._overlong:
             self._overlong = False
-            head = self._overlong_head
-            m = _TASK_LINE.match(head)
-            num = int(m.group(1)) if m else None
-            if num is not None:
-                self.invalid.add(num)
-            out.append(self._err(num, TOO_LONG, f"line longer than {self.max_line} characters",
-                                 head + "..."))
-            return
-        line = "".join(self._buf)
-        self._buf, self._buf_len = [], 0
-        item = self._parse_line(line)
+            item = self._overlong_line(self._overlong_head)
+        else:
+            line = "".join(self._buf)
+            self._buf, self._buf_len = [], 0
+            item = self._parse_line(line)
         if item is not None:
-            out.append(item)
-            if isinstance(item, PlanError):
-                self.errors.append(item)
-            else:
-                self.tasks.append(item)
+            self._record(item, out)
+
+    def _record(self, item: ParsedTask | PlanError, out: list[ParsedTask | PlanError]) -> None:
+        out.append(item)
+        if isinstance(item, PlanError):
+            self.errors.append(item)
+        else:
+            self.tasks.append(item)
+
+    def _overlong_line(self, head: str) -> PlanError | None:
+        m = _TASK_LINE.match(head)
+        number = int(m.group(1)) if m else None
+        body = m.group(2).strip() if m else head.strip()
+        if self.joined or _JOIN.match(body):
+            # The plan ended at this line or before it: what is long is after the plan.
+            return self._parse_line(head)
+        if number is not None:
+            self.invalid.add(number)
+        return self._err(number, TOO_LONG, f"line longer than {self.max_line} characters",
+                         head + "...")
 
     def _err(self, task: int | None, kind: str, message: str, text: str) -> PlanError:
         return PlanError(self._line, task, kind, message, text.strip()[:200])
@@ -502,16 +525,16 @@ class PlanParser:
         m = _TASK_LINE.match(line)
         number = int(m.group(1)) if m else None
         body = m.group(2).strip() if m else line
-        if _JOIN.match(body):
+        join = _JOIN.match(body)
+        if join:
+            # The plan ends at join() whatever follows it on the line: the early end
+            # in feed() cannot know what follows, and both must agree.
             self.joined = True
             self._thought = None
-            return None
-        looks_like_call = _CALL_START.match(body) is not None
+            return self._after_join(body[join.end() :].strip(), line)
         if self.joined:
-            if number is None and not looks_like_call:
-                return None  # prose after the plan
-            return self._err(number, AFTER_JOIN, "the plan ended at join(); this was not run",
-                             line)
+            return self._after_join(line, line)
+        looks_like_call = _CALL_START.match(body) is not None
         if number is None:
             if looks_like_call:
                 return self._err(None, SYNTAX, "a call without a task number ('N. tool(...)')",
@@ -542,6 +565,15 @@ class PlanParser:
         self.taken.add(number)
         self.invalid.discard(number)
         return ParsedTask(number, name, arguments, refs, self._line, line, body, thought)
+
+    def _after_join(self, text: str, line: str) -> PlanError | None:
+        """Text after the plan: a call is reported (it was not run), prose is dropped."""
+        m = _TASK_LINE.match(text)
+        number = int(m.group(1)) if m else None
+        body = m.group(2).strip() if m else text
+        if _JOIN.match(body) or (number is None and not _CALL_START.match(body)):
+            return None
+        return self._err(number, AFTER_JOIN, "the plan ended at join(); this was not run", line)
 
     def _check(
         self, number: int, name: str, args: list[Any], kwargs: dict[str, Any], line: str

@@ -199,12 +199,23 @@ def encode_value(value: Any, what: str) -> Encoded:
 
 
 def decode_value(text: str | bytes) -> Any:
-    """The value of canonical JSON text. Data only: never executes code."""
-    if type(text) is not str:
-        text = text.decode("utf-8")
-    if text == "{}":  # the usual `extra` and argument-less intents
-        return {}
-    return _DECODE(text)
+    """The value of canonical JSON text. Data only: never executes code.
+
+    Only canonical JSON is ever written, so anything else means the journal was
+    damaged or edited: a `JournalError`, never a decoder's own exception. (Its
+    message cannot name the journal; the caller that knows it adds it.)
+    """
+    try:
+        if type(text) is not str:
+            if not isinstance(text, (bytes, bytearray, memoryview)):
+                raise ValueError(f"a {type(text).__name__} where JSON text belongs")
+            text = bytes(text).decode("utf-8")
+        if text == "{}":  # the usual `extra` and argument-less intents
+            return {}
+        return _DECODE(text)
+    except (ValueError, RecursionError) as exc:
+        message = f"a stored value is not valid JSON ({exc}): damaged, or edited by hand"
+        raise JournalError(message) from None
 
 
 _DECODE = json.JSONDecoder().decode

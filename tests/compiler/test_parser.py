@@ -12,7 +12,12 @@ from .conftest import TOOLS
 
 
 def tasks_and_errors(text: str, **options):
-    tasks, errors, joined = parse_plan(text, TOOLS, **options)
+    """Parse `text` as lines of a plan. Most cases here are fragments without a
+    join(): their "incomplete" error is checked, then left out of `errors`."""
+    tasks, errors, joined = parse_plan(text, options.pop("tools", TOOLS), **options)
+    if not joined:
+        assert errors and errors[-1].kind == "incomplete", errors
+        errors = errors[:-1]
     return tasks, errors, joined
 
 
@@ -152,7 +157,7 @@ def test_close_flushes_the_last_line():
     p = PlanParser(TOOLS)
     assert p.feed('1. search("a")') == []
     out = p.close()
-    assert [t.number for t in out] == [1]
+    assert [t.number for t in out[:1]] == [1] and out[1].kind == "incomplete"
     with pytest.raises(RuntimeError):
         p.feed("x")
 
@@ -271,6 +276,82 @@ def test_reject_turns_a_task_into_a_missing_ref():
 
 
 def test_untyped_parser_accepts_any_tool():
-    tasks, errors, _ = parse_plan('1. anything(1, x="y")\n2. other($1)', None)
+    tasks, errors, _ = tasks_and_errors('1. anything(1, x="y")\n2. other($1)', tools=None)
     assert errors == [] and tasks[0].arguments == {"arg0": 1, "x": "y"}
     assert isinstance(tasks[1], ParsedTask) and tasks[1].refs == (1,)
+
+
+def every_split(text: str, **options):
+    """(items, joined) for the whole text at once, after checking that feeding it
+    cut at every single position gives exactly the same."""
+    results = []
+    for cut in [None, *range(len(text) + 1)]:
+        p = PlanParser(TOOLS, **options)
+        out = p.feed(text) if cut is None else p.feed(text[:cut]) + p.feed(text[cut:])
+        out += p.close()
+        results.append((out, p.joined, p.errors, p.tasks))
+    assert all(r == results[0] for r in results), text
+    return results[0][0], results[0][1]
+
+
+@pytest.mark.parametrize("text, line", [
+    ('1. search("a")\n2. search("b")', 3),
+    ('1. search("a")\n2. sea', 3),
+    ('1. search("a")\n\n', 3),
+    ("", 1),
+    ("Thought: hmm", 2),
+])
+def test_a_plan_without_join_is_incomplete(text, line):
+    tasks, errors, joined = parse_plan(text, TOOLS)
+    assert not joined and errors[-1].kind == "incomplete"
+    assert errors[-1].task is None and errors[-1].line == line and not errors[-1].repairable
+    items, _ = every_split(text)
+    assert items[-1] == errors[-1]
+
+
+def test_incomplete_names_the_line_join_was_missing_from():
+    _, errors, _ = parse_plan('1. search("a")\n2. search("b")\n', TOOLS)
+    assert [(e.line, e.kind) for e in errors] == [(3, "incomplete")]
+    assert "line 3: incomplete: the plan ended without join()" in str(errors[0])
+    _, errors, joined = parse_plan('1. search("a")\n2. join()', TOOLS)
+    assert joined and errors == []
+
+
+@pytest.mark.parametrize("tail, kinds_after", [
+    ("", []),
+    ("  # done", []),
+    (" that is all.", []),
+    ("x", []),
+    ("<END_OF_PLAN>", []),
+    (" 3. search('b')", ["after_join"]),
+    ("3. search('b')", ["after_join"]),
+    (" search('b')", ["after_join"]),
+    (" join()", []),
+    ("\n3. search('b')", ["after_join"]),
+])
+def test_text_after_join_on_its_line_is_after_the_plan(tail, kinds_after):
+    text = '1. search("a")\n2. join()' + tail
+    items, joined = every_split(text)
+    assert joined
+    assert [i.number for i in items if isinstance(i, ParsedTask)] == [1]
+    errors = [i for i in items if isinstance(i, PlanError)]
+    assert kinds(errors) == kinds_after
+    if errors:
+        assert errors[0].task in (3, None) and not errors[0].repairable
+        assert errors[0].line == 2 + tail.count("\n")
+
+
+def test_a_join_line_with_a_long_tail_still_ends_the_plan():
+    text = '1. search("a")\n2. join() ' + "x" * 300 + '\n3. search("b")\n'
+    items, joined = every_split(text, max_line=100)
+    assert joined and kinds(i for i in items if isinstance(i, PlanError)) == ["after_join"]
+    assert items[-1].line == 3
+
+
+def test_parse_plan_keeps_too_long_errors():
+    text = '1. search("' + "x" * 200 + '")\n2. search("ok")\n3. join()'
+    tasks, errors, joined = parse_plan(text, TOOLS, max_line=100)
+    assert joined and [t.number for t in tasks] == [2]
+    assert [(e.kind, e.task, e.line) for e in errors] == [("too_long", 1, 1)]
+    items, _ = every_split(text, max_line=100)
+    assert [i for i in items if isinstance(i, PlanError)] == errors

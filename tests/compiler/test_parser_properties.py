@@ -90,8 +90,8 @@ def plans(draw):
     return sep.join(lines) + draw(st.sampled_from(["", "\n"])), expected
 
 
-def run_parser(text: str, cuts: list[int]):
-    p = PlanParser(TOOLS)
+def run_parser(text: str, cuts: list[int], **options):
+    p = PlanParser(TOOLS, **options)
     out = []
     prev = 0
     for c in sorted(set(cuts)) + [len(text)]:
@@ -154,3 +154,48 @@ def test_a_huge_input_is_linear():
     p.close()
     assert len(p.tasks) == 3000
     assert time.perf_counter() - started < 5.0
+
+
+# What may follow join() on its own line: nothing, comments, prose, calls, more
+# joins, the stop mark, and tails long enough to make the line overlong.
+JOIN_TAILS = st.sampled_from([
+    "", " ", "  # done", " that is all.", "x", "()", " 9. search('b')", "search('b')",
+    " join()", "<END_OF_PLAN>", " " * 45 + "x", "y" * 2100, " 9. search('" + "z" * 2100,
+])
+AFTER = st.sampled_from(["", "\n", "\n9. search('b')\n", "\nbye", "\n" + "w" * 2100])
+
+
+@SETTINGS
+@given(plans(), JOIN_TAILS, AFTER, st.data())
+def test_text_after_join_gives_the_same_result_wherever_the_stream_is_cut(plan, tail, after,
+                                                                           data):
+    text, expected = plan
+    text = text.rstrip("\r\n") + tail + after
+    end = text.index("join()") + len("join()")  # the plan's own join(): nothing else spells it
+    near = st.integers(max(end - 9, 0), min(end + 3, len(text)))
+    cuts = data.draw(st.lists(st.one_of(near, st.integers(0, len(text))), max_size=12))
+    out, joined = run_parser(text, cuts)
+    whole, whole_joined = run_parser(text, [])
+    assert joined and whole_joined and out == whole
+    assert [(t.number, t.tool, dict(t.arguments)) for t in out
+            if isinstance(t, ParsedTask)] == expected
+    errors = [o for o in out if isinstance(o, PlanError)]
+    assert all(e.kind == "after_join" and not e.repairable for e in errors), errors
+
+
+JOINISH = st.lists(
+    st.sampled_from(list("0123456789. ()',$#\nx") + ["join()", " join() ", "\n1. ", "\n2. ",
+                    "search(", "'a')", "\nThought: ", "<END_OF_PLAN>", "y" * 20]),
+    max_size=60,
+).map("".join)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(JOINISH, PLANNISH), st.integers(20, 60), st.data())
+def test_any_text_gives_the_same_result_wherever_the_stream_is_cut(text, max_line, data):
+    cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=20))
+    p = PlanParser(TOOLS, max_line=max_line)
+    whole = p.feed(text) + p.close()
+    out, joined = run_parser(text, cuts, max_line=max_line)
+    assert out == whole and joined == p.joined
+    assert joined or (whole and whole[-1].kind == "incomplete")  # an unended plan says so

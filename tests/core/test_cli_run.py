@@ -8,6 +8,11 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from plait.cli import app
+
 WORKFLOW = textwrap.dedent(
     """
     import asyncio
@@ -88,3 +93,72 @@ def test_run_bad_targets_are_clear_errors(tmp_path: Path) -> None:
         assert proc.returncode == 2, target
         assert message in proc.stderr, (target, proc.stderr)
         assert "Traceback" not in proc.stderr
+
+
+BROKEN_MODULES = {
+    # name: (source, a line of the user's traceback, the error)
+    "raises": ('import plait\n\n\ndef helper():\n    raise RuntimeError("boom at import")\n\n\n'
+               "helper()\n", 'raises.py", line 8, in <module>', "RuntimeError: boom at import"),
+    "syntax": ("import plait\n\ndef f(:\n    pass\n", 'syntax.py", line 3', "SyntaxError:"),
+    "missing": ("import plait\nimport no_such_module_for_plait_tests\n",
+                'missing.py", line 2, in <module>',
+                "ModuleNotFoundError: No module named 'no_such_module_for_plait_tests'"),
+}
+
+
+def assert_user_traceback_only(stderr: str, spec: str, name: str) -> None:
+    _, frame, error = BROKEN_MODULES[name]
+    assert frame in stderr and error in stderr, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot import {spec}: {error.split(':')[0]}"), last
+    # The user's frames only: none of plait's loader, importlib, typer or click.
+    for internal in ("plait/", "importlib", "typer", "click"):
+        assert internal not in stderr, stderr
+
+
+def test_a_user_module_that_fails_to_import_shows_only_its_own_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, (source, _, _) in BROKEN_MODULES.items():
+        (tmp_path / f"{name}.py").write_text(source)
+    # The real program once, as a user runs it ...
+    proc = plait_cli("run", "raises.py:wf", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert_user_traceback_only(proc.stderr, "raises.py", "raises")
+    # ... and every case in-process (typer's CliRunner; the same loader, faster).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cases = [(["run", f"{name}.py:wf"], f"{name}.py", name) for name in BROKEN_MODULES]
+    cases += [(["run", f"{name}:wf"], name, name) for name in BROKEN_MODULES]  # by module name
+    cases += [(["ask", "q", "--tools", f"{name}.py", "--model", "sim:x"], f"{name}.py", name)
+              for name in BROKEN_MODULES]
+    for args, spec, name in cases:
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (args, result.output)
+        assert_user_traceback_only(result.stderr, spec, name)
+    result = CliRunner().invoke(app, ["run", "no_such_module_at_all:wf"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("error: cannot import 'no_such_module_at_all': "
+                                     "No module named 'no_such_module_at_all'")
+
+
+def test_a_deeply_nested_argument_is_a_clear_error(tmp_path: Path) -> None:
+    """In-process (typer's CliRunner): a RecursionError would surface as its exception."""
+    flow = tmp_path / "deep_args_flow.py"
+    flow.write_text(WORKFLOW + "\n@plait.workflow\nasync def echo(*xs):\n"
+                    "    return await square(len(str(xs)))\n")
+    runner = CliRunner()
+    deep = ["[" * 100_000, "[" * 60_000 + "]" * 60_000, '{"a": ' * 5000 + "1" + "}" * 5000]
+    for arg in deep:
+        result = runner.invoke(app, ["run", f"{flow}:echo", "1", arg])
+        assert result.exit_code == 2, result.exception  # an uncaught exception exits 1
+        assert result.output.startswith("error: argument 2 (") and "at most 100" in result.output
+    # 100 levels run; brackets inside a JSON string do not nest.
+    result = runner.invoke(app, ["run", f"{flow}:echo", "[" * 100 + "]" * 100,
+                                 '"' + "[" * 5000 + '"', "--json"])
+    assert result.exit_code == 0, result.output
+    nested: list = []
+    for _ in range(99):
+        nested = [nested]
+    value = json.loads(result.stdout.splitlines()[-1])["value"]
+    assert value == len(str((nested, "[" * 5000))) ** 2

@@ -156,11 +156,11 @@ def test_resume_with_a_call_in_doubt(spec: str) -> None:
 
 
 def test_clear_errors(spec: str, tmp_path: Path) -> None:
+    plait_cli("run", TARGET, "a", "--journal", spec, "--run-id", "cli4")
     r = plait_cli("show", "nope", "--journal", spec)
     assert r.exit_code == 2 and "no run 'nope'" in r.output, r.output
     r = plait_cli("resume", "nope", "--journal", spec)
     assert r.exit_code == 2 and "no run 'nope'" in r.output, r.output
-    plait_cli("run", TARGET, "a", "--journal", spec, "--run-id", "cli4")
     r = plait_cli("run", TARGET, "z", "--journal", spec, "--run-id", "cli4")
     assert r.exit_code == 2 and "cannot be resumed as" in r.output, r.output
     assert CALLS == {"a": 1}
@@ -187,3 +187,108 @@ def test_real_process(spec: str, tmp_path: Path) -> None:
     assert last_json(out.stdout)["replayed"] == 2
     out = cc.run_child(cc.cli_command("show", "nope", "--journal", spec), env)
     assert out.returncode == 2 and "no run 'nope'" in out.stderr, out.describe()
+
+
+# ---------------------------------------------------------------- damaged and missing journals
+
+BIG = "w" * 400  # arguments past the inline limit: they go to the blob table
+
+
+def _sql(spec: str, *statements: str) -> None:
+    """Edit the journal's tables behind its back, as damage or a careless hand would."""
+    if spec.startswith("postgresql"):
+        import psycopg
+
+        dsn, _, schema = spec.partition("?schema=")
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'SET search_path TO "{schema}"')
+            for statement in statements:
+                conn.execute(statement)
+        return
+    import sqlite3
+
+    conn = sqlite3.connect(spec)
+    try:
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def _journaled(spec: str) -> None:
+    r = plait_cli("run", TARGET, "a", BIG, "--journal", spec, "--run-id", "dmg")
+    assert r.exit_code == 0, r.output
+
+
+def _one_error_line(r: Any, *needles: str) -> None:
+    assert r.exit_code == 2, r.output  # an uncaught exception (a traceback) exits 1
+    assert "Traceback" not in r.output, r.output
+    error = r.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: ") and all(n in error for n in needles), r.stderr
+    assert [ln for ln in r.stderr.splitlines() if ln.startswith("error")] == [error]
+
+
+@pytest.mark.parametrize("table, column", [
+    ("runs", "arguments"), ("intents", "arguments"), ("results", "extra"), ("results", "value"),
+])
+def test_garbage_in_a_json_column_is_one_error_line(spec: str, table: str, column: str) -> None:
+    _journaled(spec)
+    _sql(spec, f"UPDATE {table} SET {column} = '{{garbage' WHERE {column} IS NOT NULL")
+    with open_journal(spec) as j:
+        where = j.location
+    commands = [["show", "dmg"], ["resume", "dmg"]]
+    if table == "runs":
+        commands.append(["runs"])
+    else:  # the listing reads only the runs table: it still works
+        r = plait_cli("runs", "--journal", spec)
+        assert r.exit_code == 0 and "dmg" in r.stdout, r.output
+    for args in commands:
+        r = plait_cli(*args, "--journal", spec)
+        _one_error_line(r, f"error: journal {where}", "not valid JSON", "damaged")
+    assert CALLS == {"a": 1, BIG: 1}  # nothing ran again
+
+
+def test_a_missing_blob_or_bytes_that_are_not_text_are_one_error_line(tmp_path: Path) -> None:
+    spec = str(tmp_path / "runs.db")
+    _journaled(spec)
+    damaged = tmp_path / "damaged.db"
+    for statement, needle in [("DELETE FROM blobs", "blob that is missing"),
+                              ("UPDATE results SET extra = x'00ff'", "not valid JSON")]:
+        damaged.write_bytes(Path(spec).read_bytes())
+        _sql(str(damaged), statement)
+        for args in (["show", "dmg"], ["resume", "dmg"]):
+            _one_error_line(plait_cli(*args, "--journal", str(damaged)), str(damaged), needle)
+
+
+def test_a_truncated_or_foreign_file_is_one_error_line(tmp_path: Path) -> None:
+    spec = tmp_path / "runs.db"
+    _journaled(str(spec))
+    whole = spec.read_bytes()
+    for cut in (len(whole) // 2, 4096, 100):
+        spec.write_bytes(whole[:cut])
+        for args in (["runs"], ["show", "dmg"], ["resume", "dmg"], ["run", TARGET, "a"]):
+            r = plait_cli(*args, "--journal", str(spec))
+            _one_error_line(r, str(spec), "not a SQLite database, or it is corrupt")
+
+
+def test_reading_commands_never_create_a_journal(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PLAIT_JOURNAL", raising=False)
+    for args in (["runs"], ["show", "x"], ["resume", "x"]):
+        r = plait_cli(*args)
+        _one_error_line(r, f"no journal at {tmp_path / 'runs.db'} (the default)", "--journal",
+                        "PLAIT_JOURNAL")
+        r = plait_cli(*args, env={"PLAIT_JOURNAL": "elsewhere.db"})
+        _one_error_line(r, f"no journal at {tmp_path / 'elsewhere.db'} (from $PLAIT_JOURNAL)")
+        r = plait_cli(*args, "--journal", str(tmp_path / "sub" / "j.db"))
+        _one_error_line(r, f"no journal at {tmp_path / 'sub' / 'j.db'}:")
+        (tmp_path / "empty.db").touch()  # an empty file is no journal either, and stays empty
+        _one_error_line(plait_cli(*args, "--journal", "empty.db"), "no journal at")
+        assert (tmp_path / "empty.db").stat().st_size == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
+    # A writing command creates one where asked; then the readers find it.
+    r = plait_cli("run", TARGET, "a", "--run-id", "made", "--journal", "runs.db")
+    assert r.exit_code == 0 and (tmp_path / "runs.db").is_file(), r.output
+    r = plait_cli("runs")
+    assert r.exit_code == 0 and "made" in r.stdout, r.output
