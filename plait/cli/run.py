@@ -40,6 +40,10 @@ def run_command(
     allow_rerun: bool = typer.Option(
         False, help="on resume, run calls in doubt again even if not idempotent"
     ),
+    wait: float = typer.Option(
+        0.0, "--wait", min=0.0, metavar="SECONDS",
+        help="if another process is running this run id, wait this long for it to end",
+    ),
 ) -> None:
     """Run a workflow with a live progress display, then print its value and timings."""
     wf = load_object(target)
@@ -60,6 +64,7 @@ def run_command(
                     journal=journal,
                     run_id=run_id,
                     allow_rerun=allow_rerun,
+                    wait=wait,
                 )
             )
         except RunError as exc:

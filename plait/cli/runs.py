@@ -126,6 +126,10 @@ def resume_command(
     tools: str = typer.Option(
         DEFAULT_TOOLS, "--tools", help="for a question (`plait ask`): the tools it was asked with"
     ),
+    wait: float = typer.Option(
+        0.0, "--wait", min=0.0, metavar="SECONDS",
+        help="if another process is running this run id, wait this long for it to end",
+    ),
 ) -> None:
     """Continue a run from its journal: finished calls are replayed, not re-run."""
     j = _open(journal)
@@ -140,7 +144,7 @@ def resume_command(
         answer_question(
             arguments["question"], tools, as_json=as_json, timeout=600.0,
             model=arguments["model"], mode=record.entry.removeprefix("ask:"), journal=journal,
-            run_id=run_id, allow_rerun=allow_rerun, asked_with=arguments.get("tools"),
+            run_id=run_id, allow_rerun=allow_rerun, asked_with=arguments.get("tools"), wait=wait,
         )
         return
     wf = load_object(workflow) if workflow else None
@@ -152,6 +156,7 @@ def resume_command(
                     journal,
                     workflow_fn=wf,
                     allow_rerun=allow_rerun,
+                    wait=wait,
                     listeners=[progress],
                 )
             )
