@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+import sys
+from typing import Any, NoReturn
 
 import typer
 
@@ -14,6 +15,7 @@ from plait._progress import Progress
 from plait._result import RunResult
 from plait.cli._app import app
 from plait.cli._load import load_object
+from plait.journal import RunOwnedError
 
 
 def _arg(text: str) -> Any:
@@ -69,11 +71,19 @@ def run_command(
             )
         except RunError as exc:
             result = exc.result  # type: ignore[assignment]
+        except RunOwnedError as exc:  # another process runs it: not a usage error
+            refused(exc)
         except PlaitError as exc:  # a journal that cannot be opened, a mismatched run id
             raise typer.BadParameter(str(exc)) from None
     report(result, as_json)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def refused(exc: RunOwnedError) -> NoReturn:
+    """A run another live process owns: one line, exit 2."""
+    print(f"error: {exc}", file=sys.stderr)
+    raise typer.Exit(2)
 
 
 def report(result: RunResult, as_json: bool) -> None:

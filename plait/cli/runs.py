@@ -16,8 +16,8 @@ from plait._progress import Progress
 from plait.cli._app import app
 from plait.cli._load import load_object
 from plait.cli.ask import DEFAULT_TOOLS, answer_question
-from plait.cli.run import report
-from plait.journal import Journal, JournalState, RunNotFoundError, open_journal
+from plait.cli.run import refused, report
+from plait.journal import Journal, JournalState, RunNotFoundError, RunOwnedError, open_journal
 
 JOURNAL_HELP = "SQLite file or postgresql:// DSN (default: $PLAIT_JOURNAL or runs.db)"
 
@@ -44,10 +44,14 @@ def runs_command(
     journal: str = typer.Option(journal_option, "--journal", "-j", help=JOURNAL_HELP),
     limit: int = typer.Option(50, help="most runs to list, newest first"),
 ) -> None:
-    """List the runs in a journal: status, duration, tokens."""
+    """List the runs in a journal: status, duration, tokens.
+
+    A run marked running whose owner is gone (its lease expired, or its process
+    on this host no longer exists: killed, say) shows as crashed."""
     j = _open(journal)
     try:
         records = j.list_runs(limit=limit)
+        crashed = {r.run_id for r in records if r.status == "running" and _crashed(j, r.run_id)}
     finally:
         j.close()
     table = Table("run", "entry", "status", "started", "duration", "tokens", "error")
@@ -56,13 +60,25 @@ def runs_command(
         table.add_row(
             r.run_id,
             r.entry,
-            r.status,
+            "crashed" if r.run_id in crashed else r.status,
             _when(r.created_at),
             f"{end - r.created_at:.3f}s" if end else "-",
             str(r.tokens),
             (r.error or "")[:60],
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    same = "" if journal == journal_option() else " (with the same --journal)"
+    for r in records:
+        if r.run_id in crashed:
+            console.print(f"crashed: {r.run_id} stopped without ending (its owner is gone); "
+                          f"continue it with: plait resume {r.run_id}{same}", soft_wrap=True)
+
+
+def _crashed(j: Journal, run_id: str) -> bool:
+    """A running run nobody owns alive (no lease, a stale one, or a dead owner)."""
+    lease = j.get_lease(run_id)
+    return lease is None or not lease.alive()
 
 
 @app.command("show")
@@ -162,6 +178,8 @@ def resume_command(
             )
         except RunError as exc:
             result = exc.result  # type: ignore[assignment]
+        except RunOwnedError as exc:  # another process runs it: not a usage error
+            refused(exc)
         except PlaitError as exc:
             raise typer.BadParameter(str(exc)) from None
     report(result, as_json)
