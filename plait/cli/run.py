@@ -54,6 +54,7 @@ def run_command(
     if on_error not in ("stop", "cancel", "continue"):
         raise typer.BadParameter("must be stop, cancel or continue", param_hint="--on-error")
     values = [_arg(a) for a in args or []]
+    owned = None
     with Progress() as progress:
         try:
             result = asyncio.run(
@@ -72,9 +73,11 @@ def run_command(
         except RunError as exc:
             result = exc.result  # type: ignore[assignment]
         except RunOwnedError as exc:  # another process runs it: not a usage error
-            refused(exc)
+            owned = exc
         except PlaitError as exc:  # a journal that cannot be opened, a mismatched run id
             raise typer.BadParameter(str(exc)) from None
+    if owned is not None:
+        refused(owned)
     report(result, as_json)
     if not result.ok:
         raise typer.Exit(1)

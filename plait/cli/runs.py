@@ -164,6 +164,7 @@ def resume_command(
         )
         return
     wf = load_object(workflow) if workflow else None
+    owned = None
     with Progress() as progress:
         try:
             result = asyncio.run(
@@ -179,9 +180,11 @@ def resume_command(
         except RunError as exc:
             result = exc.result  # type: ignore[assignment]
         except RunOwnedError as exc:  # another process runs it: not a usage error
-            refused(exc)
+            owned = exc
         except PlaitError as exc:
             raise typer.BadParameter(str(exc)) from None
+    if owned is not None:
+        refused(owned)
     report(result, as_json)
     if not result.ok:
         raise typer.Exit(1)

@@ -6,7 +6,7 @@ Child:
         [--ttl 15] [--wait 0] [--prep 0.3] [--hold 1.2]
 
 runs `owner_workflow` journaled: `prepare` (idempotent, sleeps --prep) then `pay`
-(NOT idempotent, a sync tool in a thread, sleeps --hold). Each tool, the moment
+(NOT idempotent; blocks the event loop for --hold seconds). Each tool, the moment
 it starts, appends "<tool> <pid> <time>\\n" to FILE (O_APPEND, one write(2)), the
 ground truth of what ran, kept apart from the journal. The sleeps come from the
 environment, not the arguments, so processes with different timings still run
@@ -54,6 +54,7 @@ from plait.journal import RunOwnedError, StaleLeaseError
 EFFECTS_ENV = "PLAIT_OWNER_EFFECTS"
 PREP_ENV = "PLAIT_OWNER_PREP"
 HOLD_ENV = "PLAIT_OWNER_HOLD"
+GATE_ENV = "PLAIT_OWNER_GATE"
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).resolve()
 ENTRY = "tests.durable.owner_child:owner_workflow"
@@ -81,9 +82,14 @@ async def prepare(order: str) -> str:
 
 
 @plait.tool
-def pay(ready: str) -> str:
-    """The side effect that must never run twice."""
+async def pay(ready: str) -> str:
+    """The side effect that must never run twice. It blocks the event loop on
+    purpose (time.sleep in an async tool): the lease must not depend on the loop."""
     _effect("pay")
+    gate = os.environ.get(GATE_ENV)
+    deadline = time.monotonic() + 30
+    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
     time.sleep(float(os.environ.get(HOLD_ENV, "1.2")))
     return f"paid-{ready}"
 
@@ -102,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wait", type=float, default=0.0)
     p.add_argument("--prep", type=float, default=0.3)
     p.add_argument("--hold", type=float, default=1.2)
+    p.add_argument("--gate", default="", help="pay also waits until this file exists")
     args = p.parse_args(argv)
+    os.environ[GATE_ENV] = args.gate
     os.environ[EFFECTS_ENV] = args.effects
     os.environ[PREP_ENV] = str(args.prep)
     os.environ[HOLD_ENV] = str(args.hold)
@@ -142,7 +150,7 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def start(spec: str, run_id: str, effects: Path, **options: float) -> subprocess.Popen[bytes]:
+def start(spec: str, run_id: str, effects: Path, **options: Any) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, str(CHILD), "--journal", spec, "--run-id", run_id,
            "--effects", str(effects)]
     for name, value in options.items():
@@ -232,11 +240,14 @@ class TrialReport:
 
 
 def race(spec: str, run_id: str, workdir: Path, *, after_kill: bool, timeout: float = 30.0,
-         hold: float = 1.2) -> TrialReport:
+         hold: float = 0.1) -> TrialReport:
     """Two processes start (or resume) `run_id` at the same instant. With
     `after_kill`, a first owner is SIGKILLed inside `prepare` first, so both find
     its lease with a dead pid. Exactly one must run the run to the end, `pay` once;
-    the other is refused with a message naming the winner's pid; both exit."""
+    the other is refused with a message naming the winner's pid; both exit.
+
+    `pay` waits behind a gate file that is opened once one process has exited,
+    so the two always overlap however unevenly they start (a loaded machine)."""
     report = TrialReport("after kill -9" if after_kill else "fresh")
     path = workdir / f"{run_id}.effects"
     procs: list[subprocess.Popen[bytes]] = []
@@ -247,8 +258,12 @@ def race(spec: str, run_id: str, workdir: Path, *, after_kill: bool, timeout: fl
             wait_for_effect(path, "prepare", first.pid, timeout)
             kill(first)
         t0 = time.monotonic()
-        pair = [start(spec, run_id, path, hold=hold) for _ in range(2)]
+        gate = workdir / f"{run_id}.gate"
+        pair = [start(spec, run_id, path, hold=hold, gate=gate) for _ in range(2)]
         procs += pair
+        while all(p.poll() is None for p in pair) and time.monotonic() - t0 < timeout:
+            time.sleep(0.01)
+        gate.touch()
         outs = [finish(p, timeout - (time.monotonic() - t0)) for p in pair]
         report.elapsed = time.monotonic() - t0
     finally:

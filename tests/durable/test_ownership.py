@@ -1,0 +1,115 @@
+"""One owner per run: real processes race for one run id, on SQLite and PostgreSQL.
+
+Each trial starts real child processes (tests/durable/owner_child.py) whose
+non-idempotent tool appends to a side-effect file, so double execution is seen
+outside the journal. Trials: two processes start one fresh run at once; two
+resume it at once after a first owner was killed with SIGKILL; an owner stopped
+with SIGSTOP (alive: only expiry frees the run) is taken over by a process that
+waits, and stops with StaleLeaseError once continued. benchmarks/ownership_soak.py
+runs the same trials by the score.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from . import crash_child as cc
+from . import owner_child as oc
+
+
+@pytest.mark.timeout(90)
+def test_two_processes_one_run(spec: str, tmp_path: Path) -> None:
+    """2 fresh races and 2 after a kill -9: pay runs at most once (once, as the run
+    finishes), both processes exit, the loser names the winner's pid."""
+    for i, after_kill in enumerate([False, True, False, True]):
+        report = oc.race(spec, f"race-{i}", tmp_path, after_kill=after_kill)
+        assert report.problems == [], (i, report)
+        assert report.pays == 1 and report.loser_named_owner
+
+
+@pytest.mark.timeout(60)
+def test_a_stopped_owner_is_taken_over_after_its_lease_expires(spec: str, tmp_path: Path) -> None:
+    report = oc.expiry(spec, "expiry", tmp_path, ttl=1.2)
+    assert report.problems == [], report
+    assert report.pays == 1 and report.hangs == 0
+
+
+def _cli(*args: str, effects: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = oc.child_env()
+    if effects is not None:
+        env[oc.EFFECTS_ENV] = str(effects)
+    return subprocess.run(cc.cli_command(*args), capture_output=True, text=True, env=env,
+                          cwd=oc.ROOT, timeout=60)
+
+
+@pytest.mark.timeout(60)
+def test_cli_refuses_a_live_run_and_lists_a_dead_one_as_crashed(tmp_path: Path) -> None:
+    """`plait run`/`plait resume` of a run another process owns: one line naming
+    it, exit 2, no traceback, nothing run. Once the owner is killed: `plait runs`
+    says crashed and how to resume; `plait resume` takes it over at once."""
+    spec, effects = str(tmp_path / "runs.db"), tmp_path / "effects"
+    owner = oc.start(spec, "cli", effects, prep=30.0)
+    try:
+        oc.wait_for_effect(effects, "prepare", owner.pid, 30)
+        for args in (["run", oc.ENTRY, "o1", "--run-id", "cli"], ["resume", "cli"]):
+            out = _cli(*args, "--journal", spec, effects=effects)
+            assert out.returncode == 2, out
+            lines = out.stderr.strip().splitlines()
+            assert lines[-1].startswith("error: run 'cli' is already running"), out.stderr
+            assert f"pid {owner.pid} on host" in lines[-1] and "--wait" in lines[-1]
+            assert "Traceback" not in out.stderr + out.stdout
+        listed = _cli("runs", "--journal", spec)
+        assert "running" in listed.stdout and "crashed" not in listed.stdout
+    finally:
+        oc.kill(owner)
+    listed = _cli("runs", "--journal", spec)
+    assert listed.returncode == 0 and "crashed" in listed.stdout, listed
+    assert "plait resume cli" in listed.stdout
+    out = _cli("resume", "cli", "--journal", spec, "--json", effects=effects)
+    assert out.returncode == 0, out
+    assert [t for t, _, _ in oc.effects(effects)] == ["prepare", "prepare", "pay"]
+
+
+@pytest.mark.timeout(60)
+def test_wait_for_a_live_owner(tmp_path: Path) -> None:
+    """`wait=`: a second start waits for the owner to end, then replays its run
+    (pay is not run again); without it, the start is refused at once."""
+    spec, effects, gate = str(tmp_path / "runs.db"), tmp_path / "effects", tmp_path / "gate"
+    owner = oc.start(spec, "w", effects, hold=0.1, gate=gate)
+    try:
+        oc.wait_for_effect(effects, "pay", owner.pid, 30)
+        refused = oc.finish(oc.start(spec, "w", effects), 30)
+        waiter = oc.start(spec, "w", effects, wait=30)
+        time.sleep(1.5)
+        gate.touch()
+        waited = oc.finish(waiter, 30)
+        first = oc.finish(owner, 30)
+    finally:
+        oc.kill(owner)
+    assert refused.returncode == oc.EXIT_OWNED, refused.describe()
+    assert first.returncode == oc.EXIT_DONE, first.describe()
+    assert waited.returncode == oc.EXIT_DONE, waited.describe()
+    assert [t for t, _, _ in oc.effects(effects)] == ["prepare", "pay"]
+
+
+@pytest.mark.timeout(60)
+def test_a_blocked_event_loop_keeps_the_lease(tmp_path: Path) -> None:
+    """A tool blocking the event loop for longer than the ttl does not cost the run
+    its lease: the heartbeat is a thread, not a task on the (blocked) loop."""
+    spec, effects, gate = str(tmp_path / "runs.db"), tmp_path / "effects", tmp_path / "gate"
+    owner = oc.start(spec, "busy", effects, ttl=0.6, hold=0.1, gate=gate)
+    try:
+        oc.wait_for_effect(effects, "pay", owner.pid, 30)
+        time.sleep(1.5)  # well past the ttl, the owner's loop blocked inside pay
+        rival = oc.finish(oc.start(spec, "busy", effects, ttl=0.6), 30)
+        gate.touch()
+        done = oc.finish(owner, 30)
+    finally:
+        oc.kill(owner)
+    assert rival.returncode == oc.EXIT_OWNED, rival.describe()
+    assert done.returncode == oc.EXIT_DONE, done.describe()
+    assert [t for t, _, _ in oc.effects(effects)] == ["prepare", "pay"]
