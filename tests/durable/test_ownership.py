@@ -113,3 +113,32 @@ def test_a_blocked_event_loop_keeps_the_lease(tmp_path: Path) -> None:
     assert rival.returncode == oc.EXIT_OWNED, rival.describe()
     assert done.returncode == oc.EXIT_DONE, done.describe()
     assert [t for t, _, _ in oc.effects(effects)] == ["prepare", "pay"]
+
+
+def test_a_journal_from_before_leases_is_upgraded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal written before 002_leases gets the table on open; a run it left
+    marked running has no owner, so it is resumed at once (and listed as crashed)."""
+    import sqlite3
+
+    import plait
+    from plait.journal import open_journal
+
+    monkeypatch.setenv(oc.PREP_ENV, "0")
+    monkeypatch.setenv(oc.HOLD_ENV, "0")
+    path = tmp_path / "old.db"
+    open_journal(str(path)).close()
+    with sqlite3.connect(path) as conn:  # as plait before leases left it
+        conn.execute("DROP TABLE leases")
+        conn.execute("DELETE FROM _plait_migrations WHERE name = '002_leases'")
+        conn.execute("INSERT INTO runs VALUES ('old', ?, '{\"args\":[\"o1\"],\"kwargs\":{}}', "
+                     "'running', '', 1.0, 1.0, NULL, 0, NULL)", (oc.ENTRY,))
+    listed = _cli("runs", "--journal", str(path))
+    assert "crashed" in listed.stdout and "plait resume old" in listed.stdout, listed
+    with open_journal(str(path)) as j:
+        assert j.applied_migrations() == ["001_initial", "002_leases"]
+    result = plait.run(oc.owner_workflow, "o1", journal=str(path), run_id="old")
+    assert result.value == "paid-ready-o1"
+    with open_journal(str(path)) as j:
+        assert j.get_run("old").status == "done" and j.get_lease("old") is None
