@@ -24,7 +24,7 @@ from typing import Any
 from plait._errors import InDoubtError
 from plait._graph import Node
 from plait._identity import NotCanonicalError, Occurrences, canonical_arguments, key_of
-from plait._ownership import DEFAULT_LEASE_TTL, Keeper, take
+from plait._ownership import DEFAULT_LEASE_TTL, Keeper, release, take
 from plait._tools import Tool
 from plait.journal import (
     INLINE_LIMIT,
@@ -84,9 +84,7 @@ class Durable:
     def disown(self) -> None:
         """Stop heartbeating and give the run up (blocking; at the run's end)."""
         if self.keeper is not None:
-            self.keeper.stop()
-            if self.keeper.lost is None:
-                self.journal.release(self.keeper.lease)
+            release(self.journal, self.keeper)
 
     def lost(self) -> BaseException | None:
         """The lease lost to another process, if so (the run stopped for it)."""
@@ -213,8 +211,7 @@ async def open_durable(
     except BaseException:
         try:
             if keeper is not None:
-                await asyncio.to_thread(keeper.stop)
-                await asyncio.to_thread(journal.release, keeper.lease)
+                await asyncio.to_thread(release, journal, keeper)
         finally:
             if isinstance(spec, str):
                 journal.close()

@@ -34,6 +34,18 @@ async def take(journal: Journal, run_id: str, *, ttl: float, wait: float = 0.0) 
             await asyncio.sleep(min(left, _POLL))
 
 
+def release(journal: Journal, keeper: Keeper) -> None:
+    """Stop the keeper, then give the run up. A release that fails is not an error
+    of the run: its lease then expires by itself after its ttl (or is taken over
+    at once on this host, once this process has exited)."""
+    keeper.stop()
+    if keeper.lost is None:
+        try:
+            journal.release(keeper.lease)
+        except JournalError:
+            pass
+
+
 class Keeper:
     """Heartbeats `lease` every ttl/3 from a daemon thread until `stop`.
 
