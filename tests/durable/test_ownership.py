@@ -142,3 +142,39 @@ def test_a_journal_from_before_leases_is_upgraded(
     assert result.value == "paid-ready-o1"
     with open_journal(str(path)) as j:
         assert j.get_run("old").status == "done" and j.get_lease("old") is None
+
+
+def test_ask_has_one_owner_too(tmp_path: Path) -> None:
+    """A journaled question another live process owns (here: a fresh lease from
+    another host) is refused before the model is called; with `wait=` it is asked
+    once that owner releases it."""
+    import threading
+    from collections.abc import Sequence
+
+    import plait
+    from plait.journal import RunOwnedError, open_journal
+    from plait.llm import Message, SimLLM
+
+    calls: list[str] = []
+
+    def script(messages: Sequence[Message]) -> str:
+        calls.append("llm")
+        return ('{"action": "finish", "answer": "x"}' if '"action"' in messages[0].content
+                else '1. lookup("x")\n2. join()')
+
+    @plait.tool
+    def lookup(name: str) -> str:
+        """Look `name` up."""
+        return name
+
+    spec = str(tmp_path / "runs.db")
+    with open_journal(spec) as j:
+        other = j.acquire("q", ttl=30, host="other.example", pid=1)
+        with pytest.raises(RunOwnedError, match="pid 1 on host other.example"):
+            plait.ask("x?", [lookup], model=SimLLM(script, ttft=0.0, tps=5000), journal=spec,
+                      run_id="q")
+        assert calls == []
+        threading.Timer(0.5, j.release, (other,)).start()
+        answer = plait.ask("x?", [lookup], model=SimLLM(script, ttft=0.0, tps=5000),
+                           journal=spec, run_id="q", wait=10)
+    assert answer.text == "x" and calls == ["llm", "llm"]
