@@ -20,6 +20,7 @@ from plait._graph import Graph, Node, Ref, Template
 from plait._result import NodeRecord, RunResult
 from plait._tools import Tool, ToolPolicy, tool
 from plait.compiler import Answer, aask, ask
+from plait.journal import RunOwnedError
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,7 @@ __all__ = [
     "Ref",
     "RunError",
     "RunFinished",
+    "RunOwnedError",
     "RunResult",
     "RunStarted",
     "Template",

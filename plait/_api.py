@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plait._durable import close_durable, code_version, open_durable
+from plait._ownership import DEFAULT_LEASE_TTL
 from plait._engine import Run, new_run_id, raise_for_status, tools_by_name
 from plait._errors import PlaitError
 from plait._events import Listener
@@ -54,6 +55,8 @@ async def arun(
     run_id: str | None = None,
     journal: str | Journal | None = None,
     allow_rerun: bool = False,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
+    wait: float = 0.0,
     raise_on_error: bool = True,
     **kwargs: Any,
 ) -> RunResult:
@@ -68,6 +71,10 @@ async def arun(
     journaled; a run given a `run_id` that the journal already holds is resumed:
     finished calls are replayed, never re-run; calls in doubt (started, no result)
     run again only if their tool is idempotent or `allow_rerun` is set.
+
+    A journaled run has one owner: it holds a lease, heartbeaten every
+    `lease_ttl`/3 seconds. Starting or resuming a run another live process owns
+    raises RunOwnedError naming it, unless it ends (or dies) within `wait` seconds.
     """
     wf = workflow(wf)
     run_id = run_id or new_run_id()
@@ -80,6 +87,8 @@ async def arun(
             arguments={"args": list(args), "kwargs": kwargs},
             version=code_version(wf.fn),
             allow_rerun=allow_rerun,
+            lease_ttl=lease_ttl,
+            wait=wait,
         )
     result = None
     try:
@@ -113,7 +122,8 @@ async def aresume(
 
     The workflow is imported from the entry recorded in the journal
     (`module:qualname`); pass `workflow_fn` for one that cannot be imported (a
-    script's `__main__`). Options are those of `arun` (e.g. `allow_rerun=True`).
+    script's `__main__`). Options are those of `arun` (e.g. `allow_rerun=True`,
+    `wait=SECONDS`, `lease_ttl=SECONDS`).
     """
     journal_obj = open_journal(journal) if isinstance(journal, str) else journal
     try:

@@ -18,12 +18,13 @@ import asyncio
 import hashlib
 import inspect
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from plait._errors import InDoubtError
 from plait._graph import Node
 from plait._identity import NotCanonicalError, Occurrences, canonical_arguments, key_of
+from plait._ownership import DEFAULT_LEASE_TTL, Keeper, release, take
 from plait._tools import Tool
 from plait.journal import (
     INLINE_LIMIT,
@@ -34,6 +35,7 @@ from plait.journal import (
     JournalState,
     JournalValueError,
     JournalWriter,
+    Lease,
     Result,
     RunRecord,
     encode_value,
@@ -54,10 +56,13 @@ class Durable:
         state: JournalState | None,
         allow_rerun: bool,
         finished_at: float | None = None,
+        keeper: Keeper | None = None,
     ) -> None:
         self.journal = journal
         self.writer = writer
         self.run_id = run_id
+        # The run's lease, heartbeaten by `keeper`; every write of the run carries it.
+        self.keeper = keeper
         self.allow_rerun = allow_rerun
         self.results = {k: r for k, r in state.results.items() if r.ok} if state else {}
         self.in_doubt = set(state.in_doubt) if state else set()
@@ -71,6 +76,19 @@ class Durable:
         self.finished_at = finished_at
         # Journal times are wall-clock; the engine's are perf_counter.
         self.clock_offset = time.time() - time.perf_counter()
+
+    @property
+    def lease(self) -> Lease | None:
+        return self.keeper.lease if self.keeper is not None else None
+
+    def disown(self) -> None:
+        """Stop heartbeating and give the run up (blocking; at the run's end)."""
+        if self.keeper is not None:
+            release(self.journal, self.keeper)
+
+    def lost(self) -> BaseException | None:
+        """The lease lost to another process, if so (the run stopped for it)."""
+        return self.keeper.lost if self.keeper is not None else None
 
     def add(self, node: Node) -> None:
         try:
@@ -164,10 +182,19 @@ async def open_durable(
     arguments: Mapping[str, Any],
     version: str,
     allow_rerun: bool,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
+    wait: float = 0.0,
 ) -> Durable:
-    """Open the journal and the run in it: a new run, or the state of an earlier one."""
+    """Open the journal and the run in it: a new run, or the state of an earlier one.
+
+    The run's lease is taken first, before the run is read or created: of two
+    processes starting (or resuming) one run id, exactly one gets it; the other
+    gets `RunOwnedError` (after waiting up to `wait` seconds for the owner)."""
     journal = await asyncio.to_thread(open_journal, spec) if isinstance(spec, str) else spec
+    keeper = None
     try:
+        lease = await take(journal, run_id, ttl=lease_ttl, wait=wait)
+        keeper = Keeper(journal, lease, _stopper(asyncio.get_running_loop()))
         record = await asyncio.to_thread(journal.get_run, run_id)
         state = None
         if record is None:
@@ -180,13 +207,37 @@ async def open_durable(
                     f"it cannot be resumed as {entry}{_show(arguments)}"
                 )
             state = await asyncio.to_thread(journal.load, run_id)
-            await asyncio.to_thread(journal.update_run, run_id, status="running")
+            await asyncio.to_thread(journal.update_run, run_id, status="running", lease=lease)
     except BaseException:
-        if isinstance(spec, str):
-            journal.close()
+        try:
+            if keeper is not None:
+                await asyncio.to_thread(release, journal, keeper)
+        finally:
+            if isinstance(spec, str):
+                journal.close()
         raise
     done_at = record.finished_at if record is not None and record.status == "done" else None
-    return Durable(journal, JournalWriter(journal), run_id, state, allow_rerun, done_at)
+    writer = JournalWriter(journal, lease=lease)
+    return Durable(journal, writer, run_id, state, allow_rerun, done_at, keeper)
+
+
+def _stopper(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    """What the keeper calls when the lease is lost: cancel the task running the run
+    (from the keeper's thread), so it stops promptly instead of running on
+    unjournaled; `close_durable` then raises the `StaleLeaseError`."""
+    task = asyncio.current_task()
+
+    def stop() -> None:
+        if task is not None and not task.done():
+            task.cancel()
+
+    def from_thread() -> None:
+        try:
+            loop.call_soon_threadsafe(stop)
+        except RuntimeError:  # the loop is closed: the run is over anyway
+            pass
+
+    return from_thread
 
 
 async def close_durable(
@@ -198,16 +249,30 @@ async def close_durable(
     A done run replayed to the same end, no call run again, keeps its finish
     time: asking it again is not more work for it."""
     try:
-        await durable.writer.aclose()
-        replay = status == "done" and not durable.ran
-        await asyncio.to_thread(
-            durable.journal.update_run,
-            durable.run_id,
-            status=status,
-            tokens=tokens,
-            error=error_text(error) if error is not None else None,
-            finished_at=durable.finished_at if replay else None,
-        )
+        try:
+            await durable.writer.aclose()
+            replay = status == "done" and not durable.ran
+            await asyncio.to_thread(
+                durable.journal.update_run,
+                durable.run_id,
+                status=status,
+                tokens=tokens,
+                error=error_text(error) if error is not None else None,
+                finished_at=durable.finished_at if replay else None,
+                lease=durable.lease,
+            )
+        finally:
+            await asyncio.to_thread(durable.disown)
+    except BaseException:
+        lost = durable.lost()
+        if lost is None:
+            raise
+        # The run was stopped (cancelled) because another process took it over: that
+        # is the error, not the cancellation it caused.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            task.uncancel()
+        raise lost from None
     finally:
         if own:
             durable.journal.close()

@@ -212,13 +212,17 @@ def ask_command(
     allow_rerun: bool = typer.Option(
         False, help="on resume, run calls in doubt again even if not idempotent"
     ),
+    wait: float = typer.Option(
+        0.0, "--wait", min=0.0, metavar="SECONDS",
+        help="if another process is running this run id, wait this long for it to end",
+    ),
 ) -> None:
     """Answer a question with tools: the plan streams, its tasks run in parallel."""
     if mode not in MODES:
         raise typer.BadParameter(f"must be one of {', '.join(MODES)}", param_hint="--mode")
     answer_question(question, tools, as_json=as_json, model=model, mode=mode,
                     max_replans=max_replans, timeout=timeout, journal=journal, run_id=run_id,
-                    allow_rerun=allow_rerun)
+                    allow_rerun=allow_rerun, wait=wait)
 
 
 def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,

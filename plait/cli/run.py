@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import Any
 
 import typer
@@ -75,6 +76,10 @@ def run_command(
     allow_rerun: bool = typer.Option(
         False, help="on resume, run calls in doubt again even if not idempotent"
     ),
+    wait: float = typer.Option(
+        0.0, "--wait", min=0.0, metavar="SECONDS",
+        help="if another process is running this run id, wait this long for it to end",
+    ),
 ) -> None:
     """Run a workflow with a live progress display, then print its value and timings."""
     if on_error not in ("stop", "cancel", "continue"):
@@ -96,6 +101,7 @@ def run_command(
                     journal=journal,
                     run_id=run_id,
                     allow_rerun=allow_rerun,
+                    wait=wait,
                 )
             )
         except RunError as exc:

@@ -92,10 +92,14 @@ def runs_command(
     journal: str = typer.Option(journal_option, "--journal", "-j", help=JOURNAL_HELP),
     limit: int = typer.Option(50, help="most runs to list, newest first"),
 ) -> None:
-    """List the runs in a journal: status, duration, tokens."""
+    """List the runs in a journal: status, duration, tokens.
+
+    A run marked running whose owner is gone (its lease expired, or its process
+    on this host no longer exists: killed, say) shows as crashed."""
     j = _open(journal)
     try:
         records = j.list_runs(limit=limit)
+        crashed = {r.run_id for r in records if r.status == "running" and _crashed(j, r.run_id)}
     finally:
         j.close()
     table = Table("run", "entry", "status", "started", "duration", "tokens", "error")
@@ -104,13 +108,25 @@ def runs_command(
         table.add_row(
             r.run_id,
             r.entry,
-            r.status,
+            "crashed" if r.run_id in crashed else r.status,
             _when(r.created_at),
             f"{end - r.created_at:.3f}s" if end else "-",
             str(r.tokens),
             (r.error or "")[:60],
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    same = "" if journal == journal_option() else " (with the same --journal)"
+    for r in records:
+        if r.run_id in crashed:
+            console.print(f"crashed: {r.run_id} stopped without ending (its owner is gone); "
+                          f"continue it with: plait resume {r.run_id}{same}", soft_wrap=True)
+
+
+def _crashed(j: Journal, run_id: str) -> bool:
+    """A running run nobody owns alive (no lease, a stale one, or a dead owner)."""
+    lease = j.get_lease(run_id)
+    return lease is None or not lease.alive()
 
 
 @app.command("show")
@@ -172,6 +188,10 @@ def resume_command(
     tools: str = typer.Option(
         DEFAULT_TOOLS, "--tools", help="for a question (`plait ask`): the tools it was asked with"
     ),
+    wait: float = typer.Option(
+        0.0, "--wait", min=0.0, metavar="SECONDS",
+        help="if another process is running this run id, wait this long for it to end",
+    ),
 ) -> None:
     """Continue a run from its journal: finished calls are replayed, not re-run."""
     j = _open(journal)
@@ -186,7 +206,7 @@ def resume_command(
         answer_question(
             arguments["question"], tools, as_json=as_json, timeout=600.0,
             model=arguments["model"], mode=record.entry.removeprefix("ask:"), journal=journal,
-            run_id=run_id, allow_rerun=allow_rerun, asked_with=arguments.get("tools"),
+            run_id=run_id, allow_rerun=allow_rerun, asked_with=arguments.get("tools"), wait=wait,
         )
         return
     wf = load_object(workflow) if workflow else None
@@ -199,6 +219,7 @@ def resume_command(
                     journal,
                     workflow_fn=wf,
                     allow_rerun=allow_rerun,
+                    wait=wait,
                     listeners=[progress],
                 )
             )

@@ -15,6 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from plait._durable import close_durable, open_durable
+from plait._ownership import DEFAULT_LEASE_TTL
 from plait._engine import Run, new_run_id, tools_by_name
 from plait._events import Event
 from plait._result import RunResult
@@ -71,6 +72,8 @@ async def aask(
     journal: str | Journal | None = None,
     run_id: str | None = None,
     allow_rerun: bool = False,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
+    wait: float = 0.0,
 ) -> Answer:
     """Answer `question` with `tools`; see `Answer` for what comes back.
 
@@ -90,6 +93,9 @@ async def aask(
     journal      a SQLite path or postgresql:// DSN: every LLM call and task is
                  journaled; asking again with the same `run_id` resumes the question,
                  replaying finished calls (plans, decisions, tool results) unpaid
+    lease_ttl, wait  one owner per journaled question: RunOwnedError if another live
+                 process asks it under the same run id, unless it ends within `wait`
+                 seconds; an owner silent for `lease_ttl` seconds may be taken over
     """
     from plait.llm import get_llm
 
@@ -121,7 +127,7 @@ async def aask(
             durable = await open_durable(
                 journal, run_id=run_id, entry=entry,
                 arguments={"question": question, "model": model_spec, "tools": sorted(table)},
-                version="", allow_rerun=allow_rerun,
+                version="", allow_rerun=allow_rerun, lease_ttl=lease_ttl, wait=wait,
             )
         except BaseException:
             await close_llm()

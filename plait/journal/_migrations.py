@@ -95,6 +95,25 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        "002_leases",
+        (
+            # One row per run ever owned. Releasing keeps the row (owner "") so the
+            # epoch only grows: a write fenced by an old epoch never matches again.
+            # No foreign key: a fresh run's lease is taken before the run is created,
+            # so two processes starting one run id cannot both create it.
+            """CREATE TABLE leases (
+                run_id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                host TEXT NOT NULL,
+                pid INTEGER NOT NULL,
+                epoch INTEGER NOT NULL,
+                ttl REAL NOT NULL,
+                acquired_at REAL NOT NULL,
+                heartbeat_at REAL NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 
 # --- PostgreSQL (``{s}`` is the quoted schema name) -----------------------------------
@@ -142,6 +161,22 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
                 tokens BIGINT NOT NULL,
                 extra TEXT NOT NULL,
                 PRIMARY KEY (run_id, key)
+            )""",
+        ),
+    ),
+    Migration(
+        "002_leases",
+        (
+            # See the SQLite migration of the same name.
+            """CREATE TABLE {s}.leases (
+                run_id TEXT PRIMARY KEY,
+                owner TEXT NOT NULL,
+                host TEXT NOT NULL,
+                pid INTEGER NOT NULL,
+                epoch BIGINT NOT NULL,
+                ttl DOUBLE PRECISION NOT NULL,
+                acquired_at DOUBLE PRECISION NOT NULL,
+                heartbeat_at DOUBLE PRECISION NOT NULL
             )""",
         ),
     ),

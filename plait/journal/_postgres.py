@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -28,10 +30,13 @@ from plait.journal._migrations import (
     pending,
 )
 from plait.journal._protocol import (
+    HOST,
+    LEASE_COLUMNS,
     Intent,
     JournalError,
     JournalOrderError,
     JournalState,
+    Lease,
     Result,
     RunNotFoundError,
     RunRecord,
@@ -40,7 +45,12 @@ from plait.journal._protocol import (
     check_no_result,
     check_results,
     check_runs,
+    check_lease,
     check_status,
+    check_ttl,
+    lease_from_row,
+    new_owner,
+    next_epoch,
     prepare_batch,
     refuse_done,
     run_from_row,
@@ -145,6 +155,7 @@ class PostgresJournal:
             "intents": f"{s}.intents",
             "results": f"{s}.results",
             "blobs": f"{s}.blobs",
+            "leases": f"{s}.leases",
             "migrations": f"{s}.{MIGRATIONS_TABLE}",
         }
         self._conn: Any = None
@@ -305,10 +316,13 @@ class PostgresJournal:
         tokens: int | None = None,
         error: str | None = None,
         finished_at: float | None = None,
+        lease: Lease | None = None,
     ) -> RunRecord:
         check_status(status)
         t = self._sql
         with self._transaction("update a run") as conn:
+            if lease is not None:
+                self._fence(conn, lease)
             # FOR UPDATE waits for writes in flight (they hold FOR SHARE on the run),
             # so "done" is judged against every committed intent.
             row = conn.execute(
@@ -328,12 +342,20 @@ class PostgresJournal:
 
     # --- intents and results ----------------------------------------------------------
 
-    def write(self, intents: Sequence[Intent] = (), results: Sequence[Result] = ()) -> None:
+    def write(
+        self,
+        intents: Sequence[Intent] = (),
+        results: Sequence[Result] = (),
+        *,
+        lease: Lease | None = None,
+    ) -> None:
         batch = prepare_batch(intents, results)  # encode outside the lock
         if not batch.run_ids:
             return
         t = self._sql
         with self._transaction("write intents and results") as conn:
+            if lease is not None:
+                self._fence(conn, lease)
             statuses = dict(
                 conn.execute(
                     f"SELECT run_id, status FROM {t['runs']} WHERE run_id = ANY(%s) FOR SHARE",
@@ -411,6 +433,89 @@ class PostgresJournal:
                         f"a result was written twice for a node of run(s) "
                         f"{', '.join(map(repr, sorted(set(runs))))} (journal {self.location})"
                     )
+
+    # --- leases ----------------------------------------------------------------------
+    # Times are the server's clock (clock_timestamp()), so owners on hosts whose
+    # clocks disagree still judge a heartbeat's age alike. Locks are taken lease
+    # row first, then the run's row, in every transaction: no deadlock cycle.
+
+    def _stored_lease(self, conn: Any, run_id: str, lock: str) -> tuple[Lease | None, float]:
+        row = conn.execute(
+            f"SELECT {LEASE_COLUMNS}, extract(epoch FROM clock_timestamp())::float8 "
+            f"FROM {self._sql['leases']} WHERE run_id = %s {lock}",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            return None, 0.0
+        return lease_from_row(row[:8], row[8]), row[8]
+
+    def _fence(self, conn: Any, lease: Lease) -> None:
+        # FOR SHARE: a takeover (UPDATE) waits until this write commits, so no write
+        # under the old epoch commits after the new owner has the run.
+        stored, _ = self._stored_lease(conn, lease.run_id, "FOR SHARE")
+        check_lease(lease, stored, self.location)
+
+    def acquire(
+        self,
+        run_id: str,
+        *,
+        ttl: float,
+        owner: str | None = None,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> Lease:
+        ttl = check_ttl(ttl)
+        owner = owner or new_owner()
+        host = HOST if host is None else host
+        pid = os.getpid() if pid is None else int(pid)
+        table = self._sql["leases"]
+        with self._transaction("take the run's lease") as conn:
+            # A first lease: INSERT .. ON CONFLICT settles a race of two fresh starts
+            # (the loser's insert waits for the winner's commit, then does nothing).
+            now = conn.execute(
+                f"INSERT INTO {table} ({LEASE_COLUMNS}) SELECT %s, %s, %s, %s, 1, %s, t, t "
+                "FROM (SELECT extract(epoch FROM clock_timestamp())::float8 AS t) c "
+                "ON CONFLICT (run_id) DO NOTHING RETURNING heartbeat_at",
+                (run_id, owner, host, pid, ttl),
+            ).fetchone()
+            if now is not None:
+                return Lease(run_id, owner, host, pid, 1, ttl, now[0], now[0])
+            stored, t = self._stored_lease(conn, run_id, "FOR UPDATE")
+            if stored is None:  # released rows stay; a row cannot vanish
+                raise JournalError(f"the lease of run {run_id!r} vanished in {self.location}")
+            epoch = next_epoch(stored, owner, self.location)
+            conn.execute(
+                f"UPDATE {table} SET owner = %s, host = %s, pid = %s, epoch = %s, ttl = %s, "
+                "acquired_at = %s, heartbeat_at = %s WHERE run_id = %s",
+                (owner, host, pid, epoch, ttl, t, t, run_id),
+            )
+        return Lease(run_id, owner, host, pid, epoch, ttl, t, t)
+
+    def get_lease(self, run_id: str) -> Lease | None:
+        with self._use("read a lease") as conn:
+            lease, _ = self._stored_lease(conn, run_id, "")
+        return lease if lease is not None and lease.owner else None
+
+    def heartbeat(self, lease: Lease) -> Lease:
+        with self._transaction("heartbeat the run's lease") as conn:
+            stored, t = self._stored_lease(conn, lease.run_id, "FOR UPDATE")
+            check_lease(lease, stored, self.location)
+            conn.execute(
+                f"UPDATE {self._sql['leases']} SET heartbeat_at = %s WHERE run_id = %s",
+                (t, lease.run_id),
+            )
+        return replace(lease, heartbeat_at=t, age=0.0)
+
+    def release(self, lease: Lease) -> bool:
+        with self._transaction("release the run's lease") as conn:
+            cur = conn.execute(
+                f"UPDATE {self._sql['leases']} SET owner = '' "
+                "WHERE run_id = %s AND owner = %s AND epoch = %s",
+                (lease.run_id, lease.owner, lease.epoch),
+            )
+            return cur.rowcount == 1
+
+    # --- reading a run ----------------------------------------------------------------
 
     def load(self, run_id: str) -> JournalState:
         t = self._sql

@@ -9,8 +9,11 @@ canonical bytes), so a large value that many calls share is stored once.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+import os
+import socket
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,10 +33,13 @@ __all__ = [
     "JournalState",
     "JournalTransientError",
     "JournalValueError",
+    "Lease",
     "Result",
     "RunNotFoundError",
     "RunRecord",
     "RunStatus",
+    "RunOwnedError",
+    "StaleLeaseError",
     "decode_value",
     "encode_value",
     "error_text",
@@ -80,6 +86,41 @@ class RunNotFoundError(JournalError):
         super().__init__(f"no run {run_id!r} in journal {location}")
 
 
+class RunOwnedError(JournalError):
+    """Another live process owns the run: its lease is fresh and its owner alive.
+    `owner` is that lease; the message names its host, pid and since when."""
+
+    def __init__(self, owner: Lease, location: str):
+        self.owner = owner
+        since = datetime.datetime.fromtimestamp(owner.acquired_at).strftime("%Y-%m-%d %H:%M:%S")
+        super().__init__(
+            f"run {owner.run_id!r} is already running: owned by pid {owner.pid} on host "
+            f"{owner.host} since {since}, last heartbeat {owner.age:.1f}s ago (journal "
+            f"{location}). Wait for it to end, or pass wait=SECONDS (CLI: --wait SECONDS) "
+            "to wait for it"
+        )
+
+
+class StaleLeaseError(JournalError):
+    """A write under a lease that is no longer the run's: another process took the
+    run over (the lease expired) or it was released. The write is refused, never
+    merged, and the old owner must stop."""
+
+    def __init__(self, lease: Lease, location: str, now: Lease | None = None):
+        self.lease = lease
+        self.current = now
+        if now is None:
+            why = "its lease was released"
+        else:
+            why = (f"pid {now.pid} on host {now.host} took it over (epoch {now.epoch}) after "
+                   f"this process's heartbeat stopped for longer than {lease.ttl:g}s")
+        super().__init__(
+            f"this process (pid {lease.pid}, epoch {lease.epoch}) no longer owns run "
+            f"{lease.run_id!r}: {why}. Its write is refused, never merged (journal "
+            f"{location}); see `plait runs` for the run's state"
+        )
+
+
 # --- records --------------------------------------------------------------------------
 
 
@@ -109,6 +150,59 @@ class RunRecord:
             )
         if not self.updated_at:
             object.__setattr__(self, "updated_at", self.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who runs a run: one owner at a time.
+
+    `owner` is a random token of one process's hold on one run; `epoch` counts
+    owners (+1 at every takeover), so a write under an old epoch is refused
+    (fencing). The owner heartbeats every `ttl`/3 seconds; a lease whose last
+    heartbeat is older than `ttl` (the owner's own ttl, stored with it) has
+    expired and may be taken over. `age` is seconds since the last heartbeat,
+    by the journal's clock, as of reading the lease.
+    """
+
+    run_id: str
+    owner: str
+    host: str
+    pid: int
+    epoch: int
+    ttl: float
+    acquired_at: float
+    heartbeat_at: float
+    age: float = 0.0
+
+    @property
+    def expired(self) -> bool:
+        return self.age > self.ttl
+
+    def alive(self) -> bool:
+        """Fresh, and (when its owner is on this host) its process still exists.
+        A kill -9'd owner on this host is seen at once, without waiting out the ttl."""
+        return not self.expired and not (self.host == HOST and not pid_alive(self.pid))
+
+
+HOST = socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (signal 0 checks without sending)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def new_owner() -> str:
+    """A fresh owner token: one process's hold on one run."""
+    return os.urandom(8).hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,6 +587,46 @@ def updated_run(
     )
 
 
+# --- leases: shared by the backends ---------------------------------------------------
+
+LEASE_COLUMNS = "run_id, owner, host, pid, epoch, ttl, acquired_at, heartbeat_at"
+
+
+def lease_from_row(row: Sequence[Any], now: float) -> Lease:
+    """A Lease from a row in LEASE_COLUMNS order; `now` by the journal's clock."""
+    return Lease(
+        row[0], row[1], row[2], int(row[3]), int(row[4]), float(row[5]), float(row[6]),
+        float(row[7]), max(0.0, now - float(row[7])),
+    )
+
+
+def next_epoch(stored: Lease | None, owner: str, location: str) -> int:
+    """The epoch of a new lease over the `stored` row (an owner "" is a released
+    lease), or `RunOwnedError` while another owner holds it alive."""
+    if stored is None:
+        return 1
+    if stored.owner == owner:
+        return stored.epoch  # the same hold, taken again
+    if stored.owner and stored.alive():
+        raise RunOwnedError(stored, location)
+    return stored.epoch + 1
+
+
+def check_lease(lease: Lease, stored: Lease | None, location: str) -> None:
+    """Fencing: refuse a write unless `lease` is still the run's (same owner, same
+    epoch). An expired lease nobody took over still holds: only a takeover fences."""
+    if stored is None or stored.owner != lease.owner or stored.epoch != lease.epoch:
+        current = stored if stored is not None and stored.owner else None
+        raise StaleLeaseError(lease, location, current)
+
+
+def check_ttl(ttl: float) -> float:
+    ttl = float(ttl)
+    if not ttl > 0:
+        raise ValueError(f"a lease ttl must be > 0 seconds, got {ttl!r}")
+    return ttl
+
+
 # --- the protocol ---------------------------------------------------------------------
 
 
@@ -527,19 +661,58 @@ class Journal(Protocol):
         tokens: int | None = None,
         error: str | None = None,
         finished_at: float | None = None,
+        lease: Lease | None = None,
     ) -> RunRecord:
         """Change a run; returns it as stored. Marking it "done" while a call has an
         intent and no result is a `JournalOrderError`. Leaving "running" sets
-        `finished_at` (now, unless given). Missing run: `RunNotFoundError`."""
+        `finished_at` (now, unless given). Missing run: `RunNotFoundError`.
+        With `lease`: refused (`StaleLeaseError`) unless it is still the run's."""
         ...
 
-    def write(self, intents: Sequence[Intent] = (), results: Sequence[Result] = ()) -> None:
+    def write(
+        self,
+        intents: Sequence[Intent] = (),
+        results: Sequence[Result] = (),
+        *,
+        lease: Lease | None = None,
+    ) -> None:
         """Store intents, then results, in ONE transaction: all or nothing, durable
         when this returns. Order is enforced (`JournalOrderError`): a result needs
         its intent (earlier or in this call) and is written once; an intent for a
         node that has a result, or for a run that is not running, is refused.
         Writing a second intent for a node without a result replaces the first
-        (a retry or a resumed in-doubt call)."""
+        (a retry or a resumed in-doubt call). With `lease` (the owner's writes):
+        refused whole (`StaleLeaseError`) unless the lease of `lease.run_id` is
+        still this one, checked in the same transaction."""
+        ...
+
+    def acquire(
+        self,
+        run_id: str,
+        *,
+        ttl: float,
+        owner: str | None = None,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> Lease:
+        """Take ownership of `run_id` (the run need not exist yet), atomically: when
+        nobody holds it, it was released, its heartbeat is older than its ttl, or
+        its owner is on this host and its process is gone. A takeover bumps the
+        epoch. Otherwise `RunOwnedError` naming the owner. `owner` defaults to a
+        fresh token; `host`/`pid` to this process's."""
+        ...
+
+    def get_lease(self, run_id: str) -> Lease | None:
+        """The run's lease, or None when nobody holds it (never taken, or released)."""
+        ...
+
+    def heartbeat(self, lease: Lease) -> Lease:
+        """Refresh the lease; `StaleLeaseError` if it is no longer the run's."""
+        ...
+
+    def release(self, lease: Lease) -> bool:
+        """Give the run up (the epoch is kept). False when `lease` was no longer
+        the run's: nothing is changed then."""
         ...
 
     def load(self, run_id: str) -> JournalState:

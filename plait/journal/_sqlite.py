@@ -22,6 +22,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Self
 
@@ -32,9 +33,12 @@ from plait.journal._migrations import (
     pending,
 )
 from plait.journal._protocol import (
+    HOST,
+    LEASE_COLUMNS,
     Intent,
     JournalError,
     JournalState,
+    Lease,
     Result,
     RunNotFoundError,
     RunRecord,
@@ -43,7 +47,12 @@ from plait.journal._protocol import (
     check_no_result,
     check_results,
     check_runs,
+    check_lease,
     check_status,
+    check_ttl,
+    lease_from_row,
+    new_owner,
+    next_epoch,
     prepare_batch,
     refuse_done,
     run_from_row,
@@ -228,9 +237,12 @@ class SQLiteJournal:
         tokens: int | None = None,
         error: str | None = None,
         finished_at: float | None = None,
+        lease: Lease | None = None,
     ) -> RunRecord:
         check_status(status)
         with self._transaction("update a run") as conn:
+            if lease is not None:
+                self._fence(conn, lease)
             row = conn.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
@@ -257,11 +269,19 @@ class SQLiteJournal:
 
     # --- intents and results ----------------------------------------------------------
 
-    def write(self, intents: Sequence[Intent] = (), results: Sequence[Result] = ()) -> None:
+    def write(
+        self,
+        intents: Sequence[Intent] = (),
+        results: Sequence[Result] = (),
+        *,
+        lease: Lease | None = None,
+    ) -> None:
         batch = prepare_batch(intents, results)  # encode outside the lock
         if not batch.run_ids:
             return
         with self._transaction("write intents and results") as conn:
+            if lease is not None:
+                self._fence(conn, lease)
             statuses = {}
             for run_id in batch.run_ids:
                 row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -318,6 +338,62 @@ class SQLiteJournal:
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     batch.result_rows,
                 )
+
+    # --- leases (BEGIN IMMEDIATE: one writer at a time, so check-then-set is atomic) -----
+
+    def _stored_lease(self, conn: sqlite3.Connection, run_id: str) -> Lease | None:
+        row = conn.execute(
+            f"SELECT {LEASE_COLUMNS} FROM leases WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return None if row is None else lease_from_row(row, time.time())
+
+    def _fence(self, conn: sqlite3.Connection, lease: Lease) -> None:
+        check_lease(lease, self._stored_lease(conn, lease.run_id), self.location)
+
+    def acquire(
+        self,
+        run_id: str,
+        *,
+        ttl: float,
+        owner: str | None = None,
+        host: str | None = None,
+        pid: int | None = None,
+    ) -> Lease:
+        ttl = check_ttl(ttl)
+        owner = owner or new_owner()
+        host = HOST if host is None else host
+        pid = os.getpid() if pid is None else int(pid)
+        with self._transaction("take the run's lease") as conn:
+            epoch = next_epoch(self._stored_lease(conn, run_id), owner, self.location)
+            now = time.time()
+            lease = Lease(run_id, owner, host, pid, epoch, ttl, now, now)
+            conn.execute(
+                f"INSERT OR REPLACE INTO leases ({LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, owner, host, pid, epoch, ttl, now, now),
+            )
+        return lease
+
+    def get_lease(self, run_id: str) -> Lease | None:
+        with self._use("read a lease") as conn:
+            lease = self._stored_lease(conn, run_id)
+        return lease if lease is not None and lease.owner else None
+
+    def heartbeat(self, lease: Lease) -> Lease:
+        with self._transaction("heartbeat the run's lease") as conn:
+            self._fence(conn, lease)
+            now = time.time()
+            conn.execute("UPDATE leases SET heartbeat_at = ? WHERE run_id = ?", (now, lease.run_id))
+        return replace(lease, heartbeat_at=now, age=0.0)
+
+    def release(self, lease: Lease) -> bool:
+        with self._transaction("release the run's lease") as conn:
+            cur = conn.execute(
+                "UPDATE leases SET owner = '' WHERE run_id = ? AND owner = ? AND epoch = ?",
+                (lease.run_id, lease.owner, lease.epoch),
+            )
+            return cur.rowcount == 1
+
+    # --- reading a run ----------------------------------------------------------------
 
     def load(self, run_id: str) -> JournalState:
         with self._transaction("load a run", write=False) as conn:

@@ -39,6 +39,7 @@ from plait.journal._protocol import (
     JournalError,
     JournalOrderError,
     JournalValueError,
+    Lease,
     Result,
     RunNotFoundError,
     encoded_intent,
@@ -72,8 +73,12 @@ class _Unit:
 class JournalWriter:
     """Writes intents and results to `journal` from a background thread, in batches."""
 
-    def __init__(self, journal: Journal, *, name: str = "plait-journal-writer"):
+    def __init__(
+        self, journal: Journal, *, name: str = "plait-journal-writer", lease: Lease | None = None
+    ):
         self.journal = journal
+        # A run's owner passes its lease: every write is fenced by it (Journal.write).
+        self._fence: dict[str, Lease] = {"lease": lease} if lease is not None else {}
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Unit] = []
         self._closing = False
@@ -179,7 +184,7 @@ class JournalWriter:
         results = [r for u in batch for r in u.results]
         try:
             if intents or results:
-                self.journal.write(intents, results)
+                self.journal.write(intents, results, **self._fence)
                 self.batches += 1
                 self.records += len(intents) + len(results)
             return [None] * len(batch)
@@ -194,7 +199,7 @@ class JournalWriter:
         for unit in batch:
             try:
                 if unit.intents or unit.results:
-                    self.journal.write(unit.intents, unit.results)
+                    self.journal.write(unit.intents, unit.results, **self._fence)
                     self.batches += 1
                     self.records += len(unit.intents) + len(unit.results)
                 errors.append(None)

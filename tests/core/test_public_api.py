@@ -42,6 +42,7 @@ EXPECTED = {
     "RunError",
     "NodeError",
     "InDoubtError",
+    "RunOwnedError",
     # events
     "Event",
     "RunStarted",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
+import os
 import threading
 import time
 import uuid
@@ -20,7 +22,9 @@ from plait.journal import (
     JournalWriter,
     Result,
     RunNotFoundError,
+    RunOwnedError,
     RunRecord,
+    StaleLeaseError,
     encode_value,
 )
 
@@ -387,14 +391,14 @@ def test_migrations_apply_once(store: Store) -> None:
     a = store.open()
     b = store.open()
     try:
-        assert a.applied_migrations() == b.applied_migrations() == ["001_initial"]
-        assert store.count("_plait_migrations") == 1
+        assert a.applied_migrations() == b.applied_migrations() == ["001_initial", "002_leases"]
+        assert store.count("_plait_migrations") == 2
     finally:
         a.close()
         b.close()
     c = store.open()
     c.close()
-    assert store.count("_plait_migrations") == 1
+    assert store.count("_plait_migrations") == 2
 
 
 # --- through the group-commit writer ------------------------------------------------
@@ -481,3 +485,133 @@ def test_writer_closed(journal: Journal) -> None:
             await writer.intents([Intent("r", "k", "t")])
 
     asyncio.run(main())
+
+
+# --- leases: one owner per run --------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped) on this host."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=30)
+    return proc.pid
+
+
+def test_acquire_one_owner(journal: Journal) -> None:
+    """The first acquire wins (the run need not exist yet); a second owner is refused
+    with a message naming the first; the same owner may take its lease again."""
+    a = journal.acquire("r", ttl=30)
+    assert (a.run_id, a.epoch, a.pid, a.ttl) == ("r", 1, os.getpid(), 30.0)
+    stored = journal.get_lease("r")
+    assert stored == dataclasses.replace(a, age=stored.age) and 0 <= stored.age < 5
+    with pytest.raises(RunOwnedError, match=rf"pid {os.getpid()} on host .*last heartbeat") as e:
+        journal.acquire("r", ttl=30)
+    assert e.value.owner.owner == a.owner and "--wait" in str(e.value)
+    assert journal.acquire("r", ttl=30, owner=a.owner).epoch == 1
+    assert journal.get_lease("other") is None
+    with pytest.raises(ValueError):
+        journal.acquire("x", ttl=0)
+
+
+def test_takeover_of_a_dead_owner_on_this_host(journal: Journal) -> None:
+    old = journal.acquire("r", ttl=30, pid=_dead_pid())
+    new = journal.acquire("r", ttl=30)
+    assert new.epoch == old.epoch + 1 and new.owner != old.owner
+
+
+def test_takeover_after_expiry_only(journal: Journal) -> None:
+    """An owner on another host (its pid cannot be checked) is taken over once its
+    heartbeat is older than its own ttl, not the acquirer's."""
+    old = journal.acquire("r", ttl=0.5, host="elsewhere.example", pid=1)
+    with pytest.raises(RunOwnedError, match="elsewhere.example"):
+        journal.acquire("r", ttl=0.01)
+    time.sleep(0.3)
+    assert journal.heartbeat(old).epoch == 1  # a beat in time keeps it
+    time.sleep(0.3)
+    with pytest.raises(RunOwnedError):
+        journal.acquire("r", ttl=30)
+    time.sleep(0.4)
+    assert journal.get_lease("r").expired
+    new = journal.acquire("r", ttl=30)
+    assert new.epoch == 2 and new.host != "elsewhere.example"
+    with pytest.raises(StaleLeaseError, match="took it over"):
+        journal.heartbeat(old)
+    assert journal.release(old) is False
+    assert journal.get_lease("r").owner == new.owner
+
+
+def test_release_keeps_the_epoch(journal: Journal) -> None:
+    a = journal.acquire("r", ttl=30)
+    assert journal.release(a) is True
+    assert journal.get_lease("r") is None
+    with pytest.raises(StaleLeaseError, match="released"):
+        journal.heartbeat(a)
+    b = journal.acquire("r", ttl=30)
+    assert b.epoch == 2  # epochs only grow: a fenced old owner never matches again
+
+
+def test_fencing_refuses_a_stale_owner(journal: Journal, store: Store) -> None:
+    """After a takeover, the old owner's write and run update are refused whole, in
+    their own transaction; the new owner's go through; unfenced writes are unchanged."""
+    run_id = new_run(journal)
+    old = journal.acquire(run_id, ttl=30, pid=_dead_pid())
+    journal.write([Intent(run_id, "k1", "t")], lease=old)
+    new = journal.acquire(run_id, ttl=30)
+    before = store.count("intents")
+    with pytest.raises(StaleLeaseError, match=rf"epoch {old.epoch}\b.*refused"):
+        journal.write([Intent(run_id, "k2", "t")], [Result(run_id, "k1", True, 1)], lease=old)
+    assert store.count("intents") == before and store.count("results") == 0
+    with pytest.raises(StaleLeaseError):
+        journal.update_run(run_id, status="failed", lease=old)
+    assert journal.get_run(run_id).status == "running"
+    journal.write([Intent(run_id, "k2", "t")], [Result(run_id, "k1", True, 1)], lease=new)
+    journal.write([], [Result(run_id, "k2", True, 2)])  # no lease: not fenced
+    assert journal.update_run(run_id, status="done", lease=new).status == "done"
+    assert set(journal.load(run_id).results) == {"k1", "k2"}
+
+
+def test_fenced_writer(journal: Journal) -> None:
+    """A JournalWriter given the lease fences every batch: after a takeover its
+    intents fail with StaleLeaseError."""
+    run_id = new_run(journal)
+    old = journal.acquire(run_id, ttl=30, pid=_dead_pid())
+
+    async def main() -> None:
+        async with JournalWriter(journal, lease=old) as w:
+            await w.intents([Intent(run_id, "a", "t")])
+            journal.acquire(run_id, ttl=30)
+            with pytest.raises(StaleLeaseError):
+                await w.intents([Intent(run_id, "b", "t")])
+
+    asyncio.run(main())
+    assert set(journal.load(run_id).intents) == {"a"}
+
+
+def test_two_threads_race_for_one_run(store: Store) -> None:
+    """Many journals (connections) acquire one fresh run id at once: exactly one wins."""
+    journals = [store.open() for _ in range(6)]
+    wins: list[int] = []
+    refused: list[int] = []
+    barrier = threading.Barrier(len(journals))
+
+    def go(i: int) -> None:
+        barrier.wait(timeout=10)
+        try:
+            journals[i].acquire("race", ttl=30)
+            wins.append(i)
+        except RunOwnedError:
+            refused.append(i)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(journals))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+    finally:
+        for j in journals:
+            j.close()
+    assert len(wins) == 1 and len(refused) == len(journals) - 1
