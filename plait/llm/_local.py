@@ -5,6 +5,14 @@ Inference runs in a worker thread that feeds the caller's event loop through
 it, each in its own (waiting) thread, so the default executor is never tied
 up. Models are loaded once per (path, n_ctx) per process. llama_cpp is
 imported lazily, in the worker.
+
+Stopping: a thread inside llama.cpp when the interpreter exits, or when its
+model is freed, crashes the process. So a call that ends early (cancelled,
+timed out, interrupted, closed) sets its cancel event, which llama.cpp's abort
+callback reads between graph nodes: the decode stops within milliseconds, even
+mid-prompt. The stream then waits for its worker to return before it ends, and
+workers are non-daemon threads, so the interpreter joins any left before it
+frees the models at exit.
 """
 
 from __future__ import annotations
@@ -59,10 +67,15 @@ class _Loaded:
     llama: Any  # llama_cpp.Llama
     lock: threading.Lock
     count_prompt: Callable[[list[dict[str, str]]], int | None]
+    # The cancel event of the call holding `lock` (None between calls): what
+    # the abort callback reads. Set and cleared only under `lock`.
+    cancel: threading.Event | None = None
+    abort_callback: Any = None  # the ctypes callback; kept here so it outlives the context
 
 
 _models: dict[tuple[str, int], _Loaded] = {}
 _models_lock = threading.Lock()
+_worker = threading.local()  # .cancel: the cancel event of this thread's call
 
 
 def _prompt_counter(llama: Any) -> Callable[[list[dict[str, str]]], int | None]:
@@ -96,17 +109,57 @@ def _load(path: str, n_ctx: int, seed: int) -> _Loaded:
                 # Free models before the interpreter tears down llama_cpp's module
                 # globals; freeing them later prints a TypeError from Llama.__del__.
                 atexit.register(_close_all)
+                _quiet_aborts()
             llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, seed=seed, verbose=False)
-            loaded = _models[(path, n_ctx)] = _Loaded(llama, threading.Lock(),
-                                                      _prompt_counter(llama))
+            loaded = _Loaded(llama, threading.Lock(), _prompt_counter(llama))
+            _set_abort_callback(loaded)
+            _models[(path, n_ctx)] = loaded
         return loaded
 
 
+def _set_abort_callback(loaded: _Loaded) -> None:
+    """llama.cpp calls this between the nodes of every graph it computes (prompt
+    and token alike); True makes `llama_decode` return 2 ("aborted"), which
+    llama_cpp raises as a RuntimeError, and the unfinished batch is rolled back."""
+    import llama_cpp
+
+    def aborted(_data: Any) -> bool:
+        cancel = loaded.cancel
+        return cancel is not None and cancel.is_set()
+
+    loaded.abort_callback = llama_cpp.ggml_abort_callback(aborted)
+    llama_cpp.llama_set_abort_callback(loaded.llama._ctx.ctx, loaded.abort_callback, None)
+
+
+def _quiet_aborts() -> None:
+    """llama.cpp logs an aborted decode as an error ("removing memory module
+    entries ..."); an abort we asked for is not one. Its log lines come on the
+    aborting thread, so they are dropped there; all others go to llama_cpp's
+    own log callback, as before."""
+    import llama_cpp
+    from llama_cpp._logger import llama_log_callback
+
+    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    def log(level: int, text: bytes, data: Any) -> None:
+        cancel = getattr(_worker, "cancel", None)
+        if cancel is None or not cancel.is_set():
+            llama_log_callback(level, text, data)
+
+    global _log_callback
+    _log_callback = log  # the ctypes callback must outlive every call into llama.cpp
+    llama_cpp.llama_log_set(log, None)
+
+
+_log_callback: Any = None
+
+
 def _close_all() -> None:
+    # At exit the interpreter has joined every worker (they are non-daemon), so
+    # no decode is in flight; the lock is taken anyway, so a model is never freed
+    # under a decode.
     with _models_lock:
         for loaded in _models.values():
-            # A generation still running in a daemon thread keeps its model.
-            if loaded.lock.acquire(timeout=1.0):
+            with loaded.lock:
                 loaded.llama.close()
         _models.clear()
 
@@ -142,8 +195,19 @@ class LocalLLM(BaseLLM):
                 return False
             return True
 
-        worker = threading.Thread(target=self._work, args=(request, emit, cancel),
-                                  name="plait-llama", daemon=True)
+        returned: asyncio.Future[None] = loop.create_future()
+
+        def work() -> None:
+            try:
+                self._work(request, emit, cancel)
+            finally:
+                try:
+                    loop.call_soon_threadsafe(_resolve, returned)
+                except RuntimeError:  # the caller's loop is gone: nobody waits
+                    pass
+
+        # Not a daemon: the interpreter joins it before exit (see the module doc).
+        worker = threading.Thread(target=work, name="plait-llama")
         worker.start()
         try:
             while True:
@@ -156,18 +220,23 @@ class LocalLLM(BaseLLM):
                 else:
                     raise value
         finally:
-            cancel.set()  # the worker stops at its next chunk and frees the model
+            cancel.set()  # llama.cpp aborts at its next graph node
+            await _returned(returned)
+            worker.join()  # at once: resolving `returned` was the thread's last act
 
     def _work(self, request: Request, emit: Callable[[str, Any], bool],
               cancel: threading.Event) -> None:
+        _worker.cancel = cancel
         try:
             loaded = _load(str(self.model_path), self.n_ctx, self.seed)
             while not loaded.lock.acquire(timeout=0.1):
                 if cancel.is_set():
                     return
+            loaded.cancel = cancel
             try:
                 counts = self._generate(loaded, request, emit, cancel)
             finally:
+                loaded.cancel = None
                 loaded.lock.release()
             if counts is not None:
                 emit("done", counts)
@@ -175,6 +244,8 @@ class LocalLLM(BaseLLM):
             emit("error", e)
         except Exception as e:  # noqa: BLE001 -- llama_cpp raises plain ValueError etc.;
             # whatever it is must reach the caller's loop, not die with the thread
+            if cancel.is_set():  # an aborted decode: nobody is listening
+                return
             error = LLMError(f"local model failed: {type(e).__name__}: {e}")
             error.__cause__ = e
             emit("error", error)
@@ -218,6 +289,26 @@ class LocalLLM(BaseLLM):
         if prompt_tokens is None:
             prompt_tokens = approx_prompt_tokens([Message(**m) for m in messages])
         return prompt_tokens, completion
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _returned(returned: asyncio.Future[None]) -> None:
+    """Wait for the worker to leave llama.cpp, even if this wait is cancelled
+    (a decode aborts within milliseconds, a model being loaded loads first;
+    leaving earlier would let the caller exit, or free the model, under it).
+    A cancellation of this wait is re-raised after it."""
+    cancelled: asyncio.CancelledError | None = None
+    while not returned.done():
+        try:
+            await asyncio.shield(returned)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled
 
 
 def _grammar(llama: Any, text: str) -> Any:

@@ -1,0 +1,175 @@
+"""One interrupt trial of `plait ask` on the bundled model, in a real subprocess.
+
+Shared by tests/compiler/test_cli_interrupt.py (a few trials) and
+benchmarks/interrupt_soak.py (many). A trial starts `plait ask QUESTION --model
+local --journal J --run-id R`, reading its stderr (the plain view: `plan | ...`,
+`task N done ...`) as it comes, and then either sends SIGINT by pid at a chosen
+instant (`kind="sigint"`) or passes `--timeout` (`kind="timeout"`). It waits a
+bounded time for the exit (SIGKILL in `finally` otherwise) and records the exit
+code, the seconds to exit, and what the view had shown when the signal went (the
+phase). `problems()` lists what is wrong: a segfault, a wrong exit code, a
+traceback, a journal not marked `cancelled`, a finished task without its result.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+QUESTION = "Which is taller, Mount Everest or K2?"
+EXIT_TIMEOUT = 124
+EXIT_INTERRUPTED = 130
+EXPECTED = {"sigint": EXIT_INTERRUPTED, "timeout": EXIT_TIMEOUT}
+WAIT_S = 60.0  # the most a trial waits for the process to exit after its signal
+# When to send SIGINT: seconds after the process starts, or after the first
+# stderr line that matches (planning: the plan streams; joining: a task is done,
+# the joiner's prompt is being evaluated next).
+MARKERS = {"planning": re.compile(r"plan \| "), "joining": re.compile(r"task \d+ done")}
+
+
+def cli_command(*args: str) -> list[str]:
+    """The `plait` command (its console script), run by this interpreter."""
+    return [sys.executable, "-c",
+            "import sys; from plait.cli import main; sys.argv[0] = 'plait'; main()", *args]
+
+
+@dataclass(frozen=True, slots=True)
+class Trial:
+    kind: str  # "sigint" | "timeout"
+    trigger: str  # "start" (seconds after start), a MARKERS name, or "timeout"
+    delay: float  # seconds after the trigger (for a timeout: the --timeout value)
+    phase: str  # what the view had shown at the signal: "nothing yet" | "plan" | "tasks"
+    #             | "finished" (the process ended first)
+    returncode: int | None  # None: it did not exit within WAIT_S (then killed)
+    exit_s: float  # from the SIGINT (or from start + the timeout) to the exit
+    stderr: str
+    journal: str
+    run_id: str
+
+    @property
+    def segfault(self) -> bool:
+        return self.returncode in (-signal.SIGSEGV, 128 + signal.SIGSEGV)
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.returncode is None:
+            found.append(f"no exit within {WAIT_S:g}s")
+        elif self.segfault:
+            found.append("segmentation fault")
+        elif self.returncode != EXPECTED[self.kind]:
+            found.append(f"exit code {self.returncode}, not {EXPECTED[self.kind]}")
+        if "Traceback" in self.stderr or "Segmentation fault" in self.stderr:
+            found.append("a traceback on stderr")
+        if self.returncode == EXPECTED[self.kind]:
+            found += self.journal_problems()
+        return found
+
+    def journal_problems(self) -> list[str]:
+        """The run is `cancelled`, and every task the view showed done has its result."""
+        from plait.compiler._session import LLM_ROLES
+        from plait.journal import open_journal
+
+        if not Path(self.journal).exists():
+            return [] if self.phase == "nothing yet" else ["no journal written"]
+        journal = open_journal(self.journal)
+        try:
+            record = journal.get_run(self.run_id)
+            if record is None:  # stopped before the question reached its journal
+                return [] if self.phase == "nothing yet" else ["the run is not in the journal"]
+            state = journal.load(self.run_id)
+        finally:
+            journal.close()
+        found = []
+        if record.status != "cancelled":
+            found.append(f"journaled as {record.status!r}, not 'cancelled'")
+        done = len(set(re.findall(r"task (\d+) done", self.stderr)))
+        written = sum(1 for r in state.results.values() if r.ok and r.tool not in LLM_ROLES)
+        if written < done:
+            found.append(f"{done} task(s) shown done, {written} result(s) journaled")
+        return found
+
+
+def run_trial(kind: str, trigger: str, delay: float, workdir: Path, run_id: str,
+              question: str = QUESTION) -> Trial:
+    """Start `plait ask`, interrupt it as asked, wait for the exit (bounded)."""
+    journal = str(workdir / f"{run_id}.db")
+    args = ["ask", question, "--model", "local", "--journal", journal, "--run-id", run_id]
+    if kind == "timeout":
+        args += ["--timeout", f"{delay:g}"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+           "COLUMNS": "200"}
+    lines: list[str] = []
+    seen = threading.Condition()
+    start = time.monotonic()
+    proc = subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, env=env)
+    try:
+        reader = threading.Thread(target=_read, args=(proc, lines, seen), daemon=True)
+        reader.start()
+        if kind == "sigint":
+            phase = _wait_trigger(proc, trigger, delay, start, lines, seen)
+            signalled = time.monotonic()
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGINT)
+        else:
+            phase = "?"
+            signalled = start + delay
+        try:
+            returncode: int | None = proc.wait(timeout=max(WAIT_S - (time.monotonic()
+                                                                       - signalled), 1.0))
+        except subprocess.TimeoutExpired:
+            returncode = None
+        ended = time.monotonic()
+        proc.stdout.read()  # type: ignore[union-attr]  # the answer, if it finished
+        reader.join(timeout=5.0)
+        with seen:
+            stderr = "".join(lines)
+        if kind == "timeout":
+            phase = _phase(stderr, returncode == 0)
+        return Trial(kind, trigger if kind == "sigint" else "timeout", delay, phase, returncode,
+                     ended - signalled, stderr, journal, run_id)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _read(proc: subprocess.Popen[str], lines: list[str], seen: threading.Condition) -> None:
+    for line in proc.stderr:  # type: ignore[union-attr]
+        with seen:
+            lines.append(line)
+            seen.notify_all()
+    with seen:
+        seen.notify_all()
+
+
+def _wait_trigger(proc: subprocess.Popen[str], trigger: str, delay: float, start: float,
+                  lines: list[str], seen: threading.Condition) -> str:
+    """Wait for the trigger (bounded), then `delay` more; the phase the view is in."""
+    if trigger != "start":
+        marker = MARKERS[trigger]
+        with seen:
+            seen.wait_for(lambda: proc.poll() is not None
+                          or any(marker.search(line) for line in lines), timeout=WAIT_S)
+    deadline = time.monotonic() + delay if trigger != "start" else start + delay
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    with seen:
+        return _phase("".join(lines), proc.poll() is not None)
+
+
+def _phase(stderr: str, finished: bool) -> str:
+    if finished:
+        return "finished"
+    if re.search(r"task \d+ (started|done)", stderr):
+        return "tasks"
+    if "plan | " in stderr:
+        return "plan"
+    return "nothing yet"
