@@ -18,7 +18,7 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any, NoReturn, TextIO
 
 import typer
@@ -78,7 +78,9 @@ class AskView:
 
     def __call__(self, event: Any) -> None:
         t = event.t - self.t0
-        if isinstance(event, rc.PlanStarted):
+        if isinstance(event, ev.RunStarted):
+            self._line(t, f"run {event.run_id} started")
+        elif isinstance(event, rc.PlanStarted):
             self.plan_text[event.plan] = ""
             self.plan_kind[event.plan] = event.kind
             self.status = {"plan": "planning", "repair": "repairing the plan",
@@ -245,6 +247,34 @@ def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
     Shared by `plait ask` and `plait resume` (of a journaled question, whose
     journal names the tools it was `asked_with`: the same must be given again).
     """
+    from plait.llm import LLMError
+
+    if options.get("journal") is not None and not options.get("run_id"):
+        # Named here, not in aask, so that an interrupted run can be resumed by it.
+        options["run_id"] = new_run_id()
+    try:
+        module = _tools_module(tools, asked_with)
+        view = AskView()
+        with view:
+            answer = asyncio.run(aask(question, module, timeout=timeout, on_event=view,
+                                      **options))
+    except (LLMError, PlaitError) as exc:  # the model, or a journal that cannot be used
+        _fail(f"error: {exc}", EXIT_ERROR)
+    except TimeoutError:
+        _fail(f"error: no answer within {timeout:g}s (--timeout){_resumable(tools, options)}",
+              EXIT_TIMEOUT)
+    except KeyboardInterrupt:  # asyncio.run has cancelled the question and waited for it
+        _fail(f"interrupted{_resumable(tools, options)}", EXIT_INTERRUPTED)
+    if as_json:
+        print(answer_json(answer))
+        return
+    for error in answer.unresolved:
+        print(f"not run: {error}", file=sys.stderr)
+    print(answer.text or "(no answer)")
+    print(summary(answer))
+
+
+def _tools_module(tools: str, asked_with: Sequence[str] | None) -> ModuleType:
     module = load_module(tools)
     found, _ = tools_of(module)
     if not found:
@@ -255,30 +285,7 @@ def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
             f"the question was asked with tools {', '.join(sorted(asked_with))}; {tools} has "
             f"{', '.join(names)}. Pass the module or file it was asked with.",
             param_hint="--tools")
-    from plait.llm import LLMError
-
-    if options.get("journal") is not None and not options.get("run_id"):
-        # Named here, not in aask, so that an interrupted run can be resumed by it.
-        options["run_id"] = new_run_id()
-    view = AskView()
-    try:
-        with view:
-            answer = asyncio.run(aask(question, module, timeout=timeout, on_event=view,
-                                      **options))
-    except (LLMError, PlaitError) as exc:  # the model, or a journal that cannot be used
-        _fail(f"error: {exc}", EXIT_ERROR)
-    except TimeoutError:
-        _fail(f"error: no answer within {timeout:g}s (--timeout){_resumable(tools, options)}",
-              EXIT_TIMEOUT)
-    except KeyboardInterrupt:
-        _fail(f"interrupted{_resumable(tools, options)}", EXIT_INTERRUPTED)
-    if as_json:
-        print(answer_json(answer))
-        return
-    for error in answer.unresolved:
-        print(f"not run: {error}", file=sys.stderr)
-    print(answer.text or "(no answer)")
-    print(summary(answer))
+    return module
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -180,49 +180,8 @@ class LocalLLM(BaseLLM):
         self.n_ctx = n_ctx
         self.seed = seed
 
-    async def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def emit(kind: str, value: Any) -> bool:
-            if cancel.is_set():
-                return False
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-            except RuntimeError:  # the caller's loop is gone
-                cancel.set()
-                return False
-            return True
-
-        returned: asyncio.Future[None] = loop.create_future()
-
-        def work() -> None:
-            try:
-                self._work(request, emit, cancel)
-            finally:
-                try:
-                    loop.call_soon_threadsafe(_resolve, returned)
-                except RuntimeError:  # the caller's loop is gone: nobody waits
-                    pass
-
-        # Not a daemon: the interpreter joins it before exit (see the module doc).
-        worker = threading.Thread(target=work, name="plait-llama")
-        worker.start()
-        try:
-            while True:
-                kind, value = await queue.get()
-                if kind == "delta":
-                    yield value
-                elif kind == "done":
-                    meter.prompt_tokens, meter.completion_tokens = value
-                    return
-                else:
-                    raise value
-        finally:
-            cancel.set()  # llama.cpp aborts at its next graph node
-            await _returned(returned)
-            worker.join()  # at once: resolving `returned` was the thread's last act
+    def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
+        return _Deltas(self._work, request, meter)
 
     def _work(self, request: Request, emit: Callable[[str, Any], bool],
               cancel: threading.Event) -> None:
@@ -289,6 +248,79 @@ class LocalLLM(BaseLLM):
         if prompt_tokens is None:
             prompt_tokens = approx_prompt_tokens([Message(**m) for m in messages])
         return prompt_tokens, completion
+
+
+Work = Callable[[Request, Callable[[str, Any], bool], threading.Event], None]
+
+
+class _Deltas:
+    """One call's text deltas, decoded by a worker thread started on the first
+    `__anext__`; `aclose()` stops the decode and returns once the worker has.
+
+    A class, not an async generator, on purpose: at shutdown the event loop
+    closes every unfinished async generator at once, so an inner generator whose
+    close awaits (this one waits for its worker) would be closed under the
+    stream that wraps it, which then fails to close it ("already running")."""
+
+    def __init__(self, work: Work, request: Request, meter: Meter) -> None:
+        self._work = work
+        self._request = request
+        self._meter = meter
+        self._cancel = threading.Event()
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._worker: threading.Thread | None = None
+        self._returned: asyncio.Future[None] | None = None
+        self._ended = False
+
+    def __aiter__(self) -> _Deltas:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._worker is None and not self._cancel.is_set():
+            self._start(asyncio.get_running_loop())
+        if self._ended or self._cancel.is_set():
+            raise StopAsyncIteration
+        kind, value = await self._queue.get()
+        if kind == "delta":
+            return value
+        self._ended = True
+        if kind == "done":
+            self._meter.prompt_tokens, self._meter.completion_tokens = value
+            raise StopAsyncIteration
+        raise value
+
+    async def aclose(self) -> None:
+        self._cancel.set()  # llama.cpp aborts at its next graph node
+        if self._returned is not None and self._worker is not None:
+            await _returned(self._returned)
+            self._worker.join()  # at once: resolving `returned` was its last act
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        cancel, queue = self._cancel, self._queue
+        returned = self._returned = loop.create_future()
+
+        def emit(kind: str, value: Any) -> bool:
+            if cancel.is_set():
+                return False
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            except RuntimeError:  # the caller's loop is gone
+                cancel.set()
+                return False
+            return True
+
+        def work() -> None:
+            try:
+                self._work(self._request, emit, cancel)
+            finally:
+                try:
+                    loop.call_soon_threadsafe(_resolve, returned)
+                except RuntimeError:  # the caller's loop is gone: nobody waits
+                    pass
+
+        # Not a daemon: the interpreter joins it before exit (see the module doc).
+        self._worker = threading.Thread(target=work, name="plait-llama")
+        self._worker.start()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -28,10 +28,12 @@ EXIT_TIMEOUT = 124
 EXIT_INTERRUPTED = 130
 EXPECTED = {"sigint": EXIT_INTERRUPTED, "timeout": EXIT_TIMEOUT}
 WAIT_S = 60.0  # the most a trial waits for the process to exit after its signal
-# When to send SIGINT: seconds after the process starts, or after the first
-# stderr line that matches (planning: the plan streams; joining: a task is done,
-# the joiner's prompt is being evaluated next).
-MARKERS = {"planning": re.compile(r"plan \| "), "joining": re.compile(r"task \d+ done")}
+# When to send SIGINT: seconds after the first stderr line that matches (started:
+# the question's run began, the model loads and reads the planner's prompt next;
+# planning: the plan streams; joining: a task is done, the joiner comes next).
+MARKERS = {"started": re.compile(r"run \S+ started"), "planning": re.compile(r"plan \| "),
+           "joining": re.compile(r"task \d+ done")}
+STAMP = re.compile(r"^\[\s*([\d.]+)s\] ")  # the plain view's "[  1.23s] ..." (since its start)
 
 
 def cli_command(*args: str) -> list[str]:
@@ -43,12 +45,12 @@ def cli_command(*args: str) -> list[str]:
 @dataclass(frozen=True, slots=True)
 class Trial:
     kind: str  # "sigint" | "timeout"
-    trigger: str  # "start" (seconds after start), a MARKERS name, or "timeout"
+    trigger: str  # a MARKERS name, or "timeout"
     delay: float  # seconds after the trigger (for a timeout: the --timeout value)
-    phase: str  # what the view had shown at the signal: "nothing yet" | "plan" | "tasks"
-    #             | "finished" (the process ended first)
+    phase: str  # what the view had shown at the signal: "started" (its run, no plan
+    #             line yet) | "plan" | "tasks" | "finished" (the process ended first)
     returncode: int | None  # None: it did not exit within WAIT_S (then killed)
-    exit_s: float  # from the SIGINT (or from start + the timeout) to the exit
+    exit_s: float  # from the SIGINT (or the timeout's deadline) to the exit
     stderr: str
     journal: str
     run_id: str
@@ -77,12 +79,12 @@ class Trial:
         from plait.journal import open_journal
 
         if not Path(self.journal).exists():
-            return [] if self.phase == "nothing yet" else ["no journal written"]
+            return ["no journal written"]
         journal = open_journal(self.journal)
         try:
             record = journal.get_run(self.run_id)
-            if record is None:  # stopped before the question reached its journal
-                return [] if self.phase == "nothing yet" else ["the run is not in the journal"]
+            if record is None:
+                return ["the run is not in the journal"]
             state = journal.load(self.run_id)
         finally:
             journal.close()
@@ -105,7 +107,7 @@ def run_trial(kind: str, trigger: str, delay: float, workdir: Path, run_id: str,
         args += ["--timeout", f"{delay:g}"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
            "COLUMNS": "200"}
-    lines: list[str] = []
+    lines: list[tuple[float, str]] = []  # (arrival, line)
     seen = threading.Condition()
     start = time.monotonic()
     proc = subprocess.Popen(cli_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -114,23 +116,31 @@ def run_trial(kind: str, trigger: str, delay: float, workdir: Path, run_id: str,
         reader = threading.Thread(target=_read, args=(proc, lines, seen), daemon=True)
         reader.start()
         if kind == "sigint":
-            phase = _wait_trigger(proc, trigger, delay, start, lines, seen)
+            phase = _wait_trigger(proc, MARKERS[trigger], delay, lines, seen)
             signalled = time.monotonic()
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGINT)
         else:
             phase = "?"
-            signalled = start + delay
+            signalled = start + delay  # until the view's start is known, below
         try:
-            returncode: int | None = proc.wait(timeout=max(WAIT_S - (time.monotonic()
-                                                                       - signalled), 1.0))
+            returncode: int | None = proc.wait(timeout=WAIT_S + (0 if kind == "sigint"
+                                                                 else delay))
         except subprocess.TimeoutExpired:
             returncode = None
         ended = time.monotonic()
         proc.stdout.read()  # type: ignore[union-attr]  # the answer, if it finished
         reader.join(timeout=5.0)
         with seen:
-            stderr = "".join(lines)
+            stderr = "".join(line for _, line in lines)
+            if kind == "timeout":
+                # The timeout runs from (about) the view's start, which its first
+                # line dates: its arrival less its own timestamp.
+                for arrival, line in lines:
+                    stamp = STAMP.match(line)
+                    if stamp:
+                        signalled = arrival - float(stamp.group(1)) + delay
+                        break
         if kind == "timeout":
             phase = _phase(stderr, returncode == 0)
         return Trial(kind, trigger if kind == "sigint" else "timeout", delay, phase, returncode,
@@ -141,28 +151,27 @@ def run_trial(kind: str, trigger: str, delay: float, workdir: Path, run_id: str,
             proc.wait(timeout=10)
 
 
-def _read(proc: subprocess.Popen[str], lines: list[str], seen: threading.Condition) -> None:
+def _read(proc: subprocess.Popen[str], lines: list[tuple[float, str]],
+          seen: threading.Condition) -> None:
     for line in proc.stderr:  # type: ignore[union-attr]
         with seen:
-            lines.append(line)
+            lines.append((time.monotonic(), line))
             seen.notify_all()
     with seen:
         seen.notify_all()
 
 
-def _wait_trigger(proc: subprocess.Popen[str], trigger: str, delay: float, start: float,
-                  lines: list[str], seen: threading.Condition) -> str:
-    """Wait for the trigger (bounded), then `delay` more; the phase the view is in."""
-    if trigger != "start":
-        marker = MARKERS[trigger]
-        with seen:
-            seen.wait_for(lambda: proc.poll() is not None
-                          or any(marker.search(line) for line in lines), timeout=WAIT_S)
-    deadline = time.monotonic() + delay if trigger != "start" else start + delay
+def _wait_trigger(proc: subprocess.Popen[str], marker: re.Pattern[str], delay: float,
+                  lines: list[tuple[float, str]], seen: threading.Condition) -> str:
+    """Wait for the marker (bounded), then `delay` more; the phase the view is in."""
+    with seen:
+        seen.wait_for(lambda: proc.poll() is not None
+                      or any(marker.search(line) for _, line in lines), timeout=WAIT_S)
+    deadline = time.monotonic() + delay
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.01)
     with seen:
-        return _phase("".join(lines), proc.poll() is not None)
+        return _phase("".join(line for _, line in lines), proc.poll() is not None)
 
 
 def _phase(stderr: str, finished: bool) -> str:
@@ -172,4 +181,4 @@ def _phase(stderr: str, finished: bool) -> str:
         return "tasks"
     if "plan | " in stderr:
         return "plan"
-    return "nothing yet"
+    return "started"
