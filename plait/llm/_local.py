@@ -71,6 +71,7 @@ class _Loaded:
     # the abort callback reads. Set and cleared only under `lock`.
     cancel: threading.Event | None = None
     abort_callback: Any = None  # the ctypes callback; kept here so it outlives the context
+    closed: bool = False  # freed by `_close_all` (under `lock`): a waiting call must not run
 
 
 _models: dict[tuple[str, int], _Loaded] = {}
@@ -109,6 +110,7 @@ def _load(path: str, n_ctx: int, seed: int) -> _Loaded:
                 # Free models before the interpreter tears down llama_cpp's module
                 # globals; freeing them later prints a TypeError from Llama.__del__.
                 atexit.register(_close_all)
+            if _log_callback is None:
                 _quiet_aborts()
             llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, seed=seed, verbose=False)
             loaded = _Loaded(llama, threading.Lock(), _prompt_counter(llama))
@@ -160,6 +162,7 @@ def _close_all() -> None:
     with _models_lock:
         for loaded in _models.values():
             with loaded.lock:
+                loaded.closed = True
                 loaded.llama.close()
         _models.clear()
 
@@ -193,6 +196,10 @@ class LocalLLM(BaseLLM):
                     return
             loaded.cancel = cancel
             try:
+                if cancel.is_set():
+                    return
+                if loaded.closed:  # freed at exit while this call waited for it
+                    raise LLMError("the local model was freed: the process is exiting")
                 counts = self._generate(loaded, request, emit, cancel)
             finally:
                 loaded.cancel = None
