@@ -47,8 +47,7 @@ class Trial:
     kind: str  # "sigint" | "timeout"
     trigger: str  # a MARKERS name, or "timeout"
     delay: float  # seconds after the trigger (for a timeout: the --timeout value)
-    phase: str  # what the view had shown at the signal: "started" (its run, no plan
-    #             line yet) | "plan" | "tasks" | "finished" (the process ended first)
+    phase: str  # what the model was doing at the signal (see `_phase`), or "finished"
     returncode: int | None  # None: it did not exit within WAIT_S (then killed)
     exit_s: float  # from the SIGINT (or the timeout's deadline) to the exit
     stderr: str
@@ -175,10 +174,13 @@ def _wait_trigger(proc: subprocess.Popen[str], marker: re.Pattern[str], delay: f
 
 
 def _phase(stderr: str, finished: bool) -> str:
+    """What the model was doing, as far as the view shows: "loading/prompt" (the
+    run started, no plan line yet), "planning" (plan lines, not yet `join()`),
+    "joining" (the plan is complete: its tasks, then the joiner)."""
     if finished:
         return "finished"
-    if re.search(r"task \d+ (started|done)", stderr):
-        return "tasks"
+    if re.search(r"plan \| \d+\. join\(\)", stderr):
+        return "joining"
     if "plan | " in stderr:
-        return "plan"
-    return "started"
+        return "planning"
+    return "loading/prompt"

@@ -170,3 +170,30 @@ def test_an_answer_a_cut_left_a_lone_surrogate_in_still_prints(tmp_path):
             assert [t["value"] for t in data["tasks"]] == ["Everest \ud83d", "K2 \ud83d"]
         else:
             assert stdout.startswith("Everest \\ud83d\n"), stdout
+
+
+def test_timeout_exit_code_message_and_help(tmp_path):
+    """In-process (CliRunner), with a model that never answers: 124 and the
+    message naming the timeout and the resume command; `--help` lists the codes.
+    A journal given by DSN is shown without its password."""
+    from typer.testing import CliRunner
+
+    from plait.cli._app import app
+    from plait.cli.ask import _resumable
+
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([{"fault": {"hang": True}}]))
+    journal = str(tmp_path / "j.db")
+    result = CliRunner().invoke(app, ["ask", "q", "--model", f"sim:script={script}",
+                                      "--timeout", "0.3", "--journal", journal,
+                                      "--run-id", "r1"])
+    assert result.exit_code == EXIT_TIMEOUT, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: no answer within 0.3s (--timeout); resume run r1 with: "
+        f"plait resume r1 --journal {journal}")
+    help_text = " ".join(CliRunner().invoke(app, ["ask", "--help"]).output.split())
+    assert "124 --timeout passed, 130 interrupted (Ctrl-C)" in help_text
+    hint = _resumable("my_tools.py", {"journal": "postgresql://u:secret@127.0.0.1/db",
+                                      "run_id": "r1"})
+    assert "secret" not in hint and hint.endswith(
+        "plait resume r1 --journal 'postgresql://u:***@127.0.0.1/db' --tools my_tools.py")
