@@ -2,17 +2,24 @@
 
 Shows the plan as it streams and the tasks as they run (a live view on a
 terminal, plain timestamped lines otherwise), then the answer and a summary.
+
+Exit codes: 0 answered, 2 an error (the model, the journal, an option),
+124 `--timeout` passed (as timeout(1) exits), 130 interrupted by Ctrl-C
+(128 + SIGINT, as a shell reports it). A journaled question stopped either way is
+recorded as `cancelled`, its finished calls written, and the message says how to
+resume it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import sys
 import time
 from collections.abc import Sequence
-from types import TracebackType
-from typing import Any, TextIO
+from types import ModuleType, TracebackType
+from typing import Any, NoReturn, TextIO
 
 import typer
 from rich.console import Console, Group
@@ -21,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from plait import _events as ev
+from plait._engine import new_run_id
 from plait._errors import PlaitError
 from plait.cli._app import app
 from plait.cli._load import load_module
@@ -29,6 +37,9 @@ from plait.compiler import _records as rc
 from plait.compiler._session import LLM_ROLES
 
 DEFAULT_TOOLS = "plait.examples.tools"
+EXIT_ERROR = 2
+EXIT_TIMEOUT = 124
+EXIT_INTERRUPTED = 130
 
 
 class AskView:
@@ -67,7 +78,9 @@ class AskView:
 
     def __call__(self, event: Any) -> None:
         t = event.t - self.t0
-        if isinstance(event, rc.PlanStarted):
+        if isinstance(event, ev.RunStarted):
+            self._line(t, f"run {event.run_id} started")
+        elif isinstance(event, rc.PlanStarted):
             self.plan_text[event.plan] = ""
             self.plan_kind[event.plan] = event.kind
             self.status = {"plan": "planning", "repair": "repairing the plan",
@@ -201,7 +214,10 @@ def ask_command(
     mode: str = typer.Option("compiler", "--mode", help="compiler | react"),
     max_replans: int = typer.Option(2, "--max-replans", min=0,
                                     help="new plans the joiner may ask for"),
-    timeout: float = typer.Option(600.0, "--timeout", help="seconds for the whole question"),
+    timeout: float = typer.Option(
+        600.0, "--timeout",
+        help=f"seconds for the whole question; past it, exit code {EXIT_TIMEOUT}",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the answer and its record as JSON"),
     journal: str = typer.Option(
         None, "--journal", "-j", help="journal every call to this SQLite file or postgresql:// DSN"
@@ -217,7 +233,10 @@ def ask_command(
         help="if another process is running this run id, wait this long for it to end",
     ),
 ) -> None:
-    """Answer a question with tools: the plan streams, its tasks run in parallel."""
+    """Answer a question with tools: the plan streams, its tasks run in parallel.
+
+    Exit codes: 0 answered, 2 error, 124 --timeout passed, 130 interrupted (Ctrl-C).
+    """
     if mode not in MODES:
         raise typer.BadParameter(f"must be one of {', '.join(MODES)}", param_hint="--mode")
     answer_question(question, tools, as_json=as_json, model=model, mode=mode,
@@ -232,6 +251,34 @@ def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
     Shared by `plait ask` and `plait resume` (of a journaled question, whose
     journal names the tools it was `asked_with`: the same must be given again).
     """
+    from plait.llm import LLMError
+
+    if options.get("journal") is not None and not options.get("run_id"):
+        # Named here, not in aask, so that an interrupted run can be resumed by it.
+        options["run_id"] = new_run_id()
+    try:
+        module = _tools_module(tools, asked_with)
+        view = AskView()
+        with view:
+            answer = asyncio.run(aask(question, module, timeout=timeout, on_event=view,
+                                      **options))
+    except (LLMError, PlaitError) as exc:  # the model, or a journal that cannot be used
+        _fail(f"error: {exc}", EXIT_ERROR)
+    except TimeoutError:
+        _fail(f"error: no answer within {timeout:g}s (--timeout){_resumable(tools, options)}",
+              EXIT_TIMEOUT)
+    except KeyboardInterrupt:  # asyncio.run has cancelled the question and waited for it
+        _fail(f"interrupted{_resumable(tools, options)}", EXIT_INTERRUPTED)
+    if as_json:
+        print(answer_json(answer))
+        return
+    for error in answer.unresolved:
+        print(f"not run: {error}", file=sys.stderr)
+    print(answer.text or "(no answer)")
+    print(summary(answer))
+
+
+def _tools_module(tools: str, asked_with: Sequence[str] | None) -> ModuleType:
     module = load_module(tools)
     found, _ = tools_of(module)
     if not found:
@@ -242,23 +289,23 @@ def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
             f"the question was asked with tools {', '.join(sorted(asked_with))}; {tools} has "
             f"{', '.join(names)}. Pass the module or file it was asked with.",
             param_hint="--tools")
-    from plait.llm import LLMError
+    return module
 
-    view = AskView()
-    try:
-        with view:
-            answer = asyncio.run(aask(question, module, timeout=timeout, on_event=view,
-                                      **options))
-    except (LLMError, PlaitError) as exc:  # the model, or a journal that cannot be used
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    except TimeoutError:
-        print(f"error: no answer within {timeout:g}s", file=sys.stderr)
-        raise typer.Exit(2) from None
-    if as_json:
-        print(answer_json(answer))
-        return
-    for error in answer.unresolved:
-        print(f"not run: {error}", file=sys.stderr)
-    print(answer.text or "(no answer)")
-    print(summary(answer))
+
+def _fail(message: str, code: int) -> NoReturn:
+    print(message, file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _resumable(tools: str, options: dict[str, Any]) -> str:
+    """For a journaled question (recorded as cancelled): the command that resumes it."""
+    journal = options.get("journal")
+    if journal is None:
+        return ""
+    from plait.journal._postgres import redact
+
+    shown = redact(journal)  # a password never reaches the terminal
+    command = ["plait", "resume", options["run_id"], "--journal", shown]
+    if tools != DEFAULT_TOOLS:
+        command += ["--tools", tools]
+    return f"; resume run {options['run_id']} with: {shlex.join(command)}"

@@ -5,6 +5,14 @@ Inference runs in a worker thread that feeds the caller's event loop through
 it, each in its own (waiting) thread, so the default executor is never tied
 up. Models are loaded once per (path, n_ctx) per process. llama_cpp is
 imported lazily, in the worker.
+
+Stopping: a thread inside llama.cpp when the interpreter exits, or when its
+model is freed, crashes the process. So a call that ends early (cancelled,
+timed out, interrupted, closed) sets its cancel event, which llama.cpp's abort
+callback reads between graph nodes: the decode stops within milliseconds, even
+mid-prompt. The stream then waits for its worker to return before it ends, and
+workers are non-daemon threads, so the interpreter joins any left before it
+frees the models at exit.
 """
 
 from __future__ import annotations
@@ -59,10 +67,16 @@ class _Loaded:
     llama: Any  # llama_cpp.Llama
     lock: threading.Lock
     count_prompt: Callable[[list[dict[str, str]]], int | None]
+    # The cancel event of the call holding `lock` (None between calls): what
+    # the abort callback reads. Set and cleared only under `lock`.
+    cancel: threading.Event | None = None
+    abort_callback: Any = None  # the ctypes callback; kept here so it outlives the context
+    closed: bool = False  # freed by `_close_all` (under `lock`): a waiting call must not run
 
 
 _models: dict[tuple[str, int], _Loaded] = {}
 _models_lock = threading.Lock()
+_worker = threading.local()  # .cancel: the cancel event of this thread's call
 
 
 def _prompt_counter(llama: Any) -> Callable[[list[dict[str, str]]], int | None]:
@@ -96,17 +110,59 @@ def _load(path: str, n_ctx: int, seed: int) -> _Loaded:
                 # Free models before the interpreter tears down llama_cpp's module
                 # globals; freeing them later prints a TypeError from Llama.__del__.
                 atexit.register(_close_all)
+            if _log_callback is None:
+                _quiet_aborts()
             llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, seed=seed, verbose=False)
-            loaded = _models[(path, n_ctx)] = _Loaded(llama, threading.Lock(),
-                                                      _prompt_counter(llama))
+            loaded = _Loaded(llama, threading.Lock(), _prompt_counter(llama))
+            _set_abort_callback(loaded)
+            _models[(path, n_ctx)] = loaded
         return loaded
 
 
+def _set_abort_callback(loaded: _Loaded) -> None:
+    """llama.cpp calls this between the nodes of every graph it computes (prompt
+    and token alike); True makes `llama_decode` return 2 ("aborted"), which
+    llama_cpp raises as a RuntimeError, and the unfinished batch is rolled back."""
+    import llama_cpp
+
+    def aborted(_data: Any) -> bool:
+        cancel = loaded.cancel
+        return cancel is not None and cancel.is_set()
+
+    loaded.abort_callback = llama_cpp.ggml_abort_callback(aborted)
+    llama_cpp.llama_set_abort_callback(loaded.llama._ctx.ctx, loaded.abort_callback, None)
+
+
+def _quiet_aborts() -> None:
+    """llama.cpp logs an aborted decode as an error ("removing memory module
+    entries ..."); an abort we asked for is not one. Its log lines come on the
+    aborting thread, so they are dropped there; all others go to llama_cpp's
+    own log callback, as before."""
+    import llama_cpp
+    from llama_cpp._logger import llama_log_callback
+
+    @llama_cpp.llama_log_callback  # type: ignore[misc]
+    def log(level: int, text: bytes, data: Any) -> None:
+        cancel = getattr(_worker, "cancel", None)
+        if cancel is None or not cancel.is_set():
+            llama_log_callback(level, text, data)
+
+    global _log_callback
+    _log_callback = log  # the ctypes callback must outlive every call into llama.cpp
+    llama_cpp.llama_log_set(log, None)
+
+
+_log_callback: Any = None
+
+
 def _close_all() -> None:
+    # At exit the interpreter has joined every worker (they are non-daemon), so
+    # no decode is in flight; the lock is taken anyway, so a model is never freed
+    # under a decode.
     with _models_lock:
         for loaded in _models.values():
-            # A generation still running in a daemon thread keeps its model.
-            if loaded.lock.acquire(timeout=1.0):
+            with loaded.lock:
+                loaded.closed = True
                 loaded.llama.close()
         _models.clear()
 
@@ -127,47 +183,26 @@ class LocalLLM(BaseLLM):
         self.n_ctx = n_ctx
         self.seed = seed
 
-    async def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        cancel = threading.Event()
-
-        def emit(kind: str, value: Any) -> bool:
-            if cancel.is_set():
-                return False
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
-            except RuntimeError:  # the caller's loop is gone
-                cancel.set()
-                return False
-            return True
-
-        worker = threading.Thread(target=self._work, args=(request, emit, cancel),
-                                  name="plait-llama", daemon=True)
-        worker.start()
-        try:
-            while True:
-                kind, value = await queue.get()
-                if kind == "delta":
-                    yield value
-                elif kind == "done":
-                    meter.prompt_tokens, meter.completion_tokens = value
-                    return
-                else:
-                    raise value
-        finally:
-            cancel.set()  # the worker stops at its next chunk and frees the model
+    def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
+        return _Deltas(self._work, request, meter)
 
     def _work(self, request: Request, emit: Callable[[str, Any], bool],
               cancel: threading.Event) -> None:
+        _worker.cancel = cancel
         try:
             loaded = _load(str(self.model_path), self.n_ctx, self.seed)
             while not loaded.lock.acquire(timeout=0.1):
                 if cancel.is_set():
                     return
+            loaded.cancel = cancel
             try:
+                if cancel.is_set():
+                    return
+                if loaded.closed:  # freed at exit while this call waited for it
+                    raise LLMError("the local model was freed: the process is exiting")
                 counts = self._generate(loaded, request, emit, cancel)
             finally:
+                loaded.cancel = None
                 loaded.lock.release()
             if counts is not None:
                 emit("done", counts)
@@ -175,6 +210,8 @@ class LocalLLM(BaseLLM):
             emit("error", e)
         except Exception as e:  # noqa: BLE001 -- llama_cpp raises plain ValueError etc.;
             # whatever it is must reach the caller's loop, not die with the thread
+            if cancel.is_set():  # an aborted decode: nobody is listening
+                return
             error = LLMError(f"local model failed: {type(e).__name__}: {e}")
             error.__cause__ = e
             emit("error", error)
@@ -218,6 +255,99 @@ class LocalLLM(BaseLLM):
         if prompt_tokens is None:
             prompt_tokens = approx_prompt_tokens([Message(**m) for m in messages])
         return prompt_tokens, completion
+
+
+Work = Callable[[Request, Callable[[str, Any], bool], threading.Event], None]
+
+
+class _Deltas:
+    """One call's text deltas, decoded by a worker thread started on the first
+    `__anext__`; `aclose()` stops the decode and returns once the worker has.
+
+    A class, not an async generator, on purpose: at shutdown the event loop
+    closes every unfinished async generator at once, so an inner generator whose
+    close awaits (this one waits for its worker) would be closed under the
+    stream that wraps it, which then fails to close it ("already running")."""
+
+    def __init__(self, work: Work, request: Request, meter: Meter) -> None:
+        self._work = work
+        self._request = request
+        self._meter = meter
+        self._cancel = threading.Event()
+        self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._worker: threading.Thread | None = None
+        self._returned: asyncio.Future[None] | None = None
+        self._ended = False
+
+    def __aiter__(self) -> _Deltas:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._worker is None and not self._cancel.is_set():
+            self._start(asyncio.get_running_loop())
+        if self._ended or self._cancel.is_set():
+            raise StopAsyncIteration
+        kind, value = await self._queue.get()
+        if kind == "delta":
+            return value
+        self._ended = True
+        if kind == "done":
+            self._meter.prompt_tokens, self._meter.completion_tokens = value
+            raise StopAsyncIteration
+        raise value
+
+    async def aclose(self) -> None:
+        self._cancel.set()  # llama.cpp aborts at its next graph node
+        if self._returned is not None and self._worker is not None:
+            await _returned(self._returned)
+            self._worker.join()  # at once: resolving `returned` was its last act
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        cancel, queue = self._cancel, self._queue
+        returned = self._returned = loop.create_future()
+
+        def emit(kind: str, value: Any) -> bool:
+            if cancel.is_set():
+                return False
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+            except RuntimeError:  # the caller's loop is gone
+                cancel.set()
+                return False
+            return True
+
+        def work() -> None:
+            try:
+                self._work(self._request, emit, cancel)
+            finally:
+                try:
+                    loop.call_soon_threadsafe(_resolve, returned)
+                except RuntimeError:  # the caller's loop is gone: nobody waits
+                    pass
+
+        # Not a daemon: the interpreter joins it before exit (see the module doc).
+        self._worker = threading.Thread(target=work, name="plait-llama")
+        self._worker.start()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _returned(returned: asyncio.Future[None]) -> None:
+    """Wait for the worker to leave llama.cpp, even if this wait is cancelled
+    (a decode aborts within milliseconds, a model being loaded loads first;
+    leaving earlier would let the caller exit, or free the model, under it).
+    A cancellation of this wait is re-raised after it."""
+    cancelled: asyncio.CancelledError | None = None
+    while not returned.done():
+        try:
+            await asyncio.shield(returned)
+        except asyncio.CancelledError as exc:
+            cancelled = exc
+    if cancelled is not None:
+        raise cancelled
 
 
 def _grammar(llama: Any, text: str) -> Any:
