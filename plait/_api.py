@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plait._durable import Durable, close_durable, code_version, open_durable
-from plait._engine import Run, new_run_id, raise_for_status, tools_by_name
+from plait._engine import Run, journal_failure, new_run_id, raise_for_status, tools_by_name
 from plait._errors import PlaitError
 from plait._events import Listener
 from plait._graph import Graph
@@ -97,8 +97,11 @@ async def arun(
             await close_after(durable, exc, own=isinstance(journal, str))
         raise
     if durable is not None:
-        await close_durable(durable, result.status, result.error, own=isinstance(journal, str),
-                            tokens=result.tokens)
+        try:
+            await close_durable(durable, result.status, result.error,
+                                own=isinstance(journal, str), tokens=result.tokens)
+        except JournalError as exc:  # the last results, or the run's end, not stored
+            raise journal_failure(run_id, exc, "ended, but not in its journal") from exc
     return raise_for_status(result) if raise_on_error else result
 
 

@@ -320,6 +320,7 @@ class Run:
         tool = self.node_tools[i]
         policy = tool.policy
         self.started_at[i] = time.perf_counter()
+        begun = self.durable is None  # a failure is journaled only after its intent
         try:
             if node.parents:
                 arguments = tool.validate(resolve(node.arguments, self.values))
@@ -339,6 +340,7 @@ class Run:
                         self.tokens[i] = done.tokens
                     self._settle(i, done.value, None, replayed=True)
                     return
+                begun = True
             _current_node.set((self, i))
             if tool.is_async:
                 if policy.timeout is None:
@@ -354,7 +356,8 @@ class Run:
             self._cancelling.discard(i)
             self._settle(i, None, None, cancelled=True)
         except Exception as exc:
-            self._settle(i, None, exc)
+            # Arguments refused before the intent: nothing ran, nothing to journal.
+            self._settle(i, None, exc, replayed=not begun)
         else:
             self._settle(i, value, None)
 
@@ -414,13 +417,7 @@ class Run:
         if self._fault is not None:
             return
         call = f" at node ${i} (tool {self.nodes[i].tool!r})" if i is not None else ""
-        error = JournalError(
-            f"run {self.run_id} stopped{call}: {exc}. Calls whose results were not "
-            f"written are in doubt. Fix the cause, then resume the run: "
-            f"plait resume {self.run_id} --journal JOURNAL"
-        )
-        error.__cause__ = exc
-        self._stop_run(error)
+        self._stop_run(journal_failure(self.run_id, exc, f"stopped{call}"))
 
     def _writer_failed(self, exc: BaseException) -> None:
         """From the journal writer's thread: it gave up, or lost a queued result."""
@@ -543,6 +540,18 @@ class Run:
             _columns=self,
             replayed=self.durable.replayed if self.durable is not None else 0,
         )
+
+
+def journal_failure(run_id: str, exc: BaseException, what: str = "stopped") -> JournalError:
+    """The error a run raises when its journal fails: `exc` names the journal and the
+    cause; this says what became of the run and what to do, on one line."""
+    text = " ".join(str(exc).split())
+    error = JournalError(
+        f"run {run_id} {what}: {text}. Calls whose results were not written are in "
+        f"doubt. Fix the cause, then resume the run: plait resume {run_id} --journal JOURNAL"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def new_run_id() -> str:

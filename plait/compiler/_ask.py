@@ -16,7 +16,7 @@ from typing import Any
 
 from plait._api import close_after
 from plait._durable import close_durable, open_durable
-from plait._engine import Run, new_run_id, tools_by_name
+from plait._engine import Run, journal_failure, new_run_id, tools_by_name
 from plait._events import Event
 from plait._result import RunResult
 from plait._tools import Tool
@@ -27,7 +27,7 @@ from plait.compiler._prompt import planner_messages, repair_messages
 from plait.compiler._react import ReAct
 from plait.compiler._records import Answer, CompilerEvent, TaskResult
 from plait.compiler._session import LLM_ROLES, Session
-from plait.journal import Journal
+from plait.journal import Journal, JournalError
 
 MODES = ("compiler", "react")
 # Plan words, and the tool names of the LLM calls' own nodes.
@@ -203,9 +203,13 @@ async def aask(
         elapsed = time.perf_counter() - started
         # A failed task is part of the answer; a failed body (the LLM, a bug) is raised.
         if durable is not None:
-            await close_durable(durable, "failed" if failure else "done",
-                                failure[0] if failure else None,
-                                own=isinstance(journal, str), tokens=sum(run.tokens.values()))
+            try:
+                await close_durable(durable, "failed" if failure else "done",
+                                    failure[0] if failure else None,
+                                    own=isinstance(journal, str),
+                                    tokens=sum(run.tokens.values()))
+            except JournalError as exc:  # the last results, or the run's end, not stored
+                raise journal_failure(run_id, exc, "ended, but not in its journal") from exc
         if failure:
             raise failure[0]
     finally:

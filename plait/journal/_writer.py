@@ -42,6 +42,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import threading
 import time
@@ -68,6 +69,7 @@ __all__ = ["JournalWriter"]
 _RECORD_ERRORS = (JournalOrderError, JournalValueError, RunNotFoundError)
 
 RETRY_FOR = 5.0  # seconds a transient failure is retried before the writer gives up
+RETRY_ENV = "PLAIT_JOURNAL_RETRY_SECONDS"  # overrides RETRY_FOR for every writer
 _FIRST_DELAY, _MAX_DELAY = 0.05, 1.0
 
 
@@ -97,11 +99,11 @@ class JournalWriter:
         journal: Journal,
         *,
         name: str = "plait-journal-writer",
-        retry_for: float = RETRY_FOR,
+        retry_for: float | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
     ):
         self.journal = journal
-        self.retry_for = retry_for
+        self.retry_for = _retry_for() if retry_for is None else retry_for
         # Called once, from the writer thread, when the writer becomes failed.
         self.on_failure = on_failure
         self._cond = threading.Condition(threading.Lock())
@@ -318,6 +320,19 @@ class JournalWriter:
                 loop.call_soon_threadsafe(_resolve, pairs)
             except RuntimeError:  # the loop is closed; nobody is waiting any more
                 pass
+
+
+def _retry_for() -> float:
+    text = os.environ.get(RETRY_ENV)
+    if not text:
+        return RETRY_FOR
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise JournalError(f"{RETRY_ENV}={text!r} is not a number of seconds") from None
+    if not seconds >= 0:
+        raise JournalError(f"{RETRY_ENV}={text!r}: seconds must be >= 0")
+    return seconds
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
