@@ -246,7 +246,7 @@ def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
             answer = asyncio.run(aask(question, module, timeout=timeout, on_event=view,
                                       **options))
     except (LLMError, PlaitError) as exc:  # the model, or a journal that cannot be used
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         raise typer.Exit(2) from None
     except TimeoutError:
         print(f"error: no answer within {timeout:g}s", file=sys.stderr)

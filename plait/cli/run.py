@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from typing import Any
 
 import typer
@@ -48,6 +49,7 @@ def run_command(
     if on_error not in ("stop", "cancel", "continue"):
         raise typer.BadParameter("must be stop, cancel or continue", param_hint="--on-error")
     values = [_arg(a) for a in args or []]
+    failure: PlaitError | None = None
     with Progress() as progress:
         try:
             result = asyncio.run(
@@ -64,11 +66,20 @@ def run_command(
             )
         except RunError as exc:
             result = exc.result  # type: ignore[assignment]
-        except PlaitError as exc:  # a journal that cannot be opened, a mismatched run id
-            raise typer.BadParameter(str(exc)) from None
+        except PlaitError as exc:  # a journal that cannot be opened or written, a wrong run id
+            failure = exc
+    if failure is not None:
+        fail(failure)
     report(result, as_json)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def fail(error: BaseException) -> None:
+    """Print `error` as one line (no traceback; the progress display is closed) and
+    exit 2."""
+    print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+    raise typer.Exit(2)
 
 
 def report(result: RunResult, as_json: bool) -> None:

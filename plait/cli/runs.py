@@ -16,7 +16,7 @@ from plait._progress import Progress
 from plait.cli._app import app
 from plait.cli._load import load_object
 from plait.cli.ask import DEFAULT_TOOLS, answer_question
-from plait.cli.run import report
+from plait.cli.run import fail, report
 from plait.journal import Journal, JournalState, RunNotFoundError, open_journal
 
 JOURNAL_HELP = "SQLite file or postgresql:// DSN (default: $PLAIT_JOURNAL or runs.db)"
@@ -144,6 +144,7 @@ def resume_command(
         )
         return
     wf = load_object(workflow) if workflow else None
+    failure: PlaitError | None = None
     with Progress() as progress:
         try:
             result = asyncio.run(
@@ -158,7 +159,9 @@ def resume_command(
         except RunError as exc:
             result = exc.result  # type: ignore[assignment]
         except PlaitError as exc:
-            raise typer.BadParameter(str(exc)) from None
+            failure = exc
+    if failure is not None:
+        fail(failure)
     report(result, as_json)
     if not result.ok:
         raise typer.Exit(1)

@@ -70,7 +70,7 @@ _RUN_COLUMNS = (
 class SQLiteJournal:
     """A journal in one SQLite file (created with its directory's permissions)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float | None = None):
         text = os.fspath(path)
         if text == ":memory:":
             self.path: Path | None = None
@@ -78,7 +78,7 @@ class SQLiteJournal:
         else:
             self.path = Path(text).expanduser().absolute()
             self.location = str(self.path)
-        self._timeout = timeout
+        self._timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._conn = self._connect()
