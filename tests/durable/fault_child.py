@@ -256,6 +256,14 @@ def child_command(spec: str, run_id: str, counter: Path, *, allow_rerun: bool = 
     return cmd
 
 
+def started(path: Path) -> int:
+    """How many calls have started (lines in the counter file)."""
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
 def read_counter(path: Path) -> collections.Counter[str]:
     counts: collections.Counter[str] = collections.Counter()
     if path.exists():
@@ -271,8 +279,12 @@ def read_counter(path: Path) -> collections.Counter[str]:
 class Fault:
     """One fault on one journal: `inject()` at the random instant, `clear()` later."""
 
+    def __str__(self) -> str:
+        return type(self).__name__
+
     spec: str  # the journal, as the child names it
     prefix: list[str] = []  # runs the child where the journal is (a mount namespace)
+    hit = True  # False: the fault found nothing to hit (the child had let go)
 
     def inject(self) -> None:
         raise NotImplementedError
@@ -381,6 +393,9 @@ class PostgresKill(Fault):
         self.admin = dsn.split("?")[0]
         self.killed = 0
 
+    def __str__(self) -> str:
+        return f"{self.killed} backend(s) terminated"
+
     def inject(self) -> None:
         """Terminate the child's backends; if it has none yet (still connecting), try
         again for up to 2 s, so the fault hits the run rather than nothing."""
@@ -394,6 +409,7 @@ class PostgresKill(Fault):
                     "WHERE application_name = %s AND pid <> pg_backend_pid()", (self.app,)
                 ).fetchall()
                 self.killed += len(rows)
+                self.hit = bool(rows)
                 if rows or time.monotonic() > deadline:
                     return
                 time.sleep(0.01)
@@ -424,7 +440,6 @@ class FaultTrial:
     fault: Fault
     workdir: Path
     rng: random.Random
-    duration: float  # seconds an undisturbed run takes (READY to exit)
     retry: float | None = None  # the writer's bound (None: plait's default)
     busy_timeout: float | None = None  # SQLite lock wait (None: plait's default)
     hold: float | None = None  # seconds the fault lasts (None: until the child ends)
@@ -447,12 +462,19 @@ class FaultTrial:
         timer: threading.Timer | None = None
         try:
             t_ready = child.ready()
-            delay = self.rng.uniform(0.05, 0.85) * self.duration
-            time.sleep(max(0.0, t_ready + delay - time.monotonic()))
+            # The instant: once k calls have started, k random (0: while the journal
+            # opens), so the fault lands in the run whatever the machine's speed.
+            k = self.rng.randrange(node_count(self.width, self.depth))
+            while (child.proc.poll() is None and time.monotonic() < t_ready + 30
+                   and started(counter) < k):
+                time.sleep(0.002)
             ended_before = child.proc.poll() is not None
-            t_fault = time.monotonic()
+            t0 = time.monotonic()
             self.fault.inject()
-            self.log.append(f"fault at {delay:.2f}s, hold {self.hold}")
+            t_fault = time.monotonic()  # in effect from now
+            ended_before = ended_before or not self.fault.hit
+            self.log.append(f"fault after {k} calls, {t0 - t_ready:.2f}s "
+                            f"({t_fault - t0:.2f}s to inject: {self.fault}); hold {self.hold}")
             if self.hold is not None:
                 timer = threading.Timer(self.hold, self.fault.clear)
                 timer.start()
@@ -509,8 +531,9 @@ class FaultTrial:
             self.fail(f"unclear error (want a JournalError naming {where}): {error}")
         if "\n" in error:
             self.fail(f"the error is not one line: {error!r}")
-        if f"plait resume {run_id}" not in error and "cannot open journal" not in error \
-                and "update a run" not in error and "create run" not in error:
+        # The run's own errors say how to resume; one opening the journal need not.
+        stopped = f"run {run_id} stopped" in error or f"run {run_id} ended" in error
+        if stopped and f"plait resume {run_id}" not in error:
             self.fail(f"the error does not say how to resume: {error}")
 
     def resume(self, run_id: str, counter: Path) -> bool:
@@ -576,18 +599,3 @@ def load(fault: Fault, run_id: str) -> State | None:
             if source.exists():
                 shutil.copyfile(source, Path(tmp) / f"runs.db{suffix}")
         return read_state(str(Path(tmp) / "runs.db"), run_id)
-
-
-def calibrate(fault: Fault, workdir: Path, *, width: int = 6, depth: int = 10) -> float:
-    """Seconds an undisturbed run takes, from READY to exit."""
-    run_id = f"calib{uuid.uuid4().hex[:8]}"
-    child = Child(child_command(fault.spec, run_id, workdir / f"{run_id}.count", width=width,
-                                depth=depth, prefix=fault.prefix), child_env(None))
-    try:
-        t0 = child.ready()
-        out = child.wait(60.0)
-    finally:
-        child.kill()
-    if out.returncode != EXIT_DONE:
-        raise AssertionError(f"an undisturbed run failed: {out.describe()}")
-    return out.ended_at - t0
