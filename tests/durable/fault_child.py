@@ -297,7 +297,7 @@ class Fault:
 
 
 _LOCKER = (
-    "import sqlite3, sys, time\n"
+    "import sqlite3, sys\n"
     "c = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)\n"
     "c.execute('BEGIN IMMEDIATE')\n"
     "print('LOCKED', flush=True)\n"

@@ -246,7 +246,8 @@ def test_cli_prints_a_journal_failure_as_one_line(tmp_path: Path, monkeypatch) -
                             "--run-id", "cli"])
     thread.join()
     lines = r.stderr.strip().splitlines()  # the progress lines, then the error
-    assert r.exit_code == 2 and lines[-1].startswith(("error: run cli stopped", "error: run cli ended")), r.stderr
+    assert r.exit_code == 2, r.stderr
+    assert lines[-1].startswith(("error: run cli stopped", "error: run cli ended")), r.stderr
     assert [ln for ln in lines if "error" in ln] == lines[-1:]
     assert str(path) in lines[-1] and "plait resume cli" in lines[-1]
     assert "Traceback" not in r.stderr
@@ -263,7 +264,8 @@ def test_cli_prints_a_journal_failure_as_one_line(tmp_path: Path, monkeypatch) -
                             "--run-id", "q", "--model", f"sim:ttft=0,tps=2000,script={script}"])
     thread.join()
     lines = r.stderr.strip().splitlines()
-    assert r.exit_code == 2 and lines[-1].startswith(("error: run q stopped", "error: run q ended")), r.stderr
+    assert r.exit_code == 2, r.stderr
+    assert lines[-1].startswith(("error: run q stopped", "error: run q ended")), r.stderr
     assert [ln for ln in lines if "error" in ln] == lines[-1:]
     assert str(path) in lines[-1] and "plait resume q" in lines[-1]
     assert "Traceback" not in r.stderr
