@@ -13,16 +13,16 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plait._durable import close_durable, code_version, open_durable
+from plait._durable import Durable, close_durable, code_version, open_durable
+from plait._engine import Run, journal_failure, new_run_id, raise_for_status, tools_by_name
 from plait._ownership import DEFAULT_LEASE_TTL
-from plait._engine import Run, new_run_id, raise_for_status, tools_by_name
 from plait._errors import PlaitError
 from plait._events import Listener
 from plait._graph import Graph
 from plait._result import RunResult
 from plait._scheduler import OnError
 from plait._tools import Tool
-from plait.journal import Journal, RunNotFoundError, open_journal
+from plait.journal import Journal, JournalError, RunNotFoundError, open_journal
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,14 +101,30 @@ async def arun(
             durable=durable,
         )
         result = await run.execute(lambda: wf.fn(*args, **kwargs))
-    finally:
+    except BaseException as exc:
         if durable is not None:
-            status = "cancelled" if result is None else result.status
-            error = None if result is None else result.error
-            tokens = None if result is None else result.tokens
-            await close_durable(durable, status, error, own=isinstance(journal, str),
-                                tokens=tokens)
+            await close_after(durable, exc, own=isinstance(journal, str))
+        raise
+    if durable is not None:
+        try:
+            await close_durable(durable, result.status, result.error,
+                                own=isinstance(journal, str), tokens=result.tokens)
+        except JournalError as exc:  # the last results, or the run's end, not stored
+            raise journal_failure(run_id, exc, "ended, but not in its journal") from exc
     return raise_for_status(result) if raise_on_error else result
+
+
+async def close_after(durable: Durable, failure: BaseException, *, own: bool,
+                      tokens: int | None = None) -> None:
+    """Close the journal side of a run that raised `failure` (a journal that failed, a
+    cancel): store what can still be stored, mark the run, and never hide `failure`
+    behind a second journal error (that one is noted on it)."""
+    failed = isinstance(failure, Exception) and not isinstance(failure, TimeoutError)
+    try:
+        await close_durable(durable, "failed" if failed else "cancelled",
+                            failure if failed else None, own=own, tokens=tokens)
+    except JournalError as exc:
+        failure.add_note(f"closing the journal failed too: {exc}")
 
 
 async def aresume(

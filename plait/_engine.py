@@ -7,6 +7,13 @@ fails the run instead of leaking. (An asyncio.TaskGroup would do the same with a
 done-callback per task, the largest cost per node in the 100,000-node fan-out.)
 Node errors never escape a node task; they become scheduler events, so one
 failing node never loses its siblings' results.
+
+A journal that cannot be written (any JournalError but a value that cannot be
+journaled, which is that node's error) or a fault in the driver ends the whole
+run at once: the body (a task of its own, so it can be woken wherever it waits)
+and every node task are cancelled and awaited, and `execute` raises. Going on
+would run calls whose intents are not durable or lose results; stopping leaves
+the calls without a result in doubt, for the resume to decide.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from plait._scheduler import (
     Start,
 )
 from plait._tools import Tool, _current_run
-from plait.journal import JournalValueError
+from plait.journal import JournalError, JournalValueError
 
 _current = _current_run  # one variable, owned by _tools so a tool call reads it cheaply
 
@@ -130,6 +137,8 @@ class Run:
         self._keys: tuple[list[str], Occurrences] | None = None  # computed on demand
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[None] | None = None
+        self._body: asyncio.Task[Any] | None = None
+        self._fault: BaseException | None = None  # what ends the run early, once set
 
     def key_of(self, i: int) -> str:
         """Node `i`'s content key (see plait._identity)."""
@@ -311,18 +320,27 @@ class Run:
         tool = self.node_tools[i]
         policy = tool.policy
         self.started_at[i] = time.perf_counter()
+        begun = self.durable is None  # a failure is journaled only after its intent
         try:
             if node.parents:
                 arguments = tool.validate(resolve(node.arguments, self.values))
             else:
                 arguments = node.arguments
             if self.durable is not None:
-                done = await self.durable.begin(i, tool, self.sched.attempts[i])
+                try:
+                    done = await self.durable.begin(i, tool, self.sched.attempts[i])
+                except JournalError as exc:
+                    if isinstance(exc, JournalValueError):
+                        raise
+                    self._tasks.pop(i, None)
+                    self._journal_failed(i, exc)
+                    return
                 if done is not MISS:
                     if done.tokens:
                         self.tokens[i] = done.tokens
                     self._settle(i, done.value, None, replayed=True)
                     return
+                begun = True
             _current_node.set((self, i))
             if tool.is_async:
                 if policy.timeout is None:
@@ -338,7 +356,8 @@ class Run:
             self._cancelling.discard(i)
             self._settle(i, None, None, cancelled=True)
         except Exception as exc:
-            self._settle(i, None, exc)
+            # Arguments refused before the intent: nothing ran, nothing to journal.
+            self._settle(i, None, exc, replayed=not begun)
         else:
             self._settle(i, value, None)
 
@@ -388,9 +407,38 @@ class Run:
             fut = self._waiters.pop(i, None) if self._waiters else None
             if fut is not None and not fut.done():
                 fut.set_result(value)
+        except JournalError as exc:  # the writer failed: a result cannot be stored
+            self._journal_failed(i, exc)
         except Exception as exc:  # a bug in plait, not in the tool: fail the run loudly
-            if self._done is not None and not self._done.done():
-                self._done.set_exception(exc)
+            self._stop_run(exc)
+
+    def _journal_failed(self, i: int | None, exc: BaseException) -> None:
+        """The journal cannot be written: stop the run, saying where and what to do."""
+        if self._fault is not None:
+            return
+        call = f" at node ${i} (tool {self.nodes[i].tool!r})" if i is not None else ""
+        self._stop_run(journal_failure(self.run_id, exc, f"stopped{call}"))
+
+    def _writer_failed(self, exc: BaseException) -> None:
+        """From the journal writer's thread: it gave up, or lost a queued result."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._journal_failed, None, exc)
+        except RuntimeError:  # the loop is closed: the run is over
+            pass
+
+    def _stop_run(self, error: BaseException) -> None:
+        """End the run with `error`: wake `execute` wherever it waits (see module doc)."""
+        if self._fault is not None:
+            return
+        self._fault = error
+        body = self._body
+        if body is not None and not body.done():
+            body.cancel()
+        if self._done is not None and not self._done.done():
+            self._done.set_result(None)
 
     def _finish_task(self, i: int) -> float:
         t = self.finished_at[i] = time.perf_counter()
@@ -431,25 +479,38 @@ class Run:
             self._emit(ev.RunStarted(self.run_id, started, self.entry))
         value: Any = None
         error: BaseException | None = None
+        if self.durable is not None:
+            self.durable.writer.on_failure = self._writer_failed
         token = _current.set(self)
         try:
             if body is not None:
+                self._body = self._loop.create_task(body())  # sees _current: a copy
                 try:
-                    value = await body()
+                    value = await self._body
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if self._fault is None or (task is not None and task.cancelling()):
+                        raise
                 except Exception as exc:  # the body failed: stop, keep what finished
                     error = exc
                     self._act(self.sched.stop(self.sched.on_error == "cancel"))
-            self._act(self.sched.close())
-            await self._done
-        except BaseException:  # cancelled from outside, or a fault in the driver
+            if self._fault is None:
+                self._act(self.sched.close())
+                await self._done
+            if self._fault is not None:
+                raise self._fault
+        except BaseException as exc:  # cancelled from outside, the journal, a driver fault
             for timer in self._timers.values():
                 timer.cancel()
             tasks = list(self._tasks.values())
+            if self._body is not None and not self._body.done():
+                tasks.append(self._body)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if self.listeners:
-                self._emit(ev.RunFinished(self.run_id, time.perf_counter(), "cancelled"))
+                status = "failed" if exc is self._fault else "cancelled"
+                self._emit(ev.RunFinished(self.run_id, time.perf_counter(), status))
             raise
         finally:
             _current.reset(token)
@@ -479,6 +540,18 @@ class Run:
             _columns=self,
             replayed=self.durable.replayed if self.durable is not None else 0,
         )
+
+
+def journal_failure(run_id: str, exc: BaseException, what: str = "stopped") -> JournalError:
+    """The error a run raises when its journal fails: `exc` names the journal and the
+    cause; this says what became of the run and what to do, on one line."""
+    text = " ".join(str(exc).split())
+    error = JournalError(
+        f"run {run_id} {what}: {text}. Calls whose results were not written are in "
+        f"doubt. Fix the cause, then resume the run: plait resume {run_id} --journal JOURNAL"
+    )
+    error.__cause__ = exc
+    return error
 
 
 def new_run_id() -> str:

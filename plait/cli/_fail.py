@@ -15,7 +15,8 @@ from plait.journal import JournalError
 
 
 def fail(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
+    # One line, whatever the message holds: the last line a user sees is the error.
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
     raise typer.Exit(2)
 
 

@@ -263,7 +263,7 @@ def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
             answer = asyncio.run(aask(question, module, timeout=timeout, on_event=view,
                                       **options))
     except (LLMError, PlaitError) as exc:  # the model, or a journal that cannot be used
-        _fail(f"error: {exc}", EXIT_ERROR)
+        _fail(f"error: {' '.join(str(exc).split())}", EXIT_ERROR)
     except TimeoutError:
         _fail(f"error: no answer within {timeout:g}s (--timeout){_resumable(tools, options)}",
               EXIT_TIMEOUT)

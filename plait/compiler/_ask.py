@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Any
 
+from plait._api import close_after
 from plait._durable import close_durable, open_durable
+from plait._engine import Run, journal_failure, new_run_id, tools_by_name
 from plait._ownership import DEFAULT_LEASE_TTL
-from plait._engine import Run, new_run_id, tools_by_name
 from plait._events import Event
 from plait._result import RunResult
 from plait._tools import Tool
@@ -27,7 +28,7 @@ from plait.compiler._prompt import planner_messages, repair_messages
 from plait.compiler._react import ReAct
 from plait.compiler._records import Answer, CompilerEvent, TaskResult
 from plait.compiler._session import LLM_ROLES, Session
-from plait.journal import Journal
+from plait.journal import Journal, JournalError
 
 MODES = ("compiler", "react")
 # Plan words, and the tool names of the LLM calls' own nodes.
@@ -193,25 +194,32 @@ async def aask(
 
     started = time.perf_counter()
     session.t0 = started
-    status = "cancelled"  # unless the body ends
     try:
-        if timeout is None:
-            result = await run.execute(body)
-        else:
-            async with asyncio.timeout(timeout):
+        try:
+            if timeout is None:
                 result = await run.execute(body)
+            else:
+                async with asyncio.timeout(timeout):
+                    result = await run.execute(body)
+        except BaseException as exc:  # cancelled, timed out, or the journal failed
+            if durable is not None:
+                await close_after(durable, exc, own=isinstance(journal, str),
+                                  tokens=sum(run.tokens.values()))
+            raise
         elapsed = time.perf_counter() - started
         # A failed task is part of the answer; a failed body (the LLM, a bug) is raised.
-        status = "failed" if failure else "done"
+        if durable is not None:
+            try:
+                await close_durable(durable, "failed" if failure else "done",
+                                    failure[0] if failure else None,
+                                    own=isinstance(journal, str),
+                                    tokens=sum(run.tokens.values()))
+            except JournalError as exc:  # the last results, or the run's end, not stored
+                raise journal_failure(run_id, exc, "ended, but not in its journal") from exc
         if failure:
             raise failure[0]
     finally:
-        try:
-            if durable is not None:
-                await close_durable(durable, status, failure[0] if failure else None,
-                                    own=isinstance(journal, str), tokens=sum(run.tokens.values()))
-        finally:
-            await close_llm()
+        await close_llm()
     return _answer(question, answer[0] if answer else "", mode, session, result, elapsed)
 
 

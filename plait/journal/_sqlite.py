@@ -12,6 +12,12 @@ Threads: one connection, opened with ``check_same_thread=False`` and guarded by 
 lock, so a journal can be handed to a writer thread. Other processes may use the
 same file at the same time: writes take the write lock up front
 (``BEGIN IMMEDIATE``) and wait up to `timeout` seconds for it.
+
+Failures that may clear by themselves (the lock still held after `timeout`, a
+full disk, an I/O error) raise `JournalTransientError`, which the journal writer
+retries within its own bound; so `timeout` is short (2 s): a run whose journal
+stays locked ends within `timeout` + the writer's bound of the lock being taken.
+A read-only or corrupt file raises a plain `JournalError`.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from plait.journal._protocol import (
     Intent,
     JournalError,
     JournalState,
+    JournalTransientError,
     Lease,
     Result,
     RunNotFoundError,
@@ -62,6 +69,7 @@ from plait.journal._protocol import (
 
 __all__ = ["SQLiteJournal"]
 
+DEFAULT_TIMEOUT = 2.0  # seconds to wait for another process's write lock (see above)
 _RUN_COLUMNS = (
     "run_id, entry, arguments, status, code_version, created_at, updated_at, "
     "finished_at, tokens, error"
@@ -71,7 +79,7 @@ _RUN_COLUMNS = (
 class SQLiteJournal:
     """A journal in one SQLite file (created with its directory's permissions)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 10.0):
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float | None = None):
         text = os.fspath(path)
         if text == ":memory:":
             self.path: Path | None = None
@@ -79,7 +87,7 @@ class SQLiteJournal:
         else:
             self.path = Path(text).expanduser().absolute()
             self.location = str(self.path)
-        self._timeout = timeout
+        self._timeout = DEFAULT_TIMEOUT if timeout is None else timeout
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._conn = self._connect()
@@ -116,7 +124,7 @@ class SQLiteJournal:
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()
-            raise JournalError(f"cannot open journal {where}: {_explain(exc)}") from None
+            raise _error(exc)(f"cannot open journal {where}: {_explain(exc)}") from None
         except BaseException:
             if conn is not None:
                 conn.close()
@@ -184,7 +192,7 @@ class SQLiteJournal:
             try:
                 yield conn
             except sqlite3.Error as exc:
-                raise JournalError(
+                raise _error(exc)(
                     f"cannot {action} in journal {self.location}: {_explain(exc)}"
                 ) from exc
 
@@ -194,11 +202,14 @@ class SQLiteJournal:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
                 yield conn
+                # A COMMIT that fails (busy, disk full) may leave the transaction open:
+                # roll it back below, or the next BEGIN fails on this connection.
+                conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    with contextlib.suppress(sqlite3.Error):  # keep the first error
+                        conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
 
     # --- runs -------------------------------------------------------------------------
 
@@ -441,15 +452,41 @@ class SQLiteJournal:
         return f"SQLiteJournal({self.location!r})"
 
 
+# Primary result codes of failures that may clear by themselves.
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
+_TRANSIENT_CODES = frozenset({_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL})
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else code & 0xFF  # extended code -> primary
+
+
+def _error(exc: sqlite3.Error) -> type[JournalError]:
+    """The class to raise for `exc`: transient when retrying may succeed."""
+    code = _code(exc)
+    if code is not None:
+        return JournalTransientError if code in _TRANSIENT_CODES else JournalError
+    low = str(exc).lower()
+    if any(w in low for w in ("locked", "busy", "disk is full", "disk i/o error")):
+        return JournalTransientError
+    return JournalError
+
+
 def _explain(exc: sqlite3.Error) -> str:
     text = str(exc)
     low = text.lower()
+    code = _code(exc)
     if "file is not a database" in low or "malformed" in low:
         return f"the file is not a SQLite database, or it is corrupt ({text})"
     if "unable to open database file" in low:
         return f"the file cannot be created or opened; is its directory writable? ({text})"
     if "readonly" in low or "read-only" in low:
         return f"the file is read-only ({text})"
-    if "locked" in low or "busy" in low:
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in low or "busy" in low:
         return f"the database stayed locked by another process ({text})"
+    if code == _SQLITE_FULL or "disk is full" in low:
+        return f"the disk holding the journal is full ({text})"
+    if code == _SQLITE_IOERR or "disk i/o error" in low:
+        return f"the disk holding the journal failed to read or write ({text})"
     return text

@@ -24,13 +24,29 @@ Invariants:
   because the run's journal is then missing a finished call.
 * When a batch fails on an order or value error, its parts are retried one by one,
   so one bad record does not fail the callers that shared its transaction.
+* A `JournalTransientError` (a busy lock, a full disk, a dropped connection) is
+  retried with backoff for at most `retry_for` seconds, counted from the start of
+  the first failing attempt and shared by every batch while the trouble lasts. Past
+  the bound the writer is *failed* as above, whatever it was writing, and
+  `on_failure` is called once (from the writer thread) so the run can stop at once
+  instead of at its next journal call. A failed writer fails queued work without
+  trying again, so closing it never waits out a second bound.
+* A write retried after a transient error may already have committed (a
+  connection dropped after COMMIT reached the server). Re-writing its intents is
+  harmless (an intent without result is replaced); a result then meets itself
+  ("already has a result"), so on that order error the stored results are read
+  back and the ones identical to ours (same value, error and times) count as
+  written. A different stored result stays an order error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self
 
 from plait.journal._protocol import (
@@ -38,10 +54,12 @@ from plait.journal._protocol import (
     Journal,
     JournalError,
     JournalOrderError,
+    JournalTransientError,
     JournalValueError,
     Lease,
     Result,
     RunNotFoundError,
+    encode_value,
     encoded_intent,
     encoded_result,
 )
@@ -50,6 +68,10 @@ __all__ = ["JournalWriter"]
 
 # Errors that belong to particular records: isolate them by retrying parts alone.
 _RECORD_ERRORS = (JournalOrderError, JournalValueError, RunNotFoundError)
+
+RETRY_FOR = 5.0  # seconds a transient failure is retried before the writer gives up
+RETRY_ENV = "PLAIT_JOURNAL_RETRY_SECONDS"  # overrides RETRY_FOR for every writer
+_FIRST_DELAY, _MAX_DELAY = 0.05, 1.0
 
 
 class _Unit:
@@ -74,15 +96,26 @@ class JournalWriter:
     """Writes intents and results to `journal` from a background thread, in batches."""
 
     def __init__(
-        self, journal: Journal, *, name: str = "plait-journal-writer", lease: Lease | None = None
+        self,
+        journal: Journal,
+        *,
+        name: str = "plait-journal-writer",
+        lease: Lease | None = None,
+        retry_for: float | None = None,
+        on_failure: Callable[[BaseException], None] | None = None,
     ):
         self.journal = journal
         # A run's owner passes its lease: every write is fenced by it (Journal.write).
         self._fence: dict[str, Lease] = {"lease": lease} if lease is not None else {}
+        self.retry_for = _retry_for() if retry_for is None else retry_for
+        # Called once, from the writer thread, when the writer becomes failed.
+        self.on_failure = on_failure
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Unit] = []
         self._closing = False
         self._failure: BaseException | None = None
+        self._failure_message = ""
+        self._trouble_since: float | None = None  # first failing attempt, while retrying
         # Figures for benchmarks and tests: transactions and records written.
         self.batches = 0
         self.records = 0
@@ -155,10 +188,23 @@ class JournalWriter:
     def _raise_failure(self) -> None:
         failure = self._failure
         if failure is not None:
-            raise JournalError(
-                f"the journal writer for {self._where()} failed to store a result, so "
-                f"the journal is missing a finished call: {failure}"
-            ) from failure
+            raise JournalError(self._failure_message) from failure
+
+    def _fail(self, error: BaseException, what: str) -> None:
+        """Make the writer failed (sticky) and tell `on_failure`, once."""
+        with self._cond:
+            if self._failure is not None:
+                return
+            self._failure_message = f"the journal writer for {self._where()} {what}: {error}"
+            self._failure = error  # after the message: _raise_failure reads them unlocked
+        callback = self.on_failure
+        if callback is not None:
+            failed = JournalError(self._failure_message)
+            failed.__cause__ = error
+            try:
+                callback(failed)
+            except Exception:  # noqa: BLE001, S110 - the failure is raised to callers anyway
+                pass
 
     def _where(self) -> str:
         return getattr(self.journal, "location", repr(self.journal))
@@ -184,7 +230,7 @@ class JournalWriter:
         results = [r for u in batch for r in u.results]
         try:
             if intents or results:
-                self.journal.write(intents, results, **self._fence)
+                self._write(intents, results)
                 self.batches += 1
                 self.records += len(intents) + len(results)
             return [None] * len(batch)
@@ -199,7 +245,7 @@ class JournalWriter:
         for unit in batch:
             try:
                 if unit.intents or unit.results:
-                    self.journal.write(unit.intents, unit.results, **self._fence)
+                    self._write(unit.intents, unit.results)
                     self.batches += 1
                     self.records += len(unit.intents) + len(unit.results)
                 errors.append(None)
@@ -207,12 +253,69 @@ class JournalWriter:
                 errors.append(exc)
         return errors
 
+    def _write(self, intents: Sequence[Intent], results: Sequence[Result]) -> None:
+        """`journal.write`, retrying transient failures within the writer's bound."""
+        delay = _FIRST_DELAY
+        uncertain = False  # an earlier attempt may have committed
+        while True:
+            if self._failure is not None:  # fail fast: the run is ending
+                raise JournalError(self._failure_message) from self._failure
+            started = time.monotonic()
+            try:
+                self.journal.write(intents, results, **self._fence)
+                self._trouble_since = None
+                return
+            except JournalTransientError as exc:
+                if self._trouble_since is None:
+                    self._trouble_since = started
+                spent = time.monotonic() - self._trouble_since
+                left = self.retry_for - spent
+                if left <= 0:
+                    self._fail(exc, f"gave up after {spent:.1f}s of retries")
+                    raise JournalError(self._failure_message) from exc
+                uncertain = True
+                time.sleep(min(left, delay * random.uniform(0.5, 1.0)))
+                delay = min(delay * 2, _MAX_DELAY)
+            except JournalOrderError:
+                if not (uncertain and results):
+                    raise
+                uncertain = False
+                stored = self._already_stored(results)
+                if not stored:
+                    raise
+                results = [r for r in results if (r.run_id, r.key) not in stored]
+                if not intents and not results:
+                    self._trouble_since = None
+                    return
+
+    def _already_stored(self, results: Sequence[Result]) -> set[tuple[str, str]]:
+        """Of `results`, those the journal holds exactly (a retried write's own commit)."""
+        same: set[tuple[str, str]] = set()
+        for run_id in {r.run_id for r in results}:
+            state = self.journal.load(run_id)
+            for r in results:
+                if r.run_id != run_id:
+                    continue
+                old = state.results.get(r.key)
+                if (
+                    old is not None
+                    and old.ok == r.ok
+                    and old.error == r.error
+                    and old.started_at == r.started_at
+                    and old.finished_at == r.finished_at
+                    and encode_value(old.value, "a stored result").text == r.value.text
+                ):
+                    same.add((run_id, r.key))
+        return same
+
     def _settle(self, batch: list[_Unit], errors: list[BaseException | None]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], Any]]] = {}
         for unit, error in zip(batch, errors, strict=True):
             if unit.future is None:
                 if error is not None and self._failure is None:
-                    self._failure = error  # a queued result was lost: sticky
+                    # A queued result was lost: sticky.
+                    self._fail(error, "failed to store a result, so the journal is missing "
+                                      "a finished call")
                 continue
             assert unit.loop is not None
             by_loop.setdefault(unit.loop, []).append((unit.future, error))
@@ -221,6 +324,19 @@ class JournalWriter:
                 loop.call_soon_threadsafe(_resolve, pairs)
             except RuntimeError:  # the loop is closed; nobody is waiting any more
                 pass
+
+
+def _retry_for() -> float:
+    text = os.environ.get(RETRY_ENV)
+    if not text:
+        return RETRY_FOR
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise JournalError(f"{RETRY_ENV}={text!r} is not a number of seconds") from None
+    if not seconds >= 0:
+        raise JournalError(f"{RETRY_ENV}={text!r}: seconds must be >= 0")
+    return seconds
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
