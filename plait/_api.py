@@ -124,6 +124,8 @@ async def close_after(durable: Durable, failure: BaseException, *, own: bool,
         await close_durable(durable, "failed" if failed else "cancelled",
                             failure if failed else None, own=own, tokens=tokens)
     except JournalError as exc:
+        if exc is durable.lost():  # another process took the run over: that is the error
+            raise
         failure.add_note(f"closing the journal failed too: {exc}")
 
 

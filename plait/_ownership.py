@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from plait.journal import Journal, JournalError, Lease, RunOwnedError, StaleLeaseError
+from plait.journal._protocol import ABANDONED
 
 DEFAULT_LEASE_TTL = 15.0  # seconds without a heartbeat before another process may take over
 _POLL = 0.2  # seconds between tries while waiting for a live owner
@@ -37,13 +38,13 @@ async def take(journal: Journal, run_id: str, *, ttl: float, wait: float = 0.0) 
 def release(journal: Journal, keeper: Keeper) -> None:
     """Stop the keeper, then give the run up. A release that fails is not an error
     of the run: its lease then expires by itself after its ttl (or is taken over
-    at once on this host, once this process has exited)."""
+    at once on this host, by this process or once this process has exited)."""
     keeper.stop()
     if keeper.lost is None:
         try:
             journal.release(keeper.lease)
         except JournalError:
-            pass
+            ABANDONED.add(keeper.lease.owner)
 
 
 class Keeper:

@@ -180,11 +180,19 @@ class Lease:
 
     def alive(self) -> bool:
         """Fresh, and (when its owner is on this host) its process still exists.
-        A kill -9'd owner on this host is seen at once, without waiting out the ttl."""
-        return not self.expired and not (self.host == HOST and not pid_alive(self.pid))
+        A kill -9'd owner on this host is seen at once, without waiting out the ttl,
+        and so is a hold this process gave up without managing to release it."""
+        if self.expired or self.owner in ABANDONED:
+            return False
+        return not (self.host == HOST and not pid_alive(self.pid))
 
 
 HOST = socket.gethostname()
+
+# Owner tokens this process gave up on but could not release (the journal failed
+# at the run's end). Nobody holds them any more, so this process may take their
+# runs over at once instead of waiting out the ttl of its own dead hold.
+ABANDONED: set[str] = set()
 
 
 def pid_alive(pid: int) -> bool:
