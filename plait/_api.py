@@ -15,10 +15,10 @@ from typing import Any
 
 from plait._durable import Durable, close_durable, code_version, open_durable
 from plait._engine import Run, journal_failure, new_run_id, raise_for_status, tools_by_name
-from plait._ownership import DEFAULT_LEASE_TTL
 from plait._errors import PlaitError
 from plait._events import Listener
 from plait._graph import Graph
+from plait._ownership import DEFAULT_LEASE_TTL
 from plait._result import RunResult
 from plait._scheduler import OnError
 from plait._tools import Tool

@@ -17,7 +17,6 @@ from plait.cli._fail import about_journal, fail
 from plait.cli._load import load_object
 from plait.journal._postgres import redact
 
-
 # Lists/objects nested in one argument. Far past what a command line needs, and
 # far below where the runtime's own recursion (identity, refs) would give out.
 MAX_ARG_DEPTH = 100

@@ -17,8 +17,8 @@ from typing import Any
 from plait._api import close_after
 from plait._durable import close_durable, open_durable
 from plait._engine import Run, journal_failure, new_run_id, tools_by_name
-from plait._ownership import DEFAULT_LEASE_TTL
 from plait._events import Event
+from plait._ownership import DEFAULT_LEASE_TTL
 from plait._result import RunResult
 from plait._tools import Tool
 from plait.compiler._joiner import Joiner

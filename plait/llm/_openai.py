@@ -36,7 +36,6 @@ import httpx
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
 
 from plait.llm import _sse as sse
-
 from plait.llm._protocol import (
     BaseLLM,
     LLMConnectionError,
