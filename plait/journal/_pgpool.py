@@ -144,8 +144,8 @@ class SharedPool:
             failure = self._failure
             if failure is not None:
                 raise JournalTransientError(
-                    f"cannot {action} in journal {self.location}: cannot connect: {failure[1]}. "
-                    "Check that the server is up and reachable; plait retries a few times."
+                    f"cannot {action} in journal {self.location}: cannot connect: "
+                    f"{failure[1].rstrip('.')}. Check that the server is up and reachable."
                 ) from None
             if time.monotonic() >= deadline:
                 raise JournalTransientError(
