@@ -142,10 +142,12 @@ class SharedPool:
             except PoolTimeout:
                 pass
             failure = self._failure
-            if failure is not None:
+            # Only a connect that failed while this call waited: an older failure
+            # may be from before the server came back.
+            if failure is not None and failure[0] >= started:
                 raise JournalTransientError(
                     f"cannot {action} in journal {self.location}: cannot connect: "
-                    f"{failure[1].rstrip('.')}. Check that the server is up and reachable."
+                    f"{failure[1].rstrip('.?')}. Check that the server is up and reachable."
                 ) from None
             if time.monotonic() >= deadline:
                 raise JournalTransientError(

@@ -127,10 +127,21 @@ def test_journals_of_one_dsn_share_one_bounded_pool(
 
 
 def test_the_pool_closes_with_the_last_journal(
-    postgres_dsn: str, pg_schema: str, app: str
+    postgres_dsn: str, pg_schema: str, app: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from plait.journal import PostgresJournal
+
+    migrated: list[str] = []
+    connect = PostgresJournal._connect
+
+    def counted(self: PostgresJournal) -> object:
+        migrated.append(self.schema)
+        return connect(self)
+
+    monkeypatch.setattr(PostgresJournal, "_connect", counted)
     spec = _spec(postgres_dsn, pg_schema, app)
     first, second = open_journal(spec), open_journal(spec)
+    assert migrated == [pg_schema]  # once per pool, not per journal
     try:
         pools = [p for p in open_pools() if p.key.schema == pg_schema]
         assert len(pools) == 1 and pools[0].users == 2
