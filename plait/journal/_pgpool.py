@@ -12,6 +12,11 @@ Waiting for a connection is bounded: ``pool_timeout`` (default 30 s) when every
 connection is busy; about a second after a failed connect when the server cannot
 be reached (the pool connects in its own threads; a failed connect is noted here
 so a waiting caller learns of it and reports the server's own message).
+
+Callers queue for one of ``pool_max`` tickets first, first come first served,
+and only a ticket holder asks the pool: the pool's own queue is left by a
+caller that looks for a failed connect (every second), and rejoining at its end
+starved callers past ``pool_timeout`` with 1,000 questions at once.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +87,16 @@ def _option(query: dict[str, str], name: str, env: str, default: Any, kind: type
         raise JournalError(f"invalid {where}: {text!r} is not a number") from None
 
 
+class _Waiter:
+    """A caller queued for a ticket: woken when given one, or when a connect failed."""
+
+    __slots__ = ("granted", "woken")
+
+    def __init__(self) -> None:
+        self.granted = False
+        self.woken = threading.Event()
+
+
 class SharedPool:
     """A pool and the journals using it. Connections are autocommit; every use
     takes one with `get` and gives it back with `put`."""
@@ -97,6 +113,10 @@ class SharedPool:
         self._clean = clean
         # The last failed connect (monotonic time, message), cleared by a success.
         self._failure: tuple[float, str] | None = None
+        # Tickets: one per connection the pool may hold; FIFO queue of waiters.
+        self._gate = threading.Lock()
+        self._tickets = key.max_size
+        self._waiters: deque[_Waiter] = deque()
         shared = self
 
         class TrackedConnection(Connection):  # type: ignore[type-arg]
@@ -106,6 +126,7 @@ class SharedPool:
                     conn = super().connect(conninfo, **kwargs)
                 except Exception as exc:
                     shared._failure = (time.monotonic(), clean(str(exc)))
+                    shared._wake_all()
                     raise
                 shared._failure = None
                 return conn
@@ -133,33 +154,79 @@ class SharedPool:
 
         started = time.monotonic()
         deadline = started + self.key.timeout
-        while True:
-            try:
-                return self.pool.getconn(timeout=max(0.01, min(_FAILURE_POLL,
-                                                                deadline - time.monotonic())))
-            except PoolClosed:
-                raise JournalError(f"journal {self.location} is closed") from None
-            except PoolTimeout:
-                pass
-            failure = self._failure
-            # Only a connect that failed while this call waited: an older failure
-            # may be from before the server came back.
-            if failure is not None and failure[0] >= started:
-                raise JournalTransientError(
-                    f"cannot {action} in journal {self.location}: cannot connect: "
-                    f"{failure[1].rstrip('.?')}. Check that the server is up and reachable."
-                ) from None
-            if time.monotonic() >= deadline:
-                raise JournalTransientError(
-                    f"cannot {action} in journal {self.location}: no connection of its pool "
-                    f"(at most {self.key.max_size}) became free within {self.key.timeout:g} s. "
-                    "Raise ?pool_max= in the URL (or $PLAIT_PG_POOL_MAX), or "
-                    "?pool_timeout= ($PLAIT_PG_POOL_TIMEOUT)."
-                ) from None
+        self._take_ticket(action, started, deadline)
+        try:
+            while True:
+                try:
+                    return self.pool.getconn(
+                        timeout=max(0.01, min(_FAILURE_POLL, deadline - time.monotonic()))
+                    )
+                except PoolClosed:
+                    raise JournalError(f"journal {self.location} is closed") from None
+                except PoolTimeout:
+                    pass
+                self._check_wait(action, started, deadline)
+        except BaseException:
+            self._give_ticket()
+            raise
 
     def put(self, conn: Any) -> None:
         """Give `conn` back; a broken one is discarded (the pool makes a new one)."""
-        self.pool.putconn(conn)
+        try:
+            self.pool.putconn(conn)
+        finally:
+            self._give_ticket()
+
+    def _check_wait(self, action: str, started: float, deadline: float) -> None:
+        failure = self._failure
+        # Only a connect that failed while this call waited: an older failure may
+        # be from before the server came back.
+        if failure is not None and failure[0] >= started:
+            raise JournalTransientError(
+                f"cannot {action} in journal {self.location}: cannot connect: "
+                f"{failure[1].rstrip('.?')}. Check that the server is up and reachable."
+            ) from None
+        if time.monotonic() >= deadline:
+            raise JournalTransientError(
+                f"cannot {action} in journal {self.location}: no connection of its pool "
+                f"(at most {self.key.max_size}) became free within {self.key.timeout:g} s. "
+                "Raise ?pool_max= in the URL (or $PLAIT_PG_POOL_MAX), or "
+                "?pool_timeout= ($PLAIT_PG_POOL_TIMEOUT)."
+            ) from None
+
+    def _take_ticket(self, action: str, started: float, deadline: float) -> None:
+        with self._gate:
+            if self._tickets > 0 and not self._waiters:
+                self._tickets -= 1
+                return
+            waiter = _Waiter()
+            self._waiters.append(waiter)
+        while True:
+            waiter.woken.wait(max(0.0, deadline - time.monotonic()))
+            with self._gate:
+                if waiter.granted:
+                    return
+                waiter.woken.clear()
+                try:
+                    self._check_wait(action, started, deadline)
+                except BaseException:
+                    self._waiters.remove(waiter)
+                    raise
+
+    def _give_ticket(self) -> None:
+        with self._gate:
+            if self._waiters:
+                waiter = self._waiters.popleft()  # handed over, first come first served
+                waiter.granted = True
+                waiter.woken.set()
+            else:
+                self._tickets += 1
+
+    def _wake_all(self) -> None:
+        """A connect failed: every waiter looks whether to give up."""
+        with self._gate:
+            for waiter in self._waiters:
+                waiter.woken.set()
 
     def purge(self) -> None:
         """After a connection was lost: test the idle ones, dropping the dead (a
