@@ -110,7 +110,6 @@ class SharedPool:
         self.users = 0
         self.ready = False  # migrated
         self.setup_lock = threading.Lock()
-        self._clean = clean
         # The last failed connect (monotonic time, message), cleared by a success.
         self._failure: tuple[float, str] | None = None
         # Tickets: one per connection the pool may hold; FIFO queue of waiters.
