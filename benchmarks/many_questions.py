@@ -29,8 +29,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import os
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -41,6 +41,7 @@ import tracemalloc
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 import plait
 from plait.llm import Message, SimLLM
@@ -119,7 +120,7 @@ class _Backends:
             self.most = max(self.most, self.count(self._app))
             time.sleep(0.05)
 
-    def __enter__(self) -> _Backends:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -195,7 +196,10 @@ def waves_child(name: str, journal: str, wave: int, waves: int) -> None:
                       "marks": marks}))
 
 
-def memory(name: str, journal: str, wave: int, waves: int) -> list[tuple[str, str, str, bool | None]]:
+Row = tuple[str, str, str, bool | None]  # measure, value, target, met (None: no target)
+
+
+def memory(name: str, journal: str, wave: int, waves: int) -> list[Row]:
     out = subprocess.run(
         [sys.executable, "-X", "tracemalloc", __file__, "--child", name, journal,
          "--wave", str(wave), "--waves", str(waves)],
@@ -210,13 +214,16 @@ def memory(name: str, journal: str, wave: int, waves: int) -> list[tuple[str, st
     return [
         (f"{name}: questions (failed)", f"{wave * waves} ({failed_total})", "0 failed",
          failed_total == 0),
-        (f"  RSS after {first} / {total}", f"{rss1:.1f} / {rssn:.1f} MB "
-         f"({100 * (rssn - rss1) / rss1:+.1f}%)", "<= +10%", rssn <= 1.10 * rss1),
-        (f"  traced after {first} / {total}", f"{tr1:.2f} / {trn:.2f} MB "
-         f"({100 * (trn - tr1) / tr1:+.1f}%)", "<= +10%", trn <= 1.10 * tr1),
+        (f"  RSS after {first} / {total}",
+         f"{rss1:.1f} / {rssn:.1f} MB ({100 * (rssn - rss1) / rss1:+.1f}%)",
+         "<= +10%", rssn <= 1.10 * rss1),
+        (f"  traced after {first} / {total}",
+         f"{tr1:.2f} / {trn:.2f} MB ({100 * (trn - tr1) / tr1:+.1f}%)",
+         "<= +10%", trn <= 1.10 * tr1),
         (f"  growth per {wave} after {first}",
-         f"RSS {1024 * (rssn - rss1) / max(1, later):+.0f} KB, "
-         f"traced {1024 * (trn - tr1) / max(1, later):+.0f} KB", "", None),
+         (f"RSS {1024 * (rssn - rss1) / max(1, later):+.0f} KB, traced "
+          f"{1024 * (trn - tr1) / max(1, later):+.0f} KB"),
+         "", None),
         ("  per question (wall, traced)", f"{1e3 * elapsed / (wave * waves):.1f} ms", "", None),
     ]
 

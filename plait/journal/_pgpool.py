@@ -22,6 +22,7 @@ starved callers past ``pool_timeout`` with 1,000 questions at once.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -230,10 +231,8 @@ class SharedPool:
     def purge(self) -> None:
         """After a connection was lost: test the idle ones, dropping the dead (a
         server restart kills them all), so the next call gets a live one."""
-        try:
+        with contextlib.suppress(Exception):  # the pool closed meanwhile: nothing to purge
             self.pool.check()
-        except Exception:  # noqa: BLE001 - the pool closed meanwhile; nothing to purge
-            pass
 
     def close(self) -> None:
         self.pool.close(timeout=5.0)
