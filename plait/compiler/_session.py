@@ -41,7 +41,7 @@ class TaskEntry:
     call: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, weakref_slot=True)  # weak: see _SESSIONS
 class Session:
     run: Run
     llm: Any
@@ -63,7 +63,7 @@ class Session:
     _listeners: dict[int, Callable[[str], bool] | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _SESSIONS[self.run] = self
+        _SESSIONS[self.run] = weakref.ref(self)
 
     def rel(self, t: float) -> float:
         return t - self.t0
@@ -282,8 +282,11 @@ class Session:
 
 _TAKEN = object()  # `_listeners`: the node's call took its listener (it ran)
 
-# The session of each run that answers a question, for its LLM-call nodes.
-_SESSIONS: weakref.WeakKeyDictionary[Run, Session] = weakref.WeakKeyDictionary()
+# The session of each run that answers a question, for its LLM-call nodes. Weak
+# both ways: the session holds its run, so a strong value would keep the key, and
+# with it every answered question, alive for the life of the process. `ask` holds
+# the session until the question ends, which is as long as any node can run.
+_SESSIONS: weakref.WeakKeyDictionary[Run, weakref.ref[Session]] = weakref.WeakKeyDictionary()
 
 
 async def _llm_call(request: dict[str, Any]) -> dict[str, Any]:
@@ -291,7 +294,9 @@ async def _llm_call(request: dict[str, Any]) -> dict[str, Any]:
     current = _current_node.get()
     assert current is not None, "LLM-call nodes run only inside a session's run"
     run, node = current
-    return await _SESSIONS[run]._call_llm(request, node)
+    session = _SESSIONS[run]()
+    assert session is not None, "an LLM-call node ran after its question ended"
+    return await session._call_llm(request, node)
 
 
 # One tool per role, built once (a tool's schema takes milliseconds to build). The

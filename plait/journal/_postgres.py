@@ -1,12 +1,16 @@
-"""A journal in PostgreSQL (psycopg 3, extra ``plait[postgres]``).
+"""A journal in PostgreSQL (psycopg 3 and psycopg_pool, extra ``plait[postgres]``).
 
 Tables live in one schema (default ``plait``), created by the migrations in
 `_migrations`. Choose another with ``?schema=NAME`` in the URL or ``schema=``.
 A commit returns after the server has flushed its WAL (the server's default
 ``synchronous_commit=on``), so a committed write survives a crash of either side.
 
-One connection, guarded by a lock; a broken connection is replaced on the next
-call (the failed call itself raises `JournalError`). Messages name the server as
+Connections come from a bounded pool shared by every journal of the same DSN and
+schema in the process (`_pgpool`); each call takes one for its own use, so a
+journal is thread-safe without a lock. A lost connection (the backend was
+terminated, the server restarted) raises `JournalTransientError` and is
+discarded; a read is tried once more at once on a fresh connection, a write is
+not (the `JournalWriter` decides). Messages name the server as
 ``postgresql://user@host:port/db`` and never include a password.
 """
 
@@ -18,9 +22,10 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from plait.journal._migrations import (
@@ -29,6 +34,7 @@ from plait.journal._migrations import (
     not_a_journal,
     pending,
 )
+from plait.journal._pgpool import PoolKey, SharedPool, acquire, pool_options, release
 from plait.journal._protocol import (
     HOST,
     LEASE_COLUMNS,
@@ -36,6 +42,7 @@ from plait.journal._protocol import (
     JournalError,
     JournalOrderError,
     JournalState,
+    JournalTransientError,
     Lease,
     Result,
     RunNotFoundError,
@@ -69,33 +76,41 @@ _RUN_COLUMNS = (
 )
 
 
+_T = TypeVar("_T")
+# Query parameters of a journal URL that are plait's, not libpq's (which would reject them).
+_OWN_PARAMETERS = ("schema", "pool_max", "pool_timeout")
+
+
 def _import_psycopg() -> Any:
     try:
         import psycopg
-    except ImportError:
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:
         raise JournalError(
-            "a PostgreSQL journal needs psycopg 3, which is not installed: "
-            "pip install 'plait[postgres]'"
+            f"a PostgreSQL journal needs psycopg 3 and psycopg_pool ({exc.name} is not "
+            "installed): pip install 'plait[postgres]'"
         ) from None
     return psycopg
 
 
-def split_schema(dsn: str) -> tuple[str, str | None]:
-    """Take ``schema=`` out of a URL's query string (libpq would reject it)."""
+def split_options(dsn: str) -> tuple[str, dict[str, str]]:
+    """Take plait's own parameters (``schema``, ``pool_max``, ``pool_timeout``) out of
+    a URL's query string; the rest is libpq's."""
     if "://" not in dsn:
-        return dsn, None
+        return dsn, {}
     parts = urlsplit(dsn)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = None
-    rest = []
-    for k, v in query:
-        if k == "schema":
-            schema = v
-        else:
-            rest.append((k, v))
-    if schema is None:
-        return dsn, None
-    return urlunsplit(parts._replace(query=urlencode(rest))), schema
+    own = {k: v for k, v in query if k in _OWN_PARAMETERS}
+    if not own:
+        return dsn, {}
+    rest = [(k, v) for k, v in query if k not in _OWN_PARAMETERS]
+    return urlunsplit(parts._replace(query=urlencode(rest))), own
+
+
+def split_schema(dsn: str) -> tuple[str, str | None]:
+    """Take ``schema=`` (and plait's other parameters) out of a URL's query string."""
+    dsn, own = split_options(dsn)
+    return dsn, own.get("schema")
 
 
 def redact(dsn: str) -> str:
@@ -116,8 +131,8 @@ class PostgresJournal:
         schema: str | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     ):
-        dsn, from_url = split_schema(dsn)
-        schema = schema or from_url or DEFAULT_SCHEMA
+        dsn, own = split_options(dsn)
+        schema = schema or own.pop("schema", None) or DEFAULT_SCHEMA
         self._psycopg = _import_psycopg()
         from psycopg.conninfo import conninfo_to_dict
 
@@ -147,7 +162,8 @@ class PostgresJournal:
             self._kwargs["connect_timeout"] = max(2, int(connect_timeout))
         if "application_name" not in params:
             self._kwargs["application_name"] = "plait"
-        self._lock = threading.RLock()
+        pool_max, pool_timeout = pool_options(own)
+        self._lock = threading.Lock()
         self._closed = False
         s = '"' + schema + '"'
         self._sql = {
@@ -158,8 +174,14 @@ class PostgresJournal:
             "leases": f"{s}.leases",
             "migrations": f"{s}.{MIGRATIONS_TABLE}",
         }
-        self._conn: Any = None
-        self._conn = self._connect()
+        key = PoolKey(dsn, tuple(sorted(self._kwargs.items())), schema, pool_max, pool_timeout)
+        # The migrations run once per pool, on a connection of their own: a server
+        # that cannot be reached is reported with its own message, within
+        # connect_timeout.
+        self._pool: SharedPool = acquire(key, self.location, self._clean_text,
+                                         lambda: self._connect().close())
+        # A journal dropped without close() still gives its use of the pool back.
+        self._release = weakref.finalize(self, release, self._pool)
 
     # --- opening ----------------------------------------------------------------------
 
@@ -171,7 +193,11 @@ class PostgresJournal:
             text = text.replace(password, "***")
         return text
 
+    def _clean_text(self, text: str) -> str:
+        return self._clean(text, self._password)
+
     def _connect(self) -> Any:
+        """A connection of its own (not the pool's), the schema migrated."""
         psycopg = self._psycopg
         try:
             conn = psycopg.connect(self._dsn, **self._kwargs)
@@ -226,32 +252,53 @@ class PostgresJournal:
 
     def applied_migrations(self) -> list[str]:
         """Names of the schema migrations this journal has, in the order applied."""
-        with self._use("read migrations") as conn:
-            rows = conn.execute(
-                f"SELECT name FROM {self._sql['migrations']} ORDER BY applied_at, name"
-            ).fetchall()
+        sql = f"SELECT name FROM {self._sql['migrations']} ORDER BY applied_at, name"
+        rows = self._read("read migrations", lambda conn: conn.execute(sql).fetchall())
         return [r[0] for r in rows]
 
     # --- plumbing ---------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _use(self, action: str) -> Iterator[Any]:
+        """A pooled connection for one call. An error of the server's operation (a
+        lost connection, a connect that fails, a full disk, a serialization
+        failure) is a `JournalTransientError`; a lost connection is discarded, and
+        the pool's idle ones are tested, so the next call gets a live one."""
         psycopg = self._psycopg
-        with self._lock:
-            if self._closed:
-                raise JournalError(f"journal {self.location} is closed")
-            if self._conn is None or self._conn.closed or self._conn.broken:
-                if self._conn is not None:
-                    self._conn.close()
-                self._conn = None
-                self._conn = self._connect()
-            try:
-                yield self._conn
-            except psycopg.Error as exc:
-                raise JournalError(
+        if self._closed:
+            raise JournalError(f"journal {self.location} is closed")
+        conn = self._pool.get(action)
+        lost = False
+        try:
+            yield conn
+        except psycopg.Error as exc:
+            lost = conn.broken or conn.closed
+            text = self._clean(str(exc), self._password)
+            if isinstance(exc, psycopg.OperationalError):
+                raise JournalTransientError(
                     f"cannot {action} in journal {self.location}: "
-                    f"{self._clean(str(exc), self._password)}"
+                    + (f"the connection was lost ({text}); it is replaced on the next call"
+                       if lost else text)
                 ) from exc
+            raise JournalError(f"cannot {action} in journal {self.location}: {text}") from exc
+        finally:
+            self._pool.put(conn)
+            if lost:
+                self._pool.purge()
+
+    def _read(self, action: str, read: Callable[[Any], _T]) -> _T:
+        """`read(conn)` on a pooled connection. A read is safe to repeat, so one
+        that failed on the server's side (a lost connection, most often) is tried
+        once more at once, on a fresh connection; a connect that failed is not
+        (the wait for it was the bound)."""
+        try:
+            with self._use(action) as conn:
+                return read(conn)
+        except JournalTransientError as exc:
+            if not isinstance(exc.__cause__, self._psycopg.Error):
+                raise
+        with self._use(action) as conn:
+            return read(conn)
 
     @contextlib.contextmanager
     def _transaction(self, action: str) -> Iterator[Any]:
@@ -272,21 +319,20 @@ class PostgresJournal:
                 raise JournalError(f"run {run.run_id!r} already exists in journal {self.location}")
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        with self._use("read a run") as conn:
-            row = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM {self._sql['runs']} WHERE run_id = %s", (run_id,)
-            ).fetchone()
+        sql = f"SELECT {_RUN_COLUMNS} FROM {self._sql['runs']} WHERE run_id = %s"
+        row = self._read("read a run", lambda conn: conn.execute(sql, (run_id,)).fetchone())
         return None if row is None else run_from_row(row)
 
     def list_runs(self, limit: int = 50, status: RunStatus | None = None) -> list[RunRecord]:
         check_status(status)
         where, params = ("WHERE status = %s", (status,)) if status else ("", ())
-        with self._use("list runs") as conn:
-            rows = conn.execute(
-                f"SELECT {_RUN_COLUMNS} FROM {self._sql['runs']} {where} "
-                "ORDER BY created_at DESC, run_id DESC LIMIT %s",
-                (*params, int(limit)),
-            ).fetchall()
+        sql = (
+            f"SELECT {_RUN_COLUMNS} FROM {self._sql['runs']} {where} "
+            "ORDER BY created_at DESC, run_id DESC LIMIT %s"
+        )
+        rows = self._read(
+            "list runs", lambda conn: conn.execute(sql, (*params, int(limit))).fetchall()
+        )
         return [run_from_row(r) for r in rows]
 
     def _dangling(self, conn: Any, run_id: str) -> list[str]:
@@ -519,7 +565,8 @@ class PostgresJournal:
 
     def load(self, run_id: str) -> JournalState:
         t = self._sql
-        with self._use("load a run") as conn:
+
+        def read(conn: Any) -> tuple[Any, list[Any], list[Any]]:
             # One REPEATABLE READ transaction: the three reads see one snapshot.
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
@@ -543,13 +590,14 @@ class PostgresJournal:
             finally:
                 if not conn.broken:
                     conn.execute("ROLLBACK")
+            return row, intent_rows, result_rows
+
+        row, intent_rows, result_rows = self._read("load a run", read)
         return build_state(run_from_row(row), intent_rows, result_rows, self.location)
 
     def get_blob(self, hash: str) -> bytes:
-        with self._use("read a blob") as conn:
-            row = conn.execute(
-                f"SELECT data FROM {self._sql['blobs']} WHERE hash = %s", (hash,)
-            ).fetchone()
+        sql = f"SELECT data FROM {self._sql['blobs']} WHERE hash = %s"
+        row = self._read("read a blob", lambda conn: conn.execute(sql, (hash,)).fetchone())
         if row is None:
             raise JournalError(f"no blob {hash} in journal {self.location}")
         return row[0].encode("ascii")
@@ -559,9 +607,7 @@ class PostgresJournal:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        self._release()  # once: the last journal of the pool closes it
 
     def __enter__(self) -> Self:
         return self
