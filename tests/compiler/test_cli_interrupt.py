@@ -52,12 +52,18 @@ def test_ctrl_c_on_the_local_model(tmp_path, trigger, low, high):
     assert last.startswith("interrupted; resume run q1 with: plait resume q1 --journal"), last
 
 
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("low,high", [(0.5, 1.5), (1.5, 3.0), (3.0, 4.5)])
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("low,high", [(0.5, 1.5), (1.5, 2.5), (2.5, 3.5)])
 def test_timeout_on_the_local_model(tmp_path, low, high):
     needs_local_model()
     timeout = round(RNG.uniform(low, high), 2)
-    trial = run_trial("timeout", "timeout", timeout, tmp_path, "q1")
+    for attempt in range(4):
+        trial = run_trial("timeout", "timeout", timeout, tmp_path, f"q{attempt}")
+        if trial.phase != "finished":
+            break
+        # The question was answered before the deadline (a fast machine): that trial
+        # says nothing about a timeout, so try again with a shorter one.
+        timeout = round(timeout * 0.7, 2)
     context = (timeout, trial.phase, trial.returncode, trial.stderr[-3000:])
     assert not trial.segfault, context
     assert trial.returncode == EXIT_TIMEOUT, context
