@@ -19,7 +19,7 @@ import hashlib
 import inspect
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from plait._errors import InDoubtError
 from plait._graph import Node
@@ -33,6 +33,7 @@ from plait.journal import (
     Journal,
     JournalError,
     JournalState,
+    JournalTransientError,
     JournalValueError,
     JournalWriter,
     Lease,
@@ -42,8 +43,10 @@ from plait.journal import (
     error_text,
     open_journal,
 )
+from plait.journal._retry import retrying
 
 MISS = object()  # `begin`: nothing to replay, the call may run
+_T = TypeVar("_T")
 
 class Durable:
     """The journal side of one run."""
@@ -190,24 +193,29 @@ async def open_durable(
     The run's lease is taken first, before the run is read or created: of two
     processes starting (or resuming) one run id, exactly one gets it; the other
     gets `RunOwnedError` (after waiting up to `wait` seconds for the owner)."""
-    journal = await asyncio.to_thread(open_journal, spec) if isinstance(spec, str) else spec
+    if isinstance(spec, str):
+        journal = await _retrying(lambda: open_journal(spec))
+    else:
+        journal = spec
     keeper = None
     try:
         lease = await take(journal, run_id, ttl=lease_ttl, wait=wait)
         keeper = Keeper(journal, lease, _stopper(asyncio.get_running_loop()))
-        record = await asyncio.to_thread(journal.get_run, run_id)
+        record = await _retrying(lambda: journal.get_run(run_id))
         state = None
         if record is None:
             rec = RunRecord(run_id, entry, dict(arguments), "running", version)
-            await asyncio.to_thread(journal.create_run, rec)
+            await _retrying(lambda: _create(journal, rec))
         else:
             if record.entry != entry or record.arguments != encode_roundtrip(arguments):
                 raise JournalError(
                     f"run {run_id!r} in the journal is {record.entry}{_show(record.arguments)}; "
                     f"it cannot be resumed as {entry}{_show(arguments)}"
                 )
-            state = await asyncio.to_thread(journal.load, run_id)
-            await asyncio.to_thread(journal.update_run, run_id, status="running", lease=lease)
+            state = await _retrying(lambda: journal.load(run_id))
+            await _retrying(
+                lambda: journal.update_run(run_id, status="running", lease=lease)
+            )
     except BaseException:
         try:
             if keeper is not None:
@@ -219,6 +227,24 @@ async def open_durable(
     done_at = record.finished_at if record is not None and record.status == "done" else None
     writer = JournalWriter(journal, lease=lease)
     return Durable(journal, writer, run_id, state, allow_rerun, done_at, keeper)
+
+
+async def _retrying(call: Callable[[], _T]) -> _T:
+    """A journal call at the run's start or end, off the event loop, its transient
+    failures retried within the journal's bound (as the writer's are)."""
+    return await asyncio.to_thread(retrying, call)
+
+
+def _create(journal: Journal, run: RunRecord) -> None:
+    """Create the run. We hold its lease and found no run, so if it exists now it is
+    ours: a try whose commit landed before its connection was lost."""
+    try:
+        journal.create_run(run)
+    except JournalTransientError:
+        raise
+    except JournalError:
+        if journal.get_run(run.run_id) is None:
+            raise
 
 
 def _stopper(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
@@ -252,14 +278,15 @@ async def close_durable(
         try:
             await durable.writer.aclose()
             replay = status == "done" and not durable.ran
-            await asyncio.to_thread(
-                durable.journal.update_run,
-                durable.run_id,
-                status=status,
-                tokens=tokens,
-                error=error_text(error) if error is not None else None,
-                finished_at=durable.finished_at if replay else None,
-                lease=durable.lease,
+            await _retrying(
+                lambda: durable.journal.update_run(
+                    durable.run_id,
+                    status=status,
+                    tokens=tokens,
+                    error=error_text(error) if error is not None else None,
+                    finished_at=durable.finished_at if replay else None,
+                    lease=durable.lease,
+                )
             )
         finally:
             await asyncio.to_thread(durable.disown)

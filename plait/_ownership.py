@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable
 
 from plait.journal import Journal, JournalError, Lease, RunOwnedError, StaleLeaseError
-from plait.journal._protocol import ABANDONED
+from plait.journal._protocol import ABANDONED, new_owner
+from plait.journal._retry import retrying
 
 DEFAULT_LEASE_TTL = 15.0  # seconds without a heartbeat before another process may take over
 _POLL = 0.2  # seconds between tries while waiting for a live owner
@@ -25,9 +26,16 @@ _POLL = 0.2  # seconds between tries while waiting for a live owner
 async def take(journal: Journal, run_id: str, *, ttl: float, wait: float = 0.0) -> Lease:
     """The run's lease; `RunOwnedError` if a live owner holds it for `wait` seconds more."""
     deadline = time.monotonic() + max(0.0, wait)
+    # One owner token for every try: a try whose commit landed before its connection
+    # was lost is then found as our own hold, not as another live owner.
+    owner = new_owner()
+
+    def acquire() -> Lease:
+        return retrying(lambda: journal.acquire(run_id, ttl=ttl, owner=owner))
+
     while True:
         try:
-            return await asyncio.to_thread(journal.acquire, run_id, ttl=ttl)
+            return await asyncio.to_thread(acquire)
         except RunOwnedError:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -42,7 +50,7 @@ def release(journal: Journal, keeper: Keeper) -> None:
     keeper.stop()
     if keeper.lost is None:
         try:
-            journal.release(keeper.lease)
+            retrying(lambda: journal.release(keeper.lease))
         except JournalError:
             ABANDONED.add(keeper.lease.owner)
 

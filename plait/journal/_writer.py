@@ -42,7 +42,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import threading
 import time
@@ -63,15 +62,14 @@ from plait.journal._protocol import (
     encoded_intent,
     encoded_result,
 )
+from plait.journal._retry import FIRST_DELAY, MAX_DELAY, retry_bound
 
 __all__ = ["JournalWriter"]
 
 # Errors that belong to particular records: isolate them by retrying parts alone.
 _RECORD_ERRORS = (JournalOrderError, JournalValueError, RunNotFoundError)
 
-RETRY_FOR = 5.0  # seconds a transient failure is retried before the writer gives up
-RETRY_ENV = "PLAIT_JOURNAL_RETRY_SECONDS"  # overrides RETRY_FOR for every writer
-_FIRST_DELAY, _MAX_DELAY = 0.05, 1.0
+_FIRST_DELAY, _MAX_DELAY = FIRST_DELAY, MAX_DELAY
 
 
 class _Unit:
@@ -107,7 +105,7 @@ class JournalWriter:
         self.journal = journal
         # A run's owner passes its lease: every write is fenced by it (Journal.write).
         self._fence: dict[str, Lease] = {"lease": lease} if lease is not None else {}
-        self.retry_for = _retry_for() if retry_for is None else retry_for
+        self.retry_for = retry_bound() if retry_for is None else retry_for
         # Called once, from the writer thread, when the writer becomes failed.
         self.on_failure = on_failure
         self._cond = threading.Condition(threading.Lock())
@@ -324,19 +322,6 @@ class JournalWriter:
                 loop.call_soon_threadsafe(_resolve, pairs)
             except RuntimeError:  # the loop is closed; nobody is waiting any more
                 pass
-
-
-def _retry_for() -> float:
-    text = os.environ.get(RETRY_ENV)
-    if not text:
-        return RETRY_FOR
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise JournalError(f"{RETRY_ENV}={text!r} is not a number of seconds") from None
-    if not seconds >= 0:
-        raise JournalError(f"{RETRY_ENV}={text!r}: seconds must be >= 0")
-    return seconds
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:
