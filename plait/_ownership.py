@@ -50,7 +50,9 @@ def release(journal: Journal, keeper: Keeper) -> None:
     keeper.stop()
     if keeper.lost is None:
         try:
-            retrying(lambda: journal.release(keeper.lease))
+            # Not retried: a run's end must not wait on a journal that already
+            # failed it, and a lease left behind costs nothing but its ttl.
+            journal.release(keeper.lease)
         except JournalError:
             ABANDONED.add(keeper.lease.owner)
 
