@@ -87,7 +87,8 @@ class Durable:
     def disown(self) -> None:
         """Stop heartbeating and give the run up (blocking; at the run's end)."""
         if self.keeper is not None:
-            release(self.journal, self.keeper)
+            # A journal that failed the run is not waited on once more at its end.
+            release(self.journal, self.keeper, attempt=not self.writer.failed)
 
     def lost(self) -> BaseException | None:
         """The lease lost to another process, if so (the run stopped for it)."""

@@ -43,12 +43,15 @@ async def take(journal: Journal, run_id: str, *, ttl: float, wait: float = 0.0) 
             await asyncio.sleep(min(left, _POLL))
 
 
-def release(journal: Journal, keeper: Keeper) -> None:
-    """Stop the keeper, then give the run up. A release that fails is not an error
+def release(journal: Journal, keeper: Keeper, *, attempt: bool = True) -> None:
+    """Stop the keeper, then give the run up (with `attempt=False`, after the journal
+    failed the run, without touching the journal). A release that fails is not an error
     of the run: its lease then expires by itself after its ttl (or is taken over
     at once on this host, by this process or once this process has exited)."""
     keeper.stop()
-    if keeper.lost is None:
+    if keeper.lost is None and not attempt:
+        ABANDONED.add(keeper.lease.owner)
+    elif keeper.lost is None:
         try:
             # Not retried: a run's end must not wait on a journal that already
             # failed it, and a lease left behind costs nothing but its ttl.

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from plait.journal._protocol import JournalError, JournalTransientError
 
-RETRY_FOR = 5.0  # seconds a transient failure is retried before it is an error
+RETRY_FOR = 4.0  # seconds a transient failure is retried before it is an error
 RETRY_ENV = "PLAIT_JOURNAL_RETRY_SECONDS"  # overrides RETRY_FOR everywhere
 FIRST_DELAY, MAX_DELAY = 0.05, 1.0
 

@@ -120,6 +120,11 @@ class JournalWriter:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
+    @property
+    def failed(self) -> bool:
+        """The writer gave up (or lost a queued result): the journal failed the run."""
+        return self._failure is not None
+
     # --- the event-loop side ----------------------------------------------------------
 
     async def intents(self, items: Iterable[Intent]) -> None:
