@@ -1,9 +1,10 @@
 """The bound on retrying a journal's transient failures, and one retrying call.
 
 The writer retries the run's intents and results (see `_writer`); a run's start
-(taking its lease, reading or creating it) and its end (marking it, giving the
-lease up) go through `retrying`, under the same bound, so a dropped connection
-or a lock held for a moment at those instants is ridden out, not reported.
+(opening the journal, taking its lease, reading or creating it) and its end
+(marking it) go through `retrying`, under the same bound, so a dropped
+connection or a lock held for a moment at those instants is ridden out, not
+reported.
 """
 
 from __future__ import annotations

@@ -69,8 +69,6 @@ __all__ = ["JournalWriter"]
 # Errors that belong to particular records: isolate them by retrying parts alone.
 _RECORD_ERRORS = (JournalOrderError, JournalValueError, RunNotFoundError)
 
-_FIRST_DELAY, _MAX_DELAY = FIRST_DELAY, MAX_DELAY
-
 
 class _Unit:
     """One submission: a batch of intents (with a waiter), one result, or a barrier."""
@@ -258,7 +256,7 @@ class JournalWriter:
 
     def _write(self, intents: Sequence[Intent], results: Sequence[Result]) -> None:
         """`journal.write`, retrying transient failures within the writer's bound."""
-        delay = _FIRST_DELAY
+        delay = FIRST_DELAY
         uncertain = False  # an earlier attempt may have committed
         while True:
             if self._failure is not None:  # fail fast: the run is ending
@@ -278,7 +276,7 @@ class JournalWriter:
                     raise JournalError(self._failure_message) from exc
                 uncertain = True
                 time.sleep(min(left, delay * random.uniform(0.5, 1.0)))
-                delay = min(delay * 2, _MAX_DELAY)
+                delay = min(delay * 2, MAX_DELAY)
             except JournalOrderError:
                 if not (uncertain and results):
                     raise
