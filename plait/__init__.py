@@ -18,7 +18,7 @@ from plait._events import (
 )
 from plait._graph import Graph, Node, Ref, Template
 from plait._result import NodeRecord, RunResult
-from plait._tools import Tool, ToolPolicy, tool
+from plait._tools import Tool, ToolPolicy, ToolWarning, tool
 from plait.compiler import Answer, aask, ask
 from plait.journal import RunOwnedError
 
@@ -52,6 +52,7 @@ __all__ = [
     "Tool",
     "ToolArgumentError",
     "ToolPolicy",
+    "ToolWarning",
     "Workflow",
     "aask",
     "add_tokens",
