@@ -51,7 +51,7 @@ def workflow_arguments(wf: Workflow, texts: list[str]) -> list[Any]:
     for i, text in enumerate(texts):
         param = fixed[i] if i < len(fixed) else star
         assert param is not None
-        values.append(_convert(text, param.name, hints.get(param.name, _NO_HINT)))
+        values.append(_convert(text, param.name, hints.get(param.name, _NO_HINT), usage))
     return values
 
 
@@ -80,7 +80,7 @@ def _hints(wf: Workflow) -> dict[str, Any]:
         return {}
 
 
-def _convert(text: str, name: str, hint: Any) -> Any:
+def _convert(text: str, name: str, hint: Any, usage: str) -> Any:
     if hint is _NO_HINT or hint is Any:
         return _untyped(text)
     adapter = TypeAdapter(hint)
@@ -92,7 +92,7 @@ def _convert(text: str, name: str, hint: Any) -> Any:
         return adapter.validate_python(json.loads(text))
     except (ValueError, ValidationError):
         pass
-    fail(f"argument {name} expects {_type_name(hint)}, got {text!r}")
+    fail(f"argument {name} of {usage} expects {_type_name(hint)}, got {text!r}")
 
 
 def _untyped(text: str) -> Any:
