@@ -208,10 +208,12 @@ async def open_durable(
             rec = RunRecord(run_id, entry, dict(arguments), "running", version)
             await _retrying(lambda: _create(journal, rec))
         else:
-            if record.entry != entry or record.arguments != encode_roundtrip(arguments):
+            given = _identity(encode_roundtrip(arguments))
+            if record.entry != entry or _identity(record.arguments) != given:
                 raise JournalError(
-                    f"run {run_id!r} in the journal is {record.entry}{_show(record.arguments)}; "
-                    f"it cannot be resumed as {entry}{_show(arguments)}"
+                    f"run {run_id!r} in the journal is "
+                    f"{record.entry}{_show(_identity(record.arguments))}; "
+                    f"it cannot be resumed as {entry}{_show(given)}"
                 )
             state = await _retrying(lambda: journal.load(run_id))
             await _retrying(
@@ -311,6 +313,15 @@ def encode_roundtrip(value: Any) -> Any:
     from plait.journal import decode_value
 
     return decode_value(encode_value(value, "the run's arguments").text)
+
+
+def _identity(arguments: Any) -> Any:
+    """A run's arguments less its "options" (how it is run: concurrency, timeouts,
+    where its tools came from): kept for a resume, which may change them, they do
+    not make it another run."""
+    if isinstance(arguments, dict):
+        return {k: v for k, v in arguments.items() if k != "options"}
+    return arguments
 
 
 def _show(arguments: Any) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from plait import _events as ev
 from plait._engine import new_run_id
 from plait._errors import PlaitError
 from plait.cli._app import app
+from plait.cli._journal import NO_JOURNAL_HELP, WRITE_HELP, for_run, resume_hint
 from plait.cli._load import load_module
 from plait.compiler import MODES, Answer, aask, tools_of
 from plait.compiler import _records as rc
@@ -219,9 +219,8 @@ def ask_command(
         help=f"seconds for the whole question; past it, exit code {EXIT_TIMEOUT}",
     ),
     as_json: bool = typer.Option(False, "--json", help="print the answer and its record as JSON"),
-    journal: str = typer.Option(
-        None, "--journal", "-j", help="journal every call to this SQLite file or postgresql:// DSN"
-    ),
+    journal: str = typer.Option(None, "--journal", "-j", help=WRITE_HELP),
+    no_journal: bool = typer.Option(False, "--no-journal", help=NO_JOURNAL_HELP),
     run_id: str = typer.Option(
         None, "--run-id", help="name the run; asking again with a journaled run id resumes it"
     ),
@@ -235,12 +234,15 @@ def ask_command(
 ) -> None:
     """Answer a question with tools: the plan streams, its tasks run in parallel.
 
+    Every call is journaled (see --journal, --no-journal): a question stopped any
+    way continues with `plait resume RUN_ID`.
     Exit codes: 0 answered, 2 error, 124 --timeout passed, 130 interrupted (Ctrl-C).
     """
     if mode not in MODES:
         raise typer.BadParameter(f"must be one of {', '.join(MODES)}", param_hint="--mode")
     answer_question(question, tools, as_json=as_json, model=model, mode=mode,
-                    max_replans=max_replans, timeout=timeout, journal=journal, run_id=run_id,
+                    max_replans=max_replans, timeout=timeout,
+                    journal=for_run(journal, no_journal), run_id=run_id,
                     allow_rerun=allow_rerun, wait=wait)
 
 
@@ -249,7 +251,7 @@ def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
     """Ask with the tools of module or file `tools`, showing the work; print the answer.
 
     Shared by `plait ask` and `plait resume` (of a journaled question, whose
-    journal names the tools it was `asked_with`: the same must be given again).
+    journal names the tools it was `asked_with`: the module must still have them).
     """
     from plait.llm import LLMError
 
@@ -265,10 +267,10 @@ def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
     except (LLMError, PlaitError) as exc:  # the model, or a journal that cannot be used
         _fail(f"error: {' '.join(str(exc).split())}", EXIT_ERROR)
     except TimeoutError:
-        _fail(f"error: no answer within {timeout:g}s (--timeout){_resumable(tools, options)}",
+        _fail(f"error: no answer within {timeout:g}s (--timeout){_resumable(options)}",
               EXIT_TIMEOUT)
     except KeyboardInterrupt:  # asyncio.run has cancelled the question and waited for it
-        _fail(f"interrupted{_resumable(tools, options)}", EXIT_INTERRUPTED)
+        _fail(f"interrupted{_resumable(options)}", EXIT_INTERRUPTED)
     if as_json:
         print(answer_json(answer))
         return
@@ -297,15 +299,9 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _resumable(tools: str, options: dict[str, Any]) -> str:
-    """For a journaled question (recorded as cancelled): the command that resumes it."""
-    journal = options.get("journal")
-    if journal is None:
+def _resumable(options: dict[str, Any]) -> str:
+    """For a journaled question (recorded as cancelled): the command that resumes it
+    (its tools module is in the journal: no --tools)."""
+    if options.get("journal") is None:
         return ""
-    from plait.journal._postgres import redact
-
-    shown = redact(journal)  # a password never reaches the terminal
-    command = ["plait", "resume", options["run_id"], "--journal", shown]
-    if tools != DEFAULT_TOOLS:
-        command += ["--tools", tools]
-    return f"; resume run {options['run_id']} with: {shlex.join(command)}"
+    return resume_hint(options["run_id"], options["journal"])

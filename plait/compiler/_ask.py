@@ -127,7 +127,12 @@ async def aask(
         try:
             durable = await open_durable(
                 journal, run_id=run_id, entry=entry,
-                arguments={"question": question, "model": model_spec, "tools": sorted(table)},
+                arguments={"question": question, "model": model_spec, "tools": sorted(table),
+                           # How it is asked, kept for a resume; not its identity.
+                           "options": {"max_replans": max_replans, "max_repairs": max_repairs,
+                                       "max_tasks": max_tasks, "max_steps": max_steps,
+                                       "max_concurrency": max_concurrency, "timeout": timeout,
+                                       "tools_module": _source(tools)}},
                 version="", allow_rerun=allow_rerun, lease_ttl=lease_ttl, wait=wait,
             )
         except BaseException:
@@ -221,6 +226,13 @@ async def aask(
     finally:
         await close_llm()
     return _answer(question, answer[0] if answer else "", mode, session, result, elapsed)
+
+
+def _source(tools: Iterable[Tool] | ModuleType) -> dict[str, str | None] | None:
+    """Where a tools module can be imported again: by its name, or from its file."""
+    if not isinstance(tools, ModuleType):
+        return None
+    return {"name": tools.__name__, "file": getattr(tools, "__file__", None)}
 
 
 def ask(question: str, tools: Iterable[Tool] | ModuleType, **options: Any) -> Answer:
