@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
+import json
 import os
 from pathlib import Path
 from typing import Any, cast
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from plait._api import aresume
 from plait._errors import PlaitError, RunError
@@ -18,9 +17,11 @@ from plait._progress import Progress
 from plait.cli._app import app
 from plait.cli._fail import about_journal, fail, journal_errors
 from plait.cli._load import load_object
+from plait.cli._render import render_runs, render_show
+from plait.cli._runview import clean, describe_calls, describe_question, describe_run
 from plait.cli.ask import DEFAULT_TOOLS, answer_question
 from plait.cli.run import report
-from plait.journal import Journal, JournalState, open_journal
+from plait.journal import Journal, open_journal
 
 JOURNAL_HELP = "SQLite file or postgresql:// DSN (default: $PLAIT_JOURNAL or runs.db)"
 
@@ -81,18 +82,16 @@ class _Reading:
         return call
 
 
-def _when(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
-
-
 @app.command("runs")
 def runs_command(
     journal: str = typer.Option(journal_option, "--journal", "-j", help=JOURNAL_HELP),
     limit: int = typer.Option(50, help="most runs to list, newest first"),
+    as_json: bool = typer.Option(
+        False, "--json", help="print the runs as JSON (fields: see docs/durable.md)"
+    ),
 ) -> None:
-    """List the runs in a journal: status, duration, tokens.
+    """List the runs in a journal: what (the question or the workflow), status,
+    start, duration, calls, tokens.
 
     A run marked running whose owner is gone (its lease expired, or its process
     on this host no longer exists: killed, say) shows as crashed."""
@@ -100,27 +99,21 @@ def runs_command(
     try:
         records = j.list_runs(limit=limit)
         crashed = {r.run_id for r in records if r.status == "running" and _crashed(j, r.run_id)}
+        runs = [describe_run(r, r.run_id in crashed, len(j.load(r.run_id).intents))
+                for r in records]
     finally:
         j.close()
-    table = Table("run", "entry", "status", "started", "duration", "tokens", "error")
-    for r in records:
-        end = r.finished_at or r.updated_at
-        table.add_row(
-            r.run_id,
-            r.entry,
-            "crashed" if r.run_id in crashed else r.status,
-            _when(r.created_at),
-            f"{end - r.created_at:.3f}s" if end else "-",
-            str(r.tokens),
-            (r.error or "")[:60],
-        )
-    console = Console()
-    console.print(table)
+    if as_json:
+        _print_json({"journal": clean(j.location), "runs": runs})
+        return
+    console = Console(highlight=False)
+    render_runs(console, runs)
     same = "" if journal == journal_option() else " (with the same --journal)"
     for r in records:
         if r.run_id in crashed:
             console.print(f"crashed: {r.run_id} stopped without ending (its owner is gone); "
-                          f"continue it with: plait resume {r.run_id}{same}", soft_wrap=True)
+                          f"continue it with: plait resume {r.run_id}{same}",
+                          soft_wrap=True, markup=False)
 
 
 def _crashed(j: Journal, run_id: str) -> bool:
@@ -133,45 +126,39 @@ def _crashed(j: Journal, run_id: str) -> bool:
 def show_command(
     run_id: str = typer.Argument(..., help="a run id from `plait runs`"),
     journal: str = typer.Option(journal_option, "--journal", "-j", help=JOURNAL_HELP),
+    full: bool = typer.Option(
+        False, "--full", help="every argument and value in full, not cut to one line"
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="print the run and its calls as JSON, values in full "
+        "(fields: see docs/durable.md)"
+    ),
 ) -> None:
-    """Every node of a run: state, timings, tokens, error."""
+    """What happened in a run: every call with its arguments, value or error,
+    attempts, timing, tokens and whether it was replayed; for a question, the
+    transcript: the question, each plan, each task's value, each decision, the answer."""
     j = _open(journal)
     try:
         state = j.load(run_id)
+        crashed = state.run.status == "running" and _crashed(j, run_id)
     finally:
         j.close()
-    _show(state)
+    calls = describe_calls(state)
+    run = describe_run(state.run, crashed, len(calls))
+    question = describe_question(state.run, calls)
+    if as_json:
+        run.update(clean({"arguments": state.run.arguments,
+                          "code_version": state.run.code_version}))
+        _print_json({"journal": clean(j.location), "run": run, "calls": calls,
+                     "question": question})
+        return
+    render_show(Console(highlight=False), run, calls, question, full)
 
 
-def _show(state: JournalState) -> None:
-    run = state.run
-    console = Console()
-    console.print(f"run {run.run_id}  {run.entry}  {run.status}  tokens {run.tokens}")
-    if run.error:
-        console.print(f"error: {run.error}")
-    t0 = min((i.started_at for i in state.intents.values()), default=run.created_at)
-    table = Table("key", "tool", "state", "attempt", "start", "duration", "tokens", "error")
-    doubt = set(state.in_doubt)
-    for key, intent in sorted(state.intents.items(), key=lambda kv: kv[1].started_at):
-        result = state.results.get(key)
-        if result is None:
-            status, duration, tokens, error = ("in doubt" if key in doubt else "?"), "-", "-", ""
-        else:
-            status = "done" if result.ok else "failed"
-            duration = f"{result.finished_at - result.started_at:.3f}s"
-            tokens = str(result.tokens)
-            error = (result.error or "")[:60]
-        table.add_row(
-            key[:12],
-            intent.tool,
-            status,
-            str(intent.attempt),
-            f"+{intent.started_at - t0:.3f}s",
-            duration,
-            tokens,
-            error,
-        )
-    console.print(table)
+def _print_json(data: object) -> None:
+    # Plain print, not rich: JSON is for programs, and rich would wrap long lines.
+    # ASCII-only: valid JSON whatever the model wrote (a lone surrogate, say).
+    print(json.dumps(data, indent=2))
 
 
 @app.command("resume")
