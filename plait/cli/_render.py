@@ -103,7 +103,7 @@ def render_runs(console: Console, runs: list[dict[str, Any]]) -> None:
     head = ("run", "status", "started", "duration", "calls", "tokens", "what")
     rows = [
         (r["run_id"], r["status"], when(r["started_at"]), seconds(r["duration"]),
-         str(r["calls"]), str(r["tokens"]), cut(r["what"], 60))
+         "?" if r["calls"] is None else str(r["calls"]), str(r["tokens"]), cut(r["what"], 60))
         for r in runs
     ]
     if console.is_terminal:

@@ -32,7 +32,7 @@ def what(run: RunRecord) -> str:
     return run.entry.rpartition(":")[2] or run.entry
 
 
-def describe_run(run: RunRecord, crashed: bool, calls: int) -> dict[str, Any]:
+def describe_run(run: RunRecord, crashed: bool, calls: int | None) -> dict[str, Any]:
     """One run, as `plait runs --json` lists it and `plait show --json` heads it."""
     end = run.finished_at if run.status != "running" else run.updated_at
     return clean({

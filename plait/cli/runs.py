@@ -21,7 +21,7 @@ from plait.cli._render import render_runs, render_show
 from plait.cli._runview import clean, describe_calls, describe_question, describe_run
 from plait.cli.ask import DEFAULT_TOOLS, answer_question
 from plait.cli.run import report
-from plait.journal import Journal, open_journal
+from plait.journal import Journal, JournalError, open_journal
 
 JOURNAL_HELP = "SQLite file or postgresql:// DSN (default: $PLAIT_JOURNAL or runs.db)"
 
@@ -99,7 +99,7 @@ def runs_command(
     try:
         records = j.list_runs(limit=limit)
         crashed = {r.run_id for r in records if r.status == "running" and _crashed(j, r.run_id)}
-        runs = [describe_run(r, r.run_id in crashed, len(j.load(r.run_id).intents))
+        runs = [describe_run(r, r.run_id in crashed, _count_calls(j, r.run_id))
                 for r in records]
     finally:
         j.close()
@@ -114,6 +114,16 @@ def runs_command(
             console.print(f"crashed: {r.run_id} stopped without ending (its owner is gone); "
                           f"continue it with: plait resume {r.run_id}{same}",
                           soft_wrap=True, markup=False)
+
+
+def _count_calls(j: Journal, run_id: str) -> int | None:
+    """How many calls the run journaled, or None when its rows cannot be read
+    (damaged): the listing still lists it, and `plait show` says what is wrong."""
+    try:
+        # Past the `_Reading` wrapper, whose errors end the command.
+        return len(getattr(j, "_journal", j).load(run_id).intents)
+    except JournalError:
+        return None
 
 
 def _crashed(j: Journal, run_id: str) -> bool:
