@@ -49,12 +49,13 @@ def describe_run(run: RunRecord, crashed: bool, calls: int | None) -> dict[str, 
     })
 
 
-def describe_calls(state: JournalState) -> list[dict[str, Any]]:
+def describe_calls(state: JournalState, live: bool = False) -> list[dict[str, Any]]:
     """Every journaled call of the run, in the order it (last) started, numbered
-    from 1; an argument that is another call's value reads {"$ref": n}."""
+    from 1; an argument that is another call's value reads {"$ref": n}. A call
+    with no result is `running` while its run's owner is `live`, else in doubt."""
     intents = sorted(state.intents.values(), key=lambda i: (i.started_at, i.key))
     number = {intent.key: n for n, intent in enumerate(intents, 1)}
-    doubt = set(state.in_doubt)
+    doubt = set() if live else set(state.in_doubt)
     last = max((s for r in state.results.values() if (s := _session(r)) is not None),
                default=None)
     return [

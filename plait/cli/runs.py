@@ -153,7 +153,7 @@ def show_command(
         crashed = state.run.status == "running" and _crashed(j, run_id)
     finally:
         j.close()
-    calls = describe_calls(state)
+    calls = describe_calls(state, live=state.run.status == "running" and not crashed)
     run = describe_run(state.run, crashed, len(calls))
     question = describe_question(state.run, calls)
     if as_json:
