@@ -139,16 +139,19 @@ class Durable:
         that cannot be journaled (the node then fails with that error)."""
         key = self.keys[i]
         off = self.clock_offset
+        # Which of the run's processes ran the call (the lease's epoch: 1, +1 per
+        # resume), so `plait show` can tell a replayed call from one run again.
+        extra = {"session": self.lease.epoch} if self.lease is not None else {}
         if error is None:
             encoded = encode_value(value, f"the result of node ${i} (tool {tool!r})")
             self.writer.result(
                 Result(self.run_id, key, True, encoded, None, started + off, finished + off,
-                       tokens, tool=tool)
+                       tokens, extra, tool=tool)
             )
         else:
             self.writer.result(
                 Result(self.run_id, key, False, None, error_text(error), started + off,
-                       finished + off, tokens, tool=tool)
+                       finished + off, tokens, extra, tool=tool)
             )
 
     def _doubt_message(self, i: int, tool: Tool) -> str:

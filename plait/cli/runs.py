@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-import datetime
+import json
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from plait.cli._app import app
 from plait.cli._journal import HELP as JOURNAL_HELP
 from plait.cli._journal import journal_option
 from plait.cli._journal import open_existing as _open
-from plait.journal import Journal, JournalState
-
-
-def _when(ts: float | None) -> str:
-    if not ts:
-        return "-"
-    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+from plait.cli._render import render_runs, render_show
+from plait.cli._runview import clean, describe_calls, describe_question, describe_run
+from plait.journal import Journal, JournalError
 
 
 @app.command("runs")
 def runs_command(
     journal: str = typer.Option(journal_option, "--journal", "-j", help=JOURNAL_HELP),
     limit: int = typer.Option(50, help="most runs to list, newest first"),
+    as_json: bool = typer.Option(
+        False, "--json", help="print the runs as JSON (fields: see docs/durable.md)"
+    ),
 ) -> None:
-    """List the runs in a journal: status, duration, tokens.
+    """List the runs in a journal: what (the question or the workflow), status,
+    start, duration, calls, tokens.
 
     A run marked running whose owner is gone (its lease expired, or its process
     on this host no longer exists: killed, say) shows as crashed."""
@@ -34,27 +33,31 @@ def runs_command(
     try:
         records = j.list_runs(limit=limit)
         crashed = {r.run_id for r in records if r.status == "running" and _crashed(j, r.run_id)}
+        runs = [describe_run(r, r.run_id in crashed, _count_calls(j, r.run_id))
+                for r in records]
     finally:
         j.close()
-    table = Table("run", "entry", "status", "started", "duration", "tokens", "error")
-    for r in records:
-        end = r.finished_at or r.updated_at
-        table.add_row(
-            r.run_id,
-            r.entry,
-            "crashed" if r.run_id in crashed else r.status,
-            _when(r.created_at),
-            f"{end - r.created_at:.3f}s" if end else "-",
-            str(r.tokens),
-            (r.error or "")[:60],
-        )
-    console = Console()
-    console.print(table)
+    if as_json:
+        _print_json({"journal": clean(j.location), "runs": runs})
+        return
+    console = Console(highlight=False)
+    render_runs(console, runs)
     same = "" if journal == journal_option() else " (with the same --journal)"
     for r in records:
         if r.run_id in crashed:
             console.print(f"crashed: {r.run_id} stopped without ending (its owner is gone); "
-                          f"continue it with: plait resume {r.run_id}{same}", soft_wrap=True)
+                          f"continue it with: plait resume {r.run_id}{same}",
+                          soft_wrap=True, markup=False)
+
+
+def _count_calls(j: Journal, run_id: str) -> int | None:
+    """How many calls the run journaled, or None when its rows cannot be read
+    (damaged): the listing still lists it, and `plait show` says what is wrong."""
+    try:
+        # Past the `_Reading` wrapper, whose errors end the command.
+        return len(getattr(j, "_journal", j).load(run_id).intents)
+    except JournalError:
+        return None
 
 
 def _crashed(j: Journal, run_id: str) -> bool:
@@ -67,42 +70,36 @@ def _crashed(j: Journal, run_id: str) -> bool:
 def show_command(
     run_id: str = typer.Argument(..., help="a run id from `plait runs`"),
     journal: str = typer.Option(journal_option, "--journal", "-j", help=JOURNAL_HELP),
+    full: bool = typer.Option(
+        False, "--full", help="every argument and value in full, not cut to one line"
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="print the run and its calls as JSON, values in full "
+        "(fields: see docs/durable.md)"
+    ),
 ) -> None:
-    """Every node of a run: state, timings, tokens, error."""
+    """What happened in a run: every call with its arguments, value or error,
+    attempts, timing, tokens and whether it was replayed; for a question, the
+    transcript: the question, each plan, each task's value, each decision, the answer."""
     j = _open(journal)
     try:
         state = j.load(run_id)
+        crashed = state.run.status == "running" and _crashed(j, run_id)
     finally:
         j.close()
-    _show(state)
+    calls = describe_calls(state, live=state.run.status == "running" and not crashed)
+    run = describe_run(state.run, crashed, len(calls))
+    question = describe_question(state.run, calls)
+    if as_json:
+        run.update(clean({"arguments": state.run.arguments,
+                          "code_version": state.run.code_version}))
+        _print_json({"journal": clean(j.location), "run": run, "calls": calls,
+                     "question": question})
+        return
+    render_show(Console(highlight=False), run, calls, question, full)
 
 
-def _show(state: JournalState) -> None:
-    run = state.run
-    console = Console()
-    console.print(f"run {run.run_id}  {run.entry}  {run.status}  tokens {run.tokens}")
-    if run.error:
-        console.print(f"error: {run.error}")
-    t0 = min((i.started_at for i in state.intents.values()), default=run.created_at)
-    table = Table("key", "tool", "state", "attempt", "start", "duration", "tokens", "error")
-    doubt = set(state.in_doubt)
-    for key, intent in sorted(state.intents.items(), key=lambda kv: kv[1].started_at):
-        result = state.results.get(key)
-        if result is None:
-            status, duration, tokens, error = ("in doubt" if key in doubt else "?"), "-", "-", ""
-        else:
-            status = "done" if result.ok else "failed"
-            duration = f"{result.finished_at - result.started_at:.3f}s"
-            tokens = str(result.tokens)
-            error = (result.error or "")[:60]
-        table.add_row(
-            key[:12],
-            intent.tool,
-            status,
-            str(intent.attempt),
-            f"+{intent.started_at - t0:.3f}s",
-            duration,
-            tokens,
-            error,
-        )
-    console.print(table)
+def _print_json(data: object) -> None:
+    # Plain print, not rich: JSON is for programs, and rich would wrap long lines.
+    # ASCII-only: valid JSON whatever the model wrote (a lone surrogate, say).
+    print(json.dumps(data, indent=2))

@@ -74,11 +74,11 @@ def test_run_runs_show_resume(spec: str) -> None:
     r = plait_cli("runs", "--journal", spec)
     assert r.exit_code == 0, r.output
     row = next(ln for ln in r.stdout.splitlines() if "cli1" in ln)
-    assert "done" in row and "shout_all" in row
+    assert "done" in row and "shout_all" in row and "test_cli_journal" not in row
 
     r = plait_cli("show", "cli1", "--journal", spec)
     assert r.exit_code == 0, r.output
-    rows = [ln for ln in r.stdout.splitlines() if "│ shout" in ln and "done" in ln]
+    rows = [ln for ln in r.stdout.splitlines() if "shout(word=" in ln and " done " in ln]
     assert len(rows) == 2, r.stdout
     assert all(KEYS[w][:12] in r.stdout for w in "ab")
 
