@@ -236,7 +236,7 @@ def summary(answer: Answer) -> str:
 
 def next_steps(answer: Answer, journal: str | None) -> list[str]:
     """Two or three lines after the answer: commands that work from here."""
-    from plait.cli.runs import journal_option  # runs imports ask, which imports this
+    from plait.cli._journal import journal_option
     from plait.journal._postgres import redact
 
     commands: list[tuple[list[str], str]] = []
