@@ -32,6 +32,12 @@ class GraphError(PlaitError, ValueError):
     """A graph that cannot run: a cycle, an unknown tool, a dangling reference."""
 
 
+class RefMisuseError(PlaitError, TypeError):
+    """A `Ref` (a tool call's future value inside a workflow) used as if it were the
+    value: formatted, tested, compared, computed with. The message names the call
+    and says to `await` it."""
+
+
 class RunError(PlaitError):
     """A run ended with failed nodes; `.result` holds every result and every error."""
 
