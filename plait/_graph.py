@@ -24,7 +24,7 @@ _ATOMS = frozenset({str, int, float, bool, type(None), bytes})
 
 def _refuse(what: str) -> Callable[..., Any]:
     def refuse(self: Ref, *args: Any) -> Any:
-        raise self.misuse(what)
+        raise self._misuse(what)
 
     return refuse
 
@@ -48,34 +48,35 @@ class Ref:
         return self._run.value_of(self.node).__await__()
 
     def __repr__(self) -> str:
-        call = self.call()
+        call = self._call_text()
         return f"Ref(${self.node})" if call is None else f"Ref(${self.node} {call})"
 
     def __hash__(self) -> int:
-        return hash(self.node)
+        # Not hash(node): an int key of the same value would then be compared with it.
+        return hash((Ref, self.node))
 
     def __eq__(self, other: object) -> bool:
         if type(other) is Ref:
             return self.node == other.node
         if self._run is None:  # a graph's Ref is plain data (a parsed plan, a JSON graph)
             return NotImplemented
-        raise self.misuse("`==`")
+        raise self._misuse("`==`")
 
     def __ne__(self, other: object) -> bool:
         if type(other) is Ref:
             return self.node != other.node
         if self._run is None:
             return NotImplemented
-        raise self.misuse("`!=`")
+        raise self._misuse("`!=`")
 
     def __getattr__(self, name: str) -> Any:
         # Only for names a Ref lacks: `ref.strip()` on a forgotten await. Private and
         # dunder names stay plain AttributeErrors, for protocols that probe for them.
         if name.startswith("_"):
             raise AttributeError(name)
-        raise RefAttributeError(self.misuse(f"`.{name}`"))
+        raise RefAttributeError(self._misuse(f"`.{name}`"))
 
-    def call(self) -> str | None:
+    def _call_text(self) -> str | None:
         """The tool call this Ref stands for, shortened (`search("K2")`), if known."""
         try:
             node = self._run.nodes[self.node]
@@ -89,8 +90,8 @@ class Ref:
             shown.append(f"{name}={text}" if keyword else text)
         return f"{node.tool}({', '.join(shown)})"
 
-    def misuse(self, what: str) -> RefMisuseError:
-        call = self.call()
+    def _misuse(self, what: str) -> RefMisuseError:
+        call = self._call_text()
         if call is None:
             return RefMisuseError(
                 f"{what} on {self!r}, the future value of node ${self.node}: await it "
