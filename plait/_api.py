@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from plait._durable import Durable, close_durable, code_version, open_durable
-from plait._engine import Run, journal_failure, new_run_id, raise_for_status, tools_by_name
+from plait._engine import (
+    Run,
+    current_run,
+    journal_failure,
+    new_run_id,
+    raise_for_status,
+    tools_by_name,
+)
 from plait._entry import import_entry
 from plait._errors import PlaitError
 from plait._events import Listener
@@ -34,7 +42,35 @@ class Workflow:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         # Inside another run this is just the body: its calls join that run's graph.
+        if current_run() is None:
+            raise WorkflowCallError(self._how_to_run())
         return self.fn(*args, **kwargs)
+
+    def _how_to_run(self) -> str:
+        """Why calling the workflow outside a run does nothing, and the three ways to run it."""
+        short = self.fn.__name__
+        module = self.fn.__module__
+        if module == "__main__" or not module or module.startswith("plait_user_"):  # a file
+            where = _shown_path(self.fn.__code__.co_filename)
+        else:
+            where = module
+        return (
+            f"{short} is a plait workflow: calling it directly runs nothing. Run it with "
+            f"plait.run({short}, ...) (in async code: await plait.arun({short}, ...)), or "
+            f"from the shell: plait run {where}:{self.fn.__qualname__} ARGS..."
+        )
+
+
+class WorkflowCallError(PlaitError, TypeError):
+    """A workflow called like a function outside a run (the message says how to run it)."""
+
+
+def _shown_path(filename: str) -> str:
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:  # another drive (Windows)
+        return filename
+    return filename if relative.startswith("..") else relative
 
 
 def workflow(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Workflow:

@@ -17,6 +17,7 @@ from typing import Any
 from plait._api import close_after
 from plait._durable import close_durable, open_durable
 from plait._engine import Run, journal_failure, new_run_id, tools_by_name
+from plait._errors import GraphError
 from plait._events import Event
 from plait._ownership import DEFAULT_LEASE_TTL
 from plait._result import RunResult
@@ -107,11 +108,12 @@ async def aask(
     tool_list, module_examples = tools_of(tools)
     table = tools_by_name(tool_list)
     if not table:
-        raise ValueError("ask needs at least one tool")
+        raise GraphError("ask needs at least one tool")
     taken = sorted(RESERVED & table.keys())
-    if taken:
-        raise ValueError(f"tool name(s) {', '.join(taken)} are reserved: "
-                         f"{', '.join(sorted(RESERVED))} are plan words or LLM-call nodes")
+    if taken:  # a GraphError (a ValueError too): the CLI shows it as one line
+        raise GraphError(f"tool name(s) {', '.join(taken)} are reserved: "
+                         f"{', '.join(sorted(RESERVED))} are plan words or LLM-call nodes; "
+                         f"rename it, e.g. @plait.tool(name=\"{taken[0]}_tool\")")
     llm = get_llm(model)
     model_spec = getattr(llm, "spec", type(llm).__name__)
     plan_examples = list(examples) if examples is not None else module_examples

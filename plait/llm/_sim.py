@@ -137,7 +137,7 @@ class SimScript:
         self._used: list[int] = []
         self._lock = threading.Lock()
         if isinstance(source, Path):
-            source = json.loads(source.read_text(encoding="utf-8"))
+            source = read_script(source)
         if source is None:
             source = DEFAULT_REPLY
         if isinstance(source, str):
@@ -229,3 +229,19 @@ class SimLLM(BaseLLM):
             await sleep_until(start + self.ttft)
         meter.prompt_tokens = plan.prompt_tokens
         meter.completion_tokens = len(plan.pieces)
+
+
+def read_script(path: Path) -> Any:
+    """A script file's JSON; a file that is missing or not JSON is an LLMOptionError
+    naming it (a CLI turns that into one `error:` line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise LLMOptionError(f"cannot read the sim script {path}: {reason}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise LLMOptionError(
+            f"the sim script {path} is not JSON ({exc}); it holds a list of replies and "
+            'rules, e.g. ["a reply", {"match": "K2", "reply": "8611 m"}]') from None

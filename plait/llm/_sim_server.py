@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -179,11 +180,15 @@ def _config(app: Any, host: str, port: int, log_level: str) -> Any:
 def serve(script: Any = None, *, ttft: float = DEFAULT_TTFT, tps: float = DEFAULT_TPS,
           host: str = "127.0.0.1", port: int = 8765, model: str = "sim",
           log_level: str = "info") -> None:
-    """Run the server in the foreground until interrupted."""
+    """Run the server in the foreground until interrupted. An address it cannot
+    listen on (a port taken, a host not this machine's) raises OSError first."""
     app = create_app(script, ttft=ttft, tps=tps, model=model)  # checks the extra
     import uvicorn
 
-    uvicorn.Server(_config(app, host, port, log_level)).run()
+    # Bound here, not by uvicorn, which would log the failure and exit the process.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family)
+    uvicorn.Server(_config(app, host, port, log_level)).run(sockets=[sock])
 
 
 class SimServer:

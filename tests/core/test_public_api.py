@@ -42,6 +42,7 @@ EXPECTED = {
     "RunError",
     "NodeError",
     "InDoubtError",
+    "RefMisuseError",
     "RunOwnedError",
     # events
     "Event",

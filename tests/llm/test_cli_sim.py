@@ -58,4 +58,5 @@ def test_sim_server_rejects_a_bad_script(tmp_path, content) -> None:
     proc = plait_cli("sim-server", "--script", str(script), "--port", str(free_port()),
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1 and "error:" in err
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: ") and str(script) in err
