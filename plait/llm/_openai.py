@@ -44,6 +44,7 @@ from plait.llm._protocol import (
     LLMOptionError,
     LLMProtocolError,
     LLMTimeout,
+    ROLE_HEADER,
     Meter,
     Request,
     approx_prompt_tokens,
@@ -422,6 +423,8 @@ class OpenAILLM(BaseLLM):
 
     async def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
         body = self.body(request)
+        # The role is no part of the body: a real server would refuse an unknown field.
+        extra = {ROLE_HEADER: request.role} if request.role else {}
         estimate = approx_prompt_tokens(request.messages) + (request.max_tokens or 256)
         attempt = 0
         while True:
@@ -429,7 +432,7 @@ class OpenAILLM(BaseLLM):
                 await self._limiter.acquire(estimate)
             sent = 0
             try:
-                async for delta in self._attempt(body, meter):
+                async for delta in self._attempt(body, extra, meter):
                     sent += 1
                     yield delta
                 break
@@ -479,13 +482,15 @@ class OpenAILLM(BaseLLM):
                 f"{where} sent a malformed chunk ({at}: {first['msg']}): {self._sample(data)}"
             ) from None
 
-    async def _attempt(self, body: dict[str, Any], meter: Meter) -> AsyncIterator[str]:
+    async def _attempt(self, body: dict[str, Any], headers: dict[str, str], meter: Meter
+                       ) -> AsyncIterator[str]:
         where = f"{self.base_url}/chat/completions"
         done = False
         finish: str | None = None
         try:
             async with self._client().stream(
-                "POST", where, json=body, headers=self._authorization(), timeout=self._timeout,
+                "POST", where, json=body, headers={**headers, **self._authorization()},
+                timeout=self._timeout,
             ) as response:
                 if response.status_code >= 400:
                     head = await self._head(response)

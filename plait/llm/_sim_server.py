@@ -9,6 +9,9 @@ request arrives. Faults from the script (`"fault": {...}` in a rule):
 - ``{"stall_after": K}``: K content chunks, then silence (connection kept).
 - ``{"hang": true}``: no answer at all.
 
+A rule's "role" is matched against the request's `X-Plait-Role` header, which
+plait's OpenAI client sends with every call that has a role (planner, joiner, react).
+
 starlette and uvicorn are imported lazily (extra `plait[sim]`).
 """
 
@@ -23,7 +26,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Self
 
-from plait.llm._protocol import LLMError, MissingExtraError, build_request
+from plait.llm._protocol import ROLE_HEADER, LLMError, MissingExtraError, build_request
 from plait.llm._sim import (
     DEFAULT_TPS,
     DEFAULT_TTFT,
@@ -126,7 +129,8 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
             req = build_request(messages, stop=body.get("stop"),
                                 max_tokens=body.get("max_tokens") or body.get(
                                     "max_completion_tokens"),
-                                temperature=body.get("temperature"))
+                                temperature=body.get("temperature"),
+                                role=request.headers.get(ROLE_HEADER))
             plan = script.plan(req)
         except (ValueError, KeyError, TypeError, LLMError) as e:
             return error(400, f"bad request: {e}")
