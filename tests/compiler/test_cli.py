@@ -65,11 +65,17 @@ def test_ask_with_the_default_tools(tmp_path):
         done = [ln for ln in err if re.search(rf"task {number} done in [\d.]+s -> ", ln)]
         assert len(done) == 1 and done[0].endswith(f"-> {value}"), err
     assert any("2 task(s): 2 done" in ln and "tokens" in ln for ln in err), err
-    hint = next(ln for ln in err if "--model openai:MODEL" in ln)
-    # The pointer is a command that runs as printed: the question, quoted.
-    assert shlex.split(hint, comments=True) == [
-        "next:", "plait", "ask", question, "--model", "openai:MODEL"]
-    assert "OPENAI_BASE_URL" in hint
+    # The last lines: commands that run as printed (the question quoted), the
+    # first after `next:`. The run is journaled (by default), so it can be shown.
+    first = next(i for i, ln in enumerate(err) if ln.startswith("next:"))
+    steps = [shlex.split(ln.removeprefix("next:"), comments=True) for ln in err[first:]]
+    run_id = re.search(r"plait show (\S+)", err[first])
+    assert run_id and steps[0] == ["plait", "show", run_id[1]], err
+    assert steps[1:] == [["plait", "runs"],
+                         ["plait", "ask", question, "--model", "openai:MODEL"]], err
+    assert "OPENAI_BASE_URL" in err[-1]
+    shown = runner.invoke(app, ["show", run_id[1]])
+    assert shown.exit_code == 0 and "done" in shown.stdout, shown.output
 
 
 def test_a_failed_task_shows_its_error_on_one_line(tmp_path):

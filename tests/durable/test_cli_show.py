@@ -105,7 +105,10 @@ def test_a_workflow_run_its_retries_errors_values_and_replays(spec: str) -> None
     data = show_json("w1", spec)
     run = data["run"]
     assert (run["run_id"], run["what"], run["status"], run["calls"]) == ("w1", "chores", "failed", 2)
-    assert run["entry"].endswith(":chores") and run["arguments"] == {"args": ["hi"], "kwargs": {}}
+    assert run["entry"].endswith(":chores")
+    # The options the run was given are part of what happened (a resume keeps them).
+    assert run["arguments"] == {"args": ["hi"], "kwargs": {},
+                                "options": {"max_concurrency": None, "on_error": "continue"}}
     assert run["error"] and run["duration"] > 0 and run["finished_at"] >= run["started_at"]
     assert data["question"] is None
     first, second = data["calls"]
