@@ -5,9 +5,10 @@
 
 Model: plait's simulated backend (`plait.llm.SimLLM`), timed like a hosted model
 (ttft 0.4 s, then 60 tokens/s; a token is a word with the space before it).
-Its replies are scripted per question so that the planner writes a correct plan,
-the joiner a correct decision, and ReAct correct steps: the same facts and the
-same final reasoning sentence in both modes. Prompts are plait's real prompts,
+Its replies are scripted per question, by each call's role (planner, joiner,
+ReAct step), so that the planner writes a correct plan, the joiner a correct
+decision, and ReAct correct steps: the same facts and the same final reasoning
+sentence in both modes. Prompts are plait's real prompts,
 so prompt tokens are what a real model would be sent.
 
 Tools: `search` and `lookup` take 0.3-1.5 s (`--search-latency`), `calculator`
@@ -19,8 +20,9 @@ Movie-like (eight parallel lookups), ParallelQA-like (three lookups, then
 arithmetic on them), and Replan-like (an ambiguous name: one replan).
 
 For each question: latency of plait (compiler mode) and of ReAct, measured on
-its own (questions of a suite run concurrently to save wall time; the simulated
-model and tools are timing-accurate, so this does not change a latency), LLM
+its own (questions run concurrently, `--concurrency` at a time over all suites
+and both modes, to save wall time; the simulated model and tools are
+timing-accurate, so this does not change a latency), LLM
 tokens of both, and plait's latency over its critical-path bound (planner time
 to each task's line + tool latencies along the longest chain + joiner time; see
 `Answer.critical_path_bound`). The table shows medians.
@@ -46,6 +48,7 @@ import plait
 from plait.compiler import Answer, aask
 from plait.llm import Message, SimLLM
 
+MODES = ("compiler", "react")
 SEARCH_LATENCY = (0.3, 1.5)
 CALC_LATENCY = (0.1, 0.3)
 
@@ -261,21 +264,22 @@ def make_model(q: Question, ttft: float, tps: float, joiner_thought: bool = True
     the optional "thought" field; `joiner_thought=False` leaves it out.
     """
 
-    def script(messages: Sequence[Message]) -> str:
-        system = messages[0].content
-        if '"action"' in system:  # the joiner
-            results = messages[-1].content
-            # The second joiner call of a replan question sees the third task.
-            k = 1 if "\n3. " in results and len(q.joins) > 1 else 0
-            reply = dict(q.joins[k])
-            if not joiner_thought:
-                reply.pop("thought", None)
-            return json.dumps(reply)
-        if "Observation" in system:  # a ReAct step
+    calls = {"planner": 0, "joiner": 0}  # a question's calls of each role, in order
+
+    def script(messages: Sequence[Message], role: str | None) -> str:
+        if role == "react":
             steps = sum(1 for m in messages if m.role == "assistant")
             return q.react[min(steps, len(q.react) - 1)]
-        replanning = "Results of the previous plan" in messages[-1].content
-        return q.plans[1 if replanning and len(q.plans) > 1 else 0]
+        # The planner and the joiner: the k-th call of the question gets the k-th
+        # scripted reply (a replan question plans twice and decides twice).
+        assert role in calls, role
+        k, calls[role] = calls[role], calls[role] + 1
+        if role == "planner":
+            return q.plans[min(k, len(q.plans) - 1)]
+        reply = dict(q.joins[min(k, len(q.joins) - 1)])
+        if not joiner_thought:
+            reply.pop("thought", None)
+        return json.dumps(reply)
 
     return SimLLM(script, ttft=ttft, tps=tps)
 
@@ -301,25 +305,36 @@ async def one(q: Question, tools: list[plait.Tool], model: SimLLM, mode: str) ->
                    answer.critical_path_bound(), len(answer.llm_calls))
 
 
-async def suite(name: str, questions: list[Question], world: World, args: argparse.Namespace
+Ready = tuple["Question", list[plait.Tool], SimLLM]
+
+
+def prepare(questions: list[Question], world: World, args: argparse.Namespace
+            ) -> dict[str, list[Ready]]:
+    """Tools and models for each question and mode, built before any clock starts:
+    building a tool is synchronous work (its pydantic schema) that would stall the
+    event loop under every question already in flight, a cost of this harness, not
+    of either mode."""
+    return {mode: [(q, make_tools(world, args.seed, q.id, tuple(args.search_latency)),
+                    make_model(q, args.ttft, args.tps, args.joiner_thought)) for q in questions]
+            for mode in MODES}
+
+
+async def suite(ready: dict[str, list[Ready]], sem: asyncio.Semaphore
                 ) -> dict[str, list[Outcome]]:
-    sem = asyncio.Semaphore(args.concurrency)
+    """Both modes of one suite at once; `sem` bounds the questions in flight over
+    the whole benchmark. Every latency is measured on its own clock and the model
+    and tools keep their timing under load, so running suites, modes and
+    questions side by side saves wall time without changing a latency, as long as
+    the event loop keeps up (`vs bound` would show it did not)."""
 
     async def limited(q: Question, tools: list[plait.Tool], model: SimLLM, mode: str
                       ) -> Outcome:
         async with sem:
             return await one(q, tools, model, mode)
 
-    out: dict[str, list[Outcome]] = {}
-    for mode in ("compiler", "react"):
-        # Tools and models are built before any clock starts: building a tool is
-        # synchronous work (its pydantic schema) that would stall the event loop
-        # under every question already in flight, a cost of this harness, not of
-        # either mode.
-        ready = [(q, make_tools(world, args.seed, q.id, tuple(args.search_latency)),
-                  make_model(q, args.ttft, args.tps, args.joiner_thought)) for q in questions]
-        out[mode] = list(await asyncio.gather(*(limited(*r, mode) for r in ready)))
-    return out
+    outcomes = await asyncio.gather(*(asyncio.gather(*(limited(*r, mode) for r in ready[mode]))
+                                      for mode in MODES))
+    return {mode: list(out) for mode, out in zip(MODES, outcomes, strict=True)}
 
 
 def median(xs: Sequence[float]) -> float:
@@ -335,7 +350,8 @@ async def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=4)
     p.add_argument("--search-latency", type=float, nargs=2, default=SEARCH_LATENCY,
                    metavar=("LO", "HI"), help="seconds a search or lookup takes (uniform)")
-    p.add_argument("--concurrency", type=int, default=20, help="questions in flight at once")
+    p.add_argument("--concurrency", type=int, default=40,
+                   help="questions in flight at once, over all suites and both modes")
     p.add_argument("--no-joiner-thought", dest="joiner_thought", action="store_false",
                    help="the simulated joiner answers without a thought (a leaner joiner)")
     p.add_argument("--json", action="store_true", help="also print the medians as JSON")
@@ -350,9 +366,11 @@ async def main(argv: Sequence[str] | None = None) -> int:
           f"{n} questions per suite; search/lookup "
           f"{args.search_latency[0]:g}-{args.search_latency[1]:g} s, "
           f"calculator {CALC_LATENCY[0]}-{CALC_LATENCY[1]} s", file=sys.stderr)
-    for name, make in SUITES.items():
-        questions = [make(i, rng, world) for i in range(n)]
-        res = await suite(name, questions, world, args)
+    suites = {name: [make(i, rng, world) for i in range(n)] for name, make in SUITES.items()}
+    ready = {name: prepare(questions, world, args) for name, questions in suites.items()}
+    sem = asyncio.Semaphore(args.concurrency)
+    results = await asyncio.gather(*(suite(ready[name], sem) for name in suites))
+    for name, res in zip(suites, results, strict=True):
         c, r = res["compiler"], res["react"]
         rows.append({
             "suite": name,

@@ -7,8 +7,9 @@ Each trial runs `crash_workflow` (36 nodes: fan-out, chains, a join; idempotent
 and non-idempotent tools sleeping 0-20 ms) in a child process, SIGKILLs it at a
 random instant (up to twice per trial, so some kills land in a resumed run),
 checks the journal against an execution counter kept apart from it, and resumes
-to the end (see tests/durable/crash_child.py, `Trial`). Prints a summary table;
-violations should be 0. Exit status 1 when any trial found a violation.
+to the end (see tests/durable/crash_child.py, `Trial`). Prints a line per trial on
+stderr as it ends, then a summary table; violations should be 0. Exit status 1
+when any trial found a violation.
 """
 
 from __future__ import annotations
@@ -51,10 +52,23 @@ def main() -> int:
                 cc.calibrate(spec, workdir, f"calib-{i}") for i in range(3)
             )[1]
             t0 = time.perf_counter()
+            print(f"{args.trials} trials on {args.journal}, {args.parallel} at a time; an "
+                  f"uninterrupted run takes {duration * 1000:.0f} ms", file=sys.stderr, flush=True)
+            violations = 0
+
+            def progress(i: int, trial: cc.TrialStats) -> None:
+                # One line per trial on stderr: a soak of hundreds takes many minutes.
+                nonlocal violations
+                violations += len(trial.violations)
+                print(f"[{time.perf_counter() - t0:7.1f}s] trial {i + 1:>4}/{args.trials}: "
+                      f"{trial.kills} kill(s), {trial.in_doubt_seen} in doubt, "
+                      f"{'VIOLATION' if trial.violations else 'ok'} "
+                      f"({violations} violation(s) so far)", file=sys.stderr, flush=True)
+
             stats = cc.run_trials(
                 spec, args.trials, workdir, seed=args.seed, duration=duration,
                 parallel=args.parallel, max_kills=args.max_kills, keep_going=True,
-                prefix="soak",
+                prefix="soak", progress=progress,
             )
             wall = time.perf_counter() - t0
         finally:

@@ -2,7 +2,14 @@
 
 from plait._api import Workflow, aresume, arun, arun_graph, resume, run, run_graph, workflow
 from plait._engine import NodeError, add_tokens, node_key
-from plait._errors import GraphError, InDoubtError, PlaitError, RunError, ToolArgumentError
+from plait._errors import (
+    GraphError,
+    InDoubtError,
+    PlaitError,
+    RefMisuseError,
+    RunError,
+    ToolArgumentError,
+)
 from plait._events import (
     Event,
     NodeAdded,
@@ -43,6 +50,7 @@ __all__ = [
     "NodeStarted",
     "PlaitError",
     "Ref",
+    "RefMisuseError",
     "RunError",
     "RunFinished",
     "RunOwnedError",

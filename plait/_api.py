@@ -7,14 +7,22 @@ async twin, never a second implementation.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
+import os
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from plait._durable import Durable, close_durable, code_version, open_durable
-from plait._engine import Run, journal_failure, new_run_id, raise_for_status, tools_by_name
+from plait._engine import (
+    Run,
+    current_run,
+    journal_failure,
+    new_run_id,
+    raise_for_status,
+    tools_by_name,
+)
+from plait._entry import import_entry
 from plait._errors import PlaitError
 from plait._events import Listener
 from plait._graph import Graph
@@ -34,7 +42,35 @@ class Workflow:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, Any]:
         # Inside another run this is just the body: its calls join that run's graph.
+        if current_run() is None:
+            raise WorkflowCallError(self._how_to_run())
         return self.fn(*args, **kwargs)
+
+    def _how_to_run(self) -> str:
+        """Why calling the workflow outside a run does nothing, and the three ways to run it."""
+        short = self.fn.__name__
+        module = self.fn.__module__
+        if module == "__main__" or not module or module.startswith("plait_user_"):  # a file
+            where = _shown_path(self.fn.__code__.co_filename)
+        else:
+            where = module
+        return (
+            f"{short} is a plait workflow: calling it directly runs nothing. Run it with "
+            f"plait.run({short}, ...) (in async code: await plait.arun({short}, ...)), or "
+            f"from the shell: plait run {where}:{self.fn.__qualname__} ARGS..."
+        )
+
+
+class WorkflowCallError(PlaitError, TypeError):
+    """A workflow called like a function outside a run (the message says how to run it)."""
+
+
+def _shown_path(filename: str) -> str:
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:  # another drive (Windows)
+        return filename
+    return filename if relative.startswith("..") else relative
 
 
 def workflow(fn: Callable[..., Coroutine[Any, Any, Any]]) -> Workflow:
@@ -84,7 +120,9 @@ async def arun(
             journal,
             run_id=run_id,
             entry=wf.name,
-            arguments={"args": list(args), "kwargs": kwargs},
+            # The options, kept for a resume (not part of the run's identity).
+            arguments={"args": list(args), "kwargs": kwargs,
+                       "options": {"max_concurrency": max_concurrency, "on_error": on_error}},
             version=code_version(wf.fn),
             allow_rerun=allow_rerun,
             lease_ttl=lease_ttl,
@@ -133,15 +171,17 @@ async def aresume(
     run_id: str,
     journal: str | Journal,
     *,
-    workflow_fn: Workflow | None = None,
+    workflow_fn: Workflow | Callable[..., Coroutine[Any, Any, Any]] | None = None,
     **options: Any,
 ) -> RunResult:
-    """Continue a journaled run: its workflow and arguments come from the journal.
+    """Continue a journaled run: its workflow, arguments and options come from the journal.
 
     The workflow is imported from the entry recorded in the journal
-    (`module:qualname`); pass `workflow_fn` for one that cannot be imported (a
-    script's `__main__`). Options are those of `arun` (e.g. `allow_rerun=True`,
-    `wait=SECONDS`, `lease_ttl=SECONDS`).
+    (`module:qualname`, or `/path/to/file.py:qualname` for a workflow run from a
+    file); pass `workflow_fn` for one that cannot be imported (a script's
+    `__main__`): it stands in for the recorded entry. Options are those of `arun`
+    (e.g. `allow_rerun=True`, `wait=SECONDS`, `max_concurrency=N`); the run's own
+    (`max_concurrency`, `on_error`) are kept unless given.
     """
     journal_obj = open_journal(journal) if isinstance(journal, str) else journal
     try:
@@ -152,16 +192,17 @@ async def aresume(
             raise PlaitError(
                 f"run {run_id!r} answers a question; resume it by asking it again under "
                 f"its run id: plait.ask(question, tools, run_id={run_id!r}, journal=...) "
-                f"(CLI: plait resume {run_id} --tools MODULE)"
+                f"(CLI: plait resume {run_id})"
             )
-        wf = workflow_fn or _import_entry(record.entry)
+        wf = workflow(workflow_fn) if workflow_fn is not None else _import_entry(record.entry)
+        wf = replace(wf, name=record.entry)
         arguments = record.arguments or {}
         return await arun(
             wf,
             *arguments.get("args", []),
             run_id=run_id,
             journal=journal_obj,
-            **options,
+            **{**(arguments.get("options") or {}), **options},
             **arguments.get("kwargs", {}),
         )
     finally:
@@ -175,11 +216,8 @@ def resume(run_id: str, journal: str | Journal, **options: Any) -> RunResult:
 
 
 def _import_entry(entry: str) -> Workflow:
-    module_name, _, qualname = entry.partition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
+        obj = import_entry(entry)
     except (ImportError, AttributeError) as exc:
         raise PlaitError(
             f"cannot import the run's workflow {entry!r} ({exc}); "

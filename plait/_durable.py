@@ -139,16 +139,19 @@ class Durable:
         that cannot be journaled (the node then fails with that error)."""
         key = self.keys[i]
         off = self.clock_offset
+        # Which of the run's processes ran the call (the lease's epoch: 1, +1 per
+        # resume), so `plait show` can tell a replayed call from one run again.
+        extra = {"session": self.lease.epoch} if self.lease is not None else {}
         if error is None:
             encoded = encode_value(value, f"the result of node ${i} (tool {tool!r})")
             self.writer.result(
                 Result(self.run_id, key, True, encoded, None, started + off, finished + off,
-                       tokens, tool=tool)
+                       tokens, extra, tool=tool)
             )
         else:
             self.writer.result(
                 Result(self.run_id, key, False, None, error_text(error), started + off,
-                       finished + off, tokens, tool=tool)
+                       finished + off, tokens, extra, tool=tool)
             )
 
     def _doubt_message(self, i: int, tool: Tool) -> str:
@@ -208,10 +211,12 @@ async def open_durable(
             rec = RunRecord(run_id, entry, dict(arguments), "running", version)
             await _retrying(lambda: _create(journal, rec))
         else:
-            if record.entry != entry or record.arguments != encode_roundtrip(arguments):
+            given = _identity(encode_roundtrip(arguments))
+            if record.entry != entry or _identity(record.arguments) != given:
                 raise JournalError(
-                    f"run {run_id!r} in the journal is {record.entry}{_show(record.arguments)}; "
-                    f"it cannot be resumed as {entry}{_show(arguments)}"
+                    f"run {run_id!r} in the journal is "
+                    f"{record.entry}{_show(_identity(record.arguments))}; "
+                    f"it cannot be resumed as {entry}{_show(given)}"
                 )
             state = await _retrying(lambda: journal.load(run_id))
             await _retrying(
@@ -311,6 +316,15 @@ def encode_roundtrip(value: Any) -> Any:
     from plait.journal import decode_value
 
     return decode_value(encode_value(value, "the run's arguments").text)
+
+
+def _identity(arguments: Any) -> Any:
+    """A run's arguments less its "options" (how it is run: concurrency, timeouts,
+    where its tools came from): kept for a resume, which may change them, they do
+    not make it another run."""
+    if isinstance(arguments, dict):
+        return {k: v for k, v in arguments.items() if k != "options"}
+    return arguments
 
 
 def _show(arguments: Any) -> str:

@@ -402,7 +402,8 @@ class Run:
             self.values[i] = value
             if self.listeners:
                 tool = self.nodes[i].tool
-                self._emit(ev.NodeFinished(self.run_id, t, i, tool, t - self.started_at[i]))
+                self._emit(ev.NodeFinished(self.run_id, t, i, tool, t - self.started_at[i],
+                                           value, replayed))
             self._act(self.sched.finish(i))
             fut = self._waiters.pop(i, None) if self._waiters else None
             if fut is not None and not fut.done():

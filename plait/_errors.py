@@ -32,6 +32,17 @@ class GraphError(PlaitError, ValueError):
     """A graph that cannot run: a cycle, an unknown tool, a dangling reference."""
 
 
+class OptionError(PlaitError, ValueError):
+    """An option given a value it cannot take (`max_concurrency=0`); a command shows
+    it as one `error:` line."""
+
+
+class RefMisuseError(PlaitError, TypeError):
+    """A `Ref` (a tool call's future value inside a workflow) used as if it were the
+    value: formatted, tested, compared, computed with. The message names the call
+    and says to `await` it."""
+
+
 class RunError(PlaitError):
     """A run ended with failed nodes; `.result` holds every result and every error."""
 

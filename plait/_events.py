@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +60,12 @@ class NodeStarted(NodeEvent):
 
 @dataclass(frozen=True, slots=True)
 class NodeFinished(NodeEvent):
-    """The node returned a value after `duration` seconds."""
+    """The node returned `value` after `duration` seconds; `replayed`: the value came
+    from the journal (a resumed run), the call did not run again."""
 
     duration: float
+    value: Any = None
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, Any
 
-from plait._errors import GraphError, ToolArgumentError
+from plait._errors import GraphError, RefMisuseError, ToolArgumentError
 
 if TYPE_CHECKING:
     from plait._tools import Tool
@@ -22,12 +22,25 @@ if TYPE_CHECKING:
 _ATOMS = frozenset({str, int, float, bool, type(None), bytes})
 
 
-@dataclass(frozen=True, slots=True)
+def _refuse(what: str) -> Callable[..., Any]:
+    def refuse(self: Ref, *args: Any) -> Any:
+        raise self._misuse(what)
+
+    return refuse
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Ref:
-    """The future value of node `node`. `await ref` inside a workflow gives the value."""
+    """The future value of node `node`. `await ref` inside a workflow gives the value.
+
+    A Ref is not the value: formatting, testing, comparing or computing with it
+    raises RefMisuseError naming the call (a workflow that forgot an `await` would
+    otherwise go on with "Ref($0)" as text, or a condition that is always true).
+    `repr` and equality between Refs (by node) stay, for logs and dicts.
+    """
 
     node: int
-    _run: Any = field(default=None, compare=False, repr=False)
+    _run: Any = field(default=None, repr=False)
 
     def __await__(self) -> Generator[Any, None, Any]:
         if self._run is None:
@@ -35,7 +48,118 @@ class Ref:
         return self._run.value_of(self.node).__await__()
 
     def __repr__(self) -> str:
-        return f"Ref(${self.node})"
+        call = self._call_text()
+        return f"Ref(${self.node})" if call is None else f"Ref(${self.node} {call})"
+
+    def __hash__(self) -> int:
+        # Not hash(node): an int key of the same value would then be compared with it.
+        return hash((Ref, self.node))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is Ref:
+            return self.node == other.node
+        if self._run is None:  # a graph's Ref is plain data (a parsed plan, a JSON graph)
+            return NotImplemented
+        raise self._misuse("`==`")
+
+    def __ne__(self, other: object) -> bool:
+        if type(other) is Ref:
+            return self.node != other.node
+        if self._run is None:
+            return NotImplemented
+        raise self._misuse("`!=`")
+
+    def __getattr__(self, name: str) -> Any:
+        # Only for names a Ref lacks: `ref.strip()` on a forgotten await. Private and
+        # dunder names stay plain AttributeErrors, for protocols that probe for them.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise RefAttributeError(self._misuse(f"`.{name}`"))
+
+    def _call_text(self) -> str | None:
+        """The tool call this Ref stands for, shortened (`search("K2")`), if known."""
+        try:
+            node = self._run.nodes[self.node]
+            positional = self._run.node_tools[self.node]._positional
+        except Exception:  # no run (a graph's Ref), or a run that does not know the node
+            return None
+        shown = []
+        for i, (name, value) in enumerate(node.arguments.items()):
+            text = _short(map_refs(value, lambda r: _Shown(f"${r.node}")))
+            keyword = i >= len(positional) or positional[i] != name
+            shown.append(f"{name}={text}" if keyword else text)
+        return f"{node.tool}({', '.join(shown)})"
+
+    def _misuse(self, what: str) -> RefMisuseError:
+        call = self._call_text()
+        if call is None:
+            return RefMisuseError(
+                f"{what} on {self!r}, the future value of node ${self.node}: await it "
+                "inside a workflow (value = await ref), or pass the ref to another tool")
+        return RefMisuseError(
+            f"{what} on the result of {call}, which inside a workflow is a Ref (the "
+            "call's future value, not the value). Await it for the value "
+            "(value = await ref), or pass the ref as an argument to another tool")
+
+    __str__ = _refuse("str()")
+    __format__ = _refuse("an f-string or format()")
+    __bool__ = _refuse("a truth test (`if`, `and`, `or`, bool())")
+    __lt__ = _refuse("`<`")
+    __le__ = _refuse("`<=`")
+    __gt__ = _refuse("`>`")
+    __ge__ = _refuse("`>=`")
+    __add__ = __radd__ = _refuse("`+`")
+    __sub__ = __rsub__ = _refuse("`-`")
+    __mul__ = __rmul__ = _refuse("`*`")
+    __matmul__ = __rmatmul__ = _refuse("`@`")
+    __truediv__ = __rtruediv__ = _refuse("`/`")
+    __floordiv__ = __rfloordiv__ = _refuse("`//`")
+    __mod__ = __rmod__ = _refuse("`%`")
+    __divmod__ = __rdivmod__ = _refuse("divmod()")
+    __pow__ = __rpow__ = _refuse("`**`")
+    __and__ = __rand__ = _refuse("`&`")
+    __or__ = __ror__ = _refuse("`|`")
+    __xor__ = __rxor__ = _refuse("`^`")
+    __lshift__ = __rlshift__ = _refuse("`<<`")
+    __rshift__ = __rrshift__ = _refuse("`>>`")
+    __neg__ = _refuse("unary `-`")
+    __pos__ = _refuse("unary `+`")
+    __abs__ = _refuse("abs()")
+    __invert__ = _refuse("`~`")
+    __round__ = _refuse("round()")
+    __int__ = _refuse("int()")
+    __float__ = _refuse("float()")
+    __complex__ = _refuse("complex()")
+    __index__ = _refuse("use as an index or integer")
+    __len__ = _refuse("len()")
+    __iter__ = _refuse("iteration (a for loop, unpacking, list())")
+    __getitem__ = _refuse("indexing (`ref[...]`)")
+    __contains__ = _refuse("`in`")
+
+
+class RefAttributeError(RefMisuseError, AttributeError):
+    """An attribute of the value (`ref.strip()`) asked of its Ref."""
+
+    def __init__(self, misuse: RefMisuseError) -> None:
+        super().__init__(str(misuse))
+
+
+@dataclass(frozen=True, slots=True)
+class _Shown:
+    """A value shown as the given text in a call's arguments (`$0` for a Ref)."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """A value as a call's argument, cut to about `limit` characters."""
+    text = json.dumps(value, ensure_ascii=False) if type(value) is str else repr(value)
+    if len(text) <= limit:
+        return text
+    return text[: limit - 4] + ("...\"" if type(value) is str else "...")
 
 
 @dataclass(frozen=True, slots=True)

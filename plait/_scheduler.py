@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from typing import Literal
 
-from plait._errors import NotRetryable
+from plait._errors import NotRetryable, OptionError
 from plait._tools import ToolPolicy
 
 # Node states. Terminal: DONE, FAILED, SKIPPED, CANCELLED.
@@ -100,9 +100,9 @@ class Scheduler:
         seed: int | None = None,
     ) -> None:
         if max_concurrency is not None and max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1 or None")
+            raise OptionError(f"max_concurrency must be >= 1 or None, got {max_concurrency}")
         if on_error not in ("stop", "cancel", "continue"):
-            raise ValueError(f"on_error must be 'stop', 'cancel' or 'continue', not {on_error!r}")
+            raise OptionError(f"on_error must be 'stop', 'cancel' or 'continue', not {on_error!r}")
         self.max_concurrency = max_concurrency
         self.on_error: OnError = on_error
         self.rng = random.Random(seed)

@@ -1,4 +1,10 @@
-"""Fixtures every test package shares: a PostgreSQL server.
+"""Fixtures every test package shares: a PostgreSQL server, and a user data
+directory of their own.
+
+No test touches the real per-user journal (the CLI journals every run there by
+default): $XDG_DATA_HOME points into a temp dir for the whole session (so module-
+level copies of the environment, and the subprocesses given them, have it too),
+and to a fresh one for each test; $PLAIT_JOURNAL is unset.
 
 `postgres_dsn` (session): PLAIT_TEST_POSTGRES names a server (a DSN whose role may
 create schemas), or "skip" to skip the tests that need one. Otherwise
@@ -22,6 +28,21 @@ from pathlib import Path
 import pytest
 
 from tests._support import DEFAULT_DSN, free_port
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    home = tempfile.mkdtemp(prefix="plait-test-data-")
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
+    os.environ["XDG_DATA_HOME"] = home
+    os.environ.pop("PLAIT_JOURNAL", None)
+
+
+@pytest.fixture(autouse=True)
+def _user_data_home(tmp_path_factory: pytest.TempPathFactory,
+                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own per-user journal (the default one), in a temp dir."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+    monkeypatch.delenv("PLAIT_JOURNAL", raising=False)
 
 
 def _answers(dsn: str) -> bool:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import sys
+from importlib import metadata
+from typing import Annotated
 
 import typer
 
@@ -12,8 +14,29 @@ app = typer.Typer(
 )
 
 
+def version() -> str:
+    """The installed package's version; a source tree that is not installed
+    (PYTHONPATH=.) has only the one in plait/__init__.py."""
+    try:
+        return metadata.version("plait")
+    except metadata.PackageNotFoundError:
+        from plait import __version__
+
+        return __version__
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"plait {version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    _version: Annotated[bool, typer.Option(
+        "--version", help="Print plait's version and exit.", callback=_print_version,
+        is_eager=True)] = False,
+) -> None:
     """Run LLM agent work as a parallel, streaming, durable dataflow graph."""
     # Model output can hold what the terminal cannot encode (a lone surrogate
     # from a cut answer, anything on an ASCII locale): it is escaped, never a

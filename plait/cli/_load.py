@@ -7,40 +7,39 @@ error, none of the loader's or importlib's, then one `error:` line.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-import importlib.util
 import sys
 import traceback
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, NoReturn
 
+from plait import _entry
+from plait._api import Workflow
+from plait._entry import file_entry, import_file, is_file_spec
 from plait.cli._fail import fail
 
 # Frames of these files (as imported, and resolved) come before the user's code.
 _LOADER_FILES = frozenset(
-    f for path in (__file__, importlib.__file__) if path for f in (path, str(Path(path).resolve()))
+    f
+    for path in (__file__, _entry.__file__, importlib.__file__)
+    if path
+    for f in (path, str(Path(path).resolve()))
 )
 
 
 def load_module(spec: str) -> ModuleType:
-    """Import a module by dotted name, or a Python file by path."""
-    if spec.endswith(".py") or "/" in spec or "\\" in spec:
-        path = Path(spec).resolve()
+    """Import a module by dotted name, or a Python file by path (its directory first
+    on sys.path, as `python file.py` has it)."""
+    if is_file_spec(spec):
+        path = Path(spec)
         if not path.is_file():
             fail(f"no such file: {spec}")
-        name = f"plait_user_{path.stem}"
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        if module_spec is None or module_spec.loader is None:
-            fail(f"cannot import {spec}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module
         try:
-            module_spec.loader.exec_module(module)
+            return import_file(path)
         except Exception as exc:
-            sys.modules.pop(name, None)
             _import_failed(spec, exc)
-        return module
     try:
         return importlib.import_module(spec)
     except ModuleNotFoundError as exc:
@@ -79,3 +78,16 @@ def load_object(target: str) -> Any:
         return getattr(module, attr)
     except AttributeError:
         fail(f"{module_name} has no attribute {attr!r}")
+
+
+def load_workflow(target: str) -> Workflow:
+    """`module:workflow` or `file.py:workflow` -> the workflow, named by `target` when
+    that is a file: the run's entry is then the file's absolute path, which a resume
+    in another process (and directory) imports again."""
+    wf = load_object(target)
+    if not isinstance(wf, Workflow):
+        fail(f"{target} is not a @plait.workflow")
+    module_name, _, attr = target.rpartition(":")
+    if is_file_spec(module_name):
+        wf = dataclasses.replace(wf, name=file_entry(module_name, attr))
+    return wf

@@ -1,73 +1,42 @@
-"""`plait run module:workflow args...`"""
+"""`plait run module:workflow args...` (and the reporting `plait resume` shares)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import typer
 
-from plait._api import Workflow, arun
+from plait._api import arun
+from plait._engine import new_run_id
 from plait._errors import PlaitError, RunError
+from plait._events import Listener
 from plait._progress import Progress
 from plait._result import RunResult
 from plait.cli._app import app
+from plait.cli._args import workflow_arguments
 from plait.cli._fail import about_journal, fail
-from plait.cli._load import load_object
+from plait.cli._journal import NO_JOURNAL_HELP, WRITE_HELP, for_run, resume_hint
+from plait.cli._load import load_workflow
 from plait.journal._postgres import redact
 
-# Lists/objects nested in one argument. Far past what a command line needs, and
-# far below where the runtime's own recursion (identity, refs) would give out.
-MAX_ARG_DEPTH = 100
-
-
-def _arg(text: str, number: int) -> Any:
-    """A command-line argument as JSON when it parses (numbers, lists), else a string."""
-    depth = _nesting(text)
-    if depth > MAX_ARG_DEPTH:
-        fail(f"argument {number} ({text[:20]}...) nests lists or objects {depth} levels deep; "
-             f"plait run takes at most {MAX_ARG_DEPTH}")
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _nesting(text: str) -> int:
-    """How deep `[` and `{` nest in JSON text, outside strings (without recursing)."""
-    if "[" not in text and "{" not in text:
-        return 0
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 @app.command("run")
 def run_command(
     target: str = typer.Argument(..., help="module:workflow or path/to/file.py:workflow"),
-    args: list[str] = typer.Argument(None, help="arguments (JSON when they parse)"),
+    args: list[str] = typer.Argument(
+        None, help="the workflow's arguments, converted to its parameters' type hints "
+        "(JSON when they parse, for a parameter without one)"
+    ),
     max_concurrency: int = typer.Option(None, help="at most this many calls in flight"),
     on_error: str = typer.Option("stop", help="stop | cancel | continue"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
-    journal: str = typer.Option(
-        None, "--journal", "-j", help="journal every call to this SQLite file or postgresql:// DSN"
-    ),
+    journal: str = typer.Option(None, "--journal", "-j", help=WRITE_HELP),
+    no_journal: bool = typer.Option(False, "--no-journal", help=NO_JOURNAL_HELP),
     run_id: str = typer.Option(
         None, help="name the run; a journaled run with this id is resumed"
     ),
@@ -79,35 +48,53 @@ def run_command(
         help="if another process is running this run id, wait this long for it to end",
     ),
 ) -> None:
-    """Run a workflow with a live progress display, then print its value and timings."""
+    """Run a workflow with a live progress display, then print its value and timings.
+
+    Every call is journaled (see --journal, --no-journal): a run stopped any way
+    continues with `plait resume RUN_ID`. Exit codes: 0 done, 1 the run failed,
+    2 an error (arguments, the journal), 130 interrupted (Ctrl-C).
+    """
     if on_error not in ("stop", "cancel", "continue"):
         raise typer.BadParameter("must be stop, cancel or continue", param_hint="--on-error")
-    values = [_arg(a, i) for i, a in enumerate(args or [], 1)]
-    wf = load_object(target)
-    if not isinstance(wf, Workflow):
-        fail(f"{target} is not a @plait.workflow")
+    wf = load_workflow(target)
+    values = workflow_arguments(wf, args or [])
+    spec = for_run(journal, no_journal)
+    if spec is not None and not run_id:
+        run_id = new_run_id()  # named here, so that a stopped run can be resumed by it
+    start_run(
+        lambda listeners: arun(
+            wf, *values, max_concurrency=max_concurrency,
+            on_error=on_error,  # type: ignore[arg-type]
+            listeners=listeners, journal=spec, run_id=run_id, allow_rerun=allow_rerun, wait=wait,
+        ),
+        as_json, run_id, spec,
+    )
+
+
+def start_run(run: Callable[[list[Listener]], Coroutine[Any, Any, RunResult]], as_json: bool,
+              run_id: str | None, journal: str | None, location: str | None = None) -> None:
+    """Run (or resume) a workflow under a progress display, then report it; shared by
+    `plait run` and `plait resume`. `run(listeners)` is the run's coroutine; errors
+    name the journal by `location` (default: its spec, without a password)."""
     failure: PlaitError | None = None
+    interrupted = False
     with Progress() as progress:
         try:
-            result = asyncio.run(
-                arun(
-                    wf,
-                    *values,
-                    max_concurrency=max_concurrency,
-                    on_error=on_error,  # type: ignore[arg-type]
-                    listeners=[progress],
-                    journal=journal,
-                    run_id=run_id,
-                    allow_rerun=allow_rerun,
-                    wait=wait,
-                )
-            )
+            result = asyncio.run(run([progress]))
         except RunError as exc:
             result = exc.result  # type: ignore[assignment]
         except PlaitError as exc:  # a journal that cannot be opened, a mismatched run id
             failure = exc
-    if failure is not None:  # after the progress summary: the error is the last line
-        fail(about_journal(failure, redact(journal)) if journal else str(failure))
+        except KeyboardInterrupt:  # asyncio.run has cancelled the run and waited for it
+            interrupted = True
+    # After the progress summary: the error is the last line.
+    if failure is not None:
+        where = location or (redact(journal) if journal else None)
+        fail(about_journal(failure, where) if where else str(failure))
+    if interrupted:
+        hint = resume_hint(run_id, journal) if run_id else ""
+        print(f"interrupted{hint}", file=sys.stderr)
+        raise typer.Exit(EXIT_INTERRUPTED)
     report(result, as_json)
     if not result.ok:
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from plait.cli._app import app
+from plait.cli._fail import fail
 from plait.llm._protocol import LLMError
 from plait.llm._sim import DEFAULT_TPS, DEFAULT_TTFT, SimScript
 
@@ -30,11 +31,16 @@ def sim_server(
     from plait.llm._sim_server import serve
 
     if ttft < 0 or tps <= 0:
-        raise typer.BadParameter("need --ttft >= 0 and --tps > 0")
+        fail(f"need --ttft >= 0 and --tps > 0, got --ttft {ttft:g} --tps {tps:g}")
+    if not 0 <= port <= 65535:
+        fail(f"--port must be within 0..65535, got {port}")
     try:
         replies = SimScript(script)
-        typer.echo(f"plait sim-server: http://{host}:{port}/v1  ttft={ttft}s tps={tps}", err=True)
+    except LLMError as e:  # a script that is missing, not JSON, or with a bad rule
+        fail(str(e) if str(script) in str(e) else f"sim script {script}: {e}")
+    typer.echo(f"plait sim-server: http://{host}:{port}/v1  ttft={ttft}s tps={tps}", err=True)
+    try:
         serve(replies, ttft=ttft, tps=tps, host=host, port=port, model=model)
-    except (LLMError, OSError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
+    except OSError as e:  # the port is taken, the host is not this machine's
+        fail(f"cannot listen on {host}:{port}: {e.strerror or e}; choose another --port "
+             "or --host")

@@ -17,6 +17,7 @@ from typing import Any
 from plait._api import close_after
 from plait._durable import close_durable, open_durable
 from plait._engine import Run, journal_failure, new_run_id, tools_by_name
+from plait._errors import GraphError
 from plait._events import Event
 from plait._ownership import DEFAULT_LEASE_TTL
 from plait._result import RunResult
@@ -113,11 +114,12 @@ async def aask(
     tool_list, module_examples = tools_of(tools)
     table = tools_by_name(tool_list)
     if not table:
-        raise ValueError("ask needs at least one tool")
+        raise GraphError("ask needs at least one tool")
     taken = sorted(RESERVED & table.keys())
-    if taken:
-        raise ValueError(f"tool name(s) {', '.join(taken)} are reserved: "
-                         f"{', '.join(sorted(RESERVED))} are plan words or LLM-call nodes")
+    if taken:  # a GraphError (a ValueError too): the CLI shows it as one line
+        raise GraphError(f"tool name(s) {', '.join(taken)} are reserved: "
+                         f"{', '.join(sorted(RESERVED))} are plan words or LLM-call nodes; "
+                         f"rename it, e.g. @plait.tool(name=\"{taken[0]}_tool\")")
     llm = get_llm(model)
     model_spec = getattr(llm, "spec", type(llm).__name__)
     plan_examples = list(examples) if examples is not None else module_examples
@@ -133,7 +135,12 @@ async def aask(
         try:
             durable = await open_durable(
                 journal, run_id=run_id, entry=entry,
-                arguments={"question": question, "model": model_spec, "tools": sorted(table)},
+                arguments={"question": question, "model": model_spec, "tools": sorted(table),
+                           # How it is asked, kept for a resume; not its identity.
+                           "options": {"max_replans": max_replans, "max_repairs": max_repairs,
+                                       "max_tasks": max_tasks, "max_steps": max_steps,
+                                       "max_concurrency": max_concurrency, "timeout": timeout,
+                                       "tools_module": _source(tools)}},
                 version="", allow_rerun=allow_rerun, lease_ttl=lease_ttl, wait=wait,
             )
         except BaseException:
@@ -230,6 +237,13 @@ async def aask(
     finally:
         await close_llm()
     return _answer(question, answer[0] if answer else "", mode, session, result, elapsed)
+
+
+def _source(tools: Iterable[Tool] | ModuleType) -> dict[str, str | None] | None:
+    """Where a tools module can be imported again: by its name, or from its file."""
+    if not isinstance(tools, ModuleType):
+        return None
+    return {"name": tools.__name__, "file": getattr(tools, "__file__", None)}
 
 
 def ask(question: str, tools: Iterable[Tool] | ModuleType, **options: Any) -> Answer:

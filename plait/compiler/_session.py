@@ -207,7 +207,7 @@ class Session:
         """The LLM call that ended last (calls of one session run one at a time)."""
         return self.llm_calls[-1]
 
-    async def _call_llm(self, request: dict[str, Any], node: int) -> dict[str, Any]:
+    async def _call_llm(self, role: str, request: dict[str, Any], node: int) -> dict[str, Any]:
         """Stream one request; what comes back is journaled as the node's value."""
         on_delta = self._listeners.pop(node, None)
         started = time.perf_counter()
@@ -225,6 +225,7 @@ class Session:
                 temperature=request["temperature"],
                 grammar=request["grammar"],
                 json_schema=request["json_schema"],
+                role=role,  # not part of the request's identity: the node's tool is the role
             )
             try:
                 async with asyncio.timeout(self.llm_timeout) as deadline:
@@ -291,24 +292,25 @@ _TAKEN = object()  # `_listeners`: the node's call took its listener (it ran)
 _SESSIONS: weakref.WeakKeyDictionary[Run, weakref.ref[Session]] = weakref.WeakKeyDictionary()
 
 
-async def _llm_call(request: dict[str, Any]) -> dict[str, Any]:
-    """Every LLM-call node runs this: its run's session streams the request."""
-    current = _current_node.get()
-    assert current is not None, "LLM-call nodes run only inside a session's run"
-    run, node = current
-    session = _SESSIONS[run]()
-    assert session is not None, "an LLM-call node ran after its question ended"
-    return await session._call_llm(request, node)
+def _llm_tool(role: str) -> Tool:
+    async def _llm_call(request: dict[str, Any]) -> dict[str, Any]:
+        """Every LLM-call node runs this: its run's session streams the request."""
+        current = _current_node.get()
+        assert current is not None, "LLM-call nodes run only inside a session's run"
+        run, node = current
+        session = _SESSIONS[run]()
+        assert session is not None, "an LLM-call node ran after its question ended"
+        return await session._call_llm(role, request, node)
+
+    return make_tool(_llm_call, name=role, policy=ToolPolicy(idempotent=True))
 
 
 # One tool per role, built once (a tool's schema takes milliseconds to build). The
-# role is the tool's name, so plans, journals and events tell the calls apart.
-# Idempotent: a call cut off by a crash has no effect but its cost, so a resume
-# simply asks again.
-LLM_TOOLS = {
-    role: make_tool(_llm_call, name=role, policy=ToolPolicy(idempotent=True))
-    for role in ("planner", "joiner", "react")
-}
+# role is the tool's name, so plans, journals and events tell the calls apart, and
+# it goes with the call to the model (`role=`), so a simulated model's script can
+# answer by role. Idempotent: a call cut off by a crash has no effect but its
+# cost, so a resume simply asks again.
+LLM_TOOLS = {role: _llm_tool(role) for role in ("planner", "joiner", "react")}
 LLM_ROLES = frozenset(LLM_TOOLS)
 
 

@@ -3,7 +3,7 @@
 Inference runs in a worker thread that feeds the caller's event loop through
 `call_soon_threadsafe`. One lock per loaded model: concurrent callers queue on
 it, each in its own (waiting) thread, so the default executor is never tied
-up. Models are loaded once per (path, n_ctx) per process. llama_cpp is
+up. Models are loaded once per (path, n_ctx, threads) per process. llama_cpp is
 imported lazily, in the worker.
 
 Stopping: a thread inside llama.cpp when the interpreter exits, or when its
@@ -21,6 +21,7 @@ import asyncio
 import atexit
 import importlib.metadata
 import importlib.util
+import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -43,6 +44,15 @@ BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_N_CTX = 4096
 SMALL_MODEL_BYTES = 1_500_000_000
 DEFAULT_SEED = 1234
+
+
+def default_threads() -> int:
+    """The cores this process may run on. llama_cpp's own default is half the
+    machine's cores for generation: one thread on a two-core machine."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
 
 
 def bundled_model_path() -> Path:
@@ -75,7 +85,7 @@ class _Loaded:
     closed: bool = False  # freed by `_close_all` (under `lock`): a waiting call must not run
 
 
-_models: dict[tuple[str, int], _Loaded] = {}
+_models: dict[tuple[str, int, int], _Loaded] = {}  # by (path, n_ctx, threads)
 _models_lock = threading.Lock()
 _worker = threading.local()  # .cancel: the cancel event of this thread's call
 
@@ -101,9 +111,9 @@ def _prompt_counter(llama: Any) -> Callable[[list[dict[str, str]]], int | None]:
     return count
 
 
-def _load(path: str, n_ctx: int, seed: int) -> _Loaded:
+def _load(path: str, n_ctx: int, seed: int, threads: int) -> _Loaded:
     with _models_lock:
-        loaded = _models.get((path, n_ctx))
+        loaded = _models.get((path, n_ctx, threads))
         if loaded is None:
             import llama_cpp
 
@@ -113,10 +123,11 @@ def _load(path: str, n_ctx: int, seed: int) -> _Loaded:
                 atexit.register(_close_all)
             if _log_callback is None:
                 _quiet_aborts()
-            llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, seed=seed, verbose=False)
+            llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, seed=seed, verbose=False,
+                                    n_threads=threads, n_threads_batch=threads)
             loaded = _Loaded(llama, threading.Lock(), _prompt_counter(llama))
             _set_abort_callback(loaded)
-            _models[(path, n_ctx)] = loaded
+            _models[(path, n_ctx, threads)] = loaded
         return loaded
 
 
@@ -170,8 +181,11 @@ def _close_all() -> None:
 
 class LocalLLM(BaseLLM):
     def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = DEFAULT_N_CTX,
-                 seed: int = DEFAULT_SEED) -> None:
+                 seed: int = DEFAULT_SEED, threads: int | None = None) -> None:
         require_llama_cpp()
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or threads < 1):
+            raise LLMOptionError(f"local: threads must be a whole number >= 1, got {threads!r}")
         if model_path:
             path = Path(model_path).expanduser()
             if not path.is_file():
@@ -183,6 +197,9 @@ class LocalLLM(BaseLLM):
         self.model_path = path
         self.n_ctx = n_ctx
         self.seed = seed
+        # Not part of `spec`: how fast this machine runs the model, not which model
+        # it is, so a question journaled with 2 threads resumes with 4.
+        self.threads = threads or default_threads()
 
     def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
         return _Deltas(self._work, request, meter)
@@ -200,7 +217,7 @@ class LocalLLM(BaseLLM):
               cancel: threading.Event) -> None:
         _worker.cancel = cancel
         try:
-            loaded = _load(str(self.model_path), self.n_ctx, self.seed)
+            loaded = _load(str(self.model_path), self.n_ctx, self.seed, self.threads)
             while not loaded.lock.acquire(timeout=0.1):
                 if cancel.is_set():
                     return

@@ -44,6 +44,7 @@ from plait.llm._protocol import (
     LLMOptionError,
     LLMProtocolError,
     LLMTimeout,
+    ROLE_HEADER,
     Meter,
     Request,
     approx_prompt_tokens,
@@ -103,6 +104,8 @@ class _Secret:
 
     __str__ = __repr__
 
+
+_VERSIONED = re.compile(r"/v\d+[a-z]*(/|$)")
 
 _URL_HELP = ("write it as scheme://host[:port]/path, with ':', '/', '@', '?' and '#' in "
              "credentials percent-encoded")
@@ -284,9 +287,19 @@ class OpenAILLM(BaseLLM):
             raise LLMOptionError("openai: needs a model name, e.g. openai:gpt-4o-mini")
         self.model = model
         self.spec = f"openai:{model}"
-        url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        env_url = os.environ.get("OPENAI_BASE_URL")
+        # Where the URL came from, for errors that say what to change.
+        self._url_from = "base_url=" if base_url else "OPENAI_BASE_URL" if env_url else None
+        url = (base_url or env_url or DEFAULT_BASE_URL).rstrip("/")
         self.base_url, credentials = split_credentials(url)
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        if self._url_from is None and not key and transport is None:
+            # OpenAI's own API refuses every call without a key: say so before one is made.
+            raise LLMOptionError(
+                f"openai:{model}: neither OPENAI_API_KEY nor OPENAI_BASE_URL is set. For "
+                f"OpenAI's API ({DEFAULT_BASE_URL}) set OPENAI_API_KEY; for another "
+                "OpenAI-compatible server set OPENAI_BASE_URL, e.g. "
+                "OPENAI_BASE_URL=http://127.0.0.1:8080/v1")
         self._key = _Secret(key) if key else None
         self._basic: tuple[_Secret, _Secret] | None = None
         secrets = [key] if key else []
@@ -350,6 +363,26 @@ class OpenAILLM(BaseLLM):
             data = data[:800].decode("utf-8", "replace")
         return snippet(self._scrub(data))
 
+    def _from(self) -> str:
+        """Where the base URL came from, as a hint's ending."""
+        return f" (the base URL is from {self._url_from})" if self._url_from else ""
+
+    def _hint(self, status: int) -> str:
+        """How to fix the usual causes of a 401 or 404 answer (never showing a secret)."""
+        if status == 401:
+            if self._basic is not None:
+                return "; the user and password in the base URL were refused"
+            if self._key is None:
+                return "; the server wants an API key: set OPENAI_API_KEY"
+            return "; the API key (OPENAI_API_KEY or api_key=) was refused: check it"
+        if status == 404 and not _VERSIONED.search(urlsplit(self.base_url).path):
+            # A server's root URL (http://host:8000) instead of its API's (.../v1); a
+            # versioned one (/v1, /v1beta, /api/v2) that answers 404 lacks something else.
+            setting = "base_url=" if self._url_from == "base_url=" else "OPENAI_BASE_URL="
+            return (f"; OpenAI-compatible servers serve the API under /v1: add /v1 to the "
+                    f"base URL, {setting}{self.base_url}/v1")
+        return ""
+
     def _check(self, request: Request) -> None:
         if request.grammar is not None and self.dialect.grammar_field is None:
             raise LLMOptionError(
@@ -390,6 +423,8 @@ class OpenAILLM(BaseLLM):
 
     async def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
         body = self.body(request)
+        # The role is no part of the body: a real server would refuse an unknown field.
+        extra = {ROLE_HEADER: request.role} if request.role else {}
         estimate = approx_prompt_tokens(request.messages) + (request.max_tokens or 256)
         attempt = 0
         while True:
@@ -397,7 +432,7 @@ class OpenAILLM(BaseLLM):
                 await self._limiter.acquire(estimate)
             sent = 0
             try:
-                async for delta in self._attempt(body, meter):
+                async for delta in self._attempt(body, extra, meter):
                     sent += 1
                     yield delta
                 break
@@ -447,19 +482,22 @@ class OpenAILLM(BaseLLM):
                 f"{where} sent a malformed chunk ({at}: {first['msg']}): {self._sample(data)}"
             ) from None
 
-    async def _attempt(self, body: dict[str, Any], meter: Meter) -> AsyncIterator[str]:
+    async def _attempt(self, body: dict[str, Any], headers: dict[str, str], meter: Meter
+                       ) -> AsyncIterator[str]:
         where = f"{self.base_url}/chat/completions"
         done = False
         finish: str | None = None
         try:
             async with self._client().stream(
-                "POST", where, json=body, headers=self._authorization(), timeout=self._timeout,
+                "POST", where, json=body, headers={**headers, **self._authorization()},
+                timeout=self._timeout,
             ) as response:
                 if response.status_code >= 400:
                     head = await self._head(response)
+                    said = self._sample(head) if head else response.reason_phrase
                     raise LLMHTTPError(
                         response.status_code,
-                        f"{where}: {self._sample(head) if head else response.reason_phrase}",
+                        f"{where}: {said}{self._hint(response.status_code)}",
                         retry_after=parse_retry_after(response.headers.get("retry-after")))
                 kind = response.headers.get("content-type", "").lower()
                 if not kind.startswith("text/event-stream"):
@@ -499,7 +537,9 @@ class OpenAILLM(BaseLLM):
                 f"no free connection to {where} within {self.read_timeout} s (at most "
                 f"max_connections={self.max_connections} per server)") from None
         except httpx.ConnectError as e:
-            raise LLMConnectionError(f"cannot connect to {where}: {type(e).__name__}") from None
+            raise LLMConnectionError(
+                f"cannot connect to {where}: {type(e).__name__}; is the server running at "
+                f"{self.base_url}?{self._from()}") from None
         except httpx.TimeoutException as e:
             raise LLMTimeout(
                 f"{where} sent no data for read_timeout={self.read_timeout} s "

@@ -17,6 +17,9 @@ from typing import Any, Protocol, Self, runtime_checkable
 from plait._errors import PlaitError
 
 ROLES = frozenset({"system", "user", "assistant"})
+# The HTTP header that carries a call's `role` to an OpenAI-compatible server
+# (ignored by real ones; `plait sim-server` matches script rules on it).
+ROLE_HEADER = "X-Plait-Role"
 # Finish reasons of a reply that did not end where the model meant it to.
 TRUNCATED = frozenset({"length", "content_filter"})
 
@@ -60,6 +63,9 @@ class Request:
     temperature: float | None = None
     grammar: str | None = None
     json_schema: Mapping[str, Any] | None = field(default=None, hash=False)
+    # What the call is for, as its caller names it ("planner", "joiner", "react"):
+    # never shown to the model; a simulated model's script can match on it.
+    role: str | None = None
 
     @property
     def last_user(self) -> str:
@@ -94,6 +100,7 @@ class LLM(Protocol):
         temperature: float | None = None,
         grammar: str | None = None,
         json_schema: dict | None = None,
+        role: str | None = None,
     ) -> LLMStream: ...
 
     async def complete(
@@ -105,6 +112,7 @@ class LLM(Protocol):
         temperature: float | None = None,
         grammar: str | None = None,
         json_schema: dict | None = None,
+        role: str | None = None,
     ) -> Completion: ...
 
     async def aclose(self) -> None: ...
@@ -198,6 +206,7 @@ def build_request(
     temperature: float | None = None,
     grammar: str | None = None,
     json_schema: Mapping[str, Any] | None = None,
+    role: str | None = None,
 ) -> Request:
     msgs = tuple(_as_message(m) for m in messages)
     if not msgs:
@@ -207,7 +216,8 @@ def build_request(
     if max_tokens is not None and max_tokens < 1:
         raise LLMOptionError(f"max_tokens must be >= 1, got {max_tokens}")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
-    return Request(msgs, tuple(s for s in stops if s), max_tokens, temperature, grammar, json_schema)
+    return Request(msgs, tuple(s for s in stops if s), max_tokens, temperature, grammar, json_schema,
+                   role)
 
 
 @dataclass(slots=True)
@@ -300,6 +310,7 @@ class BaseLLM:
         temperature: float | None = None,
         grammar: str | None = None,
         json_schema: dict | None = None,
+        role: str | None = None,
     ) -> MeteredStream:
         request = build_request(
             messages,
@@ -308,6 +319,7 @@ class BaseLLM:
             temperature=temperature,
             grammar=grammar,
             json_schema=json_schema,
+            role=role,
         )
         self._check(request)
         return MeteredStream(request, self._produce)

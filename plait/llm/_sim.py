@@ -14,10 +14,14 @@ Script forms (the ``script=`` option):
 - None: every call gets `DEFAULT_REPLY`.
 - a str: every call gets that reply.
 - a list: strings are a queue (each used once, in order); dicts are rules
-  ``{"match": regex on the last user message, "reply": text, "times": N,
-  "fault": {...}}`` (no "match" matches anything; no "times" = unlimited).
-  The first usable item wins.
-- a callable ``f(messages) -> str``.
+  ``{"role": the call's role, "match": regex on the last user message,
+  "reply": text, "times": N, "fault": {...}}`` (no "role" or "match" matches
+  anything; no "times" = unlimited). The first usable item wins.
+- a callable ``f(messages) -> str``, or ``f(messages, role) -> str``.
+
+A call's role is what its caller says it is for (`ask` says "planner",
+"joiner" or "react"; over HTTP it comes as the ``X-Plait-Role`` header), so a
+script can answer a planner with a plan without knowing how its prompt reads.
 - a `pathlib.Path` to a JSON file holding such a list (or one string).
 
 A fault (see `Fault`) makes the call fail the way a real server would.
@@ -26,6 +30,7 @@ A fault (see `Fault`) makes the call fail the way a real server would.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import re
 import threading
@@ -96,12 +101,13 @@ class Rule:
     match: re.Pattern[str] | None = None
     times: int | None = None  # None = unlimited
     fault: Fault | None = None
+    role: str | None = None  # None = a call of any role
 
     @classmethod
     def from_item(cls, item: str | dict[str, Any]) -> Rule:
         if isinstance(item, str):
             return cls(item, times=1)
-        unknown = set(item) - {"match", "reply", "times", "fault"}
+        unknown = set(item) - {"role", "match", "reply", "times", "fault"}
         if unknown:
             raise LLMOptionError(f"unknown sim rule fields {sorted(unknown)}")
         match = item.get("match")
@@ -115,6 +121,7 @@ class Rule:
             match=pattern,
             times=item.get("times"),
             fault=Fault.from_dict(fault) if fault is not None else None,
+            role=None if item.get("role") is None else str(item["role"]),
         )
 
 
@@ -132,18 +139,18 @@ class SimScript:
     """Picks the reply for each call. Thread-safe; counts rule uses."""
 
     def __init__(self, source: Any = None) -> None:
-        self._fn: Callable[[Sequence[Message]], str] | None = None
+        self._fn: Callable[[Sequence[Message], str | None], str] | None = None
         self._rules: list[Rule] = []
         self._used: list[int] = []
         self._lock = threading.Lock()
         if isinstance(source, Path):
-            source = json.loads(source.read_text(encoding="utf-8"))
+            source = read_script(source)
         if source is None:
             source = DEFAULT_REPLY
         if isinstance(source, str):
             self._rules = [Rule(source)]
         elif callable(source):
-            self._fn = source
+            self._fn = source if _takes_role(source) else (lambda messages, _role: source(messages))
         elif isinstance(source, list):
             self._rules = [Rule.from_item(item) for item in source]
         else:
@@ -153,17 +160,21 @@ class SimScript:
 
     def pick(self, request: Request) -> Rule:
         if self._fn is not None:
-            return Rule(str(self._fn(request.messages)))
+            return Rule(str(self._fn(request.messages, request.role)))
         text = request.last_user
         with self._lock:
             for i, rule in enumerate(self._rules):
                 if rule.times is not None and self._used[i] >= rule.times:
                     continue
+                if rule.role is not None and rule.role != request.role:
+                    continue
                 if rule.match is not None and not rule.match.search(text):
                     continue
                 self._used[i] += 1
                 return rule
-        raise LLMError(f"sim script has no reply left for the last user message {text[:80]!r}")
+        role = f" of a {request.role} call" if request.role else ""
+        raise LLMError(f"sim script has no reply left for the last user message{role} "
+                       f"{text[:80]!r}")
 
     def plan(self, request: Request) -> Plan:
         rule = self.pick(request)
@@ -176,6 +187,16 @@ class SimScript:
             pieces, finish = pieces[: request.max_tokens], "length"
         prompt = sum(count_tokens(m.content) for m in request.messages)
         return Plan(tuple(pieces), prompt, finish, rule.fault)
+
+
+def _takes_role(fn: Callable[..., Any]) -> bool:
+    """Whether a script function takes the call's role too: f(messages, role)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): f(messages)
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 async def sleep_until(deadline: float) -> None:
@@ -229,3 +250,19 @@ class SimLLM(BaseLLM):
             await sleep_until(start + self.ttft)
         meter.prompt_tokens = plan.prompt_tokens
         meter.completion_tokens = len(plan.pieces)
+
+
+def read_script(path: Path) -> Any:
+    """A script file's JSON; a file that is missing or not JSON is an LLMOptionError
+    naming it (a CLI turns that into one `error:` line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise LLMOptionError(f"cannot read the sim script {path}: {reason}") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise LLMOptionError(
+            f"the sim script {path} is not JSON ({exc}); it holds a list of replies and "
+            'rules, e.g. ["a reply", {"match": "K2", "reply": "8611 m"}]') from None

@@ -9,6 +9,9 @@ request arrives. Faults from the script (`"fault": {...}` in a rule):
 - ``{"stall_after": K}``: K content chunks, then silence (connection kept).
 - ``{"hang": true}``: no answer at all.
 
+A rule's "role" is matched against the request's `X-Plait-Role` header, which
+plait's OpenAI client sends with every call that has a role (planner, joiner, react).
+
 starlette and uvicorn are imported lazily (extra `plait[sim]`).
 """
 
@@ -16,13 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Self
 
-from plait.llm._protocol import LLMError, MissingExtraError, build_request
+from plait.llm._protocol import ROLE_HEADER, LLMError, MissingExtraError, build_request
 from plait.llm._sim import (
     DEFAULT_TPS,
     DEFAULT_TTFT,
@@ -125,7 +129,8 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
             req = build_request(messages, stop=body.get("stop"),
                                 max_tokens=body.get("max_tokens") or body.get(
                                     "max_completion_tokens"),
-                                temperature=body.get("temperature"))
+                                temperature=body.get("temperature"),
+                                role=request.headers.get(ROLE_HEADER))
             plan = script.plan(req)
         except (ValueError, KeyError, TypeError, LLMError) as e:
             return error(400, f"bad request: {e}")
@@ -179,11 +184,15 @@ def _config(app: Any, host: str, port: int, log_level: str) -> Any:
 def serve(script: Any = None, *, ttft: float = DEFAULT_TTFT, tps: float = DEFAULT_TPS,
           host: str = "127.0.0.1", port: int = 8765, model: str = "sim",
           log_level: str = "info") -> None:
-    """Run the server in the foreground until interrupted."""
+    """Run the server in the foreground until interrupted. An address it cannot
+    listen on (a port taken, a host not this machine's) raises OSError first."""
     app = create_app(script, ttft=ttft, tps=tps, model=model)  # checks the extra
     import uvicorn
 
-    uvicorn.Server(_config(app, host, port, log_level)).run()
+    # Bound here, not by uvicorn, which would log the failure and exit the process.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family)
+    uvicorn.Server(_config(app, host, port, log_level)).run(sockets=[sock])
 
 
 class SimServer:

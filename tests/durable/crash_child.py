@@ -47,6 +47,7 @@ import sys
 import time
 import traceback
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -587,11 +588,13 @@ def calibrate(spec: str, workdir: Path, run_id: str, width: int = 8) -> float:
 
 def run_trials(
     spec: str, trials: int, workdir: Path, *, seed: int, duration: float, parallel: int = 2,
-    prefix: str = "t", **options: Any,
+    prefix: str = "t", progress: Callable[[int, TrialStats], None] | None = None,
+    **options: Any,
 ) -> TrialStats:
     """`trials` independent trials, `parallel` at a time; trial i uses the RNG seeded
     with (seed, i), so a failing trial can be re-run alone. Raises the first Violation
-    (after the running trials end) unless options say keep_going=True."""
+    (after the running trials end) unless options say keep_going=True. `progress`
+    is called with each trial's number and stats as it ends (in order)."""
     from concurrent.futures import ThreadPoolExecutor
 
     keep_going = options.pop("keep_going", False)
@@ -610,6 +613,8 @@ def run_trials(
             return stats
 
     with ThreadPoolExecutor(parallel) as pool:
-        for stats in pool.map(one, range(trials)):
+        for i, stats in enumerate(pool.map(one, range(trials))):
             total.add(stats)
+            if progress is not None:
+                progress(i, stats)
     return total

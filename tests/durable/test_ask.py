@@ -89,7 +89,7 @@ def test_asking_again_under_the_same_run_id_replays_everything(spec: str) -> Non
 
 def test_plait_resume_of_a_question_says_how(spec: str) -> None:
     plait.ask("x and y?", _tools([]), model=_model([]), journal=spec, run_id="q4")
-    with pytest.raises(plait.PlaitError, match="plait resume q4 --tools"):
+    with pytest.raises(plait.PlaitError, match="CLI: plait resume q4"):
         plait.resume("q4", spec)
 
 

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 import plait
 from plait.cli import app
+from plait.cli._journal import default_journal
 from plait.journal import Intent, RunRecord, open_journal
 
 from . import crash_child as cc
@@ -73,11 +74,11 @@ def test_run_runs_show_resume(spec: str) -> None:
     r = plait_cli("runs", "--journal", spec)
     assert r.exit_code == 0, r.output
     row = next(ln for ln in r.stdout.splitlines() if "cli1" in ln)
-    assert "done" in row and "shout_all" in row
+    assert "done" in row and "shout_all" in row and "test_cli_journal" not in row
 
     r = plait_cli("show", "cli1", "--journal", spec)
     assert r.exit_code == 0, r.output
-    rows = [ln for ln in r.stdout.splitlines() if "│ shout" in ln and "done" in ln]
+    rows = [ln for ln in r.stdout.splitlines() if "shout(word=" in ln and " done " in ln]
     assert len(rows) == 2, r.stdout
     assert all(KEYS[w][:12] in r.stdout for w in "ab")
 
@@ -274,10 +275,10 @@ def test_a_truncated_or_foreign_file_is_one_error_line(tmp_path: Path) -> None:
 
 def test_reading_commands_never_create_a_journal(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("PLAIT_JOURNAL", raising=False)
+    default = Path(default_journal())  # in this test's own $XDG_DATA_HOME
     for args in (["runs"], ["show", "x"], ["resume", "x"]):
         r = plait_cli(*args)
-        _one_error_line(r, f"no journal at {tmp_path / 'runs.db'} (the default)", "--journal",
+        _one_error_line(r, f"no journal at {default} (the default)", "--journal",
                         "PLAIT_JOURNAL")
         r = plait_cli(*args, env={"PLAIT_JOURNAL": "elsewhere.db"})
         _one_error_line(r, f"no journal at {tmp_path / 'elsewhere.db'} (from $PLAIT_JOURNAL)")
@@ -287,8 +288,9 @@ def test_reading_commands_never_create_a_journal(tmp_path: Path, monkeypatch: An
         _one_error_line(plait_cli(*args, "--journal", "empty.db"), "no journal at")
         assert (tmp_path / "empty.db").stat().st_size == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
+    assert not default.parent.exists()
     # A writing command creates one where asked; then the readers find it.
     r = plait_cli("run", TARGET, "a", "--run-id", "made", "--journal", "runs.db")
     assert r.exit_code == 0 and (tmp_path / "runs.db").is_file(), r.output
-    r = plait_cli("runs")
+    r = plait_cli("runs", "--journal", "runs.db")
     assert r.exit_code == 0 and "made" in r.stdout, r.output

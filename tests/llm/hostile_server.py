@@ -102,6 +102,14 @@ async def echo_401(w: Writer, r: Request) -> None:
     ).encode())
 
 
+async def v1_only(w: Writer, r: Request) -> None:
+    """A server whose API is under /v1, as most are: anything else is Not Found."""
+    if r.path.endswith("/v1/chat/completions"):
+        w.write(head() + chunk("fine") + chunk(None, "stop") + USAGE + DONE)
+    else:
+        w.write(head(404, "application/json", "Not Found") + b'{"detail": "Not Found"}')
+
+
 def scripted(planner: bytes, joiner: Callable[[Request], bytes]) -> Shape:
     async def shape(w: Writer, r: Request) -> None:
         w.write(head() + (joiner(r) if r.joiner else planner) + USAGE + DONE)
@@ -142,6 +150,7 @@ SHAPES: dict[str, Shape] = {
     "endless": endless,
     "stall": stall,
     "echo_401": echo_401,
+    "v1_only": v1_only,
     "ask_cut": scripted(PLAN, lambda r: CUT_JOINER),
     "ask_cut_once": scripted(PLAN, cut_then_whole),
     "react_cut": const(head(), chunk("Thought: I will think about this at gre", "length"),

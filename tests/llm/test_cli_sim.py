@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from plait.llm import Message, OpenAILLM
+from plait.llm import LLMHTTPError, Message, OpenAILLM
 from tests._support import free_port
 
 # Runs the `plait` app with the sim command registered (also when the CLI
@@ -51,6 +51,41 @@ def test_sim_server_command_serves_a_script(tmp_path, arun) -> None:
         proc.wait(10)
 
 
+def test_sim_server_rules_match_the_role_sent_by_the_client(tmp_path, arun) -> None:
+    """The OpenAI client sends a call's role as a header; the server's rules match it."""
+    script = tmp_path / "roles.json"
+    script.write_text(json.dumps([{"role": "planner", "reply": "a plan"},
+                                  {"role": "joiner", "reply": "an answer"}]))
+    port = free_port()
+    proc = plait_cli("sim-server", "--script", str(script), "--ttft", "0", "--tps", "1000",
+                     "--port", str(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        wait_until_up(proc, base)
+        llm = OpenAILLM("sim", base_url=base, max_retries=0)
+        hi = [Message("user", "hi")]
+        assert arun(llm.complete(hi, role="joiner")).text == "an answer"
+        assert arun(llm.complete(hi, role="planner")).text == "a plan"
+        with pytest.raises(LLMHTTPError, match="no reply left .* of a react call"):
+            arun(llm.complete(hi, role="react"))
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def wait_until_up(proc: subprocess.Popen, base: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, "plait sim-server exited early"
+        try:
+            if httpx.get(f"{base}/models", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "plait sim-server did not start in 30 s"
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("content", ["[not json", '[{"reply": "x", "fault": {"oops": 1}}]'])
 def test_sim_server_rejects_a_bad_script(tmp_path, content) -> None:
     script = tmp_path / "bad.json"
@@ -58,4 +93,5 @@ def test_sim_server_rejects_a_bad_script(tmp_path, content) -> None:
     proc = plait_cli("sim-server", "--script", str(script), "--port", str(free_port()),
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1 and "error:" in err
+    assert proc.returncode == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error: ") and str(script) in err

@@ -129,3 +129,14 @@ def test_bad_grammar_is_a_clear_error(gguf_path, arun) -> None:
 
     with pytest.raises(LLMOptionError, match="grammar"):
         arun(get_llm("local").complete(QUESTION, grammar="root ::= (", max_tokens=4))
+
+
+def test_the_model_runs_on_the_threads_asked_for(gguf_path, arun) -> None:
+    from plait.llm._local import _models, default_threads
+
+    for spec, want in (("local:threads=1", 1), ("local", default_threads())):
+        llm = get_llm(spec)
+        assert arun(llm.complete([Message("user", "Hi")], max_tokens=2)).text
+        llama = _models[(str(gguf_path), llm.n_ctx, want)].llama  # type: ignore[attr-defined]
+        assert (llama.context_params.n_threads, llama.context_params.n_threads_batch) == (
+            want, want)

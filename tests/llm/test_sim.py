@@ -52,6 +52,28 @@ def test_rules_match_the_last_user_message_and_count_uses(arun) -> None:
     assert arun(llm.complete([Message("user", "other")])).text == "fallback"
 
 
+def test_rules_match_the_role_of_the_call(arun) -> None:
+    llm = SimLLM([
+        {"role": "planner", "reply": "1. join()"},
+        {"role": "joiner", "match": "K2", "reply": "K2"},
+        {"role": "joiner", "reply": "Everest"},
+    ], **FAST)
+    asked = [Message("user", "Which is taller, Everest or K2?")]
+    assert arun(llm.complete(asked, role="planner")).text == "1. join()"
+    assert arun(llm.complete(asked, role="joiner")).text == "K2"
+    assert arun(llm.complete([Message("user", "?")], role="joiner")).text == "Everest"
+    with pytest.raises(LLMError, match="no reply left .* of a react call"):
+        arun(llm.complete(asked, role="react"))
+    with pytest.raises(LLMError, match="no reply left"):  # no role: no role rule matches
+        arun(llm.complete(asked))
+
+
+def test_a_script_function_may_take_the_role(arun) -> None:
+    llm = SimLLM(lambda messages, role: f"{role}: {messages[-1].content}", **FAST)
+    assert arun(llm.complete(HI, role="joiner")).text == "joiner: hi"
+    assert arun(llm.complete(HI)).text == "None: hi"
+
+
 def test_function_script_and_default_reply(arun, tmp_path) -> None:
     echo = SimLLM(lambda messages: messages[-1].content.upper(), **FAST)
     assert arun(echo.complete([Message("user", "shout")])).text == "SHOUT"

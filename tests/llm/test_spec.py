@@ -13,6 +13,7 @@ import plait.llm as llm_pkg
 from plait.llm import (
     LLM,
     LLMOptionError,
+    LocalLLM,
     Message,
     MissingExtraError,
     OpenAILLM,
@@ -21,7 +22,7 @@ from plait.llm import (
     Usage,
     get_llm,
 )
-from plait.llm._spec import parse_sim_options
+from plait.llm._spec import parse_local, parse_sim_options
 
 
 def test_public_surface_is_curated() -> None:
@@ -131,3 +132,42 @@ def test_local_path_must_exist(tmp_path) -> None:
     pytest.importorskip("llama_cpp")
     with pytest.raises(LLMOptionError, match="no model file"):
         get_llm(f"local:{tmp_path / 'missing.gguf'}")
+
+
+def test_local_spec_takes_a_thread_count(gguf_path, tmp_path) -> None:
+    from plait.llm._local import default_threads
+
+    bundled = get_llm("local:threads=2")
+    assert isinstance(bundled, LocalLLM) and bundled.threads == 2
+    assert bundled.spec == "local"  # the model, not how fast this machine runs it
+    assert get_llm("local").threads == default_threads() >= 1  # type: ignore[attr-defined]
+    assert get_llm("local:threads=3", threads=1).threads == 1  # type: ignore[attr-defined]
+    # a path may hold commas: only trailing key=value items are options
+    odd = tmp_path / "a,b.gguf"
+    odd.write_bytes(gguf_path.read_bytes()[:64])  # only its existence is checked here
+    for spec in (f"local:{odd},threads=2", f"local:{odd}, threads = 2"):
+        llm = get_llm(spec)
+        assert isinstance(llm, LocalLLM)
+        assert (llm.model_path, llm.threads, llm.spec) == (odd, 2, f"local:{odd}")
+    assert get_llm(f"local:{odd}").model_path == odd  # type: ignore[attr-defined]
+
+
+def test_local_spec_options_are_checked(gguf_path) -> None:
+    assert parse_local("threads=4") == ("", {"threads": 4})
+    for bad, says in (("local:threads=two", "whole number"), ("local:threads=0", ">= 1"),
+                      ("local:thread=2", "unknown local option 'thread'"),
+                      ("local:m.gguf,n_ctx=9", "known: threads")):
+        with pytest.raises(LLMOptionError, match=says):
+            get_llm(bad)
+
+
+def test_default_threads_are_the_cores_this_process_may_use(monkeypatch) -> None:
+    import os
+
+    from plait.llm import _local
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert _local.default_threads() == 3
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 5)
+    assert _local.default_threads() == 5
