@@ -495,10 +495,15 @@ MAX_NAMES = 6  # names tracked one by one in a grounded plan (2**6 states a step
 
 def _grounded_steps(g: Grammar, tools: list[Tool], head: list[Expr], first: int, last: int,
                     earlier: list[int], max_string: int, names: list[str]) -> None:
-    """Steps whose calls name each of `names` (the question's) at most once: a small
-    model that would write `lookup("K2")` twice, or never reach the second name,
-    cannot. The state of rule `step-N-M` is the bit mask M of names used so far."""
+    """Steps that first call each of `names` (the question's) once, in any order,
+    then at most one call that builds on their results, then join: a small model
+    that would write `lookup("K2")` twice, or join before the second name, cannot.
+    The state of rule `step-N-M` is the bit mask M of names used so far."""
     names = names[:MAX_NAMES]
+    every = (1 << len(names)) - 1
+    # A call per name and one more (arithmetic on their results): a small model
+    # given more room fills it with calls that help nothing.
+    last = min(last, first + len(names) + 1)
     g.define("root", Rule(f"step-{first}-0"))
     masks = {0}
     for n in range(first, last):
@@ -508,21 +513,20 @@ def _grounded_steps(g: Grammar, tools: list[Tool], head: list[Expr], first: int,
             options: list[Expr] = []
             for tool in tools:
                 slot = _name_slot(tool)
-                if slot is None:
+                if used != every:  # names first, each once
+                    for k, name in enumerate(names):
+                        if slot is not None and not used & (1 << k):
+                            call = _call(tool, values, {slot: Lit(f'"{name}"')})
+                            options.append(seq(call, "\n", Rule(f"step-{n + 1}-{used | 1 << k}")))
+                            following.add(used | 1 << k)
+                elif slot is None:  # then what builds on their results
                     options.append(seq(_call(tool, values), "\n", Rule(f"step-{n + 1}-{used}")))
                     following.add(used)
-                    continue
-                for k, name in enumerate(names):
-                    if used & (1 << k):
-                        continue
-                    call = _call(tool, values, {slot: Lit(f'"{name}"')})
-                    options.append(seq(call, "\n", Rule(f"step-{n + 1}-{used | 1 << k}")))
-                    following.add(used | 1 << k)
-                if values.computed is not None:
+                elif values.computed is not None:
                     call = _call(tool, values, {slot: values.computed})
                     options.append(seq(call, "\n", Rule(f"step-{n + 1}-{used}")))
                     following.add(used)
-            if n > first:
+            if n > first and used == every:
                 options.append(Lit("join()"))
             if options:
                 g.define(f"step-{n}-{used}", seq(*head, f"{n}. ", alt(*options)))

@@ -359,8 +359,8 @@ Tools:
 
 Every reply is exactly two lines:
 Thought: <your reasoning>
-Action: <one call, e.g. tool("argument")>
-When you know the answer, the action is `finish("the answer")`.
+Action: <one call of a tool above>
+When you know the answer, the action is `finish(...)` with the answer in quotes.
 After each action you get its result as an Observation."""
 
 

@@ -156,6 +156,8 @@ def test_grounded_plans_quote_the_question_or_compute_on_results():
                     assert value in spans, text  # a literal is quoted from the question
         used = [spans.index(v) for t in tasks for v in t.arguments.values() if v in spans]
         assert len(used) == len(set(used)), text  # each name at most once
+        assert set(used) == set(range(len(spans))), text  # every name, before join
+        assert len(tasks) <= len(spans) + 1, text
         for line in text.splitlines():  # a text with $N holds only arithmetic
             for arg in re.findall(r'"([^"]*\$\{[^"]*)"', line):
                 assert re.fullmatch(r"\$\{\d+\}( [-+*/] (\$\{\d+\}|[\d.]+))+", arg), arg
