@@ -26,7 +26,7 @@ from plait.compiler._grammar import question_names
 from plait.compiler._joiner import Joiner
 from plait.compiler._parser import PlanError
 from plait.compiler._planner import Planner
-from plait.compiler._prompt import planner_messages, repair_messages
+from plait.compiler._prompt import planner_messages, repair_messages, slot_uses
 from plait.compiler._react import ReAct
 from plait.compiler._records import Answer, CompilerEvent, TaskResult
 from plait.compiler._session import LLM_ROLES, Session
@@ -178,7 +178,8 @@ async def aask(
         small = getattr(llm, "small", False) if grounded is None else grounded
         planner = Planner(session, max_tasks=max_tasks, max_tokens=planner_max_tokens,
                           thoughts=thoughts and not small,
-                          spans=question_names(question) if small else None)
+                          spans=question_names(question) if small else None,
+                          uses=slot_uses(plan_examples) if small else None)
         joiner = Joiner(session, max_tokens=joiner_max_tokens, grounded=small,
                         examples=plan_examples)
         reason: str | None = None

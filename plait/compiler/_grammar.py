@@ -442,6 +442,7 @@ def plan_grammar(
     thoughts: bool = True,
     max_thought: int = 100,
     spans: Sequence[str] | None = None,
+    uses: Mapping[str, frozenset[str]] | None = None,
 ) -> str:
     """GBNF for a plan whose tasks are numbered from `first`.
 
@@ -451,7 +452,7 @@ def plan_grammar(
     """
     return plan_grammar_tree(
         tools, first=first, known=known, max_tasks=max_tasks, max_string=max_string,
-        thoughts=thoughts, max_thought=max_thought, spans=spans,
+        thoughts=thoughts, max_thought=max_thought, spans=spans, uses=uses,
     ).render()
 
 
@@ -465,6 +466,7 @@ def plan_grammar_tree(
     thoughts: bool = True,
     max_thought: int = 100,
     spans: Sequence[str] | None = None,
+    uses: Mapping[str, frozenset[str]] | None = None,
 ) -> Grammar:
     """`plan_grammar` as a tree, which can also be sampled from."""
     tools = list(tools)
@@ -478,7 +480,7 @@ def plan_grammar_tree(
     last = first + max_tasks  # the number join() gets when the plan is full
     names = grounded_spans(spans) if spans is not None else []
     if names:
-        _grounded_steps(g, tools, head, first, last, earlier, max_string, names)
+        _grounded_steps(g, tools, head, first, last, earlier, max_string, names, uses or {})
         return g
     g.define("root", Rule(f"step-{first}"))
     for n in range(first, last):
@@ -493,12 +495,19 @@ def plan_grammar_tree(
 MAX_NAMES = 6  # names tracked one by one in a grounded plan (2**6 states a step)
 
 
+SLOT_USES = frozenset({"name", "computed"})
+
+
 def _grounded_steps(g: Grammar, tools: list[Tool], head: list[Expr], first: int, last: int,
-                    earlier: list[int], max_string: int, names: list[str]) -> None:
+                    earlier: list[int], max_string: int, names: list[str],
+                    uses: Mapping[str, frozenset[str]]) -> None:
     """Steps that first call each of `names` (the question's) once, in any order,
     then at most one call that builds on their results, then join: a small model
     that would write `lookup("K2")` twice, or join before the second name, cannot.
-    The state of rule `step-N-M` is the bit mask M of names used so far."""
+    The state of rule `step-N-M` is the bit mask M of names used so far. `uses`
+    says, per tool, what its first text parameter takes ("name", "computed"; both
+    for a tool not in it): the worked examples show it, so `calculator("Danube")`
+    is not a plan."""
     names = names[:MAX_NAMES]
     every = (1 << len(names)) - 1
     # A call per name and one more (arithmetic on their results): a small model
@@ -513,16 +522,17 @@ def _grounded_steps(g: Grammar, tools: list[Tool], head: list[Expr], first: int,
             options: list[Expr] = []
             for tool in tools:
                 slot = _name_slot(tool)
+                takes = uses.get(tool.name, SLOT_USES)
                 if used != every:  # names first, each once
                     for k, name in enumerate(names):
-                        if slot is not None and not used & (1 << k):
+                        if slot is not None and "name" in takes and not used & (1 << k):
                             call = _call(tool, values, {slot: Lit(f'"{name}"')})
                             options.append(seq(call, "\n", Rule(f"step-{n + 1}-{used | 1 << k}")))
                             following.add(used | 1 << k)
                 elif slot is None:  # then what builds on their results
                     options.append(seq(_call(tool, values), "\n", Rule(f"step-{n + 1}-{used}")))
                     following.add(used)
-                elif values.computed is not None:
+                elif values.computed is not None and "computed" in takes:
                     call = _call(tool, values, {slot: values.computed})
                     options.append(seq(call, "\n", Rule(f"step-{n + 1}-{used}")))
                     following.add(used)

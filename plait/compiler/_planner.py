@@ -40,6 +40,7 @@ class Planner:
         thoughts: bool = True,
         max_string: int = 48,
         spans: list[str] | None = None,
+        uses: dict[str, frozenset[str]] | None = None,
     ) -> None:
         self.session = session
         self.max_tasks = max_tasks
@@ -47,6 +48,7 @@ class Planner:
         self.thoughts = thoughts
         self.max_string = max_string
         self.spans = spans  # grounded: text arguments quote the question (or hold $N)
+        self.uses = uses  # grounded: what each tool's first argument takes
 
     def grammar(self) -> tuple[str, int]:
         """The plan grammar, and the most tokens a plan under it can take."""
@@ -54,7 +56,7 @@ class Planner:
         tree = plan_grammar_tree(
             s.tools.values(), first=s.next_number, known=sorted(s.entries),
             max_tasks=self.max_tasks, max_string=self.max_string, thoughts=self.thoughts,
-            spans=self.spans,
+            spans=self.spans, uses=self.uses,
         )
         return tree.render(), tree.max_len()
 

@@ -109,6 +109,24 @@ class Example:
         return f"Question: {self.question}\n{self.plan}"
 
 
+_PLAN_CALL = re.compile(r"^\d+\.\s+(\w+)\(\s*(\S)(.*)$")
+
+
+def slot_uses(examples: Sequence[str]) -> dict[str, frozenset[str]]:
+    """What the worked examples pass as each tool's first argument: a quoted name
+    ("name") or something built on results ("computed": `$1`, `"${1} - ${2}"`)."""
+    seen: dict[str, set[str]] = {}
+    for text in examples:
+        for line in Example.parse(text).plan.splitlines():
+            m = _PLAN_CALL.match(line.strip())
+            if m is None or m.group(1) == "join":
+                continue
+            head, rest = m.group(2), m.group(3)
+            kind = "computed" if head == "$" or "${" in rest.split('"')[0] else "name"
+            seen.setdefault(m.group(1), set()).add(kind)
+    return {tool: frozenset(kinds) for tool, kinds in seen.items()}
+
+
 def _features(text: str) -> set[str]:
     words = [w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _FILLER]
     return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:], strict=False)}

@@ -109,6 +109,18 @@ PLAN_EXAMPLES = [
     '3. calculator("${1} + ${2}") -> 6100000\n'
     '4. join()\n'
     'Answer: 6100000',
+    'Question: What is the difference in length between the Rhine and the Seine?\n'
+    '1. lookup("Rhine", "length") -> 1233\n'
+    '2. lookup("Seine", "length") -> 777\n'
+    '3. calculator("${1} - ${2}") -> 456\n'
+    '4. join()\n'
+    'Answer: 456',
+    'Question: What is the total height of Ben Nevis and Mount Rainier?\n'
+    '1. lookup("Ben Nevis", "height") -> 1345\n'
+    '2. lookup("Mount Rainier", "height") -> 4392\n'
+    '3. calculator("${1} + ${2}") -> 5737\n'
+    '4. join()\n'
+    'Answer: 5737',
     'Question: How tall is Ben Nevis?\n'
     '1. lookup("Ben Nevis", "height") -> 1345\n'
     '2. join()\n'

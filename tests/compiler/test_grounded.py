@@ -3,6 +3,8 @@ the question, and an answer chosen among what the results give."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from plait.compiler import aask
@@ -15,6 +17,7 @@ from plait.compiler._prompt import (
     joiner_messages,
     literal_names,
     planner_messages,
+    slot_uses,
 )
 from plait.examples import tools as example_tools
 from plait.examples.tools import PLAN_EXAMPLES, TOOLS
@@ -55,6 +58,23 @@ def test_prompts_show_no_example_answer_to_copy():
     assert "->" not in shown and "Answer:" not in shown
     free = joiner_messages(question, [], may_replan=True)
     assert "Question:" not in free[0].content  # no worked example a model could copy
+
+
+def test_the_examples_say_what_each_tool_takes_first():
+    assert slot_uses(PLAN_EXAMPLES) == {"lookup": {"name"}, "search": {"name"},
+                                        "calculator": {"computed"}}
+
+
+def test_a_grounded_plan_gives_each_tool_only_what_the_examples_give_it():
+    from plait.compiler._grammar import plan_grammar_tree, question_names
+
+    names = question_names("What is the total length of the Danube and the Thames?")
+    tree = plan_grammar_tree(TOOLS, thoughts=False, spans=names, uses=slot_uses(PLAN_EXAMPLES))
+    rng = random.Random(5)
+    for _ in range(100):
+        text = tree.sample(rng)
+        assert 'calculator("Danube")' not in text and 'calculator("Thames")' not in text
+        assert "lookup(\"${" not in text and "search(\"${" not in text, text
 
 
 def test_choices_offer_the_highest_and_lowest_by_name_and_other_results():
