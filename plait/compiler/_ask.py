@@ -90,9 +90,9 @@ async def aask(
     constrained  pass the plan grammar / joiner schema: True, False, None = when
                  the backend takes them
     grounded     for small models (None: when the model says it is small, as the
-                 bundled one does): plan arguments quote the question or build on
-                 results, and the answer is a name from the plan or a result,
-                 chosen under a grammar with the closest worked examples
+                 bundled one does): a plan calls each of the question's names once,
+                 then may compute on the results, and the answer is chosen under a
+                 grammar among what the results give (see docs/compiler.md)
     timeout      seconds for the whole question (TimeoutError after)
     on_event     called with compiler events (plan text, tasks dispatched, decisions)
                  and the run's node events

@@ -116,7 +116,8 @@ class Joiner:
     mid-word. It is asked for once more with twice the tokens, then it is an error.
 
     `grounded` (for small models): the answer is one of the choices the results
-    give (a name a call was made with, or a result), chosen under a grammar, with
+    give (the highest or lowest of several numbers, their difference or sum, a
+    result, a name a call was made with), chosen under a grammar, with
     the closest worked `examples` as earlier turns; a plan with a failed call is
     replanned without asking (once per plan), since a small model cannot tell
     whether the answer needed it."""
@@ -148,9 +149,9 @@ class Joiner:
         latest = {n for n, e in s.entries.items() if e.round == round}
         failed = [x for x in shown if x.number in latest and (x.error is not None or not x.done)]
         choices = answer_choices(shown)
-        if failed and (may_replan or not choices):
+        if (failed and may_replan) or not choices:
             why = "; ".join(f"{x.call} failed: {show_value(x.error or 'did not run', 120)}"
-                            for x in failed)
+                            for x in failed) or "no call gave a result"
             return Decision("replan" if may_replan else "finish",
                             why if may_replan else "", "", "")
         messages = grounded_messages(question, shown, list(s.tools.values()), self.examples)

@@ -123,3 +123,13 @@ async def test_a_grounded_joiner_replans_a_failed_call_without_asking():
     roles = [role for role, _ in calls]
     assert roles == ["plan", "replan", "joiner"]  # the failed lookup: no joiner call
     assert answer.decisions[0].action == "replan" and "Atlantis" in answer.decisions[0].answer
+
+
+async def test_a_grounded_joiner_with_nothing_to_choose_from_does_not_ask():
+    calls: list = []
+    llm = scripted({"plan": '1. lookup("Atlantis", "height")\n2. join()',
+                    "replan": '2. lookup("Atlantis", "height")\n3. join()'}, calls=calls)
+    answer = await aask("How tall is Atlantis?", example_tools, model=llm, grounded=True,
+                        max_replans=1)
+    assert answer.text == ""
+    assert "joiner" not in [role for role, _ in calls]
