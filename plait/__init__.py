@@ -25,7 +25,7 @@ from plait._events import (
 )
 from plait._graph import Graph, Node, Ref, Template
 from plait._result import NodeRecord, RunResult
-from plait._tools import Tool, ToolPolicy, tool
+from plait._tools import Tool, ToolPolicy, ToolWarning, tool
 from plait.compiler import Answer, aask, ask
 from plait.journal import RunOwnedError
 
@@ -60,6 +60,7 @@ __all__ = [
     "Tool",
     "ToolArgumentError",
     "ToolPolicy",
+    "ToolWarning",
     "Workflow",
     "aask",
     "add_tokens",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import inspect
 import typing
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, NotRequired, Required
@@ -166,9 +167,34 @@ def tool(
     )
 
     def wrap(f: Callable[..., Any]) -> Tool:
-        return make_tool(f, name=name, policy=policy)
+        made = make_tool(f, name=name, policy=policy)
+        unseen = _unseen(made)
+        if unseen:
+            warnings.warn(f"tool {made.name!r}: {unseen}", ToolWarning, stacklevel=3)
+        return made
 
     return wrap(fn) if fn is not None else wrap
+
+
+class ToolWarning(UserWarning):
+    """A tool registered without what a planner needs to use it well."""
+
+
+def _unseen(t: Tool) -> str:
+    """What a planner will not see about `t`, in words ('' when it sees it all)."""
+    problems = []
+    if not t.description:
+        problems.append("no docstring, so the planner sees only its signature, not what "
+                        "it does")
+    try:
+        hints = typing.get_type_hints(t.fn)
+    except Exception:  # an unresolvable annotation: make_tool has already said so
+        hints = {}
+    untyped = [n for n in t.param_names if n not in hints]
+    if untyped:
+        problems.append(f"no type hint on {', '.join(untyped)}, so the planner does not "
+                        "know what to pass and any value is accepted")
+    return "; ".join(problems)
 
 
 def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPolicy) -> Tool:

@@ -22,10 +22,11 @@ from plait._events import Event
 from plait._ownership import DEFAULT_LEASE_TTL
 from plait._result import RunResult
 from plait._tools import Tool
+from plait.compiler._grammar import question_names
 from plait.compiler._joiner import Joiner
 from plait.compiler._parser import PlanError
 from plait.compiler._planner import Planner
-from plait.compiler._prompt import planner_messages, repair_messages
+from plait.compiler._prompt import planner_messages, repair_messages, slot_uses
 from plait.compiler._react import ReAct
 from plait.compiler._records import Answer, CompilerEvent, TaskResult
 from plait.compiler._session import LLM_ROLES, Session
@@ -66,6 +67,7 @@ async def aask(
     joiner_max_tokens: int | None = 200,
     temperature: float | None = 0.0,
     constrained: bool | None = None,
+    grounded: bool | None = None,
     thoughts: bool = True,
     llm_timeout: float | None = 120.0,
     timeout: float | None = None,
@@ -87,6 +89,10 @@ async def aask(
     examples     example plans for the planner prompt (default: the tools module's)
     constrained  pass the plan grammar / joiner schema: True, False, None = when
                  the backend takes them
+    grounded     for small models (None: when the model says it is small, as the
+                 bundled one does): a plan calls each of the question's names once,
+                 then may compute on the results, and the answer is chosen under a
+                 grammar among what the results give (see docs/compiler.md)
     timeout      seconds for the whole question (TimeoutError after)
     on_event     called with compiler events (plan text, tasks dispatched, decisions)
                  and the run's node events
@@ -169,9 +175,13 @@ async def aask(
             answer.append(await ReAct(session, max_steps=max_steps,
                                       max_tokens=joiner_max_tokens).answer(question))
             return
+        small = getattr(llm, "small", False) if grounded is None else grounded
         planner = Planner(session, max_tasks=max_tasks, max_tokens=planner_max_tokens,
-                          thoughts=thoughts)
-        joiner = Joiner(session, max_tokens=joiner_max_tokens)
+                          thoughts=thoughts and not small,
+                          spans=question_names(question) if small else None,
+                          uses=slot_uses(plan_examples) if small else None)
+        joiner = Joiner(session, max_tokens=joiner_max_tokens, grounded=small,
+                        examples=plan_examples)
         reason: str | None = None
         for round in range(max_replans + 1):
             first = session.next_number

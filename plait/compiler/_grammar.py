@@ -132,6 +132,31 @@ class Grammar:
 
     __str__ = render
 
+    def max_len(self, start: str = "root") -> int:
+        """The most characters a string of this grammar can have (every repetition
+        is bounded, and rules do not recurse). A character class counts 2: a token
+        never holds less than half a character, so this bounds tokens too."""
+        memo: dict[str, int] = {}
+
+        def size(e: Expr) -> int:
+            if isinstance(e, Lit):
+                return len(e.text)
+            if isinstance(e, Chars):
+                return 2
+            if isinstance(e, Seq):
+                return sum(size(i) for i in e.items)
+            if isinstance(e, Alt):
+                return max(size(o) for o in e.options)
+            if isinstance(e, Rep):
+                return e.hi * size(e.item)
+            if isinstance(e, Rule):
+                if e.name not in memo:
+                    memo[e.name] = size(self.rules[e.name])
+                return memo[e.name]
+            raise TypeError(e)  # pragma: no cover
+
+        return size(Rule(start))
+
     # ------------------------------------------------------------ sampling (for tests)
 
     _ALPHABET = (
@@ -174,21 +199,34 @@ STRING_CHAR = Chars('"\\\n$', negated=True)
 class _Values:
     """Value expressions for one plan position: which refs may appear there."""
 
-    def __init__(self, g: Grammar, level: str, refs: Sequence[int], max_string: int) -> None:
+    def __init__(self, g: Grammar, level: str, refs: Sequence[int], max_string: int,
+                 spans: Sequence[str] | None = None) -> None:
         self.g = g
         self.level = level
         self.refs = list(refs)
         self.max_string = max_string
         self.ref: Expr | None = None
+        inline: Expr | None = None
         if self.refs:
             self.ref = g.define(f"ref-{level}", alt(*(f"${n}" for n in self.refs)))
-            chars: Expr = g.define(
-                f"char-{level}",
-                alt(STRING_CHAR, seq("${", alt(*(str(n) for n in self.refs)), "}")),
-            )
+            inline = seq("${", alt(*(str(n) for n in self.refs)), "}")
+            chars: Expr = g.define(f"char-{level}", alt(STRING_CHAR, inline))
         else:
             chars = STRING_CHAR
-        self.string = g.define(f"str-{level}", seq('"', Rep(chars, 1, max_string), '"'))
+        self.computed: Expr | None = None  # grounded: text built on results, or a ref
+        if spans is None:
+            string = seq('"', Rep(chars, 1, max_string), '"')
+        else:
+            # Grounded: text quoted from the question, or text built on results.
+            options: list[Expr] = [Lit(f'"{s}"') for s in grounded_spans(spans)]
+            if inline is not None:  # arithmetic on results: "${1} - ${2}", "${1} * 2"
+                number = seq(Rep(DIGIT, 1, 9), opt(seq(".", Rep(DIGIT, 1, 4))))
+                step = seq(" ", Chars("+-*/"), " ", alt(inline, number))
+                computed = seq('"', inline, Rep(step, 1, 4), '"')
+                options.append(computed)
+                self.computed = alt(computed, self.ref) if self.ref is not None else computed
+            string = alt(*options) if options else seq('"', Rep(chars, 1, max_string), '"')
+        self.string = g.define(f"str-{level}", string)
         self._generic: Rule | None = None
 
     def with_ref(self, e: Expr) -> Expr:
@@ -257,6 +295,68 @@ class _Values:
         return self._generic
 
 
+def grounded_spans(spans: Sequence[str]) -> list[str]:
+    """The spans a plan string may quote: those the plan syntax takes as they are."""
+    return list(dict.fromkeys(s for s in spans if s and not set(s) & set('"\\$\n')))
+
+
+_FUNCTION_WORDS = frozenset(
+    "the a an of or and is was are were which what who how when where why did does do "
+    "in on at to by for with from than that this first much many more most".split()
+)
+
+
+def question_spans(question: str, longest: int = 6) -> list[str]:
+    """Runs of up to `longest` words of `question`, as written, that neither begin nor
+    end with a function word: "Mount Everest", "K2", "Statue of Liberty"."""
+    words = [w.strip(".,;:!?()[]'\"") for w in question.split()]
+    out: list[str] = []
+    for i in range(len(words)):
+        for j in range(i + 1, min(i + longest, len(words)) + 1):
+            run = words[i:j]
+            if not all(run) or run[0].lower() in _FUNCTION_WORDS \
+                    or run[-1].lower() in _FUNCTION_WORDS:
+                continue
+            out.append(" ".join(run))
+    return list(dict.fromkeys(out))
+
+
+_CONNECTORS = frozenset("of the de del la le".split())
+
+
+def question_names(question: str) -> list[str]:
+    """The names in `question`, in its order: runs of capitalized words (or words
+    with a digit), joined by small connectors ("Statue of Liberty", "K2", "Taipei
+    101"); the question's first word counts only when it is not a function word.
+    With none, every span of `question_spans`."""
+    names: list[str] = []
+    run: list[str] = []
+
+    def named(w: str) -> bool:
+        return bool(w) and (w[0].isupper() or any(c.isdigit() for c in w)) \
+            and w.lower() not in _FUNCTION_WORDS
+
+    def end() -> None:
+        while run and run[-1].lower() in _CONNECTORS:
+            run.pop()
+        if run:
+            names.append(" ".join(run))
+        run.clear()
+
+    for raw in question.split():
+        w = raw.strip(".,;:!?()[]'\"")
+        if named(w):
+            run.append(w)
+        elif run and w.lower() in _CONNECTORS:
+            run.append(w)
+        else:
+            end()
+        if raw.rstrip("'\")]").endswith((",", ";", ":", "?", "!", ".")):
+            end()  # punctuation ends a name: "Kilimanjaro, Denali"
+    end()
+    return list(dict.fromkeys(names)) or question_spans(question)
+
+
 def _literal_text(value: Any) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
@@ -267,13 +367,15 @@ def _literal_text(value: Any) -> str:
     return repr(value)
 
 
-def _call(tool: Tool, values: _Values) -> Expr:
+def _call(tool: Tool, values: _Values, fixed: Mapping[str, Expr] | None = None) -> Expr:
     """`name(required, ..., key=optional, ...)`: required parameters in order
     (positionally when they can be), then optional ones by keyword, in order,
-    each of which may be left out."""
+    each of which may be left out. `fixed` gives some parameters' values."""
     props = tool.parameters.get("properties", {}) if isinstance(tool.parameters, Mapping) else {}
 
     def value(name: str) -> Expr:
+        if fixed is not None and name in fixed:
+            return fixed[name]
         schema = props.get(name, {})
         return values.for_schema(schema if isinstance(schema, Mapping) else {})
 
@@ -298,6 +400,17 @@ def _call(tool: Tool, values: _Values) -> Expr:
     return seq(*parts)
 
 
+def _name_slot(tool: Tool) -> str | None:
+    """The first required free-text parameter: where a grounded plan puts a name."""
+    props = tool.parameters.get("properties", {}) if isinstance(tool.parameters, Mapping) else {}
+    for name in tool.param_names:
+        schema = props.get(name, {})
+        if name in tool.required and isinstance(schema, Mapping) \
+                and schema.get("type") == "string" and "enum" not in schema:
+            return name
+    return None
+
+
 def _positional(tool: Tool, name: str) -> bool:
     import inspect
 
@@ -309,8 +422,8 @@ def _positional(tool: Tool, name: str) -> bool:
 
 
 def _calls(g: Grammar, tools: Iterable[Tool], level: str, refs: Sequence[int],
-           max_string: int) -> Rule:
-    values = _Values(g, level, refs, max_string)
+           max_string: int, spans: Sequence[str] | None = None) -> Rule:
+    values = _Values(g, level, refs, max_string, spans)
     return g.define(f"call-{level}", alt(*(_call(t, values) for t in tools)))
 
 
@@ -328,15 +441,18 @@ def plan_grammar(
     max_string: int = 48,
     thoughts: bool = True,
     max_thought: int = 100,
+    spans: Sequence[str] | None = None,
+    uses: Mapping[str, frozenset[str]] | None = None,
 ) -> str:
     """GBNF for a plan whose tasks are numbered from `first`.
 
     `known` are task numbers from earlier plans that this plan may reference.
-    At least one task, at most `max_tasks`, then `N. join()`.
+    At least one task, at most `max_tasks`, then `N. join()`. With `spans`, a
+    text argument is one of them (quoted from the question) or holds a `${N}`.
     """
     return plan_grammar_tree(
         tools, first=first, known=known, max_tasks=max_tasks, max_string=max_string,
-        thoughts=thoughts, max_thought=max_thought,
+        thoughts=thoughts, max_thought=max_thought, spans=spans, uses=uses,
     ).render()
 
 
@@ -349,6 +465,8 @@ def plan_grammar_tree(
     max_string: int = 48,
     thoughts: bool = True,
     max_thought: int = 100,
+    spans: Sequence[str] | None = None,
+    uses: Mapping[str, frozenset[str]] | None = None,
 ) -> Grammar:
     """`plan_grammar` as a tree, which can also be sampled from."""
     tools = list(tools)
@@ -357,17 +475,85 @@ def plan_grammar_tree(
     if max_tasks < 1:
         raise ValueError("max_tasks must be >= 1")
     g = Grammar()
-    g.define("root", Rule(f"step-{first}"))
     head: list[Expr] = [opt(_thought(g, max_thought))] if thoughts else []
     earlier = sorted(set(known))
     last = first + max_tasks  # the number join() gets when the plan is full
+    names = grounded_spans(spans) if spans is not None else []
+    if names:
+        _grounded_steps(g, tools, head, first, last, earlier, max_string, names, uses or {})
+        return g
+    g.define("root", Rule(f"step-{first}"))
     for n in range(first, last):
-        call = _calls(g, tools, str(n), earlier + list(range(first, n)), max_string)
+        call = _calls(g, tools, str(n), earlier + list(range(first, n)), max_string, spans)
         task = seq(call, "\n", Rule(f"step-{n + 1}"))
         body = task if n == first else alt(task, "join()")
         g.define(f"step-{n}", seq(*head, f"{n}. ", body))
     g.define(f"step-{last}", seq(*head, f"{last}. join()"))
     return g
+
+
+MAX_NAMES = 6  # names tracked one by one in a grounded plan (2**6 states a step)
+
+
+SLOT_USES = frozenset({"name", "computed"})
+
+
+def _grounded_steps(g: Grammar, tools: list[Tool], head: list[Expr], first: int, last: int,
+                    earlier: list[int], max_string: int, names: list[str],
+                    uses: Mapping[str, frozenset[str]]) -> None:
+    """Steps that first call each of `names` (the question's) once, in any order,
+    then at most one call that builds on their results, then join: a small model
+    that would write `lookup("K2")` twice, or join before the second name, cannot.
+    The state of rule `step-N-M` is the bit mask M of names used so far. `uses`
+    says, per tool, what its first text parameter takes ("name", "computed"; both
+    for a tool not in it): the worked examples show it, so `calculator("Danube")`
+    is not a plan."""
+    names = names[:MAX_NAMES]
+    every = (1 << len(names)) - 1
+    # A call per name and one more (arithmetic on their results): a small model
+    # given more room fills it with calls that help nothing.
+    last = min(last, first + len(names) + 1)
+    g.define("root", Rule(f"step-{first}-0"))
+    masks = {0}
+    for n in range(first, last):
+        values = _Values(g, str(n), earlier + list(range(first, n)), max_string, names)
+        following: set[int] = set()
+        for used in sorted(masks):
+            options: list[Expr] = []
+            for tool in tools:
+                slot = _name_slot(tool)
+                takes = uses.get(tool.name, SLOT_USES)
+                if used != every:  # names first, each once
+                    for k, name in enumerate(names):
+                        if slot is not None and "name" in takes and not used & (1 << k):
+                            call = _call(tool, values, {slot: Lit(f'"{name}"')})
+                            options.append(seq(call, "\n", Rule(f"step-{n + 1}-{used | 1 << k}")))
+                            following.add(used | 1 << k)
+                elif slot is None:  # then what builds on their results
+                    options.append(seq(_call(tool, values), "\n", Rule(f"step-{n + 1}-{used}")))
+                    following.add(used)
+                elif values.computed is not None and "computed" in takes:
+                    call = _call(tool, values, {slot: values.computed})
+                    options.append(seq(call, "\n", Rule(f"step-{n + 1}-{used}")))
+                    following.add(used)
+            if n > first and used == every:
+                options.append(Lit("join()"))
+            if options:
+                g.define(f"step-{n}-{used}", seq(*head, f"{n}. ", alt(*options)))
+            else:  # nothing left to call: the plan ends
+                g.define(f"step-{n}-{used}", seq(*head, f"{n}. join()"))
+        masks = following
+    for used in sorted(masks):
+        g.define(f"step-{last}-{used}", seq(*head, f"{last}. join()"))
+
+
+def choice_grammar(prefix: str, choices: Sequence[str]) -> str:
+    """GBNF for `prefix` followed by exactly one of `choices`."""
+    if not choices:
+        raise ValueError("a choice grammar needs at least one choice")
+    g = Grammar()
+    g.define("root", seq(prefix, alt(*(Lit(c) for c in choices))))
+    return g.render()
 
 
 def react_grammar(tools: Iterable[Tool], *, max_string: int = 64, max_thought: int = 160) -> str:

@@ -12,7 +12,15 @@ import json
 import re
 from typing import Any
 
-from plait.compiler._prompt import FINISH_SCHEMA, JOINER_SCHEMA, joiner_messages
+from plait.compiler._grammar import choice_grammar
+from plait.compiler._prompt import (
+    FINISH_SCHEMA,
+    JOINER_SCHEMA,
+    answer_choices,
+    grounded_messages,
+    joiner_messages,
+    show_value,
+)
 from plait.compiler._records import Decided, Decision, JoinerStarted
 from plait.compiler._session import Session
 from plait.llm import LLMTruncated, Message
@@ -91,24 +99,67 @@ def _unescape(s: str) -> str:
         return s.replace('\\"', '"')
 
 
+GROUNDED_PREFIX = "Answer: "
+
+
+def parse_grounded(text: str, choices: dict[str, str]) -> Decision:
+    """A grounded joiner's reply (`Answer: <one of the choices>`) -> a Decision
+    whose answer is what that choice gives."""
+    said = text.strip().removeprefix(GROUNDED_PREFIX.strip()).strip()
+    if said not in choices:  # a backend that did not take the grammar
+        said = next((c for c in choices if c in said), said)
+    return Decision("finish", choices.get(said, said), "", text)
+
+
 class Joiner:
     """A reply cut at `max_tokens` is never read as a decision: its answer may be cut
-    mid-word. It is asked for once more with twice the tokens, then it is an error."""
+    mid-word. It is asked for once more with twice the tokens, then it is an error.
 
-    def __init__(self, session: Session, *, max_tokens: int | None = 200) -> None:
+    `grounded` (for small models): the answer is one of the choices the results
+    give (the highest or lowest of several numbers, their difference or sum, a
+    result, a name a call was made with), chosen under a grammar, with
+    the closest worked `examples` as earlier turns; a plan with a failed call is
+    replanned without asking (once per plan), since a small model cannot tell
+    whether the answer needed it."""
+
+    def __init__(self, session: Session, *, max_tokens: int | None = 200,
+                 grounded: bool = False, examples: list[str] | None = None) -> None:
         self.session = session
         self.max_tokens = max_tokens
+        self.grounded = grounded
+        self.examples = examples or []
 
     async def decide(self, question: str, *, round: int, may_replan: bool) -> Decision:
         s = self.session
         s.send(JoinerStarted, round)
-        messages = joiner_messages(question, s.shown(), may_replan=may_replan)
-        schema = JOINER_SCHEMA if may_replan else FINISH_SCHEMA
-        text = await self._reply(messages, schema)
-        decision = parse_decision(text, may_replan=may_replan)
+        if self.grounded:
+            decision = await self._grounded(question, round, may_replan)
+        else:
+            messages = joiner_messages(question, s.shown(), may_replan=may_replan)
+            schema = JOINER_SCHEMA if may_replan else FINISH_SCHEMA
+            text = await self._reply(messages, schema)
+            decision = parse_decision(text, may_replan=may_replan)
         s.decisions.append(decision)
         s.send(Decided, decision)
         return decision
+
+    async def _grounded(self, question: str, round: int, may_replan: bool) -> Decision:
+        s = self.session
+        shown = s.shown()
+        latest = {n for n, e in s.entries.items() if e.round == round}
+        failed = [x for x in shown if x.number in latest and (x.error is not None or not x.done)]
+        choices = answer_choices(shown)
+        if (failed and may_replan) or not choices:
+            why = "; ".join(f"{x.call} failed: {show_value(x.error or 'did not run', 120)}"
+                            for x in failed) or "no call gave a result"
+            return Decision("replan" if may_replan else "finish",
+                            why if may_replan else "", "", "")
+        messages = grounded_messages(question, shown, list(s.tools.values()), self.examples)
+        grammar = choice_grammar(GROUNDED_PREFIX, list(choices))
+        # The grammar bounds the reply: room for the longest choice, never cut.
+        bound = len(GROUNDED_PREFIX) + max(len(c) for c in choices) + 8
+        text, _ = await s.complete("joiner", messages, grammar=grammar, max_tokens=bound)
+        return parse_grounded(text, choices)
 
     async def _reply(self, messages: list[Message], schema: dict[str, Any]) -> str:
         s = self.session

@@ -14,7 +14,7 @@ from typing import Any
 
 from plait._errors import GraphError, ToolArgumentError
 from plait._graph import Ref, Template
-from plait.compiler._grammar import plan_grammar
+from plait.compiler._grammar import plan_grammar_tree
 from plait.compiler._parser import BAD_ARGUMENTS, ParsedTask, PlanError, PlanParser
 from plait.compiler._records import (
     PlanFinished,
@@ -39,19 +39,26 @@ class Planner:
         max_tokens: int | None = 400,
         thoughts: bool = True,
         max_string: int = 48,
+        spans: list[str] | None = None,
+        uses: dict[str, frozenset[str]] | None = None,
     ) -> None:
         self.session = session
         self.max_tasks = max_tasks
         self.max_tokens = max_tokens
         self.thoughts = thoughts
         self.max_string = max_string
+        self.spans = spans  # grounded: text arguments quote the question (or hold $N)
+        self.uses = uses  # grounded: what each tool's first argument takes
 
-    def grammar(self) -> str:
+    def grammar(self) -> tuple[str, int]:
+        """The plan grammar, and the most tokens a plan under it can take."""
         s = self.session
-        return plan_grammar(
+        tree = plan_grammar_tree(
             s.tools.values(), first=s.next_number, known=sorted(s.entries),
             max_tasks=self.max_tasks, max_string=self.max_string, thoughts=self.thoughts,
+            spans=self.spans, uses=self.uses,
         )
+        return tree.render(), tree.max_len()
 
     async def write(self, messages: Sequence[Message], *, kind: str, round: int) -> PlanRecord:
         """Stream one plan from the model, dispatching each task as its line completes."""
@@ -86,9 +93,13 @@ class Planner:
                 joined_at = time.perf_counter()
             return parser.joined
 
+        grammar, bound = self.grammar()
+        # Under the grammar a plan ends by itself within `bound` tokens: a smaller
+        # limit could only cut it mid-line. Without it, `max_tokens` is the limit.
+        max_tokens = None if self.max_tokens is None else max(self.max_tokens, bound)
         text, constrained = await s.complete(
-            "planner", messages, on_delta=on_delta, grammar=self.grammar(),
-            max_tokens=self.max_tokens, stop=["<END_OF_PLAN>"],
+            "planner", messages, on_delta=on_delta, grammar=grammar,
+            max_tokens=max_tokens, stop=["<END_OF_PLAN>"],
         )
         handle(parser.close())
         s.numbers_seen |= parser.taken | parser.invalid

@@ -8,6 +8,7 @@ same tools. Values shown back to a model are cut to a bounded length.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ class Shown:
     value: Any = None
     error: str | None = None
     done: bool = True
+    tool: str = ""
+    names: tuple[str, ...] = ()  # its literal text arguments (not enum values): "K2"
 
 
 def tool_list(tools: Iterable[Tool]) -> str:
@@ -44,6 +47,8 @@ def tool_list(tools: Iterable[Tool]) -> str:
 def show_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
     if isinstance(value, str):
         text = value
+    elif isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        text = str(int(value))  # 8849.0 -> 8849: what a model (and a person) reads
     else:
         try:
             text = json.dumps(value, default=str)
@@ -63,6 +68,79 @@ def show_results(shown: Sequence[Shown]) -> str:
         else:
             lines.append(f"{s.number}. {s.call} -> {show_value(s.value)}")
     return "\n".join(lines) or "(no results)"
+
+
+# ---------------------------------------------------------------- examples
+
+_CALL_LINE = re.compile(r"^(\d+\.\s.*?\))\s*->\s*(.*)$")
+# Words that say nothing about the kind of question.
+_FILLER = frozenset("the a an of is was are were to in on at by for and or it its".split())
+
+
+@dataclass(frozen=True, slots=True)
+class Example:
+    """A worked example: `Question: ...`, numbered plan lines (each may end with
+    `-> result`), and optionally a last line `Answer: ...`."""
+
+    question: str
+    plan: str  # the numbered lines without their results
+    results: tuple[tuple[str, str], ...]  # (line without its number, result) per call
+    answer: str | None
+
+    @classmethod
+    def parse(cls, text: str) -> Example:
+        question, answer = "", None
+        plan: list[str] = []
+        results: list[tuple[str, str]] = []
+        for line in text.strip().splitlines():
+            line = line.strip()
+            if line.startswith("Question:"):
+                question = line.removeprefix("Question:").strip()
+            elif line.startswith("Answer:"):
+                answer = line.removeprefix("Answer:").strip()
+            elif m := _CALL_LINE.match(line):
+                plan.append(m.group(1))
+                results.append((m.group(1).split(". ", 1)[1], m.group(2)))
+            elif line:
+                plan.append(line)
+        return cls(question, "\n".join(plan), tuple(results), answer)
+
+    def as_plan(self) -> str:
+        return f"Question: {self.question}\n{self.plan}"
+
+
+_PLAN_CALL = re.compile(r"^\d+\.\s+(\w+)\(\s*(\S)(.*)$")
+
+
+def slot_uses(examples: Sequence[str]) -> dict[str, frozenset[str]]:
+    """What the worked examples pass as each tool's first argument: a quoted name
+    ("name") or something built on results ("computed": `$1`, `"${1} - ${2}"`)."""
+    seen: dict[str, set[str]] = {}
+    for text in examples:
+        for line in Example.parse(text).plan.splitlines():
+            m = _PLAN_CALL.match(line.strip())
+            if m is None or m.group(1) == "join":
+                continue
+            head, rest = m.group(2), m.group(3)
+            kind = "computed" if head == "$" or "${" in rest.split('"')[0] else "name"
+            seen.setdefault(m.group(1), set()).add(kind)
+    return {tool: frozenset(kinds) for tool, kinds in seen.items()}
+
+
+def _features(text: str) -> set[str]:
+    words = [w for w in re.findall(r"[a-z0-9]+", text.lower()) if w not in _FILLER]
+    return set(words) | {f"{a} {b}" for a, b in zip(words, words[1:], strict=False)}
+
+
+def closest_examples(question: str, examples: Sequence[str], k: int = 3) -> list[Example]:
+    """The `k` examples whose questions share the most words and word pairs with
+    `question` (ties keep the given order), most similar last: nearest the question,
+    where a small model looks."""
+    parsed = [Example.parse(e) for e in examples]
+    wanted = _features(question)
+    ranked = sorted(range(len(parsed)),
+                    key=lambda i: (-len(wanted & _features(parsed[i].question)), i))
+    return [parsed[i] for i in reversed(ranked[:k])]
 
 
 # ---------------------------------------------------------------- planner
@@ -89,11 +167,16 @@ def planner_messages(
     max_tasks: int = 9,
     previous: Sequence[Shown] = (),
     reason: str | None = None,
+    n_examples: int = 3,
 ) -> list[Message]:
-    """The first plan (no `previous`), or a replan that continues the numbering."""
+    """The first plan (no `previous`), or a replan that continues the numbering.
+
+    Of `examples`, the `n_examples` closest to the question are shown, as plans
+    only: their results and answers are for the grounded joiner."""
     system = _PLANNER.format(tools=tool_list(tools), first=first, max_tasks=max_tasks)
-    if examples:
-        system += "\n\nExamples:\n\n" + "\n\n".join(e.strip() for e in examples)
+    chosen = closest_examples(question, examples, n_examples)
+    if chosen:
+        system += "\n\nExamples:\n\n" + "\n\n".join(e.as_plan() for e in chosen)
     user = f"Question: {question}"
     if previous or reason:
         user += (
@@ -152,25 +235,136 @@ FINISH_SCHEMA: dict[str, Any] = {
 _JOINER = """\
 Answer the question from the results of tool calls. Reply with JSON: \
 {{"action": "finish", "answer": <the answer, short>}}{replan}. A "thought" field \
-with your reasoning may come first.
-
-Example:
-Question: Which is older, the Colosseum or the Pantheon?
-Results:
-1. search("Colosseum") -> Colosseum: an amphitheatre in Rome, built 70-80 AD.
-2. search("Pantheon") -> Pantheon: a temple in Rome, completed about 126 AD.
-Reply: {{"action": "finish", "answer": "The Colosseum"}}"""
+with your reasoning may come first."""
 
 _REPLAN = """, or, only if a result the answer needs is missing or failed, \
 {"action": "replan", "answer": <what is missing>}"""
 
 
 def joiner_messages(question: str, shown: Sequence[Shown], *, may_replan: bool) -> list[Message]:
+    """The free-form joiner, for capable models. No example answer: a model that
+    copies one would answer another question."""
     system = _JOINER.format(replan=_REPLAN if may_replan else "")
     user = f"Question: {question}\n\nResults:\n{show_results(shown)}"
     if not may_replan:
         user += "\n\nAnswer now, as well as the results allow."
     return [Message("system", system), Message("user", user)]
+
+
+# ---------------------------------------------------------------- grounded joiner
+
+_GROUNDED = """\
+Answer the question from the results of tool calls. Reply `Answer: ` and then \
+exactly one of the choices."""
+MAX_CHOICE = 160  # characters of one result offered as an answer
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+_YEARS = re.compile(r"\b(year|date)s?\b", re.I)
+
+
+def _extremes(shown: Sequence[Shown]) -> tuple[list[tuple[str, str]], set[int]]:
+    """For each tool that returned several different numbers, the calls with the
+    highest and the lowest (latest and earliest for years), as
+    ("Highest: Mount Everest (8849)", "Mount Everest"), then their difference and
+    their sum ("Difference: 238"), and the indexes of the results they stand for."""
+    groups: dict[str, list[tuple[float, int]]] = {}
+    for i, s in enumerate(shown):
+        n = _number(s.value) if s.error is None and s.done else None
+        if n is not None:
+            groups.setdefault(s.tool or s.call.split("(")[0], []).append((n, i))
+    out: list[tuple[str, str]] = []
+    covered: set[int] = set()
+    for found in groups.values():
+        if len(found) > 1 and len({n for n, _ in found}) > 1:
+            dated = all(_YEARS.search(shown[i].call) for _, i in found)
+            hi, lo = ("Latest", "Earliest") if dated else ("Highest", "Lowest")
+            for word, (n, i) in ((hi, max(found)), (lo, min(found))):
+                name = shown[i].names[0] if shown[i].names else shown[i].call
+                out.append((f"{word}: {name} ({show_value(n)})", name))
+            difference = show_value(max(found)[0] - min(found)[0])
+            total = show_value(sum(n for n, _ in found))
+            out += [(f"Difference: {difference}", difference), (f"Sum: {total}", total)]
+            covered.update(i for _, i in found)
+    return out, covered
+
+
+def answer_choices(shown: Sequence[Shown]) -> dict[str, str]:
+    """What a grounded answer may be, each choice with the answer it gives: where
+    one tool returned several numbers, the highest or the lowest of them, their
+    difference or their sum (a small model picks the word that fits the question,
+    "taller", "older" or "how much more", far better than it does arithmetic); any
+    other result; and where there are no such numbers, a name a call was made with."""
+    extremes, covered = _extremes(shown)
+    out: dict[str, str] = dict(extremes)
+    for i, s in enumerate(shown):
+        if s.error is None and s.done and s.value is not None and i not in covered:
+            value = show_value(s.value, MAX_CHOICE)
+            out.setdefault(value, value)
+    if not extremes:
+        for s in shown:
+            if s.error is None and s.done:
+                for name in s.names:
+                    out.setdefault(name, name)
+    return {c: a for c, a in out.items() if c.strip()}
+
+
+_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def literal_names(call: str, tools: Iterable[Tool]) -> tuple[str, ...]:
+    """The quoted text arguments of a call as written, `lookup("K2", "height")` ->
+    ("K2",): not enum values (an attribute name is no answer), not templates."""
+    closed = {str(v) for t in tools for v in _enum_values(t)}
+    return tuple(n for n in _QUOTED.findall(call) if n not in closed and "${" not in n)
+
+
+def _enum_values(tool: Tool) -> list[Any]:
+    params = tool.parameters if isinstance(tool.parameters, dict) else {}
+    out: list[Any] = []
+    for schema in params.get("properties", {}).values():
+        if isinstance(schema, dict):
+            out.extend(schema.get("enum", ()))
+    return out
+
+
+def grounded_messages(question: str, shown: Sequence[Shown], tools: Sequence[Tool],
+                      examples: Sequence[str] = (), n_examples: int = 3) -> list[Message]:
+    """The grounded joiner, for small models: the closest worked examples as earlier
+    turns (their results and answers; the grammar keeps their answers from being
+    copied), then the question and its results."""
+    messages = [Message("system", _GROUNDED)]
+    for example in closest_examples(question, examples, n_examples):
+        if example.answer is None or not example.results:
+            continue
+        worked = [Shown(i, call, _read_number(value), tool=call.split("(")[0],
+                        names=literal_names(call, tools))
+                  for i, (call, value) in enumerate(example.results, 1)]
+        choices = answer_choices(worked)
+        # The choice that gives the example's answer: "Highest: Rhine (1233)" for "Rhine".
+        said = next((c for c, a in choices.items() if a == example.answer), example.answer)
+        messages.append(Message("user", _grounded_user(example.question, worked)))
+        messages.append(Message("assistant", f"Answer: {said}"))
+    messages.append(Message("user", _grounded_user(question, shown)))
+    return messages
+
+
+def _read_number(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _grounded_user(question: str, shown: Sequence[Shown]) -> str:
+    choices = "\n".join(f"- {c}" for c in answer_choices(shown)) or "(none)"
+    return (f"Results:\n{show_results(shown)}\nChoices:\n{choices}\n"
+            f"Question: {question}")
 
 
 # ---------------------------------------------------------------- ReAct
@@ -183,8 +377,8 @@ Tools:
 
 Every reply is exactly two lines:
 Thought: <your reasoning>
-Action: <one call, e.g. tool("argument")>
-When you know the answer, the action is `finish("the answer")`.
+Action: <one call of a tool above>
+When you know the answer, the action is `finish(...)` with the answer in quotes.
 After each action you get its result as an Observation."""
 
 

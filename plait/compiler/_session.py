@@ -19,7 +19,7 @@ from plait._errors import InDoubtError
 from plait._graph import Ref
 from plait._tools import Tool, ToolPolicy, make_tool
 from plait.compiler._parser import ParsedTask, PlanError
-from plait.compiler._prompt import Shown
+from plait.compiler._prompt import Shown, literal_names
 from plait.compiler._records import CompilerEvent, Decision, LLMCall, PlanRecord
 from plait.llm import LLMOptionError, LLMTimeout, Message
 from plait.llm._protocol import approx_prompt_tokens, approx_tokens
@@ -102,7 +102,9 @@ class Session:
         for n in sorted(self.entries):
             entry = self.entries[n]
             ok, value = self.outcomes.get(n, (False, "not finished"))
-            out.append(Shown(n, entry.call, value if ok else None, None if ok else str(value)))
+            out.append(Shown(n, entry.call, value if ok else None, None if ok else str(value),
+                             tool=entry.task.tool,
+                             names=literal_names(entry.call, self.tools.values())))
         return out
 
     # ------------------------------------------------------------ the LLM

@@ -19,21 +19,124 @@ import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 import plait
 
-# Example plans for the planner prompt (`ask` takes them from this module).
+# Worked examples for the prompts (`ask` takes them from this module). The
+# planner sees each one's question and plan; a grounded joiner (small models)
+# also sees its results and answer. `ask` shows the few closest to the question
+# asked. Their entities are not in the encyclopedia on purpose: a small model
+# copies the shape of an example, never its names or numbers.
 PLAN_EXAMPLES = [
-    'Question: Which river is longer, the Danube or the Thames?\n'
-    '1. search("Danube")\n'
-    '2. search("Thames")\n'
-    '3. join()',
-    'Question: How much taller is the Eiffel Tower than the Statue of Liberty?\n'
-    '1. lookup("Eiffel Tower", "height")\n'
-    '2. lookup("Statue of Liberty", "height")\n'
-    '3. calculator("${1} - ${2}")\n'
-    '4. join()',
+    'Question: Which river is longer, the Rhine or the Seine?\n'
+    '1. lookup("Rhine", "length") -> 1233\n'
+    '2. lookup("Seine", "length") -> 777\n'
+    '3. join()\n'
+    'Answer: Rhine',
+    'Question: Which is taller, Ben Nevis or Mount Rainier?\n'
+    '1. lookup("Ben Nevis", "height") -> 1345\n'
+    '2. lookup("Mount Rainier", "height") -> 4392\n'
+    '3. join()\n'
+    'Answer: Mount Rainier',
+    'Question: Which is older, the Sagrada Familia or the Chrysler Building?\n'
+    '1. lookup("Sagrada Familia", "year") -> 1882\n'
+    '2. lookup("Chrysler Building", "year") -> 1930\n'
+    '3. join()\n'
+    'Answer: Sagrada Familia',
+    'Question: Which was climbed first, Mount Kenya or Mount Cook?\n'
+    '1. lookup("Mount Kenya", "year") -> 1899\n'
+    '2. lookup("Mount Cook", "year") -> 1894\n'
+    '3. join()\n'
+    'Answer: Mount Cook',
+    'Question: Which city has more people, Madrid or Rome?\n'
+    '1. lookup("Madrid", "population") -> 3300000\n'
+    '2. lookup("Rome", "population") -> 2800000\n'
+    '3. join()\n'
+    'Answer: Madrid',
+    'Question: Which lake is deeper, Lake Tahoe or Lake Geneva?\n'
+    '1. lookup("Lake Tahoe", "depth") -> 501\n'
+    '2. lookup("Lake Geneva", "depth") -> 310\n'
+    '3. join()\n'
+    'Answer: Lake Tahoe',
+    'Question: Which is shorter, the Volga or the Loire?\n'
+    '1. lookup("Volga", "length") -> 3531\n'
+    '2. lookup("Loire", "length") -> 1006\n'
+    '3. join()\n'
+    'Answer: Loire',
+    'Question: Which city has fewer people, Oslo or Vienna?\n'
+    '1. lookup("Oslo", "population") -> 700000\n'
+    '2. lookup("Vienna", "population") -> 2000000\n'
+    '3. join()\n'
+    'Answer: Oslo',
+    'Question: Which is newer, the Shard or the Chrysler Building?\n'
+    '1. lookup("Shard", "year") -> 2012\n'
+    '2. lookup("Chrysler Building", "year") -> 1930\n'
+    '3. join()\n'
+    'Answer: Shard',
+    'Question: Which is smaller, Mars or Venus?\n'
+    '1. lookup("Mars", "diameter") -> 6779\n'
+    '2. lookup("Venus", "diameter") -> 12104\n'
+    '3. join()\n'
+    'Answer: Mars',
+    'Question: Which has the largest area, Lake Erie, Lake Victoria or Lake Ladoga?\n'
+    '1. lookup("Lake Erie", "area") -> 25700\n'
+    '2. lookup("Lake Victoria", "area") -> 68800\n'
+    '3. lookup("Lake Ladoga", "area") -> 17700\n'
+    '4. join()\n'
+    'Answer: Lake Victoria',
+    'Question: Which is bigger, Mars or Venus?\n'
+    '1. lookup("Mars", "diameter") -> 6779\n'
+    '2. lookup("Venus", "diameter") -> 12104\n'
+    '3. join()\n'
+    'Answer: Venus',
+    'Question: How much taller is the Chrysler Building than the Flatiron Building?\n'
+    '1. lookup("Chrysler Building", "height") -> 319\n'
+    '2. lookup("Flatiron Building", "height") -> 87\n'
+    '3. calculator("${1} - ${2}") -> 232\n'
+    '4. join()\n'
+    'Answer: 232',
+    'Question: How many years after the Sagrada Familia was begun did the Chrysler '
+    'Building open?\n'
+    '1. lookup("Chrysler Building", "year") -> 1930\n'
+    '2. lookup("Sagrada Familia", "year") -> 1882\n'
+    '3. calculator("${1} - ${2}") -> 48\n'
+    '4. join()\n'
+    'Answer: 48',
+    'Question: What is the combined population of Madrid and Rome?\n'
+    '1. lookup("Madrid", "population") -> 3300000\n'
+    '2. lookup("Rome", "population") -> 2800000\n'
+    '3. calculator("${1} + ${2}") -> 6100000\n'
+    '4. join()\n'
+    'Answer: 6100000',
+    'Question: What is the difference in length between the Rhine and the Seine?\n'
+    '1. lookup("Rhine", "length") -> 1233\n'
+    '2. lookup("Seine", "length") -> 777\n'
+    '3. calculator("${1} - ${2}") -> 456\n'
+    '4. join()\n'
+    'Answer: 456',
+    'Question: What is the total height of Ben Nevis and Mount Rainier?\n'
+    '1. lookup("Ben Nevis", "height") -> 1345\n'
+    '2. lookup("Mount Rainier", "height") -> 4392\n'
+    '3. calculator("${1} + ${2}") -> 5737\n'
+    '4. join()\n'
+    'Answer: 5737',
+    'Question: How tall is Ben Nevis?\n'
+    '1. lookup("Ben Nevis", "height") -> 1345\n'
+    '2. join()\n'
+    'Answer: 1345',
+    'Question: What is the population of Madrid?\n'
+    '1. lookup("Madrid", "population") -> 3300000\n'
+    '2. join()\n'
+    'Answer: 3300000',
+    'Question: When was the Chrysler Building opened?\n'
+    '1. lookup("Chrysler Building", "year") -> 1930\n'
+    '2. join()\n'
+    'Answer: 1930',
+    'Question: What is the Rhine?\n'
+    '1. search("Rhine") -> Rhine: a river of Europe that flows into the North Sea.\n'
+    '2. join()\n'
+    'Answer: Rhine: a river of Europe that flows into the North Sea.',
 ]
 
 LATENCY = (0.2, 0.5)  # seconds a search or lookup takes, spread by the entity name
@@ -126,35 +229,26 @@ async def search(entity: str) -> str:
     return f"{entry.name}: {entry.text}"
 
 
-_ATTRIBUTES = {
-    "height": ("height", "tall", "high", "elevation", "altitude"),
-    "population": ("population", "people", "inhabitants", "residents"),
-    "year": ("year", "built", "opened", "founded", "completed", "climbed", "date"),
-    "length": ("length", "long"),
-    "depth": ("depth", "deep"),
-    "area": ("area", "size", "surface"),
-    "diameter": ("diameter", "width", "wide"),
-    "atomic_number": ("atomic number", "atomic_number"),
-}
+Attribute = Literal[
+    "height", "population", "year", "length", "depth", "area", "diameter", "atomic_number"
+]
 
 
 @plait.tool(timeout=10.0, idempotent=True)
-async def lookup(entity: str, attribute: str) -> float:
-    """One number about an entity: height (m), population, year, length (km),
-    depth (m), area (km2) or diameter (km).
+async def lookup(entity: str, attribute: Attribute) -> float:
+    """One number about an entity: its height (m), population, year (built, opened
+    or first climbed), length (km), depth (m), area (km2), diameter (km)...
 
     Args:
         entity: what to look up, e.g. "K2"
-        attribute: which number, e.g. "height"
+        attribute: which number
     """
     await _delay(entity)
     entry = find(entity)
     if entry is None:
         raise ValueError(f"no entry for {entity!r}")
-    wanted = _norm(attribute)
-    for key, words in _ATTRIBUTES.items():
-        if any(w in wanted for w in words) and key in entry.facts:
-            return float(entry.facts[key])
+    if attribute in entry.facts:
+        return float(entry.facts[attribute])
     known = ", ".join(sorted(entry.facts)) or "none"
     raise ValueError(f"{entry.name} has no {attribute!r} (it has: {known})")
 

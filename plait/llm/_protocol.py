@@ -292,6 +292,8 @@ class BaseLLM:
     """`stream()` and `complete()` for a backend that implements `_produce`."""
 
     spec: str = ""
+    # Too small to answer freely from results: `ask` grounds its prompts (see there).
+    small: bool = False
 
     def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
         raise NotImplementedError

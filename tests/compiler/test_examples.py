@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import plait
+
 from plait.examples import tools as ex
 
 
@@ -28,8 +30,14 @@ async def test_search_says_clearly_when_nothing_is_found():
 
 async def test_lookup_numbers():
     assert await ex.lookup.fn("K2", "height") == 8611.0
-    assert await ex.lookup.fn("Tokyo", "how many people") == 14_000_000.0
-    assert await ex.lookup.fn("Eiffel Tower", "year built") == 1889.0
+    assert await ex.lookup.fn("Tokyo", "population") == 14_000_000.0
+    assert await ex.lookup.fn("Eiffel Tower", "year") == 1889.0
+    # The attribute is a closed set: the schema says which, so a plan grammar allows
+    # only those and a call with another is refused before it runs.
+    assert ex.lookup.parameters["properties"]["attribute"]["enum"][:3] == [
+        "height", "population", "year"]
+    with pytest.raises(plait.ToolArgumentError, match="attribute"):
+        ex.lookup.validate({"entity": "Tokyo", "attribute": "how many people"})
     with pytest.raises(ValueError, match="no entry"):
         await ex.lookup.fn("Atlantis", "height")
     with pytest.raises(ValueError, match="has no"):
@@ -67,11 +75,18 @@ def test_calculator_refuses_everything_else(expression):
 
 def test_the_module_offers_tools_and_examples():
     from plait.compiler import parse_plan, tools_of
+    from plait.compiler._prompt import Example, Shown, answer_choices, literal_names
 
     tools, examples = tools_of(ex)
     assert [t.name for t in tools] == ["search", "lookup", "calculator"]
     table = {t.name: t for t in tools}
-    for example in examples:
-        plan = example.split("\n", 1)[1]
-        tasks, errors, joined = parse_plan(plan, table)
-        assert tasks and not errors and joined
+    for text in examples:
+        example = Example.parse(text)
+        tasks, errors, joined = parse_plan(example.plan, table)
+        assert tasks and not errors and joined, text
+        # a worked example: each call's result, and an answer the results give
+        assert len(example.results) == len(tasks) and example.answer, text
+        shown = [Shown(i, call, float(v) if v.isdigit() else v, tool=call.split("(")[0],
+                       names=literal_names(call, tools))
+                 for i, (call, v) in enumerate(example.results, 1)]
+        assert example.answer in answer_choices(shown).values(), text

@@ -25,6 +25,7 @@ EXPECTED = {
     "tool",
     "Tool",
     "ToolPolicy",
+    "ToolWarning",
     "node_key",
     "add_tokens",
     # graph data

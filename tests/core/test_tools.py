@@ -431,3 +431,28 @@ def test_two_sync_tools_overlap_in_time() -> None:
     assert plait.run(wf).value == ["a", "b"]
     (a0, a1), (b0, b1) = spans["a"], spans["b"]
     assert a0 < b1 and b0 < a1  # the two calls were in flight at the same time
+
+
+def test_a_tool_the_planner_cannot_read_is_warned_about_at_registration() -> None:
+    with pytest.warns(plait.ToolWarning) as caught:
+        @plait.tool
+        def bare(city, when: int):
+            return city
+
+    message = str(caught[0].message)
+    assert "'bare'" in message and "no docstring" in message
+    assert "no type hint on city" in message and "when" not in message.split("hint on")[1]
+
+
+def test_a_documented_typed_tool_registers_silently() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+
+        @plait.tool
+        def fine(city: str) -> str:
+            """The weather in a city."""
+            return city
+
+    assert fine.name == "fine"
