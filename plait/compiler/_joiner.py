@@ -28,6 +28,7 @@ from plait.llm import LLMTruncated, Message
 _FIELD = r'"{name}"\s*:\s*"((?:[^"\\]|\\.)*)'
 _ACTION_TEXT = re.compile(r"Action\s*:\s*(Finish|Replan)\s*\((.*)\)?\s*$", re.I | re.S)
 _THOUGHT_TEXT = re.compile(r"Thought\s*:\s*(.*?)(?:\n|$)", re.I)
+GROUNDED_PREFIX = "Answer: "  # a grounded joiner's reply: this, then its choice
 _ANSWER_KEYS = ("answer", "final_answer", "result", "response", "reason", "text")
 
 
@@ -35,6 +36,8 @@ def parse_decision(text: str, *, may_replan: bool = True) -> Decision:
     """The joiner's reply -> a Decision. Never raises."""
     raw = text
     text = text.strip()
+    if text.startswith(GROUNDED_PREFIX):  # a grounded joiner's choice
+        return Decision("finish", read_choice(text), "", raw)
     data = _json_object(text)
     action, answer, thought = "finish", None, ""
     if data is not None:
@@ -99,7 +102,16 @@ def _unescape(s: str) -> str:
         return s.replace('\\"', '"')
 
 
-GROUNDED_PREFIX = "Answer: "
+_RANKED = re.compile(r"^(?:Highest|Lowest|Latest|Earliest): (.*) \([^()]*\)$")
+_DERIVED = re.compile(r"^(?:Difference|Sum): (.*)$")
+
+
+def read_choice(text: str) -> str:
+    """The answer a grounded choice gives, from its text alone (as the journal holds
+    it): `Answer: Highest: Mount Everest (8849)` -> `Mount Everest`."""
+    said = text.strip().removeprefix(GROUNDED_PREFIX.strip()).strip()
+    m = _RANKED.match(said) or _DERIVED.match(said)
+    return m.group(1) if m else said
 
 
 def parse_grounded(text: str, choices: dict[str, str]) -> Decision:
@@ -108,7 +120,7 @@ def parse_grounded(text: str, choices: dict[str, str]) -> Decision:
     said = text.strip().removeprefix(GROUNDED_PREFIX.strip()).strip()
     if said not in choices:  # a backend that did not take the grammar
         said = next((c for c in choices if c in said), said)
-    return Decision("finish", choices.get(said, said), "", text)
+    return Decision("finish", choices.get(said, read_choice(said)), "", text)
 
 
 class Joiner:

@@ -91,6 +91,17 @@ def test_choices_offer_the_highest_and_lowest_by_name_and_other_results():
     assert answer_choices(one) == {"8611": "8611", "K2": "K2"}
 
 
+def test_the_journaled_reply_alone_gives_the_answer_of_each_choice():
+    from plait.compiler._joiner import parse_decision
+
+    shown = _shown(('lookup("Statue of Liberty", "height")', 93.0),
+                   ('lookup("Big Ben (London)", "height")', 96.0),
+                   ('calculator("${1} - ${2}")', -3.0), ('search("x")', "a (b) c"))
+    for choice, answer in answer_choices(shown).items():
+        decision = parse_decision(f"Answer: {choice}")  # what `plait show` reads back
+        assert (decision.action, decision.answer) == ("finish", answer), choice
+
+
 def test_grounded_messages_turn_examples_into_worked_turns():
     shown = _shown(('lookup("Big Ben", "year")', 1859.0), ('lookup("CN Tower", "year")', 1976.0))
     messages = grounded_messages("Which is older, Big Ben or the CN Tower?", shown, TOOLS,
