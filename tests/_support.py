@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from typing import Any
+
 import socket
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -16,3 +19,13 @@ def free_port() -> int:
 
 def with_schema(dsn: str, schema: str) -> str:
     return f"{dsn}{'&' if '?' in dsn else '?'}schema={schema}"
+
+
+def end(proc: "subprocess.Popen[Any]", grace: float = 10.0) -> None:
+    """End a process a test started, by its id: SIGTERM, then SIGKILL after `grace` s."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(grace)

@@ -37,7 +37,7 @@ import httpx
 import pytest
 
 from plait.llm import Message, SimServer
-from tests._support import free_port
+from tests._support import end, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -206,12 +206,7 @@ def test_doc_commands_run(page: Path, tmp_path: Path, openai_url: str) -> None:
             assert expected is None or expected in proc.stdout, f"no {expected!r}: {said}"
     finally:
         for server in servers:
-            server.terminate()
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait(10)
+            end(server)
 
 
 def test_every_line_not_run_or_expected_is_in_the_docs() -> None:

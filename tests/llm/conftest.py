@@ -15,7 +15,9 @@ import httpx
 import pytest
 
 from plait.llm import SimServer
-from tests._support import free_port
+from tests._support import end, free_port
+
+from .hostile_server import HostileServer
 
 T = TypeVar("T")
 
@@ -71,12 +73,22 @@ def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> I
             time.sleep(0.2)
         yield base_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        end(proc)
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[HostileServer]:
+    """A misbehaving OpenAI-compatible server on 127.0.0.1 (tests/llm/hostile_server.py)."""
+    s = HostileServer().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def no_env_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No OPENAI_* from the machine's environment: a test names what it uses."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 
 
 @pytest.fixture

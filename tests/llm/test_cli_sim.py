@@ -32,16 +32,7 @@ def test_sim_server_command_serves_a_script(tmp_path, arun) -> None:
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, "plait sim-server exited early"
-            try:
-                if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "plait sim-server did not start in 30 s"
-            time.sleep(0.1)
+        wait_until_up(proc, base)
         llm = OpenAILLM("sim", base_url=base)
         c = arun(llm.complete([Message("user", "What is the capital of France?")]))
         assert c.text == "Paris is the capital." and c.usage.completion_tokens == 4

@@ -5,7 +5,6 @@ running, a key the server wants or refuses. Real servers on 127.0.0.1 only."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -20,17 +19,12 @@ HI = [Message("user", "hi")]
 SECRET = "s3cret-pass-77"
 
 
+pytestmark = pytest.mark.usefixtures("no_env_credentials")
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[HostileServer]:
-    s = HostileServer().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(autouse=True)
-def no_env_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+def server(hostile: HostileServer) -> HostileServer:
+    return hostile
 
 
 @plait.tool

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from typer.testing import CliRunner
@@ -42,17 +42,12 @@ USERINFO = f"alice:{SECRET}@"
 TOKEN = base64.b64encode(f"alice:{SECRET}".encode()).decode()
 
 
+pytestmark = pytest.mark.usefixtures("no_env_credentials")
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[HostileServer]:
-    s = HostileServer().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(autouse=True)
-def no_env_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+def server(hostile: HostileServer) -> HostileServer:
+    return hostile
 
 
 def llm_for(server: HostileServer, shape: str, **options) -> OpenAILLM:
