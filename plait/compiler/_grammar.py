@@ -467,8 +467,10 @@ def plan_grammar_tree(
     max_thought: int = 100,
     spans: Sequence[str] | None = None,
     uses: Mapping[str, frozenset[str]] | None = None,
+    failed: Sequence[tuple[str, Mapping[str, Any]]] = (),
 ) -> Grammar:
-    """`plan_grammar` as a tree, which can also be sampled from."""
+    """`plan_grammar` as a tree, which can also be sampled from. With `spans`,
+    `failed` calls (tool, arguments) are not allowed again."""
     tools = list(tools)
     if not tools:
         raise ValueError("a plan grammar needs at least one tool")
@@ -480,7 +482,8 @@ def plan_grammar_tree(
     last = first + max_tasks  # the number join() gets when the plan is full
     names = grounded_spans(spans) if spans is not None else []
     if names:
-        _grounded_steps(g, tools, head, first, last, earlier, max_string, names, uses or {})
+        _grounded_steps(g, tools, head, first, last, earlier, max_string, names, uses or {},
+                        failed)
         return g
     g.define("root", Rule(f"step-{first}"))
     for n in range(first, last):
@@ -500,14 +503,16 @@ SLOT_USES = frozenset({"name", "computed"})
 
 def _grounded_steps(g: Grammar, tools: list[Tool], head: list[Expr], first: int, last: int,
                     earlier: list[int], max_string: int, names: list[str],
-                    uses: Mapping[str, frozenset[str]]) -> None:
+                    uses: Mapping[str, frozenset[str]],
+                    failed: Sequence[tuple[str, Mapping[str, Any]]] = ()) -> None:
     """Steps that first call each of `names` (the question's) once, in any order,
     then at most one call that builds on their results, then join: a small model
     that would write `lookup("K2")` twice, or join before the second name, cannot.
     The state of rule `step-N-M` is the bit mask M of names used so far. `uses`
     says, per tool, what its first text parameter takes ("name", "computed"; both
     for a tool not in it): the worked examples show it, so `calculator("Danube")`
-    is not a plan."""
+    is not a plan. A name's call takes no enum value that `failed` for it (after
+    `lookup("Lake Superior", "height")` failed, a replan may ask for its depth)."""
     names = names[:MAX_NAMES]
     every = (1 << len(names)) - 1
     # A call per name and one more (arithmetic on their results): a small model
@@ -526,7 +531,10 @@ def _grounded_steps(g: Grammar, tools: list[Tool], head: list[Expr], first: int,
                 if used != every:  # names first, each once
                     for k, name in enumerate(names):
                         if slot is not None and "name" in takes and not used & (1 << k):
-                            call = _call(tool, values, {slot: Lit(f'"{name}"')})
+                            fixed = _untried(tool, slot, name, failed)
+                            if fixed is None:
+                                continue
+                            call = _call(tool, values, fixed)
                             options.append(seq(call, "\n", Rule(f"step-{n + 1}-{used | 1 << k}")))
                             following.add(used | 1 << k)
                 elif slot is None:  # then what builds on their results
@@ -545,6 +553,24 @@ def _grounded_steps(g: Grammar, tools: list[Tool], head: list[Expr], first: int,
         masks = following
     for used in sorted(masks):
         g.define(f"step-{last}-{used}", seq(*head, f"{last}. join()"))
+
+
+def _untried(tool: Tool, slot: str, name: str,
+             failed: Sequence[tuple[str, Mapping[str, Any]]]) -> dict[str, Expr] | None:
+    """The fixed values of a call of `tool` on `name`: the name, and for each enum
+    parameter the values no failed call of it on that name had (None: none left)."""
+    fixed: dict[str, Expr] = {slot: Lit(f'"{name}"')}
+    tried = [args for t, args in failed if t == tool.name and args.get(slot) == name]
+    if not tried:
+        return fixed
+    props = tool.parameters.get("properties", {}) if isinstance(tool.parameters, Mapping) else {}
+    for param, schema in props.items():
+        if isinstance(schema, Mapping) and schema.get("enum"):
+            left = [v for v in schema["enum"] if all(a.get(param) != v for a in tried)]
+            if not left:
+                return None
+            fixed[param] = alt(*(Lit(_literal_text(v)) for v in left))
+    return fixed
 
 
 def choice_grammar(prefix: str, choices: Sequence[str]) -> str:

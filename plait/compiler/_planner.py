@@ -53,10 +53,13 @@ class Planner:
     def grammar(self) -> tuple[str, int]:
         """The plan grammar, and the most tokens a plan under it can take."""
         s = self.session
+        # Calls that failed: a grounded replan cannot write them again.
+        failed = [(e.task.tool, dict(e.task.arguments)) for n, e in s.entries.items()
+                  if not s.outcomes.get(n, (True, None))[0]]
         tree = plan_grammar_tree(
             s.tools.values(), first=s.next_number, known=sorted(s.entries),
             max_tasks=self.max_tasks, max_string=self.max_string, thoughts=self.thoughts,
-            spans=self.spans, uses=self.uses,
+            spans=self.spans, uses=self.uses, failed=failed,
         )
         return tree.render(), tree.max_len()
 

@@ -144,3 +144,15 @@ async def test_a_grounded_joiner_with_nothing_to_choose_from_does_not_ask():
                         max_replans=1)
     assert answer.text == ""
     assert "joiner" not in [role for role, _ in calls]
+
+
+def test_a_grounded_replan_cannot_repeat_a_failed_call():
+    from plait.compiler._grammar import plan_grammar_tree
+
+    failed = [("lookup", {"entity": "Lake Superior", "attribute": "height"})]
+    tree = plan_grammar_tree(TOOLS, thoughts=False, spans=["Lake Superior"],
+                             uses=slot_uses(PLAN_EXAMPLES), failed=failed)
+    rng = random.Random(11)
+    plans = [tree.sample(rng) for _ in range(200)]
+    assert not any('lookup("Lake Superior", "height")' in p for p in plans)
+    assert any('lookup("Lake Superior", "depth")' in p for p in plans)
