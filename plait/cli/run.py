@@ -124,16 +124,20 @@ def report(result: RunResult, as_json: bool) -> None:
             )
         )
         return
+    # As `plait ask`: the value alone on stdout (`value=$(plait run ...)` captures
+    # just it); what went wrong and the summary on stderr.
     if result.ok:
         print(result.value)
     else:
-        print(f"run failed: {result.error}")
+        print(f"run failed: {result.error}", file=sys.stderr)
         for node, err in sorted(result.errors.items()):
-            print(f"  ${node} {result.nodes[node].tool}: {type(err).__name__}: {err}")
+            print(f"  ${node} {result.nodes[node].tool}: {type(err).__name__}: {err}",
+                  file=sys.stderr)
     path = " -> ".join(f"${i} {result.nodes[i].tool}" for i in result.critical_path)
     replayed = f", {result.replayed} replayed from the journal" if result.replayed else ""
     print(
         f"\n{len(result.nodes)} calls{replayed} in {result.elapsed:.3f}s "
         f"(sum of call times {busy:.3f}s, {busy / max(result.elapsed, 1e-9):.1f}x overlap); "
-        f"critical path {result.critical_path_time():.3f}s: {path}"
+        f"critical path {result.critical_path_time():.3f}s: {path}",
+        file=sys.stderr,
     )

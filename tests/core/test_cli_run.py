@@ -57,11 +57,12 @@ def test_run_prints_value_timings_and_plain_progress(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0] == "14"  # 0 + 1 + 4 + 9: the argument was parsed as JSON
-    assert "4 calls in" in proc.stdout and "critical path" in proc.stdout
+    assert proc.stdout == "14\n"  # the value alone: `$(plait run ...)` captures it
+    assert "4 calls in" in proc.stderr and "critical path" in proc.stderr
     # Not a terminal: one plain line per finished node, then a summary.
     done = [line for line in proc.stderr.splitlines() if " square done in " in line]
     assert len(done) == 4
-    assert "4/4 done" in proc.stderr.splitlines()[-1]
+    assert "4/4 done" in proc.stderr  # the progress line, before the summary
 
 
 def test_run_json_output(tmp_path: Path) -> None:
@@ -77,7 +78,7 @@ def test_run_failure_exits_1_and_names_the_error(tmp_path: Path) -> None:
     (tmp_path / "wf.py").write_text(WORKFLOW)
     proc = plait_cli("run", "wf.py:broken", cwd=tmp_path)
     assert proc.returncode == 1
-    assert "ValueError: no 4" in proc.stdout
+    assert "ValueError: no 4" in proc.stderr and proc.stdout == ""
     assert "fail failed" in proc.stderr
 
 

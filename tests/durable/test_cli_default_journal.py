@@ -149,10 +149,10 @@ def test_plait_journal_is_honoured_by_every_command(tmp_path: Path) -> None:
     for run_id in (workflow_run, question[0]):
         assert cli("show", run_id, env=env).exit_code == 0
         resumed = cli("resume", run_id, env=env)
-        # A workflow's summary follows its value on stdout; a question's answer is
-        # alone on stdout, its summary on stderr.
-        summary = resumed.stdout if run_id == workflow_run else resumed.stderr
-        assert resumed.exit_code == 0 and "replayed from the journal" in summary, resumed.output
+        # A workflow's value, like a question's answer, is alone on stdout; the
+        # summary is on stderr.
+        assert resumed.exit_code == 0 and "replayed from the journal" in resumed.stderr, \
+            resumed.output
     assert not Path(default_journal()).parent.exists()  # the default was never used
     # --journal wins over the environment.
     other = str(tmp_path / "given.db")

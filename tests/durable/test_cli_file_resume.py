@@ -107,7 +107,7 @@ def _run_verbatim(command: str, cwd: Path, env: dict[str, str]) -> subprocess.Co
 def _check_resumed(done: subprocess.CompletedProcess, counter: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[0] == "30"
-    assert "4 calls, 3 replayed from the journal" in done.stdout
+    assert "4 calls, 3 replayed from the journal" in done.stderr
     # Every step ran once (replayed on resume); slow, cut off and idempotent, twice.
     assert _ran(counter) == {"step 0": 1, "step 1": 1, "step 2": 1, "slow 3": 2}
 
@@ -139,7 +139,7 @@ def test_ctrl_c_prints_a_resume_command_that_works_verbatim(tmp_path: Path) -> N
     assert command == f"plait resume {run_id}"  # the default journal: no --journal
     _check_resumed(_run_verbatim(command, elsewhere, env), counter)
     again = _run_verbatim(command, elsewhere, env)  # a done run replays to its end
-    assert again.returncode == 0 and "4 calls, 4 replayed" in again.stdout, again.stderr
+    assert again.returncode == 0 and "4 calls, 4 replayed" in again.stderr, again.stderr
 
 
 def test_a_helper_module_next_to_the_file_imports(tmp_path: Path) -> None:

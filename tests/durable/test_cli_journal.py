@@ -91,7 +91,7 @@ def test_run_runs_show_resume(spec: str) -> None:
     # `plait run` with the same run id is a resume too; text output says what was replayed.
     r = plait_cli("run", TARGET, "a", "b", "--journal", spec, "--run-id", "cli1")
     assert r.exit_code == 0, r.output
-    assert "['A', 'B']" in r.stdout and "2 replayed from the journal" in r.stdout
+    assert r.stdout == "['A', 'B']\n" and "2 replayed from the journal" in r.stderr
     assert CALLS == {"a": 1, "b": 1}
 
 
@@ -109,7 +109,7 @@ def test_failed_run_then_resume(spec: str) -> None:
     r = plait_cli("run", TARGET, "a", "b", "--journal", spec, "--run-id", "cli2",
                   "--on-error", "continue")
     assert r.exit_code == 1, r.output
-    assert "cannot shout b" in r.stdout
+    assert "cannot shout b" in r.stderr
     r = plait_cli("runs", "--journal", spec)
     assert "failed" in next(ln for ln in r.stdout.splitlines() if "cli2" in ln)
     r = plait_cli("show", "cli2", "--journal", spec)
@@ -147,7 +147,7 @@ def test_resume_with_a_call_in_doubt(spec: str) -> None:
 
     r = plait_cli("resume", "cli3", "--journal", spec)
     assert r.exit_code == 1, r.output
-    assert "InDoubtError" in r.stdout and key[:12] in r.stdout and "--allow-rerun" in r.stdout
+    assert "InDoubtError" in r.stderr and key[:12] in r.stderr and "--allow-rerun" in r.stderr
     assert CALLS["b"] == 0  # not run again
 
     r = plait_cli("resume", "cli3", "--journal", spec, "--allow-rerun", "--json")
