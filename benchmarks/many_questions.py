@@ -39,31 +39,18 @@ import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
-import plait
-from plait.llm import Message, SimLLM
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the shared question lives with its test
+
+import plait  # noqa: E402
+from plait.llm import SimLLM  # noqa: E402
+from tests.durable.two_lookups import lookup_tool, script  # noqa: E402
 
 DEFAULT_DSN = os.environ.get("PLAIT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-PLAN = '1. lookup("x")\n2. lookup("y")\n3. join()'
-FINISH = '{"action": "finish", "answer": "x and y"}'
-
-
-def _script(messages: Sequence[Message]) -> str:
-    return FINISH if '"action"' in messages[0].content else PLAN
-
-
-@plait.tool
-async def lookup(name: str) -> str:
-    """Look `name` up.
-
-    Args:
-        name: what to look up
-    """
-    await asyncio.sleep(0)
-    return f"{name}!"
+lookup = lookup_tool(0)
 
 
 def _progress(text: str) -> None:
@@ -81,7 +68,7 @@ async def _wave(n: int, journal: str, tag: str) -> tuple[int, float, str]:
     """`n` questions at once; (failures, seconds, first failure)."""
 
     async def one(i: int) -> plait.Answer:
-        model = SimLLM(_script, ttft=0.0, tps=100_000)
+        model = SimLLM(script, ttft=0.0, tps=100_000)
         return await plait.aask(f"x and y? ({tag} {i})", [lookup], model=model,
                                 journal=journal, run_id=f"{tag}-{i}", timeout=300)
 

@@ -14,7 +14,6 @@ import gc
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 
 import pytest
 
@@ -22,27 +21,13 @@ import plait
 from plait.compiler import _session
 from plait.journal import open_journal
 from plait.journal._pgpool import open_pools
-from plait.llm import Message, SimLLM
+from plait.llm import SimLLM
+
+from tests.durable.two_lookups import lookup_tool, script
 
 QUESTIONS = 300
 POOL_MAX = 4
-PLAN = '1. lookup("x")\n2. lookup("y")\n3. join()'
-FINISH = '{"action": "finish", "answer": "x and y"}'
-
-
-def _script(messages: Sequence[Message]) -> str:
-    return FINISH if '"action"' in messages[0].content else PLAN
-
-
-@plait.tool
-async def lookup(name: str) -> str:
-    """Look `name` up.
-
-    Args:
-        name: what to look up
-    """
-    await asyncio.sleep(0.005)
-    return f"{name}!"
+lookup = lookup_tool(0.005)
 
 
 def _backends(dsn: str, app: str) -> int:
@@ -67,7 +52,7 @@ def test_hundreds_of_journaled_questions_at_once(postgres_dsn: str, pg_spec: str
             time.sleep(0.05)
 
     async def one(i: int) -> plait.Answer:
-        model = SimLLM(_script, ttft=0.0, tps=5000)
+        model = SimLLM(script, ttft=0.0, tps=5000)
         return await plait.aask(f"x and y? ({i})", [lookup], model=model, journal=spec,
                                 run_id=f"q{i}", timeout=30)
 
