@@ -234,6 +234,9 @@ def summary(answer: Answer) -> str:
     )
 
 
+MAX_ECHO = 120  # characters of a question shown again in a suggested command
+
+
 def next_steps(answer: Answer, journal: str | None) -> list[str]:
     """Two or three lines after the answer: commands that work from here."""
     from plait.cli._journal import journal_option
@@ -245,7 +248,9 @@ def next_steps(answer: Answer, journal: str | None) -> list[str]:
         commands.append((["plait", "show", answer.run_id, *where], "this run, call by call"))
         commands.append((["plait", "runs", *where], "every recorded run"))
     if answer.model.split(":", 1)[0] in ("local", "sim"):
-        commands.append((["plait", "ask", answer.question, "--model", "openai:MODEL"],
+        # A long question is not worth pasting back: a placeholder stands for it.
+        asked = answer.question if len(answer.question) <= MAX_ECHO else "QUESTION"
+        commands.append((["plait", "ask", asked, "--model", "openai:MODEL"],
                          "a larger model (OPENAI_BASE_URL, OPENAI_API_KEY)"))
     # Each line after `next:` pastes into a shell as it is (the note is a comment).
     shown = [shlex.join(c) for c, _ in commands]

@@ -251,3 +251,12 @@ def test_the_live_view_shows_values_errors_and_replays_on_a_terminal():
     final = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
     for shown in ("K2: 8,611 m second line", "RuntimeError: x", "Mount Everest: 8,849 m"):
         assert shown in final
+
+
+def test_a_long_question_is_not_pasted_back_into_the_next_command(tmp_path):
+    question = "Which is taller, Mount Everest or K2? " + "Please explain. " * 20
+    plan = '1. search("K2")\n2. join()'
+    result = runner.invoke(app, ["ask", question, "--model", sim_spec(tmp_path, plan)])
+    assert result.exit_code == 0, result.output
+    last = shlex.split(result.stderr.splitlines()[-1], comments=True)
+    assert last == ["plait", "ask", "QUESTION", "--model", "openai:MODEL"], result.stderr
