@@ -27,16 +27,19 @@ from plait._graph import Graph, Node, Ref, Template
 from plait._result import NodeRecord, RunResult
 from plait._tools import Tool, ToolPolicy, ToolWarning, tool
 from plait.compiler import Answer, aask, ask
+from plait.data import DROP, MapResult, Row, RowError, amap, map, stream
 from plait.journal import RunOwnedError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DROP",
     "Answer",
     "Event",
     "Graph",
     "GraphError",
     "InDoubtError",
+    "MapResult",
     "Node",
     "NodeAdded",
     "NodeCancelled",
@@ -51,6 +54,8 @@ __all__ = [
     "PlaitError",
     "Ref",
     "RefMisuseError",
+    "Row",
+    "RowError",
     "RunError",
     "RunFinished",
     "RunOwnedError",
@@ -64,14 +69,17 @@ __all__ = [
     "Workflow",
     "aask",
     "add_tokens",
+    "amap",
     "aresume",
     "arun",
     "arun_graph",
     "ask",
+    "map",
     "node_key",
     "resume",
     "run",
     "run_graph",
+    "stream",
     "tool",
     "workflow",
 ]

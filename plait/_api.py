@@ -194,6 +194,11 @@ async def aresume(
                 f"its run id: plait.ask(question, tools, run_id={run_id!r}, journal=...) "
                 f"(CLI: plait resume {run_id})"
             )
+        if record.entry.startswith("map:"):
+            raise PlaitError(
+                f"run {run_id!r} is a dataset job; resume it with "
+                f"plait.data.resume_map({run_id!r}, journal) (CLI: plait resume {run_id})"
+            )
         wf = workflow(workflow_fn) if workflow_fn is not None else _import_entry(record.entry)
         wf = replace(wf, name=record.entry)
         arguments = record.arguments or {}

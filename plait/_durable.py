@@ -60,6 +60,7 @@ class Durable:
         allow_rerun: bool,
         finished_at: float | None = None,
         keeper: Keeper | None = None,
+        row_key: str = "",
     ) -> None:
         self.journal = journal
         self.writer = writer
@@ -70,6 +71,10 @@ class Durable:
         self.results = {k: r for k, r in state.results.items() if r.ok} if state else {}
         self.in_doubt = set(state.in_doubt) if state else set()
         self.previous = state.intents if state else {}
+        # A dataset row's nodes: their keys are scoped by the row's key (two rows with
+        # the same prompt are two calls), and their records carry it, so a resumed job
+        # loads one row's records by an indexed look-up, never the whole run.
+        self.row_key = row_key
         self.keys: list[str] = []
         self.canonical: list[str] = []
         self.occurrences = Occurrences()
@@ -79,6 +84,25 @@ class Durable:
         self.finished_at = finished_at
         # Journal times are wall-clock; the engine's are perf_counter.
         self.clock_offset = time.time() - time.perf_counter()
+
+    def for_row(
+        self, row_key: str, intents: Mapping[str, Intent], results: Mapping[str, Result]
+    ) -> Durable:
+        """The journal side of one row of a dataset job: this run's journal, writer
+        and lease, the row's own keys and earlier records (`load_row`)."""
+        row = Durable(self.journal, self.writer, self.run_id, None, self.allow_rerun,
+                      keeper=self.keeper, row_key=row_key)
+        row.results = {k: r for k, r in results.items() if r.ok}
+        row.in_doubt = {k for k in intents if k not in results}
+        row.previous = dict(intents)
+        row.clock_offset = self.clock_offset
+        return row
+
+    def watch(self, on_failure: Callable[[BaseException], None]) -> None:
+        """Call `on_failure` (from the writer's thread) when the writer gives up.
+        A row's run shares its job's writer, which the job watches: not the row."""
+        if not self.row_key:
+            self.writer.on_failure = on_failure
 
     @property
     def lease(self) -> Lease | None:
@@ -102,7 +126,8 @@ class Durable:
                 f"cannot journal the arguments of node ${node.id} (tool {node.tool!r}): {exc}"
             ) from None
         n = self.occurrences.next(node.tool, canonical)
-        self.keys.append(key_of(node.tool, canonical, n))
+        key = key_of(node.tool, canonical, n)
+        self.keys.append(scoped_key(self.row_key, key) if self.row_key else key)
         self.canonical.append(canonical)
 
     async def begin(self, i: int, tool: Tool, attempt: int) -> Result | Any:
@@ -126,6 +151,7 @@ class Durable:
                     _encoded(self.canonical[i]),
                     attempt,
                     time.time(),
+                    row_key=self.row_key,
                 )
             ]
         )
@@ -146,12 +172,12 @@ class Durable:
             encoded = encode_value(value, f"the result of node ${i} (tool {tool!r})")
             self.writer.result(
                 Result(self.run_id, key, True, encoded, None, started + off, finished + off,
-                       tokens, extra, tool=tool)
+                       tokens, extra, tool=tool, row_key=self.row_key)
             )
         else:
             self.writer.result(
                 Result(self.run_id, key, False, None, error_text(error), started + off,
-                       finished + off, tokens, extra, tool=tool)
+                       finished + off, tokens, extra, tool=tool, row_key=self.row_key)
             )
 
     def _doubt_message(self, i: int, tool: Tool) -> str:
@@ -164,6 +190,12 @@ class Durable:
             "is not run again. Calls in doubt in this run: " + ", ".join(others) + ". "
             "Resume with allow_rerun=True (CLI: --allow-rerun) if running them twice is safe."
         )
+
+
+def scoped_key(row_key: str, key: str) -> str:
+    """A node key within one row of a dataset job (same length as a plain key)."""
+    text = f"{row_key}\x00{key}".encode()
+    return hashlib.sha256(text).hexdigest()[: len(key)]
 
 
 def _encoded(canonical: str) -> Encoded:
@@ -191,12 +223,16 @@ async def open_durable(
     allow_rerun: bool,
     lease_ttl: float = DEFAULT_LEASE_TTL,
     wait: float = 0.0,
+    load: bool = True,
 ) -> Durable:
     """Open the journal and the run in it: a new run, or the state of an earlier one.
 
     The run's lease is taken first, before the run is read or created: of two
     processes starting (or resuming) one run id, exactly one gets it; the other
-    gets `RunOwnedError` (after waiting up to `wait` seconds for the owner)."""
+    gets `RunOwnedError` (after waiting up to `wait` seconds for the owner).
+
+    `load=False`: an earlier run's records are not loaded (a dataset job loads
+    them row by row, as rows are admitted)."""
     if isinstance(spec, str):
         journal = await _retrying(lambda: open_journal(spec))
     else:
@@ -218,7 +254,8 @@ async def open_durable(
                     f"{record.entry}{_show(_identity(record.arguments))}; "
                     f"it cannot be resumed as {entry}{_show(given)}"
                 )
-            state = await _retrying(lambda: journal.load(run_id))
+            if load:
+                state = await _retrying(lambda: journal.load(run_id))
             await _retrying(
                 lambda: journal.update_run(run_id, status="running", lease=lease)
             )

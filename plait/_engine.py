@@ -481,7 +481,7 @@ class Run:
         value: Any = None
         error: BaseException | None = None
         if self.durable is not None:
-            self.durable.writer.on_failure = self._writer_failed
+            self.durable.watch(self._writer_failed)
         token = _current.set(self)
         try:
             if body is not None:

@@ -28,6 +28,14 @@ EXPECTED = {
     "ToolWarning",
     "node_key",
     "add_tokens",
+    # datasets
+    "map",
+    "amap",
+    "stream",
+    "DROP",
+    "MapResult",
+    "Row",
+    "RowError",
     # graph data
     "Graph",
     "Node",
@@ -60,7 +68,7 @@ EXPECTED = {
 }
 
 # Public subpackages may appear as attributes once imported; they are not in __all__.
-SUBPACKAGES = {"cli", "compiler", "examples", "journal", "llm"}
+SUBPACKAGES = {"cli", "compiler", "data", "examples", "journal", "llm"}
 
 
 def test_all_is_exactly_the_expected_set() -> None:
