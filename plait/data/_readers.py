@@ -53,11 +53,12 @@ class _Lines:
 
     def __iter__(self) -> Iterator[tuple[int, bytes | None, int]]:
         """(line number, the line's bytes or None when over the limit, its size)."""
-        while raw := self._f.readline(self._limit + 1):
+        # limit + 2: room for the limit and a CRLF, so the line ending never counts.
+        while raw := self._f.readline(self._limit + 2):
             self.lineno += 1
             if self.lineno == 1 and raw.startswith(codecs.BOM_UTF8):
                 raw = raw[len(codecs.BOM_UTF8) :]
-            content = len(raw) - raw.endswith(b"\n")
+            content = len(raw) - _ending(raw)
             if content <= self._limit:
                 yield self.lineno, raw, content
                 continue
@@ -67,26 +68,31 @@ class _Lines:
                 size += len(tail)
                 quotes += tail.count(self._quote) if self._quote else 0
             self._odd_quotes = quotes % 2 == 1
-            yield self.lineno, None, size - tail.endswith(b"\n")
+            yield self.lineno, None, size - _ending(tail)
 
     def text(self) -> Iterator[str]:
         """Lines as str for the csv module. Bytes that are not UTF-8 survive as
         lone surrogates (surrogateescape), so a bad record is found on its own
         instead of a decode error ending the whole file. An over-long line becomes
-        a quote if it held an odd number of quotes, else nothing: the parser then
-        leaves it in the same quoting state as the real line would, and the
-        records after it parse as they should."""
+        a stand-in, `#` (not blank: a blank line is no record), after a quote if
+        it held an odd number of quotes: the parser then leaves it in the same
+        quoting state as the real line would, and the records after it parse as
+        they should."""
         for _, raw, size in self:
             self._bytes += size
             if raw is None:
                 self._over = True
-                raw = (self._quote if self._odd_quotes else b"") + b"\n"
+                raw = (self._quote if self._odd_quotes else b"") + b"#\n"
             yield raw.decode("utf-8", "surrogateescape")
 
     def take(self) -> tuple[int, bool]:
         taken = self._bytes, self._over
         self._bytes, self._over = 0, False
         return taken
+
+
+def _ending(raw: bytes) -> int:
+    return 2 if raw.endswith(b"\r\n") else 1 if raw.endswith(b"\n") else 0
 
 
 def _over(where: str, size: int, limit: int) -> str:

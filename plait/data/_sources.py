@@ -9,7 +9,6 @@ description on resume; the in-memory sources (an iterable, a Hugging Face Datase
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -129,21 +128,20 @@ class DatasetSource(SyncSource):
 
 
 def _saved_dir(dataset: Any) -> str | None:
-    """The directory of `save_to_disk` this dataset was loaded from unchanged, or
-    None (in memory, or transformed since: nothing on disk reproduces it)."""
+    """The `save_to_disk` folder this dataset was loaded from unchanged, or None:
+    in memory, or transformed since (selected, mapped, formatted), so that nothing
+    on disk reproduces it. Checked the direct way: loading the folder again gives
+    the same fingerprint (a memory-mapped load: milliseconds)."""
     files = [Path(f["filename"]) for f in getattr(dataset, "cache_files", None) or []]
-    if not files or getattr(dataset, "_indices", None) is not None:
+    folder = files[0].parent if files else None
+    if folder is None or not (folder / "state.json").is_file():
         return None
-    folder = files[0].parent
-    if any(f.parent != folder for f in files):
-        return None
+    datasets = sys.modules.get("datasets")
     try:
-        state = json.loads((folder / "state.json").read_text())
-    except (OSError, ValueError):
+        again = datasets.load_from_disk(str(folder))  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - not a folder datasets can load: not reopenable
         return None
-    if state.get("_fingerprint") != dataset._fingerprint:
-        return None
-    return str(folder.absolute())
+    return str(folder.absolute()) if again._fingerprint == dataset._fingerprint else None
 
 
 def from_dataset(dataset: Any) -> DatasetSource:
