@@ -24,4 +24,3 @@ def import_pyarrow(what: str) -> tuple[Any, Any]:
     except ImportError:
         raise _missing(f"{what} (pyarrow)", "data") from None
     return pyarrow, pyarrow.parquet
-

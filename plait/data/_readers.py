@@ -140,6 +140,13 @@ class JsonlSource(SyncSource):
                     yield self._row(ordinal, lineno, raw, size)
                 ordinal += 1
 
+    def count_rows(self) -> int:
+        """The number of rows: lines that are not blank, counted without parsing."""
+        with self._open() as f:
+            return sum(
+                raw is None or bool(raw.strip()) for _, raw, _ in _Lines(f, self.max_row_bytes)
+            )
+
     def _row(self, ordinal: int, lineno: int, raw: bytes | None, size: int) -> SourceRow:
         where = f"line {lineno}"
         if raw is None:
@@ -149,12 +156,16 @@ class JsonlSource(SyncSource):
         except UnicodeDecodeError as e:
             bad = raw[e.start]
             return SourceRow(
-                ordinal, None, f"{where}: not valid UTF-8 (byte 0x{bad:02x} at column {e.start + 1})"
+                ordinal,
+                None,
+                f"{where}: not valid UTF-8 (byte 0x{bad:02x} at column {e.start + 1})",
             )
         try:
             value = json.loads(text)
         except json.JSONDecodeError as e:
-            return SourceRow(ordinal, None, f"{where}: not valid JSON ({e.msg} at column {e.colno})")
+            return SourceRow(
+                ordinal, None, f"{where}: not valid JSON ({e.msg} at column {e.colno})"
+            )
         except RecursionError:
             return SourceRow(ordinal, None, f"{where}: not valid JSON (nested too deeply)")
         if not isinstance(value, dict):
@@ -237,7 +248,9 @@ class CsvSource(SyncSource):
         except StopIteration:
             raise SourceError(f"CSV file {self.path} is empty: it needs a header row") from None
         except csv.Error as e:
-            raise SourceError(f"CSV file {self.path}: the header row is not valid CSV ({e})") from None
+            raise SourceError(
+                f"CSV file {self.path}: the header row is not valid CSV ({e})"
+            ) from None
         _, over = lines.take()
         if over or any(_NOT_UTF8.search(name) for name in header):
             raise SourceError(f"CSV file {self.path}: the header row is not valid UTF-8 text")
@@ -255,28 +268,21 @@ class CsvSource(SyncSource):
     def iter_rows(self, start: int = 0) -> Iterator[SourceRow]:
         with open(self.path, "rb") as f:
             header, lines, reader = self._header(f)
-            ordinal = 0
-            while True:
-                first_line = lines.lineno + 1
-                try:
-                    fields = next(reader)
-                    error = None
-                except StopIteration:
-                    return
-                except csv.Error as e:
-                    fields, error = None, f"not valid CSV ({e})"
-                size, over = lines.take()
-                if fields == []:
-                    continue  # a blank line is not a row: it takes no ordinal
+            for ordinal, record in enumerate(_records(lines, reader)):
                 if ordinal >= start:
-                    yield self._row(ordinal, first_line, header, fields, error, size, over)
-                ordinal += 1
+                    yield self._row(ordinal, header, *record)
+
+    def count_rows(self) -> int:
+        """The number of rows, by parsing the records without building rows."""
+        with open(self.path, "rb") as f:
+            _, lines, reader = self._header(f)
+            return sum(1 for _ in _records(lines, reader))
 
     def _row(
         self,
         ordinal: int,
-        lineno: int,
         header: list[str],
+        lineno: int,
         fields: list[str] | None,
         error: str | None,
         size: int,
@@ -294,6 +300,24 @@ class CsvSource(SyncSource):
                 ordinal, None, f"{where}: {_fields(len(fields))}, the header has {len(header)}"
             )
         return SourceRow(ordinal, dict(zip(header, fields, strict=True)))
+
+
+def _records(
+    lines: _Lines, reader: Iterator[list[str]]
+) -> Iterator[tuple[int, list[str] | None, str | None, int, bool]]:
+    """(first line, fields or None, the parse error, size in bytes, over the limit)
+    of each record that is not a blank line."""
+    while True:
+        first_line = lines.lineno + 1
+        try:
+            fields, error = next(reader), None
+        except StopIteration:
+            return
+        except csv.Error as e:
+            fields, error = None, f"not valid CSV ({e})"
+        size, over = lines.take()
+        if fields != []:  # a blank line is not a row: it takes no ordinal
+            yield first_line, fields, error, size, over
 
 
 def _fields(n: int) -> str:
@@ -335,6 +359,9 @@ class ParquetSource(SyncSource):
 
     def fingerprint(self) -> str:
         return file_sha256(self.path)
+
+    def count_rows(self) -> int:
+        return self.num_rows
 
     def iter_rows(self, start: int = 0) -> Iterator[SourceRow]:
         pa, _ = import_pyarrow("reading Parquet files")

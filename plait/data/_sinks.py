@@ -51,10 +51,14 @@ class _AtomicFile:
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser().absolute()
         if not self.path.parent.is_dir():
-            raise SinkError(f"cannot write {self.path}: the folder {self.path.parent} does not exist")
+            raise SinkError(
+                f"cannot write {self.path}: the folder {self.path.parent} does not exist"
+            )
         if self.path.is_dir():
             raise SinkError(f"cannot write {self.path}: it is a folder")
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
         self.temp_path = Path(tmp)
         self._file: IO[bytes] | None = os.fdopen(fd, "wb")
         self.rows_written = 0
@@ -269,12 +273,16 @@ class ParquetSink(_AtomicFile):
         try:
             self._writer.write_table(table)
         except self._pa.ArrowException as e:  # e.g. an empty struct: Parquet has none
-            raise SinkError(f"rows {first}..{first + len(rows) - 1}: cannot write Parquet: {e}")
+            raise SinkError(
+                f"rows {first}..{first + len(rows) - 1}: cannot write Parquet: {e}"
+            ) from None
         self.rows_written += len(rows)
 
     def _table(self, rows: list[dict[str, Any]], schema: Any, first: int) -> Any:
         pa = self._pa
-        names = schema.names if schema is not None else list(dict.fromkeys(k for r in rows for k in r))
+        names = (
+            schema.names if schema is not None else list(dict.fromkeys(k for r in rows for k in r))
+        )
         columns = []
         for i, name in enumerate(names):
             values = [r.get(name) for r in rows]
@@ -303,7 +311,9 @@ class ParquetSink(_AtomicFile):
         self._writer.close()
         self._file.close()
         old = self.temp_path
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
         self.temp_path, self._file = Path(tmp), os.fdopen(fd, "wb")
         self._open_writer(schema)
         done = 0

@@ -41,7 +41,17 @@ class Source(Protocol):
 
     def fingerprint(self) -> str | None: ...
 
-    def aiter_rows(self, start: int = 0) -> AsyncIterator[SourceRow]: ...
+    def count_rows(self) -> int | None:
+        """How many rows (for progress and ETA), without building them; None when
+        unknown without consuming the source. May read the whole file: call it
+        off the event loop for a big one."""
+        ...
+
+    def aiter_rows(self, start: int = 0) -> AsyncIterator[SourceRow]:
+        """The rows from ordinal `start` on; earlier ones are skipped as cheaply as
+        the format allows (Parquet row groups from the footer, Dataset slices,
+        text lines without parsing them)."""
+        ...
 
 
 class SyncSource:
@@ -54,6 +64,9 @@ class SyncSource:
     description: dict[str, Any]
 
     def fingerprint(self) -> str | None:
+        raise NotImplementedError
+
+    def count_rows(self) -> int | None:
         raise NotImplementedError
 
     def iter_rows(self, start: int = 0) -> Iterator[SourceRow]:

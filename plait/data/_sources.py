@@ -36,12 +36,18 @@ class IterableSource:
 
     def __init__(self, items: Any):
         if not (hasattr(items, "__iter__") or hasattr(items, "__aiter__")):
-            raise SourceError(f"from_iterable needs an iterable or async iterable; got {_kind(items)}")
+            raise SourceError(
+                f"from_iterable needs an iterable or async iterable; got {_kind(items)}"
+            )
         self._items = items
         self.description = {"kind": "iterable", "type": _kind(items)}
 
     def fingerprint(self) -> None:
         return None
+
+    def count_rows(self) -> int | None:
+        """len() of a sized collection; None for an iterator (counting would consume it)."""
+        return len(self._items) if hasattr(self._items, "__len__") else None
 
     def __iter__(self) -> Iterator[SourceRow]:
         return self.iter_rows()
@@ -106,13 +112,17 @@ class DatasetSource(SyncSource):
     def fingerprint(self) -> str:
         return "datasets:" + self._ds._fingerprint
 
+    def count_rows(self) -> int:
+        return len(self._ds)
+
     def iter_rows(self, start: int = 0) -> Iterator[SourceRow]:
         ds, n = self._ds, len(self._ds)
         for lo in range(start, n, _DATASET_BATCH):
             hi = min(lo + _DATASET_BATCH, n)
             try:
                 columns = ds[lo:hi]
-                rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+                values = zip(*columns.values(), strict=True)
+                rows = [dict(zip(columns, v, strict=True)) for v in values]
                 rows = rows or [{} for _ in range(lo, hi)]  # a dataset without columns
             except Exception:  # noqa: BLE001 - a value that cannot be converted: find its row
                 yield from (self._one(i) for i in range(lo, hi))
@@ -229,8 +239,8 @@ def reopen_source(description: Mapping[str, Any]) -> Source:
         if kind == "jsonl":
             return read_jsonl(description["path"], **opts)
         if kind == "csv":
-            return read_csv(description["path"], max_row_bytes=opts["max_row_bytes"],
-                            **opts["csv_options"])  # fmt: skip
+            csv_options = opts["csv_options"]
+            return read_csv(description["path"], max_row_bytes=opts["max_row_bytes"], **csv_options)
         if kind == "parquet":
             return read_parquet(description["path"], **opts)
     except SourceError as e:

@@ -210,7 +210,11 @@ def test_a_process_that_dies_before_close_leaves_no_file_at_path(
     path = tmp_path / f"out{suffix}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-c", CRASH, str(path)], capture_output=True, text=True, env=env, timeout=60
+        [sys.executable, "-c", CRASH, str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
     )
     assert proc.stdout == "written\n", proc.stderr
     assert proc.returncode == 1
@@ -241,9 +245,12 @@ def test_parquet_writes_row_groups_of_n_rows_with_nested_values(tmp_path: Path) 
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [30, 30, 30, 10]
     schema = pq.read_schema(path)
     assert schema.field("meta").type == pa.struct(
-        [("model", pa.string()), ("tokens", pa.int64()),
-         ("nested", pa.struct([("deep", pa.list_(pa.int64()))]))]
-    )  # fmt: skip
+        [
+            ("model", pa.string()),
+            ("tokens", pa.int64()),
+            ("nested", pa.struct([("deep", pa.list_(pa.int64()))])),
+        ]
+    )
     assert schema.field("tags").type == pa.list_(pa.string())
     assert read_back(path) == ROWS
 
@@ -260,6 +267,7 @@ def test_parquet_schema_widens_when_later_rows_need_it(tmp_path: Path) -> None:
     assert schema.field("score").type == pa.float64()  # int, then a float
     assert schema.field("meta").type == pa.struct([("a", pa.int64()), ("b", pa.string())])
     assert pq.ParquetFile(path).metadata.num_row_groups == 3  # the rewrite kept the groups
+
     def widened(r: dict) -> dict:
         meta = r.get("meta")
         return {
@@ -296,14 +304,27 @@ def test_parquet_types_that_do_not_promote_are_an_error_naming_the_column(tmp_pa
 def test_parquet_values_are_made_plain(tmp_path: Path) -> None:
     at = datetime.datetime(2026, 12, 2, 5, 30)
     path = tmp_path / "out.parquet"
-    rows = [{"v": Verdict(ok=True, at=at, color=Color.RED), "span": Span(i, i + 1),
-             "blob": bytes([i]), "when": at, "c": Color.RED} for i in range(3)]  # fmt: skip
+    rows = [
+        {
+            "v": Verdict(ok=True, at=at, color=Color.RED),
+            "span": Span(i, i + 1),
+            "blob": bytes([i]),
+            "when": at,
+            "c": Color.RED,
+        }
+        for i in range(3)
+    ]
     write_all(open_sink(path), rows)
     assert read_back(path) == [
-        {"v": {"ok": True, "at": "2026-12-02T05:30:00", "color": "red"},
-         "span": {"start": i, "end": i + 1}, "blob": bytes([i]), "when": at, "c": "red"}
+        {
+            "v": {"ok": True, "at": "2026-12-02T05:30:00", "color": "red"},
+            "span": {"start": i, "end": i + 1},
+            "blob": bytes([i]),
+            "when": at,
+            "c": "red",
+        }
         for i in range(3)
-    ]  # fmt: skip
+    ]
 
 
 def test_an_empty_parquet_sink_is_a_valid_empty_file(tmp_path: Path) -> None:

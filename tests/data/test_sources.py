@@ -100,8 +100,14 @@ def test_jsonl_bad_rows_are_row_errors_and_the_rows_after_still_come(tmp_path: P
         (0, {"id": 0}, None),
         (1, None, "line 3: not a JSON object (an array)"),
         (2, None, "line 4: not valid UTF-8 (byte 0xe9 at column 12)"),
-        (3, None, "line 5: not valid JSON (Expecting property name enclosed in double "
-                  "quotes at column 2)"),  # fmt: skip
+        (
+            3,
+            None,
+            (
+                "line 5: not valid JSON (Expecting property name enclosed in double quotes"
+                " at column 2)"
+            ),
+        ),
         (4, None, "line 7: 5.01 kB, over max_row_bytes (1 kB)"),
         (5, None, "line 8: not a JSON object (a string)"),
         (6, {"id": 6}, None),
@@ -116,7 +122,11 @@ def test_jsonl_max_row_bytes_is_exact_and_counts_the_line_without_its_newline(
     path = tmp_path / "edge.jsonl"
     path.write_bytes(fits + b"\r\n" + over + b"\n" + fits)
     got = rows_of(read_jsonl(path, max_row_bytes=102))
-    assert [r.error for r in got] == [None, "line 2: 103 bytes, over max_row_bytes (102 bytes)", None]
+    assert [r.error for r in got] == [
+        None,
+        "line 2: 103 bytes, over max_row_bytes (102 bytes)",
+        None,
+    ]
 
 
 def test_a_huge_line_is_drained_not_held_in_memory(tmp_path: Path) -> None:
@@ -278,7 +288,11 @@ def test_parquet_a_corrupt_row_group_gives_errors_for_its_rows_only(tmp_path: Pa
     path = tmp_path / "corrupt.parquet"
     rows = [{"i": i, "s": f"value {i}" * 20} for i in range(30)]
     pq.write_table(
-        pa.Table.from_pylist(rows), path, row_group_size=10, compression="none", use_dictionary=False
+        pa.Table.from_pylist(rows),
+        path,
+        row_group_size=10,
+        compression="none",
+        use_dictionary=False,
     )
     meta = pq.ParquetFile(path).metadata
     col = meta.row_group(1).column(1)  # the string column of the second group
@@ -505,3 +519,24 @@ def test_open_source_by_suffix_and_its_errors(tmp_path: Path) -> None:
         open_source([{"a": 1}], max_row_bytes=10)
     with pytest.raises(SourceError, match="max_row_bytes must be a positive int"):
         read_jsonl(j, max_row_bytes=0)
+
+
+def test_count_rows_matches_the_rows_read(tmp_path: Path) -> None:
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_bytes(b'{"a": 1}\n\n[1]\n\xff\n' + b"z" * 300 + b'\n  \n{"a": 2}')
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_bytes(b'a,b\n1,"two\nlines"\n\n3\n4,' + b"w" * 300 + b"\n5,6")
+    parquet = tmp_path / "a.parquet"
+    pq.write_table(pa.Table.from_pylist(ROWS), parquet, row_group_size=7)
+    sources = [
+        read_jsonl(jsonl, max_row_bytes=100),
+        read_csv(csv_path, max_row_bytes=100),
+        read_parquet(parquet),
+        from_iterable(ROWS),
+    ]
+    for src in sources:
+        assert src.count_rows() == len(rows_of(src)), src
+    assert [src.count_rows() for src in sources] == [5, 4, 50, 50]
+    gen = (r for r in ROWS)
+    assert from_iterable(gen).count_rows() is None
+    assert next(gen) == ROWS[0]  # not consumed by asking
