@@ -14,6 +14,7 @@ import csv
 import gzip
 import json
 import re
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -130,10 +131,19 @@ class JsonlSource(SyncSource):
     def fingerprint(self) -> str:
         return file_sha256(self.path)
 
+    def _lines(self, f: IO[bytes]) -> Iterator[tuple[int, bytes | None, int]]:
+        lines = _Lines(f, self.max_row_bytes)
+        try:
+            yield from lines
+        except (OSError, EOFError, zlib.error) as e:  # a truncated .gz, a failing disk
+            raise SourceError(
+                f"{self.path} cannot be read after line {lines.lineno}: {e}"
+            ) from None
+
     def iter_rows(self, start: int = 0) -> Iterator[SourceRow]:
         ordinal = 0
         with self._open() as f:
-            for lineno, raw, size in _Lines(f, self.max_row_bytes):
+            for lineno, raw, size in self._lines(f):
                 if raw is not None and not raw.strip():
                     continue  # a blank line is not a row: it takes no ordinal
                 if ordinal >= start:
@@ -143,9 +153,7 @@ class JsonlSource(SyncSource):
     def count_rows(self) -> int:
         """The number of rows: lines that are not blank, counted without parsing."""
         with self._open() as f:
-            return sum(
-                raw is None or bool(raw.strip()) for _, raw, _ in _Lines(f, self.max_row_bytes)
-            )
+            return sum(raw is None or bool(raw.strip()) for _, raw, _ in self._lines(f))
 
     def _row(self, ordinal: int, lineno: int, raw: bytes | None, size: int) -> SourceRow:
         where = f"line {lineno}"

@@ -81,7 +81,7 @@ def test_jsonl_reads_every_row_in_order(tmp_path: Path) -> None:
 
 
 def test_jsonl_bad_rows_are_row_errors_and_the_rows_after_still_come(tmp_path: Path) -> None:
-    big = b'{"x": "' + b"z" * 5000 + b'"}'
+    big = b'{"x": "' + b"z" * 400_000 + b'"}'
     lines = [
         b'{"id": 0}',
         b"",  # blank: skipped, takes no ordinal
@@ -91,11 +91,12 @@ def test_jsonl_bad_rows_are_row_errors_and_the_rows_after_still_come(tmp_path: P
         b"   \t",  # blank too
         big,
         b'"just a string"',
-        b'{"id": 6}',
+        b'{"deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b'{"id": 7}',
     ]
     path = tmp_path / "bad.jsonl"
     path.write_bytes(b"\n".join(lines))  # the last line has no newline
-    got = rows_of(read_jsonl(path, max_row_bytes=1000))
+    got = rows_of(read_jsonl(path, max_row_bytes=300_000))
     assert [(r.ordinal, r.data, r.error) for r in got] == [
         (0, {"id": 0}, None),
         (1, None, "line 3: not a JSON object (an array)"),
@@ -108,9 +109,10 @@ def test_jsonl_bad_rows_are_row_errors_and_the_rows_after_still_come(tmp_path: P
                 " at column 2)"
             ),
         ),
-        (4, None, "line 7: 5.01 kB, over max_row_bytes (1 kB)"),
+        (4, None, "line 7: 400 kB, over max_row_bytes (300 kB)"),
         (5, None, "line 8: not a JSON object (a string)"),
-        (6, {"id": 6}, None),
+        (6, None, "line 9: not valid JSON (nested too deeply)"),
+        (7, {"id": 7}, None),
     ]
 
 
@@ -160,6 +162,10 @@ def test_jsonl_bom_and_gzip(tmp_path: Path) -> None:
     (tmp_path / "fake.jsonl.gz").write_bytes(b'{"a": 1}\n')
     with pytest.raises(OSError, match="gzip"):
         read_jsonl(tmp_path / "fake.jsonl.gz")
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gz.read_bytes()[:-30])  # a download that stopped short
+    with pytest.raises(SourceError, match=r"cut\.jsonl\.gz cannot be read after line 4\d"):
+        list(read_jsonl(cut))
 
 
 def test_a_200k_line_file_is_read_in_bounded_memory(tmp_path: Path) -> None:
