@@ -6,7 +6,7 @@ fsyncs the directory. Until then `path` is untouched: a crash or `abort()` never
 leaves a half-written output where the finished one belongs.
 
 Values are made plain first: a pydantic model becomes its `model_dump()`, a
-dataclass a dict, an Enum its value, a UUID/Path/Decimal... see `_plain`.
+dataclass a dict, an Enum its value, a UUID or Path its text (see `_plain`).
 """
 
 from __future__ import annotations
@@ -116,11 +116,13 @@ def _fsync_dir(folder: Path) -> None:
 # ---------------------------------------------------------------- plain values
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, *, for_json: bool) -> Any:
     """A value JSON and Arrow understand, for the common Python types that are
-    not: models and dataclasses become dicts; ids, paths, enums their value."""
+    not: models and dataclasses become dicts; ids, paths, enums their value. A
+    pydantic model is dumped as it renders itself in JSON for JSON Lines, and in
+    Python types for Parquet (so a datetime stays a timestamp column)."""
     if hasattr(value, "model_dump") and not isinstance(value, type):
-        return value.model_dump(mode="json")
+        return value.model_dump(mode="json" if for_json else "python")
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
     if isinstance(value, enum.Enum):
@@ -145,7 +147,7 @@ def _check_row(row: Any) -> Mapping[str, Any]:
 
 
 def _json_default(value: Any) -> Any:
-    plain = _plain(value)
+    plain = _plain(value, for_json=True)
     if plain is not value:
         return plain
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
@@ -218,7 +220,9 @@ class ParquetSink(_AtomicFile):
     written so far is then rewritten once under the wider schema (group by group,
     bounded memory); that happens once per widening, not per row. Types that do
     not promote (int in one row, str in another) are a SinkError naming the column
-    and the two types: nothing is converted behind the user's back."""
+    and the two types: nothing is converted behind the user's back. It is raised
+    when the group is written (by the `write` that fills it, or `close`), and that
+    group's rows are not in the file: abort the sink."""
 
     def __init__(self, path: str | Path, *, row_group_size: int = DEFAULT_ROW_GROUP_SIZE):
         self._pa, self._pq = import_pyarrow("writing Parquet files")
@@ -326,7 +330,7 @@ class ParquetSink(_AtomicFile):
 
 
 def _arrow_value(value: Any) -> Any:
-    value = _plain(value)
+    value = _plain(value, for_json=False)
     if isinstance(value, dict):
         return {str(k): _arrow_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
