@@ -236,10 +236,18 @@ def test_csv_a_huge_quoted_line_does_not_swallow_the_rows_after_it(tmp_path: Pat
     # The line is over the limit in the middle of a quoted field: the reader drops
     # it but keeps its quoting state, so row 2 is still parsed as its own row.
     path = tmp_path / "quoted.csv"
-    path.write_bytes(b'a,b\n1,x\n2,"' + b'q""' * 2000 + b'"\n3,y\n')
+    path.write_bytes(
+        b"a,b\n1,x\n"
+        b'2,"' + b'q""' * 2000 + b'"\n'  # even quotes: the line ends outside quotes
+        b'3,"opens here' + b"q" * 2000 + b'\nand ends here"\n'  # odd: it ends inside
+        b"4,y\n"
+    )
     got = rows_of(read_csv(path, max_row_bytes=500))
-    assert [r.data for r in got] == [{"a": "1", "b": "x"}, None, {"a": "3", "b": "y"}]
-    assert got[1].error is not None and "over max_row_bytes" in got[1].error
+    assert [r.data for r in got] == [{"a": "1", "b": "x"}, None, None, {"a": "4", "b": "y"}]
+    assert [r.error for r in got[1:3]] == [
+        "line 3: 6 kB, over max_row_bytes (500 bytes)",
+        "line 4: 2.03 kB, over max_row_bytes (500 bytes)",
+    ]
 
 
 def test_csv_fields_over_the_csv_modules_default_limit_are_fine(tmp_path: Path) -> None:
