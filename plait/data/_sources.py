@@ -47,7 +47,10 @@ class IterableSource:
 
     def count_rows(self) -> int | None:
         """len() of a sized collection; None for an iterator (counting would consume it)."""
-        return len(self._items) if hasattr(self._items, "__len__") else None
+        try:
+            return len(self._items)
+        except TypeError:  # no len(), or one that refuses (a streamed dataset)
+            return None
 
     def __iter__(self) -> Iterator[SourceRow]:
         return self.iter_rows()
