@@ -329,8 +329,19 @@ class ParquetSink(_AtomicFile):
         old.unlink()
 
 
+# Types Arrow converts as they are: checked by exact type first, since most values
+# of most rows are one of these and `_plain`'s checks cost more than the write.
+_ARROW_ATOMS = frozenset(
+    {str, int, float, bool, type(None), bytes, datetime.datetime, datetime.date, Decimal}
+)
+
+
 def _arrow_value(value: Any) -> Any:
-    value = _plain(value, for_json=False)
+    kind = type(value)
+    if kind in _ARROW_ATOMS:
+        return value
+    if kind is not dict and kind is not list:
+        value = _plain(value, for_json=False)
     if isinstance(value, dict):
         return {str(k): _arrow_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
