@@ -39,7 +39,10 @@ class Source(Protocol):
 
     description: dict[str, Any]
 
-    def fingerprint(self) -> str | None: ...
+    def fingerprint(self) -> str | None:
+        """A hash of the content (a file's sha256, read in chunks: for a big file,
+        call it off the event loop), or None when positions are not stable."""
+        ...
 
     def count_rows(self) -> int | None:
         """How many rows (for progress and ETA), without building them; None when
@@ -102,6 +105,10 @@ def existing_file(path: str | Path, what: str) -> Path:
         raise SourceError(f"{what} not found: {p}")
     if not p.is_file():
         raise SourceError(f"{what} is not a file: {p}")
+    try:
+        open(p, "rb").close()
+    except OSError as e:  # no permission, a broken mount
+        raise SourceError(f"{what} cannot be read: {p}: {e.strerror or e}") from None
     return p
 
 
