@@ -16,7 +16,7 @@ import datetime
 import enum
 import json
 import os
-import tempfile
+import secrets
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
@@ -48,6 +48,8 @@ class Sink(Protocol):
 class _AtomicFile:
     """The temp-file-then-rename life cycle both sinks share."""
 
+    _file: IO[bytes] | None
+
     def __init__(self, path: str | Path):
         self.path = Path(path).expanduser().absolute()
         if not self.path.parent.is_dir():
@@ -56,11 +58,7 @@ class _AtomicFile:
             )
         if self.path.is_dir():
             raise SinkError(f"cannot write {self.path}: it is a folder")
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        self.temp_path = Path(tmp)
-        self._file: IO[bytes] | None = os.fdopen(fd, "wb")
+        self.temp_path, self._file = _temp_beside(self.path)
         self.rows_written = 0
         self.closed = False
 
@@ -99,6 +97,21 @@ class _AtomicFile:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, rows_written={self.rows_written})"
+
+
+def _temp_beside(path: Path) -> tuple[Path, IO[bytes]]:
+    """A new temp file next to `path`, named after it. Not mkstemp: its 0600 mode
+    would pass to the output at the rename; this one gets the umask's, like any
+    file the user writes."""
+    while True:
+        temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise SinkError(f"cannot write beside {path}: {e.strerror or e}") from None
+        return temp, os.fdopen(fd, "wb")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -315,10 +328,7 @@ class ParquetSink(_AtomicFile):
         self._writer.close()
         self._file.close()
         old = self.temp_path
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        self.temp_path, self._file = Path(tmp), os.fdopen(fd, "wb")
+        self.temp_path, self._file = _temp_beside(self.path)
         self._open_writer(schema)
         done = 0
         with self._pq.ParquetFile(old) as pf:

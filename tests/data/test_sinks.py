@@ -68,6 +68,9 @@ def test_round_trip_through_the_matching_source(tmp_path: Path, suffix: str) -> 
     assert sink.rows_written == 100  # type: ignore[attr-defined]
     assert read_back(path) == ROWS
     assert os.listdir(tmp_path) == [path.name]  # no temp file left
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # as any file the user writes
 
 
 def test_jsonl_is_utf8_one_object_per_line(tmp_path: Path) -> None:
