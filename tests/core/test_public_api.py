@@ -60,7 +60,7 @@ EXPECTED = {
 }
 
 # Public subpackages may appear as attributes once imported; they are not in __all__.
-SUBPACKAGES = {"cli", "compiler", "examples", "journal", "llm"}
+SUBPACKAGES = {"cli", "compiler", "data", "examples", "journal", "llm"}
 
 
 def test_all_is_exactly_the_expected_set() -> None:
