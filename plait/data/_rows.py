@@ -30,7 +30,7 @@ from plait._durable import Durable
 from plait._engine import NodeError, Run
 from plait._errors import PlaitError
 from plait._identity import NotCanonicalError, canonical_json
-from plait.data._sources import Source, SourceRow
+from plait.data._source_base import Source, SourceRow
 from plait.journal import JournalError, JournalValueError, RowRecord, error_text
 
 RowStatus = Literal["done", "dropped", "failed"]
