@@ -168,7 +168,9 @@ async def amap(
         # Without a journal the rows go to the sink as they end; with one, the sink is
         # written from the journal at the end (see the module doc).
         direct = open_sink(out) if out is not None and job.durable is None else None
-        view = MapProgress(counts, total=_length(job.job.source), enabled=progress)
+        # Counting may read the whole file: off the loop, and only for the view.
+        total = await asyncio.to_thread(job.job.source.count_rows) if progress else None
+        view = MapProgress(counts, total=total, enabled=progress)
         try:
             with view:
                 try:
@@ -418,15 +420,6 @@ async def _check_resume(journal: str | Journal, run_id: str, entry: str,
     arguments["source"] = before.get("source", arguments["source"])
     arguments["fingerprint"] = before.get("fingerprint")
     return False
-
-
-def _length(source: Source) -> int | None:
-    """How many rows the source has, if it can say without reading them."""
-    try:
-        n = len(source)  # type: ignore[arg-type]
-    except TypeError:
-        return None
-    return n
 
 
 def _plain(value: Any) -> Any:
