@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from plait.journal._batch import check_no_result, check_results, check_runs, prepare_batch
 from plait.journal._migrations import (
     MIGRATIONS_TABLE,
     POSTGRES_MIGRATIONS,
@@ -37,7 +38,9 @@ from plait.journal._migrations import (
 from plait.journal._pgpool import PoolKey, SharedPool, acquire, pool_options, release
 from plait.journal._protocol import (
     HOST,
+    INTENT_COLUMNS,
     LEASE_COLUMNS,
+    RESULT_COLUMNS,
     Intent,
     JournalError,
     JournalOrderError,
@@ -45,24 +48,31 @@ from plait.journal._protocol import (
     JournalTransientError,
     Lease,
     Result,
+    RowRecord,
+    RowStatus,
     RunNotFoundError,
     RunRecord,
     RunStatus,
+    build_calls,
     build_state,
     check_lease,
-    check_no_result,
-    check_results,
-    check_runs,
     check_status,
     check_ttl,
     lease_from_row,
     new_owner,
     next_epoch,
-    prepare_batch,
     refuse_done,
     run_from_row,
     run_row,
     updated_run,
+)
+from plait.journal._rows import (
+    ROW_COLUMNS,
+    check_page,
+    check_row_status,
+    row_counts,
+    row_from_db,
+    row_keys_list,
 )
 
 __all__ = ["PostgresJournal"]
@@ -172,6 +182,7 @@ class PostgresJournal:
             "results": f"{s}.results",
             "blobs": f"{s}.blobs",
             "leases": f"{s}.leases",
+            "rows": f"{s}.rows",
             "migrations": f"{s}.{MIGRATIONS_TABLE}",
         }
         key = PoolKey(dsn, tuple(sorted(self._kwargs.items())), schema, pool_max, pool_timeout)
@@ -392,10 +403,11 @@ class PostgresJournal:
         self,
         intents: Sequence[Intent] = (),
         results: Sequence[Result] = (),
+        rows: Sequence[RowRecord] = (),
         *,
         lease: Lease | None = None,
     ) -> None:
-        batch = prepare_batch(intents, results)  # encode outside the lock
+        batch = prepare_batch(intents, results, rows)  # encode outside the lock
         if not batch.run_ids:
             return
         t = self._sql
@@ -436,20 +448,22 @@ class PostgresJournal:
                 )
                 conn.execute(
                     f"INSERT INTO {t['intents']} (run_id, key, tool, attempt, started_at, "
-                    "arguments, arguments_hash) SELECT * FROM unnest(%s::text[], %s::text[], "
-                    "%s::text[], %s::int[], %s::float8[], %s::text[], %s::text[]) "
+                    "arguments, arguments_hash, row_key) SELECT * FROM unnest(%s::text[], "
+                    "%s::text[], %s::text[], %s::int[], %s::float8[], %s::text[], %s::text[], "
+                    "%s::text[]) "
                     "ON CONFLICT (run_id, key) DO UPDATE SET tool = excluded.tool, "
                     "attempt = excluded.attempt, started_at = excluded.started_at, "
-                    "arguments = excluded.arguments, arguments_hash = excluded.arguments_hash",
-                    _columns(batch.intent_rows, 7),
+                    "arguments = excluded.arguments, arguments_hash = excluded.arguments_hash, "
+                    "row_key = excluded.row_key",
+                    _columns(batch.intent_rows, 8),
                 )
             if batch.result_rows:
                 runs, keys = _columns(batch.result_keys, 2)
                 pairs = (runs, keys)
                 started = {
-                    (r[0], r[1])
+                    (r[0], r[1]): r[2]
                     for r in conn.execute(
-                        f"SELECT i.run_id, i.key FROM {t['intents']} i JOIN "
+                        f"SELECT i.run_id, i.key, i.row_key FROM {t['intents']} i JOIN "
                         "unnest(%s::text[], %s::text[]) AS p(run_id, key) "
                         "ON i.run_id = p.run_id AND i.key = p.key",
                         pairs,
@@ -479,6 +493,19 @@ class PostgresJournal:
                         f"a result was written twice for a node of run(s) "
                         f"{', '.join(map(repr, sorted(set(runs))))} (journal {self.location})"
                     )
+            if batch.row_rows:
+                # After the results: a row's outcome commits with (never before) them.
+                conn.execute(
+                    f"INSERT INTO {t['rows']} (run_id, row_key, ordinal, status, value, "
+                    "value_hash, error, tokens, finished_at) SELECT * FROM unnest("
+                    "%s::text[], %s::text[], %s::int8[], %s::text[], %s::text[], %s::text[], "
+                    "%s::text[], %s::int8[], %s::float8[]) "
+                    "ON CONFLICT (run_id, row_key) DO UPDATE SET ordinal = excluded.ordinal, "
+                    "status = excluded.status, value = excluded.value, "
+                    "value_hash = excluded.value_hash, error = excluded.error, "
+                    "tokens = excluded.tokens, finished_at = excluded.finished_at",
+                    _columns(batch.row_rows, 9),
+                )
 
     # --- leases ----------------------------------------------------------------------
     # Times are the server's clock (clock_timestamp()), so owners on hosts whose
@@ -576,14 +603,12 @@ class PostgresJournal:
                 if row is None:
                     raise RunNotFoundError(run_id, self.location)
                 intent_rows = conn.execute(
-                    "SELECT i.key, i.tool, i.attempt, i.started_at, "
-                    f"coalesce(i.arguments, b.data) FROM {t['intents']} i "
+                    f"SELECT {INTENT_COLUMNS} FROM {t['intents']} i "
                     f"LEFT JOIN {t['blobs']} b ON b.hash = i.arguments_hash WHERE i.run_id = %s",
                     (run_id,),
                 ).fetchall()
                 result_rows = conn.execute(
-                    "SELECT r.key, r.ok, coalesce(r.value, b.data), r.error, r.started_at, "
-                    f"r.finished_at, r.tokens, r.extra FROM {t['results']} r "
+                    f"SELECT {RESULT_COLUMNS} FROM {t['results']} r "
                     f"LEFT JOIN {t['blobs']} b ON b.hash = r.value_hash WHERE r.run_id = %s",
                     (run_id,),
                 ).fetchall()
@@ -594,6 +619,88 @@ class PostgresJournal:
 
         row, intent_rows, result_rows = self._read("load a run", read)
         return build_state(run_from_row(row), intent_rows, result_rows, self.location)
+
+    # --- rows of dataset jobs ---------------------------------------------------------
+    # Per-key look-ups are LATERAL subqueries with LIMIT 1: the planner cannot turn
+    # them into a hash join over the whole run, whatever its statistics say, so
+    # each key costs index probes only.
+
+    def row_status(self, run_id: str, row_keys: Sequence[str]) -> dict[str, str]:
+        keys = row_keys_list(row_keys)
+        if not keys:
+            return {}
+        t = self._sql
+        # The intents are probed only for keys without a row record (the gate on
+        # r.status is a one-time filter of that subquery).
+        sql = (
+            "SELECT k.row_key, coalesce(r.status, i.status) "
+            "FROM unnest(%(keys)s::text[]) AS k(row_key) "
+            f"LEFT JOIN LATERAL (SELECT status FROM {t['rows']} "
+            "WHERE run_id = %(run)s AND row_key = k.row_key LIMIT 1) r ON true "
+            f"LEFT JOIN LATERAL (SELECT 'started'::text AS status FROM {t['intents']} "
+            "WHERE r.status IS NULL AND run_id = %(run)s AND row_key = k.row_key LIMIT 1) i "
+            "ON true"
+        )
+        found = self._read(
+            "read the status of rows",
+            lambda conn: conn.execute(sql, {"keys": keys, "run": run_id}).fetchall(),
+        )
+        return {k: status for k, status in found if status is not None}
+
+    def load_row(
+        self, run_id: str, row_key: str
+    ) -> tuple[dict[str, Intent], dict[str, Result]]:
+        t = self._sql
+
+        def read(conn: Any) -> tuple[list[Any], list[Any]]:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                intent_rows = conn.execute(
+                    f"SELECT {INTENT_COLUMNS} FROM {t['intents']} i "
+                    f"LEFT JOIN {t['blobs']} b ON b.hash = i.arguments_hash "
+                    "WHERE i.run_id = %s AND i.row_key = %s",
+                    (run_id, row_key),
+                ).fetchall()
+                # Results through their intents' row index, one key probe each.
+                result_rows = conn.execute(
+                    f"SELECT {RESULT_COLUMNS} FROM {t['intents']} i "
+                    f"CROSS JOIN LATERAL (SELECT * FROM {t['results']} "
+                    "WHERE run_id = i.run_id AND key = i.key LIMIT 1) r "
+                    f"LEFT JOIN {t['blobs']} b ON b.hash = r.value_hash "
+                    "WHERE i.run_id = %s AND i.row_key = %s",
+                    (run_id, row_key),
+                ).fetchall()
+            finally:
+                if not conn.broken:
+                    conn.execute("ROLLBACK")
+            return intent_rows, result_rows
+
+        intent_rows, result_rows = self._read("load a row", read)
+        return build_calls(run_id, intent_rows, result_rows, self.location)
+
+    def iter_rows(
+        self, run_id: str, *, status: RowStatus | None = None, after: int = -1, limit: int = 1000
+    ) -> list[RowRecord]:
+        check_row_status(status)
+        after, limit = check_page(after, limit)
+        t = self._sql
+        where, params = ("AND r.status = %s ", (status,)) if status else ("", ())
+        sql = (
+            f"SELECT {ROW_COLUMNS} FROM {t['rows']} r "
+            f"LEFT JOIN {t['blobs']} b ON b.hash = r.value_hash "
+            f"WHERE r.run_id = %s {where}AND r.ordinal > %s "
+            "ORDER BY r.ordinal, r.row_key LIMIT %s"
+        )
+        found = self._read(
+            "read rows",
+            lambda conn: conn.execute(sql, (run_id, *params, after, limit)).fetchall(),
+        )
+        return [row_from_db(run_id, r, self.location) for r in found]
+
+    def count_rows(self, run_id: str) -> dict[str, int]:
+        sql = f"SELECT status, count(*) FROM {self._sql['rows']} WHERE run_id = %s GROUP BY status"
+        found = self._read("count rows", lambda conn: conn.execute(sql, (run_id,)).fetchall())
+        return row_counts(found)
 
     def get_blob(self, hash: str) -> bytes:
         sql = f"SELECT data FROM {self._sql['blobs']} WHERE hash = %s"
