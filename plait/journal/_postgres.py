@@ -185,6 +185,7 @@ class PostgresJournal:
             "rows": f"{s}.rows",
             "migrations": f"{s}.{MIGRATIONS_TABLE}",
         }
+        self._row_sql = _row_queries(self._sql)
         key = PoolKey(dsn, tuple(sorted(self._kwargs.items())), schema, pool_max, pool_timeout)
         # The migrations run once per pool, on a connection of their own: a server
         # that cannot be reached is reported with its own message, within
@@ -620,27 +621,13 @@ class PostgresJournal:
         row, intent_rows, result_rows = self._read("load a run", read)
         return build_state(run_from_row(row), intent_rows, result_rows, self.location)
 
-    # --- rows of dataset jobs ---------------------------------------------------------
-    # Per-key look-ups are LATERAL subqueries with LIMIT 1: the planner cannot turn
-    # them into a hash join over the whole run, whatever its statistics say, so
-    # each key costs index probes only.
+    # --- rows of dataset jobs (the look-ups: `_row_queries`) ---------------------------
 
     def row_status(self, run_id: str, row_keys: Sequence[str]) -> dict[str, str]:
         keys = row_keys_list(row_keys)
         if not keys:
             return {}
-        t = self._sql
-        # The intents are probed only for keys without a row record (the gate on
-        # r.status is a one-time filter of that subquery).
-        sql = (
-            "SELECT k.row_key, coalesce(r.status, i.status) "
-            "FROM unnest(%(keys)s::text[]) AS k(row_key) "
-            f"LEFT JOIN LATERAL (SELECT status FROM {t['rows']} "
-            "WHERE run_id = %(run)s AND row_key = k.row_key LIMIT 1) r ON true "
-            f"LEFT JOIN LATERAL (SELECT 'started'::text AS status FROM {t['intents']} "
-            "WHERE r.status IS NULL AND run_id = %(run)s AND row_key = k.row_key LIMIT 1) i "
-            "ON true"
-        )
+        sql = self._row_sql["status"]
         found = self._read(
             "read the status of rows",
             lambda conn: conn.execute(sql, {"keys": keys, "run": run_id}).fetchall(),
@@ -650,26 +637,13 @@ class PostgresJournal:
     def load_row(
         self, run_id: str, row_key: str
     ) -> tuple[dict[str, Intent], dict[str, Result]]:
-        t = self._sql
+        sql = self._row_sql
 
         def read(conn: Any) -> tuple[list[Any], list[Any]]:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             try:
-                intent_rows = conn.execute(
-                    f"SELECT {INTENT_COLUMNS} FROM {t['intents']} i "
-                    f"LEFT JOIN {t['blobs']} b ON b.hash = i.arguments_hash "
-                    "WHERE i.run_id = %s AND i.row_key = %s",
-                    (run_id, row_key),
-                ).fetchall()
-                # Results through their intents' row index, one key probe each.
-                result_rows = conn.execute(
-                    f"SELECT {RESULT_COLUMNS} FROM {t['intents']} i "
-                    f"CROSS JOIN LATERAL (SELECT * FROM {t['results']} "
-                    "WHERE run_id = i.run_id AND key = i.key LIMIT 1) r "
-                    f"LEFT JOIN {t['blobs']} b ON b.hash = r.value_hash "
-                    "WHERE i.run_id = %s AND i.row_key = %s",
-                    (run_id, row_key),
-                ).fetchall()
+                intent_rows = conn.execute(sql["intents"], (run_id, row_key)).fetchall()
+                result_rows = conn.execute(sql["results"], (run_id, row_key)).fetchall()
             finally:
                 if not conn.broken:
                     conn.execute("ROLLBACK")
@@ -724,6 +698,38 @@ class PostgresJournal:
 
     def __repr__(self) -> str:
         return f"PostgresJournal({self.location!r})"
+
+
+def _row_queries(t: dict[str, str]) -> dict[str, str]:
+    """The per-row look-ups. LATERAL subqueries with LIMIT 1 are never turned into
+    a hash join over the whole run, whatever the table statistics say: each key
+    costs index probes only."""
+    return {
+        # The intents are probed only for keys without a row record (the condition
+        # on r.status is a one-time filter of that subquery).
+        "status": (
+            "SELECT k.row_key, coalesce(r.status, i.status) "
+            "FROM unnest(%(keys)s::text[]) AS k(row_key) "
+            f"LEFT JOIN LATERAL (SELECT status FROM {t['rows']} "
+            "WHERE run_id = %(run)s AND row_key = k.row_key LIMIT 1) r ON true "
+            f"LEFT JOIN LATERAL (SELECT 'started'::text AS status FROM {t['intents']} "
+            "WHERE r.status IS NULL AND run_id = %(run)s AND row_key = k.row_key LIMIT 1) i "
+            "ON true"
+        ),
+        "intents": (
+            f"SELECT {INTENT_COLUMNS} FROM {t['intents']} i "
+            f"LEFT JOIN {t['blobs']} b ON b.hash = i.arguments_hash "
+            "WHERE i.run_id = %s AND i.row_key = %s"
+        ),
+        # Results through their intents' row index, one key probe each.
+        "results": (
+            f"SELECT {RESULT_COLUMNS} FROM {t['intents']} i "
+            f"CROSS JOIN LATERAL (SELECT * FROM {t['results']} "
+            "WHERE run_id = i.run_id AND key = i.key LIMIT 1) r "
+            f"LEFT JOIN {t['blobs']} b ON b.hash = r.value_hash "
+            "WHERE i.run_id = %s AND i.row_key = %s"
+        ),
+    }
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

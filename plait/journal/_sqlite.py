@@ -465,19 +465,8 @@ class SQLiteJournal:
         self, run_id: str, row_key: str
     ) -> tuple[dict[str, Intent], dict[str, Result]]:
         with self._transaction("load a row", write=False) as conn:
-            intent_rows = conn.execute(
-                f"SELECT {INTENT_COLUMNS} FROM intents i "
-                "LEFT JOIN blobs b ON b.hash = i.arguments_hash "
-                "WHERE i.run_id = ? AND i.row_key = ?",
-                (run_id, row_key),
-            ).fetchall()
-            result_rows = conn.execute(
-                f"SELECT {RESULT_COLUMNS} FROM intents i CROSS JOIN results r "
-                "ON r.run_id = i.run_id AND r.key = i.key "
-                "LEFT JOIN blobs b ON b.hash = r.value_hash "
-                "WHERE i.run_id = ? AND i.row_key = ?",
-                (run_id, row_key),
-            ).fetchall()
+            intent_rows = conn.execute(_ROW_INTENTS, (run_id, row_key)).fetchall()
+            result_rows = conn.execute(_ROW_RESULTS, (run_id, row_key)).fetchall()
         return build_calls(run_id, intent_rows, result_rows, self.location)
 
     def iter_rows(
@@ -528,12 +517,25 @@ class SQLiteJournal:
 
 
 # One look-up per key: the rows table's primary key, then (only for keys without a
-# record) the intents' row index. CROSS JOIN keeps the keys as the outer loop.
+# record) the intents' row index. INDEXED BY: without it, and without statistics,
+# SQLite may prefer the primary key's range over the whole run; with it, a plan
+# that cannot use the index is an error, never a silent scan.
 _ROW_STATUS = (
     "SELECT k.value, coalesce("
     "(SELECT r.status FROM rows r WHERE r.run_id = ?1 AND r.row_key = k.value), "
-    "(SELECT 'started' FROM intents i WHERE i.run_id = ?1 AND i.row_key = k.value LIMIT 1)"
+    "(SELECT 'started' FROM intents i INDEXED BY intents_by_row "
+    "WHERE i.run_id = ?1 AND i.row_key = k.value LIMIT 1)"
     ") FROM json_each(?2) k"
+)
+_ROW_INTENTS = (
+    f"SELECT {INTENT_COLUMNS} FROM intents i INDEXED BY intents_by_row "
+    "LEFT JOIN blobs b ON b.hash = i.arguments_hash WHERE i.run_id = ? AND i.row_key = ?"
+)
+# Results through their intents' row index, one primary-key probe each.
+_ROW_RESULTS = (
+    f"SELECT {RESULT_COLUMNS} FROM intents i INDEXED BY intents_by_row CROSS JOIN results r "
+    "ON r.run_id = i.run_id AND r.key = i.key LEFT JOIN blobs b ON b.hash = r.value_hash "
+    "WHERE i.run_id = ? AND i.row_key = ?"
 )
 
 # Primary result codes of failures that may clear by themselves.
