@@ -362,6 +362,54 @@ def test_a_row_is_never_stored_without_its_results(journal: Journal, alone: bool
     assert journal.count_rows(run_id) == {"done": 0, "dropped": 0, "failed": 0}
 
 
+class LandsThenDrops:
+    """A real journal whose first write commits and then reports a dropped
+    connection (the link broke after COMMIT reached the server). Counts `load`."""
+
+    def __init__(self, journal: Journal):
+        self.journal = journal
+        self.location = journal.location
+        self.fail = 1
+        self.loads = 0
+
+    def write(self, *args: Any, **kwargs: Any) -> None:
+        self.journal.write(*args, **kwargs)
+        if self.fail:
+            self.fail -= 1
+            from plait.journal import JournalTransientError
+
+            raise JournalTransientError("connection dropped after COMMIT (test)")
+
+    def load(self, run_id: str) -> Any:
+        self.loads += 1
+        return self.journal.load(run_id)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.journal, name)
+
+
+def test_a_retried_row_write_that_had_landed_counts_as_written(journal: Journal) -> None:
+    """The retry meets its own results ("already has a result"): they are read back
+    by their row, never by loading the job's whole run, and count as written; the
+    row record is simply written again."""
+    run_id = new_run(journal)
+    i, r = row_calls(run_id, "a")
+    journal.write(i)
+    flaky = LandsThenDrops(journal)
+
+    async def main() -> None:
+        async with JournalWriter(flaky, retry_for=5.0) as writer:  # type: ignore[arg-type]
+            for res in r:
+                writer.result(res)
+            writer.row(done(run_id, "a", 0))
+            await writer.flush()
+
+    asyncio.run(main())
+    assert flaky.fail == 0 and flaky.loads == 0
+    assert journal.row_status(run_id, ["a"]) == {"a": "done"}
+    assert len(journal.load_row(run_id, "a")[1]) == 3
+
+
 # --- scale: indexed look-ups ----------------------------------------------------------
 
 
