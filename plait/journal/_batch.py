@@ -22,12 +22,12 @@ from plait.journal._protocol import (
 __all__ = ["Batch", "check_no_result", "check_results", "check_runs", "prepare_batch"]
 
 
-
 @dataclass(slots=True)
 class Batch:
     """One `write` call, encoded and checked for order problems within itself.
 
-    Rows are plain tuples in column order, ready for executemany/unnest.
+    Records are plain tuples in column order, ready for executemany/unnest
+    (`row_rows`: the row records of dataset jobs).
     """
 
     run_ids: list[str]

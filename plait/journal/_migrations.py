@@ -211,8 +211,10 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
         (
             # See the SQLite migration of the same name.
             "ALTER TABLE {s}.intents ADD COLUMN row_key TEXT",
-            "CREATE INDEX intents_by_row ON {s}.intents (run_id, row_key) "
-            "WHERE row_key IS NOT NULL",
+            (
+                "CREATE INDEX intents_by_row ON {s}.intents (run_id, row_key) "
+                "WHERE row_key IS NOT NULL"
+            ),
             """CREATE TABLE {s}.rows (
                 run_id TEXT NOT NULL,
                 row_key TEXT NOT NULL,

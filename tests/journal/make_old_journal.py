@@ -14,7 +14,6 @@ import sqlite3
 from pathlib import Path
 
 import plait
-
 from tests.journal import _old_tools
 
 OUT = Path(__file__).with_name("fixtures") / "journal_001_002.db"
