@@ -187,5 +187,3 @@ def check_results(
                 f"its intent says {theirs}: a result belongs to its intent's row "
                 f"(journal {location})"
             )
-
-

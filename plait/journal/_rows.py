@@ -94,5 +94,3 @@ def check_page(after: int, limit: int) -> tuple[int, int]:
             f"limit an int >= 0, got after={after!r}, limit={limit!r}"
         )
     return after, limit
-
-
