@@ -676,9 +676,9 @@ class Journal(Protocol):
     def iter_rows(
         self, run_id: str, *, status: RowStatus | None = None, after: int = -1, limit: int = 1000
     ) -> list[RowRecord]:
-        """One page of row records (values decoded): ordinal > `after`, by ordinal
-        (then row key), at most `limit`, only `status` when given. The next page
-        starts after the last ordinal of this one."""
+        """One page of row records (values decoded): ordinal > `after`, by ordinal,
+        at most `limit`, only `status` when given. The next page starts after the
+        last ordinal of this one (ordinals are positions: one row each)."""
         ...
 
     def count_rows(self, run_id: str) -> dict[str, int]:

@@ -474,14 +474,10 @@ class SQLiteJournal:
     ) -> list[RowRecord]:
         check_row_status(status)
         after, limit = check_page(after, limit)
-        where, params = ("AND r.status = ? ", (status,)) if status else ("", ())
+        sql = _PAGE_STATUS if status else _PAGE
         with self._use("read rows") as conn:
-            found = conn.execute(
-                f"SELECT {ROW_COLUMNS} FROM rows r LEFT JOIN blobs b ON b.hash = r.value_hash "
-                f"WHERE r.run_id = ? {where}AND r.ordinal > ? "
-                "ORDER BY r.ordinal, r.row_key LIMIT ?",
-                (run_id, *params, after, limit),
-            ).fetchall()
+            found = conn.execute(sql, (run_id, *((status,) if status else ()), after, limit))
+            found = found.fetchall()
         return [row_from_db(run_id, r, self.location) for r in found]
 
     def count_rows(self, run_id: str) -> dict[str, int]:
@@ -536,6 +532,18 @@ _ROW_RESULTS = (
     f"SELECT {RESULT_COLUMNS} FROM intents i INDEXED BY intents_by_row CROSS JOIN results r "
     "ON r.run_id = i.run_id AND r.key = i.key LEFT JOIN blobs b ON b.hash = r.value_hash "
     "WHERE i.run_id = ? AND i.row_key = ?"
+)
+
+# A page of row records, in the index's order (its primary-key suffix orders ties).
+_PAGE = (
+    f"SELECT {ROW_COLUMNS} FROM rows r INDEXED BY rows_by_ordinal "
+    "LEFT JOIN blobs b ON b.hash = r.value_hash WHERE r.run_id = ? AND r.ordinal > ? "
+    "ORDER BY r.ordinal LIMIT ?"
+)
+_PAGE_STATUS = (
+    f"SELECT {ROW_COLUMNS} FROM rows r INDEXED BY rows_by_status "
+    "LEFT JOIN blobs b ON b.hash = r.value_hash "
+    "WHERE r.run_id = ? AND r.status = ? AND r.ordinal > ? ORDER BY r.ordinal LIMIT ?"
 )
 
 # Primary result codes of failures that may clear by themselves.

@@ -468,9 +468,12 @@ def _plans(store: Store, journal: Journal, run_id: str) -> dict[str, str]:
             "status": plan(_sqlite._ROW_STATUS, (run_id, json.dumps(keys))),
             "intents": plan(_sqlite._ROW_INTENTS, (run_id, "row-000007")),
             "results": plan(_sqlite._ROW_RESULTS, (run_id, "row-000007")),
+            "page": plan(_sqlite._PAGE, (run_id, -1, 1000)),
+            "page_status": plan(_sqlite._PAGE_STATUS, (run_id, "failed", -1, 1000)),
         }
     sql = journal._row_sql  # type: ignore[attr-defined]
-    with journal._use("explain") as conn:  # type: ignore[attr-defined]
+    with journal._use("explain") as conn, conn.transaction():  # type: ignore[attr-defined]
+        conn.execute("SET LOCAL enable_sort = off")  # as iter_rows does
 
         def explain(q: str, params: Any) -> str:
             return "\n".join(r[0] for r in conn.execute("EXPLAIN " + q, params))
@@ -479,12 +482,16 @@ def _plans(store: Store, journal: Journal, run_id: str) -> dict[str, str]:
             "status": explain(sql["status"], {"keys": keys, "run": run_id}),
             "intents": explain(sql["intents"], (run_id, "row-000007")),
             "results": explain(sql["results"], (run_id, "row-000007")),
+            "page": explain(sql["page"], (run_id, -1, 1000)),
+            "page_status": explain(sql["page_status"], (run_id, "failed", -1, 1000)),
         }
 
 
 def test_row_look_ups_use_indexes(journal: Journal, store: Store) -> None:
-    """row_status and load_row probe indexes per key; they never scan a table (the
-    run's intents, results or rows), with or without fresh table statistics."""
+    """row_status and load_row probe indexes per key, and a page of iter_rows reads
+    the rows index in order (no sort: the first page of a million rows reads a
+    thousand); none scans a table (the run's intents, results or rows), with or
+    without fresh table statistics."""
     run_id = new_run(journal)
     for start in range(0, 4000, 1000):
         intents, results, rows = [], [], []
@@ -492,7 +499,8 @@ def test_row_look_ups_use_indexes(journal: Journal, store: Store) -> None:
             ci, cr = row_calls(run_id, f"row-{o:06d}", 3)
             intents += ci
             results += cr
-            rows.append(done(run_id, f"row-{o:06d}", o))
+            rows.append(RowRecord(run_id, f"row-{o:06d}", o, "failed", error="E")
+                        if o % 50 == 7 else done(run_id, f"row-{o:06d}", o))
         journal.write(intents, results, rows)
     for fresh_statistics in (False, True):
         if fresh_statistics:
@@ -508,11 +516,18 @@ def test_row_look_ups_use_indexes(journal: Journal, store: Store) -> None:
                     assert f"Seq Scan on {table}" not in plan, (name, plan)
         if store.kind == "sqlite":
             assert "SEARCH r USING PRIMARY KEY (run_id=? AND row_key=?)" in plans["status"]
-            for name in plans:
+            for name in ("status", "intents", "results"):
                 assert "INDEX intents_by_row (run_id=? AND row_key=?)" in plans[name], plans
             assert "SEARCH r USING PRIMARY KEY (run_id=? AND key=?)" in plans["results"]
+            assert "INDEX rows_by_ordinal (run_id=? AND ordinal>?)" in plans["page"]
+            assert "INDEX rows_by_status (run_id=? AND status=? AND ordinal>?)" in plans[
+                "page_status"]
+            assert not any("TEMP B-TREE" in p for p in plans.values()), plans
         else:
             assert "Index" in plans["status"] and "rows_pkey" in plans["status"], plans
-            for name in plans:
+            for name in ("status", "intents", "results"):
                 assert "intents_by_row" in plans[name], plans
             assert "results_pkey" in plans["results"], plans
+            assert "Index Scan using rows_by_ordinal" in plans["page"], plans
+            assert "Index Scan using rows_by_status" in plans["page_status"], plans
+            assert not any("Sort" in p for p in plans.values()), plans
