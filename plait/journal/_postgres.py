@@ -348,7 +348,8 @@ class PostgresJournal:
         return [run_from_row(r) for r in rows]
 
     def _dangling(self, conn: Any, run_id: str) -> list[str]:
-        """Up to six keys of `run_id` with an intent and no result.
+        """Up to six keys of `run_id` with an intent and no result, other than the
+        calls of a row that has its record (its outcome settles it).
 
         Every result has its intent (the write order), so counting tells whether
         any is dangling. Not an anti-join: on tables filled since their last
@@ -363,8 +364,21 @@ class PostgresJournal:
             return []
         keys = "SELECT key FROM {} WHERE run_id = %s"
         finished = {r[0] for r in conn.execute(keys.format(t["results"]), (run_id,))}
-        started = [r[0] for r in conn.execute(keys.format(t["intents"]), (run_id,))]
-        return sorted(k for k in started if k not in finished)[:6]
+        started = conn.execute(
+            f"SELECT key, row_key FROM {t['intents']} WHERE run_id = %s", (run_id,)
+        ).fetchall()
+        dangling = [(k, row) for k, row in started if k not in finished]
+        rows = sorted({row for _, row in dangling if row})
+        settled = set()
+        if rows:  # a row with an outcome is settled, whatever its calls left
+            settled = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT row_key FROM {t['rows']} WHERE run_id = %s AND row_key = ANY(%s)",
+                    (run_id, rows),
+                )
+            }
+        return sorted(k for k, row in dangling if row not in settled)[:6]
 
     def update_run(
         self,

@@ -637,7 +637,8 @@ class Journal(Protocol):
         lease: Lease | None = None,
     ) -> RunRecord:
         """Change a run; returns it as stored. Marking it "done" while a call has an
-        intent and no result is a `JournalOrderError`. Leaving "running" sets
+        intent and no result is a `JournalOrderError`, unless the call belongs to a
+        dataset row that has its record (a failed row's cancelled calls). Leaving "running" sets
         `finished_at` (now, unless given). Missing run: `RunNotFoundError`.
         With `lease`: refused (`StaleLeaseError`) unless it is still the run's."""
         ...

@@ -276,7 +276,9 @@ class SQLiteJournal:
                     for r in conn.execute(
                         "SELECT i.key FROM intents i WHERE i.run_id = ? AND NOT EXISTS "
                         "(SELECT 1 FROM results r WHERE r.run_id = i.run_id AND r.key = i.key) "
-                        "LIMIT 6",
+                        "AND (i.row_key IS NULL OR NOT EXISTS (SELECT 1 FROM rows w "
+                        "WHERE w.run_id = i.run_id AND w.row_key = i.row_key)) "
+                        "ORDER BY i.key LIMIT 6",
                         (run_id,),
                     )
                 ]

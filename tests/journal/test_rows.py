@@ -201,6 +201,31 @@ def test_iter_rows_pages_by_ordinal(journal: Journal) -> None:
     assert journal.count_rows("no-such-run") == {"done": 0, "dropped": 0, "failed": 0}
 
 
+def test_a_job_is_done_when_its_rows_are_settled(journal: Journal) -> None:
+    """A failed row's cancelled calls keep their intents without results; the row's
+    record settles them, so the job may be marked done. A call in doubt in a row
+    without a record, or outside rows, still forbids it."""
+    run_id = new_run(journal)
+    i, r = row_calls(run_id, "failed-row", 3)
+    journal.write(i, [r[0], Result(run_id, "failed-row/1", False, error="E: x")])
+    journal.write(*row_calls(run_id, "in-flight", 2))
+    journal.write([Intent(run_id, "in-flight/2", "t", row_key="in-flight")])
+    journal.write([Intent(run_id, "plain", "t")])
+    with pytest.raises(JournalOrderError, match="failed-row/2.*in-flight/2.*plain"):
+        journal.update_run(run_id, status="done")
+    journal.write(rows=[RowRecord(run_id, "failed-row", 0, "failed", error="node $1: E: x")])
+    with pytest.raises(JournalOrderError, match=r"\(intent without result: in-flight/2, plain\)"):
+        journal.update_run(run_id, status="done")
+    journal.write([], [Result(run_id, "in-flight/2", True, 1)],
+                  [done(run_id, "in-flight", 1)])
+    with pytest.raises(JournalOrderError, match=r"\(intent without result: plain\)"):
+        journal.update_run(run_id, status="done")
+    journal.write([], [Result(run_id, "plain", True, 1)])
+    assert journal.update_run(run_id, status="done").status == "done"
+    assert journal.load_row(run_id, "failed-row")[0].keys() - journal.load_row(
+        run_id, "failed-row")[1].keys() == {"failed-row/2"}
+
+
 # --- refusals: all or nothing ---------------------------------------------------------
 
 
