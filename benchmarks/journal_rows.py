@@ -1,0 +1,191 @@
+"""Journal rows micro-benchmark: what a dataset job costs the journal.
+
+    PYTHONPATH=. python benchmarks/journal_rows.py [--rows 20000] [--concurrency 64]
+        [--big 100000] [--repeats 3]
+        [--postgres postgresql://postgres@127.0.0.1:5432/test | --no-postgres]
+
+1. Writing: `--rows` rows, `--concurrency` in flight, each three calls in a chain
+   (await the intent, queue the result) and then its row record queued, through
+   one group-commit JournalWriter; all durable when the clock stops. µs per row.
+2. Resuming: a run of `--big` rows (three calls each, bulk-written), then
+   `row_status` for chunks of 1,000 keys at random places: all finished, and
+   a chunk past the end (never started: every key also probes the intents'
+   row index). Also `load_row`, an `iter_rows` page and `count_rows`.
+Prints medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+
+from plait.journal import (
+    Intent,
+    Journal,
+    JournalWriter,
+    Result,
+    RowRecord,
+    RunRecord,
+    open_journal,
+)
+
+DEFAULT_DSN = os.environ.get("PLAIT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+CALLS = 3
+
+
+def _calls(run_id: str, row: str) -> tuple[list[Intent], list[Result]]:
+    intents = [Intent(run_id, f"{row}/{j}", f"stage{j}", {"row": row, "prompt": f"stage {j}"},
+                      row_key=row) for j in range(CALLS)]
+    results = [Result(run_id, f"{row}/{j}", True, {"text": f"answer {j} for {row}"}, tokens=40,
+                      row_key=row) for j in range(CALLS)]
+    return intents, results
+
+
+async def _drive(journal: Journal, run_id: str, rows: int, concurrency: int) -> tuple[float, int]:
+    writer = JournalWriter(journal)
+    counter = iter(range(rows))
+
+    async def worker() -> None:
+        for o in counter:
+            row = f"row-{o:08d}"
+            intents, results = _calls(run_id, row)
+            for intent, result in zip(intents, results, strict=True):
+                await writer.intents([intent])
+                writer.result(result)
+            writer.row(RowRecord(run_id, row, o, "done", results[-1].value, tokens=120))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await writer.flush()
+    elapsed = time.perf_counter() - t0
+    await writer.aclose()
+    return elapsed, writer.batches
+
+
+def measure_writes(opener: Callable[[], Journal], rows: int, concurrency: int,
+                   repeats: int) -> tuple[float, float]:
+    """(median µs per row, median rows per transaction)."""
+    per_row, per_batch = [], []
+    journal = opener()
+    try:
+        for _ in range(repeats):
+            run_id = f"bench-{uuid.uuid4().hex[:8]}"
+            journal.create_run(RunRecord(run_id, "bench"))
+            elapsed, batches = asyncio.run(_drive(journal, run_id, rows, concurrency))
+            assert journal.count_rows(run_id)["done"] == rows
+            per_row.append(elapsed / rows * 1e6)
+            per_batch.append(rows / max(batches, 1))
+    finally:
+        journal.close()
+    return statistics.median(per_row), statistics.median(per_batch)
+
+
+def _ms(fn: Callable[[], object], times: int) -> float:
+    spent = []
+    for _ in range(times):
+        t0 = time.perf_counter()
+        fn()
+        spent.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(spent)
+
+
+def measure_reads(opener: Callable[[], Journal], big: int) -> dict[str, float]:
+    journal = opener()
+    try:
+        run_id = f"big-{uuid.uuid4().hex[:8]}"
+        journal.create_run(RunRecord(run_id, "bench"))
+        t0 = time.perf_counter()
+        for start in range(0, big, 5000):
+            intents, results, records = [], [], []
+            for o in range(start, min(start + 5000, big)):
+                row = f"row-{o:08d}"
+                i, r = _calls(run_id, row)
+                intents += i
+                results += r
+                records.append(RowRecord(run_id, row, o, "done", r[-1].value, tokens=120))
+            journal.write(intents, results, records)
+        fill = time.perf_counter() - t0
+        rng = random.Random(7)
+
+        def chunk(start: int) -> list[str]:
+            return [f"row-{o:08d}" for o in range(start, start + 1000)]
+
+        def finished() -> None:
+            keys = chunk(rng.randrange(0, big - 1000))
+            assert len(journal.row_status(run_id, keys)) == 1000
+
+        def unstarted() -> None:
+            assert journal.row_status(run_id, chunk(big + rng.randrange(0, 10_000))) == {}
+
+        def one_row() -> None:
+            intents, results = journal.load_row(run_id, f"row-{rng.randrange(big):08d}")
+            assert len(intents) == len(results) == CALLS
+
+        return {
+            "fill_s": fill,
+            "status_done_ms": _ms(finished, 21),
+            "status_new_ms": _ms(unstarted, 21),
+            "load_row_ms": _ms(one_row, 51),
+            "iter_page_ms": _ms(lambda: journal.iter_rows(run_id, after=big // 2), 11),
+            "count_ms": _ms(lambda: journal.count_rows(run_id), 5),
+        }
+    finally:
+        journal.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--big", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--postgres", default=DEFAULT_DSN)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+
+    table = []
+    with tempfile.TemporaryDirectory(prefix="plait-bench-") as tmp:
+        path = os.path.join(tmp, "bench.db")
+        writes = measure_writes(lambda: open_journal(path), args.rows, args.concurrency,
+                                args.repeats)
+        reads = measure_reads(lambda: open_journal(os.path.join(tmp, "big.db")), args.big)
+        table.append(("sqlite (WAL, synchronous=NORMAL)", writes, reads))
+
+    if not args.no_postgres:
+        schema = f"plait_bench_{uuid.uuid4().hex[:8]}"
+        sep = "&" if "?" in args.postgres else "?"
+        spec = f"{args.postgres}{sep}schema={schema}"
+        try:
+            writes = measure_writes(lambda: open_journal(spec), args.rows // 2,
+                                    args.concurrency, args.repeats)
+            reads = measure_reads(lambda: open_journal(spec), args.big)
+            table.append(("postgres (synchronous_commit=on)", writes, reads))
+        finally:
+            import psycopg
+
+            with psycopg.connect(args.postgres, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+    print(f"writing: {args.concurrency} rows in flight, {CALLS} chained calls + 1 row record "
+          f"per row, median of {args.repeats} runs")
+    print(f"{'backend':<34} {'µs/row':>8} {'rows/tx':>8}")
+    for name, (per_row, per_tx), _ in table:
+        print(f"{name:<34} {per_row:>8.1f} {per_tx:>8.1f}")
+    print(f"\nresuming: a run of {args.big:,} rows ({CALLS} calls each); medians in ms")
+    print(f"{'backend':<34} {'fill s':>7} {'1k done':>8} {'1k new':>8} {'load_row':>9} "
+          f"{'page':>6} {'count':>7}")
+    for name, _, r in table:
+        print(f"{name:<34} {r['fill_s']:>7.1f} {r['status_done_ms']:>8.2f} "
+              f"{r['status_new_ms']:>8.2f} {r['load_row_ms']:>9.3f} {r['iter_page_ms']:>6.1f} "
+              f"{r['count_ms']:>7.1f}")
+
+
+if __name__ == "__main__":
+    main()
