@@ -202,8 +202,9 @@ async def limited(attempt: Callable[[], AsyncIterator[str]], meter: Meter, *,
     while True:
         ticket = await limits.acquire(estimate)
         sent = 0
+        deltas = attempt()
         try:
-            async for delta in attempt():
+            async for delta in deltas:
                 sent += 1
                 yield delta
         except LLMError as error:
@@ -223,6 +224,9 @@ async def limited(attempt: Callable[[], AsyncIterator[str]], meter: Meter, *,
         except BaseException:
             limits.release(ticket, None)
             raise
+        finally:
+            # Now, not when collected: a simulated call frees its slot here.
+            await deltas.aclose()
         actual = (None if meter.prompt_tokens is None
                   else meter.prompt_tokens + (meter.completion_tokens or 0))
         limits.release(ticket, None, ok=True, estimated=estimate, actual=actual)

@@ -168,7 +168,8 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
         try:
             call = cap.open(arrived)
         except LLMHTTPError as e:  # over rate_limit
-            return error(e.status, str(e), {"Retry-After": f"{e.retry_after:.3f}"})
+            return error(e.status, str(e),
+                         {"Retry-After": f"{max(0.001, e.retry_after or 0):.3f}"})
         try:
             plan = script.plan(req, cap.filler)
         except LLMError as e:
