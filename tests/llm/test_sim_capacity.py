@@ -81,9 +81,11 @@ def test_a_saturating_client_reaches_the_slot_ceiling_over_http(sim_server, arun
 
     async def body() -> float:
         await llm.complete(HI)  # opens a connection
+        assert len(llm._clients().clients) == 1
         server.capacity.reset_stats()
         wall, usages = await timed_calls(llm, 48)
         assert all(u.completion_tokens == 11 for u in usages)
+        assert len(llm._clients().clients) == 2  # 16 in flight: two pools of eight
         await llm.aclose()
         return 48 / wall
 
