@@ -60,8 +60,9 @@ DEFAULT_TPS = 60.0
 # Decode progress within this many tokens of a target counts as there: the
 # virtual clock is a sum of float products.
 _EPS = 1e-6
-_FILLER = ("lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor "
-           "incididunt ut labore et dolore magna aliqua").split()
+_FILLER = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit",
+           "sed", "do", "eiusmod", "tempor", "incididunt", "ut", "labore", "et", "dolore",
+           "magna", "aliqua"]
 
 
 async def sleep_until(deadline: float) -> None:
@@ -414,7 +415,7 @@ class SimCall:
     """One call's passage through the model: `admit()`, then `pieces(n)` or
     `finish(n)`, then `close()` (always)."""
 
-    __slots__ = ("_cap", "start", "_slot", "_decoding", "_closed")
+    __slots__ = ("_cap", "_closed", "_decoding", "_slot", "start")
 
     def __init__(self, cap: Capacity, arrived: float) -> None:
         self._cap = cap

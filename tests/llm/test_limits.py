@@ -148,10 +148,9 @@ def test_aimd_backs_off_on_429s_recovers_and_loses_no_call(where, sim_server, ar
     if where == "http":
         server = sim_server("ok", **options)
         llm = OpenAILLM("sim", base_url=server.base_url, **limit)
-        stats = lambda: server.stats  # noqa: E731
+        model = server
     else:
-        llm = SimLLM("ok", **options, **limit)
-        stats = lambda: llm.stats  # noqa: E731
+        llm = model = SimLLM("ok", **options, **limit)
     limits_seen: list[int] = []
 
     async def watch() -> None:
@@ -170,7 +169,7 @@ def test_aimd_backs_off_on_429s_recovers_and_loses_no_call(where, sim_server, ar
     texts = arun(body())
     assert texts == ["ok"] * 90  # no call lost
     assert time.monotonic() - start >= (90 - 40) / 40 * 0.9  # the rate held
-    s = stats()
+    s = model.stats
     assert s.served == 90 and s.rejected >= 1 and s.received == 90 + s.rejected
     assert llm.limits.overloads == s.rejected
     assert s.max_in_flight <= 8 and llm.limits.max_in_flight <= 8
