@@ -60,6 +60,13 @@ def parse_local(rest: str) -> tuple[str, dict[str, Any]]:
 def _local(rest: str, options: dict[str, Any]) -> LLM:
     from plait.llm._local import LocalLLM
 
+    # A caller passing every model the same limits (None: not set) need not
+    # know which backend it got; a limit that is set would be silently ignored.
+    for key in LIMIT_OPTIONS:
+        if options.get(key, None) is not None:
+            raise LLMOptionError(f"local runs one call at a time in this process: {key} is "
+                                 "no option of it (openai: and sim take it)")
+        options.pop(key, None)
     path, parsed = parse_local(rest)
     return LocalLLM(path or None, **{**parsed, **options})
 

@@ -51,11 +51,11 @@ def test_the_token_rate_is_shared_by_the_calls_decoding(arun) -> None:
     # Alone, a call goes at min(tps, capacity) = 400 tokens/s: 20 tokens in 0.05 s.
     llm = SimLLM(words(21), ttft=0.02, tps=1000, capacity=400)
     _, (alone,) = arun(timed_calls(llm, 1))
-    assert 0.04 <= alone.total_s - alone.ttft_s < 0.09
+    assert 0.04 <= alone.total_s - alone.ttft_s < 0.15  # 0.2 if it were cut by 4
     # Four at once get 100 tokens/s each: 0.2 s.
     _, four = arun(timed_calls(llm, 4))
     for u in four:
-        assert 0.19 <= u.total_s - u.ttft_s < 0.26
+        assert 0.19 <= u.total_s - u.ttft_s < 0.32
 
 
 def test_a_finished_call_gives_its_share_back(arun) -> None:
@@ -68,8 +68,8 @@ def test_a_finished_call_gives_its_share_back(arun) -> None:
 
     short, long = arun(body())
     assert short.usage.completion_tokens == 11 and long.usage.completion_tokens == 41
-    assert 0.09 <= short.usage.total_s < 0.14
-    assert 0.24 <= long.usage.total_s < 0.31  # 0.4 s if the share were not given back
+    assert 0.09 <= short.usage.total_s < 0.16
+    assert 0.24 <= long.usage.total_s < 0.34  # 0.4 s if the share were not given back
 
 
 def test_a_saturating_client_reaches_the_slot_ceiling_over_http(sim_server, arun) -> None:
@@ -197,6 +197,8 @@ def test_spec_options() -> None:
         "llama3.2:1b", {"max_concurrency": 8, "stream": False})
     assert parse_openai("gpt-4o-mini") == ("gpt-4o-mini", {})
     assert parse_rate("20/s") == parse_rate(20) == parse_rate("1200/min") == 20
+    with pytest.raises(LLMOptionError, match="max_concurrency is no option of it"):
+        get_llm("local", max_concurrency=4)
     for bad, says in (("sim:slots=0", "slots"), ("sim:slots=two", "whole number"),
                       ("sim:lengths=normal:mean=3", "unknown lengths"),
                       ("sim:lengths=lognormal:mean=60", "sigma"),
