@@ -152,18 +152,28 @@ def test_aimd_backs_off_on_429s_recovers_and_loses_no_call(where, sim_server, ar
     else:
         llm = model = SimLLM("ok", **options, **limit)
     limits_seen: list[int] = []
+    in_flight_seen: list[int] = []  # while more calls than the ceiling were still to do
+    done = 0
 
     async def watch() -> None:
         while True:
             limits_seen.append(llm.limits.limit)  # type: ignore[arg-type]
+            if 90 - done > 8:
+                in_flight_seen.append(llm.limits.in_flight)
             await asyncio.sleep(0.005)
+
+    async def call() -> str:
+        nonlocal done
+        text = (await llm.complete(HI)).text
+        done += 1
+        return text
 
     async def body() -> list[str]:
         watcher = asyncio.create_task(watch())
-        texts = await asyncio.gather(*(llm.complete(HI) for _ in range(90)))
+        texts = await asyncio.gather(*(call() for _ in range(90)))
         watcher.cancel()
         await llm.aclose()
-        return [c.text for c in texts]
+        return texts
 
     start = time.monotonic()
     texts = arun(body())
@@ -176,3 +186,5 @@ def test_aimd_backs_off_on_429s_recovers_and_loses_no_call(where, sim_server, ar
     low = min(limits_seen)
     assert low <= 4  # backed off
     assert max(limits_seen[limits_seen.index(low):]) > low  # and grew back
+    full = in_flight_seen.index(8)  # raises if the client never had 8 out
+    assert min(in_flight_seen[full:]) <= 4  # then fewer out, with work still waiting
