@@ -90,8 +90,9 @@ def _wake(fut: asyncio.Future[int], value: int) -> None:
 
 class Limits:
     """What one backend instance may send at once and per minute (see the module
-    docstring). `in_flight` and `max_in_flight` count the calls out now and at
-    most; `limit` is the concurrency allowed now (None: no cap)."""
+    docstring). `in_flight` and `max_in_flight` count the calls holding a turn
+    now and at most (out, or about to go once a pause or the rate lets them);
+    `limit` is the concurrency allowed now (None: no cap)."""
 
     def __init__(self, max_concurrency: int | None = None,
                  requests_per_minute: float | None = None,
