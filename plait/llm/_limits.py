@@ -1,9 +1,9 @@
 """Client-side limits of one backend instance, and the retry loop that obeys them.
 
-A call goes out once it holds, in this order: a place among the calls in
-flight (`max_concurrency`, adjusted by AIMD), the end of any Retry-After pause,
-and its share of the request/token rate (`RateLimiter`). Callers wait in FIFO
-order.
+A call goes out once, in this order, any Retry-After pause is over, it holds
+a place among the calls in flight (`max_concurrency`, adjusted by AIMD; callers
+wait in FIFO order), and it has its share of the request/token rate
+(`RateLimiter`).
 
 AIMD, as TCP's congestion window: the number of calls allowed in flight
 starts at `max_concurrency`. A 429 or 503 halves it (floor 1), at most once
@@ -133,6 +133,8 @@ class Limits:
 
     async def acquire(self, tokens: int = 0) -> int:
         """Wait for a turn; returns the ticket to give back to `release`."""
+        while (wait := self.paused_for()) > 0:  # a paused call holds no turn
+            await asyncio.sleep(wait)
         fut: asyncio.Future[int] | None = None
         with self._lock:
             if self.aimd is None or (not self._waiters and self.in_flight < self.aimd.allowed):
@@ -151,7 +153,7 @@ class Limits:
                         self._waiters.remove(fut)
                 raise
         try:
-            while (wait := self.paused_for()) > 0:
+            while (wait := self.paused_for()) > 0:  # a pause that began while it waited
                 await asyncio.sleep(wait)
             if self.rate is not None:
                 await self.rate.acquire(tokens)
