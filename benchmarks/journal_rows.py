@@ -6,7 +6,8 @@
 
 1. Writing: `--rows` rows, `--concurrency` in flight, each three calls in a chain
    (await the intent, queue the result) and then its row record queued, through
-   one group-commit JournalWriter; all durable when the clock stops. µs per row.
+   one group-commit JournalWriter; all durable when the clock stops. µs per row,
+   and the same rows without their records (what the records add), alternated.
 2. Resuming: a run of `--big` rows (three calls each, bulk-written), then
    `row_status` for chunks of 1,000 keys at random places: all finished, and
    a chunk past the end (never started: every key also probes the intents'
@@ -48,7 +49,8 @@ def _calls(run_id: str, row: str) -> tuple[list[Intent], list[Result]]:
     return intents, results
 
 
-async def _drive(journal: Journal, run_id: str, rows: int, concurrency: int) -> tuple[float, int]:
+async def _drive(journal: Journal, run_id: str, rows: int, concurrency: int,
+                 records: bool) -> tuple[float, int]:
     writer = JournalWriter(journal)
     counter = iter(range(rows))
 
@@ -59,7 +61,8 @@ async def _drive(journal: Journal, run_id: str, rows: int, concurrency: int) -> 
             for intent, result in zip(intents, results, strict=True):
                 await writer.intents([intent])
                 writer.result(result)
-            writer.row(RowRecord(run_id, row, o, "done", results[-1].value, tokens=120))
+            if records:
+                writer.row(RowRecord(run_id, row, o, "done", results[-1].value, tokens=120))
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -70,21 +73,27 @@ async def _drive(journal: Journal, run_id: str, rows: int, concurrency: int) -> 
 
 
 def measure_writes(opener: Callable[[], Journal], rows: int, concurrency: int,
-                   repeats: int) -> tuple[float, float]:
-    """(median µs per row, median rows per transaction)."""
-    per_row, per_batch = [], []
+                   repeats: int) -> tuple[float, float, float]:
+    """(median µs per row, median rows per transaction, median µs per row without
+    row records)."""
+    per_row, per_batch, bare = [], [], []
     journal = opener()
     try:
         for _ in range(repeats):
-            run_id = f"bench-{uuid.uuid4().hex[:8]}"
-            journal.create_run(RunRecord(run_id, "bench"))
-            elapsed, batches = asyncio.run(_drive(journal, run_id, rows, concurrency))
-            assert journal.count_rows(run_id)["done"] == rows
-            per_row.append(elapsed / rows * 1e6)
-            per_batch.append(rows / max(batches, 1))
+            for records in (True, False):
+                run_id = f"bench-{uuid.uuid4().hex[:8]}"
+                journal.create_run(RunRecord(run_id, "bench"))
+                elapsed, batches = asyncio.run(
+                    _drive(journal, run_id, rows, concurrency, records))
+                assert journal.count_rows(run_id)["done"] == (rows if records else 0)
+                if records:
+                    per_row.append(elapsed / rows * 1e6)
+                    per_batch.append(rows / max(batches, 1))
+                else:
+                    bare.append(elapsed / rows * 1e6)
     finally:
         journal.close()
-    return statistics.median(per_row), statistics.median(per_batch)
+    return statistics.median(per_row), statistics.median(per_batch), statistics.median(bare)
 
 
 def _ms(fn: Callable[[], object], times: int) -> float:
@@ -175,9 +184,9 @@ def main() -> None:
 
     print(f"writing: {args.concurrency} rows in flight, {CALLS} chained calls + 1 row record "
           f"per row, median of {args.repeats} runs")
-    print(f"{'backend':<34} {'µs/row':>8} {'rows/tx':>8}")
-    for name, (per_row, per_tx), _ in table:
-        print(f"{name:<34} {per_row:>8.1f} {per_tx:>8.1f}")
+    print(f"{'backend':<34} {'µs/row':>8} {'rows/tx':>8} {'no record':>10}")
+    for name, (per_row, per_tx, bare), _ in table:
+        print(f"{name:<34} {per_row:>8.1f} {per_tx:>8.1f} {bare:>10.1f}")
     print(f"\nresuming: a run of {args.big:,} rows ({CALLS} calls each); medians in ms")
     print(f"{'backend':<34} {'fill s':>7} {'1k done':>8} {'1k new':>8} {'load_row':>9} "
           f"{'page':>6} {'count':>7}")
