@@ -27,6 +27,7 @@ from plait._graph import Graph, Node, Ref, Template
 from plait._result import NodeRecord, RunResult
 from plait._tools import Tool, ToolPolicy, ToolWarning, tool
 from plait.compiler import Answer, aask, ask
+from plait.generate import LLMTool, SchemaError, generate, llm_tool
 from plait.journal import RunOwnedError
 
 __version__ = "0.1.0"
@@ -37,6 +38,7 @@ __all__ = [
     "Graph",
     "GraphError",
     "InDoubtError",
+    "LLMTool",
     "Node",
     "NodeAdded",
     "NodeCancelled",
@@ -56,6 +58,7 @@ __all__ = [
     "RunOwnedError",
     "RunResult",
     "RunStarted",
+    "SchemaError",
     "Template",
     "Tool",
     "ToolArgumentError",
@@ -68,6 +71,8 @@ __all__ = [
     "arun",
     "arun_graph",
     "ask",
+    "generate",
+    "llm_tool",
     "node_key",
     "resume",
     "run",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -26,6 +26,9 @@ class NodeRecord:
     value: Any = None
     error: BaseException | None = None
     tokens: int = 0  # LLM tokens its call used (a replayed call: what it used then)
+    # Fields its tool added (an LLM call: prompt_tokens, completion_tokens, ttft, elapsed,
+    # finish_reason, estimated); journaled with its result, so a replayed call has them.
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -72,6 +75,7 @@ class RunResult:
                 value=c.values[n.id] if c.state[n.id] == DONE else None,
                 error=c.errors.get(n.id),
                 tokens=c.tokens.get(n.id, 0),
+                extra=c.extra.get(n.id) or {},
             )
             for n in self._nodes
         )

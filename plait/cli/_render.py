@@ -72,15 +72,17 @@ def call_text(call: dict[str, Any], full: bool) -> str:
 
 
 def _llm_text(call: dict[str, Any]) -> str:
-    """An LLM call on one line: its prompt's size and the text it wrote
-    (its value is that text with token counts and timings; --full shows it all)."""
+    """An LLM call on one line: its prompt's size and the text it wrote (its value;
+    --full shows its whole request)."""
     request = call["arguments"].get("request") if isinstance(call["arguments"], dict) else None
     request = request if isinstance(request, dict) else {}
     head = f"{call['tool']}({len(request.get('messages') or ())} messages)"
     value = call["value"]
     if call["error"] is not None:
         tail = f"error: {call['error']}"
-    elif isinstance(value, dict) and "text" in value:
+    elif isinstance(value, str):
+        tail = cut(inline(value))
+    elif isinstance(value, dict) and "text" in value:  # journaled before plait.generate
         tail = cut(inline(value["text"]))
     elif isinstance(value, dict) and "refused" in value:
         tail = cut(f"refused: {value['refused']}")
