@@ -81,6 +81,9 @@ class LLMPool:
         options = {**self._options.get(model, {}), **options}
         found = self._find(model)
         if found is None:
+            held = self._lookup_model(model)  # a model whose own spec this is
+            if held is not None and not options:
+                return held
             return self._open(model, options)
         llm, opened = found
         if options and options != opened:
@@ -91,6 +94,8 @@ class LLMPool:
         return llm
 
     def _open(self, model: str, options: dict[str, Any]) -> LLM:
+        if self._parent is not None:  # the root opens (and closes) every model
+            return self._parent._open(model, options)
         try:
             llm = get_llm(model, **options)
         except TypeError as exc:  # a constructor that takes no such option
@@ -123,7 +128,7 @@ class LLMPool:
             self._hold(llm)
             return self
         child = LLMPool(parent=self)
-        child._hold(llm)
+        child._models[_spec_of(llm)] = llm
         return child
 
     def _hold(self, llm: LLM) -> LLM:
