@@ -103,7 +103,8 @@ def journal_as(value: Any) -> None:
     if current is None:
         raise PlaitError("journal_as() is only available inside a tool run by plait")
     run, i = current
-    run.journal_forms[i] = value
+    if run.durable is not None:  # nothing is journaled otherwise: nothing to keep
+        run.journal_forms[i] = value
 
 
 def node_key() -> str:

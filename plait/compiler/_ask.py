@@ -159,7 +159,7 @@ async def aask(
         durable=durable,
     )
     session = Session(
-        run=run, llm=llm, tools=table, model=model_spec, emit=on_event,
+        run=run, tools=table, model=model_spec, emit=on_event,
         temperature=temperature, llm_timeout=llm_timeout,
         use_grammar=None if constrained is None else constrained,
         use_schema=None if constrained is None else constrained,

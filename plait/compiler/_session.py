@@ -39,7 +39,6 @@ class TaskEntry:
 @dataclass(slots=True)
 class Session:
     run: Run
-    llm: Any
     tools: Mapping[str, Tool]
     model: str = ""  # the model's spec: part of every LLM call's identity
     emit: Callable[[CompilerEvent], None] | None = None

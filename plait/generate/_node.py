@@ -247,8 +247,9 @@ async def _llm_call(request: dict[str, Any]) -> Any:
     text = await stream_call(run, i, request, messages, hooks)
     if hooks.schema is None:
         return text
+    value = _verdict(check(hooks.schema, text), hooks, request["model"])
     journal_as(text)  # the reply as the model wrote it; `_revive` validates it again
-    return _verdict(check(hooks.schema, text), hooks, request["model"])
+    return value
 
 
 def _revive(text: Any) -> Any:
