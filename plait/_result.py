@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 from plait._graph import Node
 from plait._scheduler import DONE, STATE_NAMES
+
+
+_NONE: Mapping[str, Any] = MappingProxyType({})  # a node whose tool added no fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +32,7 @@ class NodeRecord:
     tokens: int = 0  # LLM tokens its call used (a replayed call: what it used then)
     # Fields its tool added (an LLM call: prompt_tokens, completion_tokens, ttft, elapsed,
     # finish_reason, estimated); journaled with its result, so a replayed call has them.
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=lambda: _NONE)
 
     @property
     def duration(self) -> float | None:
@@ -75,7 +79,7 @@ class RunResult:
                 value=c.values[n.id] if c.state[n.id] == DONE else None,
                 error=c.errors.get(n.id),
                 tokens=c.tokens.get(n.id, 0),
-                extra=c.extra.get(n.id) or {},
+                extra=MappingProxyType(c.extra[n.id]) if n.id in c.extra else _NONE,
             )
             for n in self._nodes
         )

@@ -30,7 +30,7 @@ from plait.compiler._prompt import planner_messages, repair_messages, slot_uses
 from plait.compiler._react import ReAct
 from plait.compiler._records import Answer, CompilerEvent, TaskResult
 from plait.compiler._session import LLM_ROLES, Session
-from plait.generate._pool import enter_pool
+from plait.generate._pool import enter_pool, spec_of
 from plait.journal import Journal, JournalError
 
 MODES = ("compiler", "react")
@@ -129,7 +129,7 @@ async def aask(
     except BaseException:
         await close_llm()
         raise
-    model_spec = getattr(llm, "spec", type(llm).__name__)
+    model_spec = spec_of(llm)
     plan_examples = list(examples) if examples is not None else module_examples
     entry = f"ask:{mode}"
     run_id = run_id or new_run_id()

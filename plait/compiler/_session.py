@@ -178,9 +178,12 @@ class Session:
             end = self.rel(time.perf_counter())
             started = end - stats["elapsed"]
             first = None if stats["ttft"] is None else started + stats["ttft"]
+        # A call shared with an identical one before it cost nothing here: that one paid.
+        prompt, completion = ((stats.get("prompt_tokens", 0), stats.get("completion_tokens", 0))
+                              if call.fresh else (0, 0))
         self.llm_calls.append(LLMCall(
-            role, stats.get("prompt_tokens", 0), stats.get("completion_tokens", 0), started,
-            first, end, stats.get("estimated", True), call.replayed, stats.get("finish_reason"),
+            role, prompt, completion, started, first, end, stats.get("estimated", True),
+            call.replayed, stats.get("finish_reason"),
         ))
         return text
 

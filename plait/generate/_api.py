@@ -36,7 +36,7 @@ from plait.generate._node import (
     run_calls,
     submit_call,
 )
-from plait.generate._pool import current_pool
+from plait.generate._pool import current_pool, spec_of
 from plait.generate._schema import json_schema_of
 from plait.llm import LLM, Message
 from plait.llm._protocol import ROLES
@@ -102,7 +102,7 @@ def _generate(prompt: Any, *, model: str | LLM | None, schema: type[pydantic.Bas
                          "with plait.run / plait.arun (or enter an LLMPool around it)")
     llm = pool.llm(model, **options)
     request = llm_request(
-        llm.spec, _messages(prompt, system), stop=[stop] if isinstance(stop, str) else stop,
+        spec_of(llm), _messages(prompt, system), stop=[stop] if isinstance(stop, str) else stop,
         max_tokens=max_tokens, temperature=temperature, seed=seed,
         json_schema=json_schema_of(schema) if schema is not None else None,
     )

@@ -101,16 +101,16 @@ class LLMPool:
         except TypeError as exc:  # a constructor that takes no such option
             raise LLMOptionError(f"model {model!r} does not take the option(s) "
                                  f"{', '.join(sorted(options))}: {exc}") from None
-        existing = self._lookup_model(llm.spec)
+        existing = self._lookup_model(spec_of(llm))
         if existing is not None:
             if options:
                 raise LLMOptionError(
-                    f"model {model!r} is the model {llm.spec!r}, already open in this pool; "
+                    f"model {model!r} is the model {spec_of(llm)!r}, already open in this pool; "
                     f"it cannot be opened again with {_shown(options)}")
             llm = existing  # `local` after `local:threads=2`: the one already open
         else:
             self._owned.append(llm)
-            self._models[llm.spec] = llm
+            self._models[spec_of(llm)] = llm
         self._given[model] = (llm, options)
         return llm
 
@@ -123,16 +123,16 @@ class LLMPool:
         """A pool in which `llm` answers for its spec: this one, or, when this one
         holds another object under that spec, a child of it that holds `llm` and
         shares everything else (two questions with their own fakes in one job)."""
-        existing = self._lookup_model(_spec_of(llm))
+        existing = self._lookup_model(spec_of(llm))
         if existing is None or existing is llm:
             self._hold(llm)
             return self
         child = LLMPool(parent=self)
-        child._models[_spec_of(llm)] = llm
+        child._models[spec_of(llm)] = llm
         return child
 
     def _hold(self, llm: LLM) -> LLM:
-        spec = _spec_of(llm)
+        spec = spec_of(llm)
         existing = self._lookup_model(spec)
         if existing is None:
             self._models[spec] = llm
@@ -212,7 +212,8 @@ def enter_pool(llm: LLM | None = None) -> tuple[LLMPool, Callable[[], Awaitable[
     return used, leave
 
 
-def _spec_of(llm: LLM) -> str:
+def spec_of(llm: LLM) -> str:
+    """The model's own spec (what a request names)."""
     return getattr(llm, "spec", "") or type(llm).__name__
 
 

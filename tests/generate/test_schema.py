@@ -133,3 +133,14 @@ def test_an_llm_tool_with_a_schema(journal: str) -> None:
     result = plait.run(two, journal=journal, run_id="t")
     assert [c.name for c in result.value] == ["Oslo", "Bergen"]
     assert {n.tool for n in result.nodes} == {"extract"}
+
+
+def test_a_schema_call_over_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the OpenAI-compatible client and a real HTTP server (the sim server)."""
+    from plait.llm import SimServer
+
+    with SimServer([{"role": "extract", "reply": OSLO}], ttft=0.0, tps=5000) as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        extract = plait.llm_tool("openai:sim", name="extract", schema=City)
+        assert extract("a city, as JSON") == City(name="Oslo", population=709000)
