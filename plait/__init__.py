@@ -28,6 +28,7 @@ from plait._result import NodeRecord, RunResult
 from plait._tools import Tool, ToolPolicy, ToolWarning, tool
 from plait.compiler import Answer, aask, ask
 from plait.data import DROP, MapResult, Row, RowError, amap, map, stream
+from plait.generate import LLMTool, SchemaError, generate, llm_tool
 from plait.journal import RunOwnedError
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ __all__ = [
     "GraphError",
     "InDoubtError",
     "MapResult",
+    "LLMTool",
     "Node",
     "NodeAdded",
     "NodeCancelled",
@@ -61,6 +63,7 @@ __all__ = [
     "RunOwnedError",
     "RunResult",
     "RunStarted",
+    "SchemaError",
     "Template",
     "Tool",
     "ToolArgumentError",
@@ -75,6 +78,8 @@ __all__ = [
     "arun_graph",
     "ask",
     "map",
+    "generate",
+    "llm_tool",
     "node_key",
     "resume",
     "run",

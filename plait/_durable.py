@@ -159,7 +159,7 @@ class Durable:
 
     def end(
         self, i: int, tool: str, value: Any, error: BaseException | None, started: float,
-        finished: float, tokens: int = 0,
+        finished: float, tokens: int = 0, fields: Mapping[str, Any] | None = None,
     ) -> None:
         """After node `i` ran: queue its result. Raises JournalValueError for a value
         that cannot be journaled (the node then fails with that error)."""
@@ -168,6 +168,8 @@ class Durable:
         # Which of the run's processes ran the call (the lease's epoch: 1, +1 per
         # resume), so `plait show` can tell a replayed call from one run again.
         extra = {"session": self.lease.epoch} if self.lease is not None else {}
+        if fields:  # what the tool added to its record (add_record)
+            extra = {**fields, **extra}
         if error is None:
             encoded = encode_value(value, f"the result of node ${i} (tool {tool!r})")
             self.writer.result(

@@ -76,6 +76,37 @@ def add_tokens(count: int) -> None:
     run.tokens[i] = run.tokens.get(i, 0) + count
 
 
+def add_record(**fields: Any) -> None:
+    """Inside a tool: attach fields (JSON values) to its node's record.
+
+    Like tokens, they are part of the node's record (`NodeRecord.extra`) and of its
+    journaled result (`Result.extra`), and a call replayed from the journal gets
+    them back: what an LLM call measured (ttft, token split) survives a crash.
+    """
+    current = _current_node.get()
+    if current is None:
+        raise PlaitError("record fields can only be added inside a tool run by plait")
+    if "session" in fields:  # the journal's own field in Result.extra (the lease epoch)
+        raise PlaitError("'session' is the journal's own record field; use another name")
+    run, i = current
+    run.extra.setdefault(i, {}).update(fields)
+
+
+def journal_as(value: Any) -> None:
+    """Inside a tool: journal `value` as the call's result instead of what it returns.
+
+    For a value the journal cannot hold as it is (a pydantic instance): the tool
+    journals its JSON form and its `revive` turns that back into the value on
+    replay, so a call gives the same type fresh or replayed.
+    """
+    current = _current_node.get()
+    if current is None:
+        raise PlaitError("journal_as() is only available inside a tool run by plait")
+    run, i = current
+    if run.durable is not None:  # nothing is journaled otherwise: nothing to keep
+        run.journal_forms[i] = value
+
+
 def node_key() -> str:
     """Inside a tool: the content key of the call, stable across crash and resume.
 
@@ -127,6 +158,11 @@ class Run:
         self.finished_at: list[float | None] = []
         self.errors: dict[int, BaseException] = {}
         self.tokens: dict[int, int] = {}  # LLM tokens a node's calls reported (most: none)
+        self.extra: dict[int, dict[str, Any]] = {}  # record fields tools added (add_record)
+        self.journal_forms: dict[int, Any] = {}  # what to journal instead of a value (journal_as)
+        # State other layers keep for this run, by their own key (plait.generate: its
+        # calls' hooks). Held here, so it lives exactly as long as the run.
+        self.scoped: dict[str, Any] = {}
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._cancelling: set[int] = set()
@@ -336,9 +372,7 @@ class Run:
                     self._journal_failed(i, exc)
                     return
                 if done is not MISS:
-                    if done.tokens:
-                        self.tokens[i] = done.tokens
-                    self._settle(i, done.value, None, replayed=True)
+                    self._replay(i, tool, done)
                     return
                 begun = True
             _current_node.set((self, i))
@@ -361,6 +395,25 @@ class Run:
         else:
             self._settle(i, value, None)
 
+    def _replay(self, i: int, tool: Tool, done: Any) -> None:
+        """Settle node `i` from its journaled result: its value (revived by its tool,
+        if the tool says how), its tokens and its record fields."""
+        if done.tokens:
+            self.tokens[i] = done.tokens
+        if done.extra:
+            fields = {k: v for k, v in done.extra.items() if k != "session"}
+            if fields:
+                self.extra[i] = fields
+        value = done.value
+        if tool.revive is not None:
+            _current_node.set((self, i))  # the revive may read its node's context
+            try:
+                value = tool.revive(value)
+            except Exception as exc:  # the journaled value no longer fits: the node's error
+                self._settle(i, None, exc, replayed=True)
+                return
+        self._settle(i, value, None, replayed=True)
+
     def _settle(
         self,
         i: int,
@@ -381,8 +434,9 @@ class Run:
             durable = self.durable if not replayed else None
             if durable is not None and error is None:
                 try:
-                    durable.end(i, self.nodes[i].tool, value, None, self.started_at[i], t,
-                                self.tokens.get(i, 0))
+                    durable.end(i, self.nodes[i].tool, self._journal_form(i, value), None,
+                                self.started_at[i], t, self.tokens.get(i, 0),
+                                self.extra.get(i))
                 except JournalValueError as exc:
                     error = exc
             if error is not None:
@@ -396,7 +450,7 @@ class Run:
                     # intent. A call refused as in doubt keeps its old intent and no
                     # result, so it stays in doubt for the next resume too.
                     durable.end(i, self.nodes[i].tool, None, error, self.started_at[i], t,
-                                self.tokens.get(i, 0))
+                                self.tokens.get(i, 0), self.extra.get(i))
                 self._act(actions)
                 return
             self.values[i] = value
@@ -412,6 +466,13 @@ class Run:
             self._journal_failed(i, exc)
         except Exception as exc:  # a bug in plait, not in the tool: fail the run loudly
             self._stop_run(exc)
+
+    def _journal_form(self, i: int, value: Any) -> Any:
+        """What node `i`'s result is journaled as: its value, unless its tool said
+        otherwise (journal_as)."""
+        if self.journal_forms:
+            return self.journal_forms.pop(i, value)
+        return value
 
     def _journal_failed(self, i: int | None, exc: BaseException) -> None:
         """The journal cannot be written: stop the run, saying where and what to do."""

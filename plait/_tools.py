@@ -81,6 +81,9 @@ class Tool:
     _partial: pydantic.TypeAdapter[Any] = field(repr=False)  # every parameter optional
     _positional: tuple[str, ...] = field(repr=False)
     _fast_min: int = field(repr=False)  # fewest positional args that bind without checks
+    # How a journaled value becomes the call's value again on replay (None: as it is),
+    # called with the node's context current; the tool journals that form (journal_as).
+    revive: Callable[[Any], Any] | None = field(default=None, repr=False)
 
     @property
     def signature(self) -> str:
@@ -197,7 +200,8 @@ def _unseen(t: Tool) -> str:
     return "; ".join(problems)
 
 
-def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPolicy) -> Tool:
+def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPolicy,
+              revive: Callable[[Any], Any] | None = None) -> Tool:
     if isinstance(fn, Tool):
         fn = fn.fn
     if not callable(fn):
@@ -260,4 +264,5 @@ def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPo
         _partial=pydantic.TypeAdapter(partial_type),
         _positional=tuple(positional),
         _fast_min=len(required) if required <= set(positional) else len(positional) + 1,
+        revive=revive,
     )

@@ -30,6 +30,7 @@ from plait.compiler._prompt import planner_messages, repair_messages, slot_uses
 from plait.compiler._react import ReAct
 from plait.compiler._records import Answer, CompilerEvent, TaskResult
 from plait.compiler._session import LLM_ROLES, Session
+from plait.generate._pool import enter_pool, spec_of
 from plait.journal import Journal, JournalError
 
 MODES = ("compiler", "react")
@@ -105,8 +106,6 @@ async def aask(
                  process asks it under the same run id, unless it ends within `wait`
                  seconds; an owner silent for `lease_ttl` seconds may be taken over
     """
-    from plait.llm import get_llm
-
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if max_replans < 0 or max_repairs < 0 or max_tasks < 1 or max_steps < 1:
@@ -120,15 +119,20 @@ async def aask(
         raise GraphError(f"tool name(s) {', '.join(taken)} are reserved: "
                          f"{', '.join(sorted(RESERVED))} are plan words or LLM-call nodes; "
                          f"rename it, e.g. @plait.tool(name=\"{taken[0]}_tool\")")
-    llm = get_llm(model)
-    model_spec = getattr(llm, "spec", type(llm).__name__)
+    # The question's LLM calls are nodes that find their model in the pool: the
+    # current one (a dataset job's: its models and limits shared), else one of its
+    # own. A given LLM object answers for its spec there; one opened from a spec
+    # here is closed with the pool.
+    pool, close_llm = enter_pool(None if isinstance(model, str) else model)
+    try:
+        llm = pool.llm(model)
+    except BaseException:
+        await close_llm()
+        raise
+    model_spec = spec_of(llm)
     plan_examples = list(examples) if examples is not None else module_examples
     entry = f"ask:{mode}"
     run_id = run_id or new_run_id()
-
-    async def close_llm() -> None:
-        if isinstance(model, str):  # made here from a spec: ours to close
-            await llm.aclose()
 
     durable = None
     if journal is not None:
@@ -155,7 +159,7 @@ async def aask(
         durable=durable,
     )
     session = Session(
-        run=run, llm=llm, tools=table, model=model_spec, emit=on_event,
+        run=run, tools=table, model=model_spec, emit=on_event,
         temperature=temperature, llm_timeout=llm_timeout,
         use_grammar=None if constrained is None else constrained,
         use_schema=None if constrained is None else constrained,

@@ -66,6 +66,8 @@ class Request:
     # What the call is for, as its caller names it ("planner", "joiner", "react"):
     # never shown to the model; a simulated model's script can match on it.
     role: str | None = None
+    # The sampler's seed, for a backend that takes one (None: the backend's own).
+    seed: int | None = None
 
     @property
     def last_user(self) -> str:
@@ -101,6 +103,7 @@ class LLM(Protocol):
         grammar: str | None = None,
         json_schema: dict | None = None,
         role: str | None = None,
+        seed: int | None = None,
     ) -> LLMStream: ...
 
     async def complete(
@@ -113,6 +116,7 @@ class LLM(Protocol):
         grammar: str | None = None,
         json_schema: dict | None = None,
         role: str | None = None,
+        seed: int | None = None,
     ) -> Completion: ...
 
     async def aclose(self) -> None: ...
@@ -207,6 +211,7 @@ def build_request(
     grammar: str | None = None,
     json_schema: Mapping[str, Any] | None = None,
     role: str | None = None,
+    seed: int | None = None,
 ) -> Request:
     msgs = tuple(_as_message(m) for m in messages)
     if not msgs:
@@ -215,9 +220,11 @@ def build_request(
         raise LLMOptionError("pass either grammar or json_schema, not both")
     if max_tokens is not None and max_tokens < 1:
         raise LLMOptionError(f"max_tokens must be >= 1, got {max_tokens}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise LLMOptionError(f"seed must be a whole number, got {seed!r}")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     return Request(msgs, tuple(s for s in stops if s), max_tokens, temperature, grammar, json_schema,
-                   role)
+                   role, seed)
 
 
 @dataclass(slots=True)
@@ -311,6 +318,7 @@ class BaseLLM:
         grammar: str | None = None,
         json_schema: dict | None = None,
         role: str | None = None,
+        seed: int | None = None,
     ) -> MeteredStream:
         request = build_request(
             messages,
@@ -320,6 +328,7 @@ class BaseLLM:
             grammar=grammar,
             json_schema=json_schema,
             role=role,
+            seed=seed,
         )
         self._check(request)
         return MeteredStream(request, self._produce)

@@ -22,6 +22,9 @@ EXPECTED = {
     "ask",
     "aask",
     "Answer",
+    "generate",
+    "llm_tool",
+    "LLMTool",
     "tool",
     "Tool",
     "ToolPolicy",
@@ -53,6 +56,7 @@ EXPECTED = {
     "InDoubtError",
     "RefMisuseError",
     "RunOwnedError",
+    "SchemaError",
     # events
     "Event",
     "RunStarted",
@@ -69,6 +73,7 @@ EXPECTED = {
 
 # Public subpackages may appear as attributes once imported; they are not in __all__.
 SUBPACKAGES = {"cli", "compiler", "data", "examples", "journal", "llm"}
+# `plait.generate` is the function; its package is plait.generate in sys.modules only.
 
 
 def test_all_is_exactly_the_expected_set() -> None:
