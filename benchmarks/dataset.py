@@ -92,11 +92,8 @@ async def w2(row: dict) -> Any:
     return {"id": row["id"], "verdict": text[:20]}
 
 
-async def run_plait(llm: SimLLM, n: int, journal: str | None = None) -> int:
-    async with plait.LLMPool(default=llm.spec) as pool:
-        pool.holding(llm)
-        result = await plait.amap(w2, rows(n), window=WINDOW, journal=journal,
-                                  key="id" if journal else None)
+async def run_plait(llm: SimLLM, n: int) -> int:
+    result = await plait.amap(w2, rows(n), window=WINDOW, model=llm)
     return result.rows_done
 
 

@@ -35,7 +35,9 @@ from plait.data._progress import MapProgress
 from plait.data._rows import Counts, Job, KeyFn, OnRowError, Row, RowError
 from plait.data._sinks import open_sink
 from plait.data._sources import Source, open_source, reopen_source
+from plait.generate._pool import LLMPool, current_pool, spec_of
 from plait.journal import Journal, JournalError, RunNotFoundError, open_journal
+from plait.llm import LLM
 
 ENTRY_PREFIX = "map:"
 _EXPORT_PAGE = 1000
@@ -108,6 +110,7 @@ async def stream(
     retry_failed: bool = False,
     lease_ttl: float = DEFAULT_LEASE_TTL,
     wait: float = 0.0,
+    model: str | LLM | None = None,
     counts: Counts | None = None,
 ) -> AsyncIterator[Row]:
     """Run `wf` on every row of `source`; yield each row's outcome (a `Row`) as it ends,
@@ -121,7 +124,7 @@ async def stream(
     async with _JobRun.open(wf, source, key=key, window=window, ordered=ordered,
                             on_row_error=on_row_error, max_failed_rows=max_failed_rows,
                             journal=journal, run_id=run_id, retry_failed=retry_failed,
-                            lease_ttl=lease_ttl, wait=wait, out=None) as job:
+                            lease_ttl=lease_ttl, wait=wait, out=None, model=model) as job:
         if counts is not None:
             job.job.counts = counts
         async for row in job.job.rows():
@@ -144,6 +147,7 @@ async def amap(
     progress: bool = False,
     lease_ttl: float = DEFAULT_LEASE_TTL,
     wait: float = 0.0,
+    model: str | LLM | None = None,
     raise_on_error: bool = True,
 ) -> MapResult:
     """Run `wf` on every row of `source`; write the done rows to `out` (.jsonl or
@@ -156,14 +160,16 @@ async def amap(
     A row that fails is recorded and the job goes on (`on_row_error="record"`) up
     to `max_failed_rows`; `"stop"` ends the job at the first. journal/run_id: as
     for `plait.run`; the same run id resumes the job (`retry_failed=True` runs its
-    failed rows again)."""
+    failed rows again). model: the model of the rows' `plait.generate` calls that
+    name none (a spec, or an LLM object); every row shares one opened model, so
+    its limits (concurrency, requests and tokens per minute) hold for the job."""
     started = time.perf_counter()
     failures: list[Row] = []
     error: BaseException | None = None
     async with _JobRun.open(wf, source, key=key, window=window, ordered=ordered,
                             on_row_error=on_row_error, max_failed_rows=max_failed_rows,
                             journal=journal, run_id=run_id, retry_failed=retry_failed,
-                            lease_ttl=lease_ttl, wait=wait, out=out) as job:
+                            lease_ttl=lease_ttl, wait=wait, out=out, model=model) as job:
         counts = job.job.counts
         # Without a journal the rows go to the sink as they end; with one, the sink is
         # written from the journal at the end (see the module doc).
@@ -259,11 +265,11 @@ class _JobRun:
     def open(cls, wf: Any, source: Any, *, key: str | KeyFn | None, window: int,
              ordered: bool, on_row_error: OnRowError, max_failed_rows: int | None,
              journal: str | Journal | None, run_id: str | None, retry_failed: bool,
-             lease_ttl: float, wait: float, out: Any) -> _Opening:
+             lease_ttl: float, wait: float, out: Any, model: str | LLM | None) -> _Opening:
         return _Opening(cls, wf, source, dict(
             key=key, window=window, ordered=ordered, on_row_error=on_row_error,
             max_failed_rows=max_failed_rows, journal=journal, run_id=run_id,
-            retry_failed=retry_failed, lease_ttl=lease_ttl, wait=wait, out=out))
+            retry_failed=retry_failed, lease_ttl=lease_ttl, wait=wait, out=out, model=model))
 
     async def export(self, out: Path) -> None:
         """Write every done row, in source order, from the journal to `out`."""
@@ -309,6 +315,16 @@ class _Opening:
         self.run: _JobRun | None = None
 
     async def __aenter__(self) -> _JobRun:
+        # Every row's LLM calls share the job's models (and their limits).
+        self.pool = _job_pool(self.options["model"])
+        await self.pool.__aenter__()
+        try:
+            return await self._open()
+        except BaseException:
+            await self.pool.__aexit__(None, None, None)
+            raise
+
+    async def _open(self) -> _JobRun:
         o = self.options
         wf = workflow(self.wf)
         body = _body(wf)
@@ -329,10 +345,12 @@ class _Opening:
                     "this source has no fingerprint (an iterable), so a row's position "
                     "cannot name it on resume: pass key=COLUMN, a column whose values are "
                     "unique")
+            options = _options(o["window"], o["ordered"], o["on_row_error"],
+                               o["max_failed_rows"], o["out"])
+            if isinstance(o["model"], str):
+                options["model"] = o["model"]
             arguments = {"source": src.description, "key": key,
-                         "fingerprint": fingerprint,
-                         "options": _options(o["window"], o["ordered"], o["on_row_error"],
-                                             o["max_failed_rows"], o["out"])}
+                         "fingerprint": fingerprint, "options": options}
             fresh = await _check_resume(journal, run_id, wf.name, arguments)
             durable = await open_durable(
                 journal, run_id=run_id, entry=ENTRY_PREFIX + wf.name, arguments=arguments,
@@ -349,6 +367,12 @@ class _Opening:
         return self.run
 
     async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        try:
+            await self._close(exc)
+        finally:
+            await self.pool.__aexit__(None, None, None)
+
+    async def _close(self, exc: BaseException | None) -> None:
         run = self.run
         assert run is not None
         durable = run.durable
@@ -367,6 +391,17 @@ class _Opening:
                                 tokens=run.job.counts.tokens)
         except JournalError as err:
             raise journal_failure(run.run_id, err, "ended, but not in its journal") from err
+
+
+def _job_pool(model: str | LLM | None) -> LLMPool:
+    """The pool of a job's rows: the current one when the job names no model; else
+    one whose default is `model` (holding it, for an LLM object), under the current."""
+    parent = current_pool()
+    if model is None:
+        return LLMPool(parent=parent)
+    if isinstance(model, str):
+        return LLMPool(default=model, parent=parent)
+    return LLMPool(default=spec_of(model), parent=parent).holding(model)
 
 
 def _stop_on_writer_failure(task: asyncio.Task[Any] | None) -> Callable[[BaseException], None]:

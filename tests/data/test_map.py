@@ -264,3 +264,22 @@ def test_memory_is_bounded_by_the_window_not_the_dataset(tmp_path: Path) -> None
     peak(500)  # warm up: imports, caches
     small, large = peak(5_000), peak(50_000)
     assert large < 1.2 * small + 256 * 1024, (small, large)
+
+
+def test_rows_share_one_model_and_its_limits() -> None:
+    """LLM calls of every row go to the job's one model object: its concurrency
+    limit holds across rows, and its counters see every call once."""
+    from plait.llm import SimLLM
+
+    llm = SimLLM(ttft=0.01, tps=2000, lengths="fixed:5", max_concurrency=4)
+
+    @plait.workflow
+    async def ask_twice(row: dict) -> dict:
+        first = plait.generate(f"first {row['x']}")  # both start at once
+        second = plait.generate(f"second {row['x']}")
+        return {"x": row["x"], "a": await first, "b": await second}
+
+    result = plait.map(ask_twice, rows(20), window=20, model=llm)
+    assert result.rows_done == 20
+    assert llm.stats.served == 40
+    assert llm.limits.max_in_flight == 4  # 40 calls wanted at once; the limit held
