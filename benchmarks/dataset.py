@@ -7,7 +7,8 @@ shapes people write by hand, measured in the same run on the same model.
 Workload (W2): per row, generate -> answer -> judge (three LLM calls, each taking
 the previous reply), then 30% of the rows are dropped. Reply lengths are
 log-normal (mean 40 tokens, sigma 1.0). The model is `sim` in-process with a
-capacity: 64 slots, a shared 12,000 tokens/s, 200 tokens/s per stream, ttft 50 ms,
+capacity: 192 slots, a shared 40,000 tokens/s, 200 tokens/s per stream, ttft 50 ms,
+whole replies (not streamed),
 so the ceiling (`SimLLM.ceiling`) is computable: rows/s <= min(T/(L-1), S/(ttft +
 (L-1)/tps)) / 3. Every variant calls the same `SimLLM` object, whose counters
 show that each made 3 calls per row.
@@ -60,8 +61,10 @@ STAGES = ("generate", "answer", "judge")
 
 
 def make_llm() -> SimLLM:
-    return SimLLM(ttft=0.05, tps=200, slots=64, capacity=12_000,
-                  lengths="lognormal:mean=40,sigma=1.0", seed=1)
+    # Whole replies (stream=False), as a pipeline asks a server for them: the same
+    # timing and capacity, a fraction of the CPU per call.
+    return SimLLM(ttft=0.05, tps=200, slots=192, capacity=40_000,
+                  lengths="lognormal:mean=40,sigma=1.0", seed=1, stream=False)
 
 
 def dropped(i: int) -> bool:

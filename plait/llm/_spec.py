@@ -126,7 +126,8 @@ def _openai(rest: str, options: dict[str, Any]) -> LLM:
 
 SIM_OPTIONS: dict[str, Any] = {
     "ttft": float, "tps": float, "script": Path, "slots": int, "capacity": float,
-    "seed": int, "lengths": str, "rate_limit": str, "max_retries": int, **LIMIT_OPTIONS}
+    "seed": int, "lengths": str, "rate_limit": str, "max_retries": int, "stream": bool,
+    **LIMIT_OPTIONS}
 # Parameters of `lengths=DIST:...`: items after it with these keys belong to it,
 # so `lengths=lognormal:mean=60,sigma=0.5` reads as one option.
 _LENGTHS_PARAMS = ("mean", "sigma")
@@ -163,6 +164,8 @@ def parse_sim_options(rest: str) -> dict[str, Any]:
             out[key] = Lengths.parse(value)
         elif key == "rate_limit":
             out[key] = parse_rate(value)
+        elif cast is bool:
+            out[key] = _flag("sim", key, value)
         else:
             out[key] = _number("sim", key, value, cast)
     return out
@@ -173,7 +176,7 @@ def _sim(rest: str, options: dict[str, Any]) -> LLM:
 
     # The spec names the model (replies and timing), not how this client sends calls.
     model = ",".join(item for key, _, item in _sim_items(rest)
-                     if key not in LIMIT_OPTIONS and key != "max_retries")
+                     if key not in LIMIT_OPTIONS and key not in ("max_retries", "stream"))
     return SimLLM(spec="sim" + (f":{model}" if model else ""),
                   **{**parse_sim_options(rest), **options})
 

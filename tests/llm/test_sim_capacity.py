@@ -237,3 +237,27 @@ def test_sim_server_command_takes_the_capacity_flags(arun) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_whole_replies_keep_the_timing_and_the_counts() -> None:
+    """stream=False: one delta per reply, due when its last token is, with the same
+    capacity, lengths and counters as a streamed reply."""
+    from plait.llm import get_llm
+
+    llm = get_llm("sim:ttft=0.02,tps=500,lengths=fixed:20,slots=2,stream=false")
+    assert llm.spec == "sim:ttft=0.02,tps=500,lengths=fixed:20,slots=2"
+
+    async def main() -> tuple[list[list[str]], float]:
+        start = time.monotonic()
+
+        async def one() -> list[str]:
+            return [d async for d in llm.stream([Message("user", "x")])]
+
+        deltas = await asyncio.gather(*(one() for _ in range(4)))
+        return list(deltas), time.monotonic() - start
+
+    deltas, elapsed = asyncio.run(main())
+    assert all(len(d) == 1 and len(d[0].split()) == 20 for d in deltas)
+    # Two slots, four calls of 0.02 + 19/500 s each: two rounds.
+    assert 2 * (0.02 + 19 / 500) <= elapsed < 2 * (0.02 + 19 / 500) + 0.2
+    assert llm.stats.served == 4 and llm.stats.completion_tokens == 80
