@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from plait._api import close_after
-from plait._durable import close_durable, open_durable
+from plait._durable import Durable, close_durable, open_durable
 from plait._engine import Run, journal_failure, new_run_id, tools_by_name
 from plait._errors import GraphError
 from plait._events import Event
@@ -135,7 +135,10 @@ async def aask(
     run_id = run_id or new_run_id()
 
     durable = None
-    if journal is not None:
+    if isinstance(journal, Durable):  # a dataset row's (`plait.asker`): its job's to close
+        durable, journal = journal, None
+        run_id = durable.run_id
+    elif journal is not None:
         try:
             durable = await open_durable(
                 journal, run_id=run_id, entry=entry,
@@ -223,13 +226,13 @@ async def aask(
                 async with asyncio.timeout(timeout):
                     result = await run.execute(body)
         except BaseException as exc:  # cancelled, timed out, or the journal failed
-            if durable is not None:
+            if durable is not None and journal is not None:
                 await close_after(durable, exc, own=isinstance(journal, str),
                                   tokens=sum(run.tokens.values()))
             raise
         elapsed = time.perf_counter() - started
         # A failed task is part of the answer; a failed body (the LLM, a bug) is raised.
-        if durable is not None:
+        if durable is not None and journal is not None:
             try:
                 await close_durable(durable, "failed" if failure else "done",
                                     failure[0] if failure else None,

@@ -29,10 +29,20 @@ from typing import Any
 from plait._api import Workflow, _sync, close_after, workflow
 from plait._durable import Durable, close_durable, code_version, open_durable
 from plait._engine import journal_failure, new_run_id
+from plait._entry import import_entry
 from plait._errors import PlaitError
 from plait._ownership import DEFAULT_LEASE_TTL
 from plait.data._progress import MapProgress
-from plait.data._rows import Counts, Job, KeyFn, OnRowError, Row, RowError
+from plait.data._rows import (
+    Counts,
+    Job,
+    KeyFn,
+    OnRowError,
+    Row,
+    RowError,
+    RowRunner,
+    workflow_runner,
+)
 from plait.data._sinks import open_sink
 from plait.data._sources import Source, open_source, reopen_source
 from plait.generate._pool import LLMPool, current_pool, spec_of
@@ -76,15 +86,23 @@ class MapOptionError(PlaitError, ValueError):
 _KEEP_FAILURES = 100  # failed rows a result keeps (all are in the journal)
 
 
-def _body(wf: Workflow) -> Callable[[dict[str, Any]], Coroutine[Any, Any, Any]]:
-    """The row's call: a workflow of one parameter gets the row (a dict)."""
+def _runner(obj: Any) -> tuple[RowRunner, str, dict[str, Any] | None]:
+    """What runs each row, the job's entry name, and how a resume rebuilds it.
+
+    A workflow of one parameter gets the row (a dict). An object with `run_row`
+    (`plait.asker(...)`: a question per row) runs rows itself; its `recipe()`
+    names the factory that makes it again on resume."""
+    run_row = getattr(obj, "run_row", None)
+    if run_row is not None:
+        return run_row, obj.name, obj.recipe()
+    wf = workflow(obj)
     params = [p for p in inspect.signature(wf.fn).parameters.values()
               if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     if len(params) < 1:
         raise MapOptionError(
             f"{wf.name} takes no argument: a dataset workflow takes the row, "
             "e.g. async def qa(row: dict) -> dict")
-    return wf.fn
+    return workflow_runner(wf.fn, wf.name), wf.name, None
 
 
 def _options(
@@ -232,11 +250,17 @@ async def aresume_map(run_id: str, journal: str | Journal, *,
         if not record.entry.startswith(ENTRY_PREFIX):
             raise PlaitError(f"run {run_id!r} is not a dataset job ({record.entry})")
         entry = record.entry.removeprefix(ENTRY_PREFIX)
-        wf = workflow(workflow_fn) if workflow_fn is not None else _import_entry(entry)
         arguments = record.arguments or {}
+        recipe = arguments.get("runner")
+        runner: Any
+        if recipe is not None:  # e.g. a question per row: its factory makes it again
+            runner = import_entry(recipe["factory"])(**recipe.get("kwargs", {}))
+        else:
+            wf = workflow(workflow_fn) if workflow_fn is not None else _import_entry(entry)
+            runner = Workflow(wf.fn, entry)
         source = reopen_source(arguments["source"])
         kept = dict(arguments.get("options") or {})
-        return await amap(Workflow(wf.fn, entry), source, key=arguments.get("key"),
+        return await amap(runner, source, key=arguments.get("key"),
                           journal=journal_obj, run_id=run_id, **{**kept, **options})
     finally:
         if isinstance(journal, str):
@@ -326,8 +350,7 @@ class _Opening:
 
     async def _open(self) -> _JobRun:
         o = self.options
-        wf = workflow(self.wf)
-        body = _body(wf)
+        runner, name, recipe = _runner(self.wf)
         src: Source = open_source(self.source)
         key = o["key"]
         journal = o["journal"]
@@ -351,12 +374,14 @@ class _Opening:
                 options["model"] = o["model"]
             arguments = {"source": src.description, "key": key,
                          "fingerprint": fingerprint, "options": options}
-            fresh = await _check_resume(journal, run_id, wf.name, arguments)
+            if recipe is not None:
+                arguments["runner"] = recipe
+            fresh = await _check_resume(journal, run_id, name, arguments)
             durable = await open_durable(
-                journal, run_id=run_id, entry=ENTRY_PREFIX + wf.name, arguments=arguments,
-                version=code_version(wf.fn), allow_rerun=False, lease_ttl=o["lease_ttl"],
-                wait=o["wait"], load=False)
-        job = Job(body, src, entry=wf.name, run_id=run_id, key=key, window=o["window"],
+                journal, run_id=run_id, entry=ENTRY_PREFIX + name, arguments=arguments,
+                version=code_version(getattr(self.wf, "fn", self.wf)), allow_rerun=False,
+                lease_ttl=o["lease_ttl"], wait=o["wait"], load=False)
+        job = Job(runner, src, run_id=run_id, key=key, window=o["window"],
                   ordered=o["ordered"], on_row_error=o["on_row_error"],
                   max_failed_rows=o["max_failed_rows"], durable=durable,
                   look_up=durable is not None and (not fresh or key is not None),

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -101,6 +101,33 @@ class Counts:
 
 
 KeyFn = Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one row's run ended, as a row runner reports it."""
+
+    ok: bool
+    value: Any
+    error: BaseException | None
+    tokens: int
+
+
+# What runs one row: (the row, the job's run id, the row's journal side or None)
+# -> its outcome. A workflow's (below), or a question's (`plait.asker`).
+RowRunner = Callable[[dict[str, Any], str, "Durable | None"], Awaitable[Outcome]]
+
+
+def workflow_runner(body: Callable[[dict[str, Any]], Coroutine[Any, Any, Any]],
+                    entry: str) -> RowRunner:
+    """Run a workflow on a row: one small run of its own."""
+
+    async def run_row(data: dict[str, Any], run_id: str, durable: Durable | None) -> Outcome:
+        run = Run(run_id=run_id, entry=entry, durable=durable)
+        result = await run.execute(lambda: body(data))
+        return Outcome(result.ok, result.value, result.error, result.tokens)
+
+    return run_row
 _SKIPPED = object()  # queue item: an ordinal finished before (resume), nothing to hand out
 
 
@@ -109,10 +136,9 @@ class Job:
 
     def __init__(
         self,
-        body: Callable[[dict[str, Any]], Coroutine[Any, Any, Any]],
+        runner: RowRunner,
         source: Source,
         *,
-        entry: str,
         run_id: str,
         key: str | KeyFn | None = None,
         window: int = 256,
@@ -131,9 +157,8 @@ class Job:
             raise ValueError(f'on_row_error must be "record" or "stop", got {on_row_error!r}')
         if max_failed_rows is not None and max_failed_rows < 0:
             raise ValueError(f"max_failed_rows must be >= 0 or None, got {max_failed_rows}")
-        self.body = body
+        self.runner = runner
         self.source = source
-        self.entry = entry
         self.run_id = run_id
         self.key = key
         self.window = window
@@ -363,9 +388,8 @@ class Job:
                 intents, results = await asyncio.to_thread(
                     self.durable.journal.load_row, self.run_id, key)
             durable = self.durable.for_row(key, intents, results)
-        run = Run(run_id=self.run_id, entry=self.entry, durable=durable)
-        data = srow.data
-        result = await run.execute(lambda: self.body(data))  # type: ignore[arg-type]
+        assert srow.data is not None
+        result = await self.runner(srow.data, self.run_id, durable)
         elapsed = time.perf_counter() - started
         tokens = result.tokens
         if result.ok:

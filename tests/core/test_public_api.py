@@ -34,6 +34,7 @@ EXPECTED = {
     # datasets
     "map",
     "amap",
+    "asker",
     "stream",
     "DROP",
     "MapResult",

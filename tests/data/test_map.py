@@ -283,3 +283,43 @@ def test_rows_share_one_model_and_its_limits() -> None:
     assert result.rows_done == 20
     assert llm.stats.served == 40
     assert llm.limits.max_in_flight == 4  # 40 calls wanted at once; the limit held
+
+
+def test_a_question_per_row_with_asker(tmp_path: Path) -> None:
+    """An evaluation sweep: each row's question gets its own plan; the output keeps
+    the row's columns beside the answer; the job resumes like any other."""
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps([
+        {"role": "planner", "match": "Everest",
+         "reply": '1. lookup("Mount Everest", "height")\n2. lookup("K2", "height")\n3. join()'},
+        {"role": "planner", "reply": '1. lookup("K2", "height")\n2. join()'},
+        {"role": "joiner", "match": "Everest",
+         "reply": '{"action": "finish", "answer": "Mount Everest"}'},
+        {"role": "joiner", "reply": '{"action": "finish", "answer": "8611 m"}'},
+    ]))
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text(
+        json.dumps({"id": "q1", "question": "Which is taller, Mount Everest or K2?",
+                    "expected": "Mount Everest"}) + "\n"
+        + json.dumps({"id": "q2", "question": "How tall is K2?", "expected": "8611 m"}) + "\n"
+        + json.dumps({"id": "q3", "text": "no question here"}) + "\n")
+    journal = str(tmp_path / "runs.db")
+    sweep = plait.asker("plait.examples.tools", model=f"sim:ttft=0.01,tps=1000,script={script}")
+    result = plait.map(sweep, questions, key="id", out=tmp_path / "answers.jsonl",
+                       journal=journal, run_id="sweep")
+    answers = read_jsonl(tmp_path / "answers.jsonl")
+    assert [(a["id"], a["answer"], a["expected"]) for a in answers] == [
+        ("q1", "Mount Everest", "Mount Everest"), ("q2", "8611 m", "8611 m")]
+    assert result.rows_failed == 1 and "no question" in result.failures[0].error
+    # Every row's calls are in the job's run, under its row: planner, tasks, joiner.
+    from plait.journal import open_journal
+
+    j = open_journal(journal)
+    try:
+        intents, _ = j.load_row("sweep", '"q1"')
+        assert sorted(i.tool for i in intents.values()) == ["joiner", "lookup", "lookup",
+                                                            "planner"]
+    finally:
+        j.close()
+    again = plait.map(sweep, questions, key="id", journal=journal, run_id="sweep")
+    assert again.rows_skipped == 3 and again.tokens == 0
