@@ -46,7 +46,7 @@ class MapProgress:
         rate = ran / elapsed
         finished = c.finished
         of = f"/{self.total:,}" if self.total is not None else ""
-        parts = [f"rows {finished:,}{of}", f"{rate:,.1f} rows/s",
+        parts = [f"rows {finished:,}{of}", f"{_rate(rate)} rows/s",
                  f"{c.tokens / elapsed:,.0f} tok/s", f"in flight {c.in_flight}"]
         if c.dropped:
             parts.append(f"dropped {c.dropped:,}")
@@ -106,6 +106,11 @@ class _Renderable:
 
     def __rich__(self) -> Text:
         return Text(self.view.line())
+
+
+def _rate(x: float) -> str:
+    """Three significant digits, so a slow job shows 0.0312, not 0.0."""
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
 def _duration(seconds: float) -> str:

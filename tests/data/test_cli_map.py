@@ -79,3 +79,25 @@ def test_map_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("x")
     kind = plait_cli("map", "flow.py:loud", "in.txt", "--no-journal", cwd=tmp_path)
     assert kind.returncode == 2 and ".jsonl" in kind.stderr
+
+
+def test_ask_every_question_of_a_file(tmp_path: Path) -> None:
+    """`plait ask --questions FILE`: an evaluation sweep in one command, resumable."""
+    (tmp_path / "script.json").write_text(json.dumps([
+        {"role": "planner", "reply": '1. lookup("K2", "height")\n2. join()'},
+        {"role": "joiner", "reply": '{"action": "finish", "answer": "8611 m"}'},
+    ]))
+    (tmp_path / "q.csv").write_text("id,question\na,How tall is K2?\nb,What is K2's height?\n")
+    j = str(tmp_path / "runs.db")
+    model = f"sim:ttft=0.01,tps=1000,script={tmp_path / 'script.json'}"
+    done = plait_cli("ask", "--questions", "q.csv", "--out", "a.jsonl", "--key", "id",
+                     "--model", model, "--journal", j, "--run-id", "sweep", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert rows == [{"id": "a", "question": "How tall is K2?", "answer": "8611 m"},
+                    {"id": "b", "question": "What is K2's height?", "answer": "8611 m"}]
+    again = plait_cli("resume", "sweep", "--journal", j, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "2 skipped (done before)" in again.stderr
+    both = plait_cli("ask", "How tall is K2?", "--questions", "q.csv", cwd=tmp_path)
+    assert both.returncode == 2 and "one of them" in both.stderr
