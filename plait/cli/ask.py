@@ -156,14 +156,15 @@ def _ask_each(questions: str, tools: str, *, out: str | None, key: str | None, w
               as_json: bool, model: str, journal: str | None, run_id: str | None,
               wait: float, **options: Any) -> None:
     """Every row's question of a dataset, `window` at a time (`plait.asker`)."""
-    from plait.cli.map import run_job
+    from plait.cli.map import StdoutRows, run_job
     from plait.compiler import asker
     from plait.data import amap
 
     if journal is not None and not run_id:
         run_id = new_run_id()
     runner = asker(_tools_module(tools, None), model=model, **options)
-    run_job(lambda: amap(runner, questions, key=key, out=out, window=window, journal=journal,
+    run_job(lambda: amap(runner, questions, key=key, out=out or StdoutRows(), window=window,
+                         journal=journal,
                          run_id=run_id, wait=wait, progress=True, raise_on_error=False),
             as_json, run_id, journal)
 

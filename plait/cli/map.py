@@ -29,7 +29,11 @@ def map_command(
                                  "the workflow takes one row (a dict)"),
     source: str = typer.Argument(..., help="the rows: a .jsonl, .csv or .parquet file"),
     out: str = typer.Option(None, "--out", "-o",
-                            help="write the done rows here (.jsonl or .parquet)"),
+                            help="write the done rows here (.jsonl or .parquet); without "
+                            "it they go to stdout as JSON lines"),
+    model: str = typer.Option(None, "--model", help="the model of the rows' LLM calls that "
+                              "name none: local | openai:MODEL | sim:... (default: "
+                              "$PLAIT_MODEL, else local)"),
     key: str = typer.Option(None, help="the column that names a row (unique); default: "
                             "its position, with the file's fingerprint checked on resume"),
     window: int = typer.Option(256, min=1, help="most rows read and not yet finished"),
@@ -60,10 +64,11 @@ def map_command(
     spec = for_run(journal, no_journal)
     if spec is not None and not run_id:
         run_id = new_run_id()
-    run_job(lambda: amap(wf, source, key=key, out=out, window=window, ordered=ordered,
+    run_job(lambda: amap(wf, source, key=key, out=out or StdoutRows(), window=window,
+                         ordered=ordered,
                          on_row_error=on_row_error,  # type: ignore[arg-type]
                          max_failed_rows=max_failed_rows, journal=spec, run_id=run_id,
-                         wait=wait, progress=True, raise_on_error=False),
+                         wait=wait, model=model, progress=True, raise_on_error=False),
             as_json, run_id, spec)
 
 
@@ -84,6 +89,19 @@ def run_job(job: Callable[[], Coroutine[Any, Any, MapResult]], as_json: bool,
         raise typer.Exit(1)
 
 
+class StdoutRows:
+    """A sink that prints each row as a JSON line on stdout (`plait map ... | jq`)."""
+
+    def write(self, row: dict[str, Any]) -> None:
+        print(json.dumps(row, ensure_ascii=False, default=str), flush=True)
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
 def report(result: MapResult, as_json: bool, journal: str | None) -> None:
     if as_json:
         print(json.dumps({
@@ -94,8 +112,8 @@ def report(result: MapResult, as_json: bool, journal: str | None) -> None:
             "error": str(result.error) if result.error else None,
         }))
         return
-    if result.out is not None:
-        print(f"wrote {result.rows_done:,} rows to {result.out}", file=sys.stderr)
+    if result.out is not None:  # the job's value: the file it wrote
+        print(result.out)
     if result.error is not None:
         print(f"job stopped: {result.error}", file=sys.stderr)
     if result.rows_failed:

@@ -16,7 +16,7 @@ from plait.cli._fail import fail
 from plait.cli._journal import HELP, journal_option, open_existing
 from plait.cli._load import load_object
 from plait.cli.ask import DEFAULT_TOOLS, answer_question
-from plait.cli.map import run_job
+from plait.cli.map import StdoutRows, run_job
 from plait.cli.run import start_run
 from plait.data import aresume_map
 from plait.journal import RunRecord
@@ -61,8 +61,11 @@ def resume_command(
         fail(f"no run {run_id!r} in journal {j.location}")
     if record.entry.startswith("map:"):  # a dataset job: skip its finished rows
         wf = load_object(workflow) if workflow else None
+        # A job started without --out printed its rows: so does its resume.
+        recorded = ((record.arguments or {}).get("options") or {}).get("out")
+        extra = {} if recorded else {"out": StdoutRows()}
         run_job(lambda: aresume_map(run_id, journal, workflow_fn=wf, retry_failed=retry_failed,
-                                    wait=wait, progress=True, raise_on_error=False),
+                                    wait=wait, progress=True, raise_on_error=False, **extra),
                 as_json, run_id, journal, j.location)
         return
     if retry_failed:

@@ -43,7 +43,7 @@ from plait.data._rows import (
     RowRunner,
     workflow_runner,
 )
-from plait.data._sinks import open_sink
+from plait.data._sinks import Sink, open_sink
 from plait.data._sources import Source, open_source, reopen_source
 from plait.generate._pool import LLMPool, current_pool, spec_of
 from plait.journal import Journal, JournalError, RunNotFoundError, open_journal
@@ -111,7 +111,7 @@ def _options(
 ) -> dict[str, Any]:
     return {"window": window, "ordered": ordered, "on_row_error": on_row_error,
             "max_failed_rows": max_failed_rows,
-            "out": str(Path(out).resolve()) if out is not None else None}
+            "out": str(Path(out).resolve()) if _is_path(out) else None}
 
 
 async def stream(
@@ -154,7 +154,7 @@ async def amap(
     source: Any,
     *,
     key: str | KeyFn | None = None,
-    out: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | Sink | None = None,
     window: int = 256,
     ordered: bool = False,
     on_row_error: OnRowError = "record",
@@ -171,6 +171,7 @@ async def amap(
     """Run `wf` on every row of `source`; write the done rows to `out` (.jsonl or
     .parquet) and return the counts.
 
+    out: a path (.jsonl or .parquet), or a sink object (`write`, `close`, `abort`).
     source: a path (.jsonl, .csv, .parquet), a `datasets.Dataset`, or any iterable or
     async iterable of dicts, read lazily. key: the column that names a row (its
     identity on resume); default: its position, with the source's fingerprint
@@ -191,7 +192,7 @@ async def amap(
         counts = job.job.counts
         # Without a journal the rows go to the sink as they end; with one, the sink is
         # written from the journal at the end (see the module doc).
-        direct = open_sink(out) if out is not None and job.durable is None else None
+        direct = _sink(out) if out is not None and job.durable is None else None
         # Counting may read the whole file: off the loop, and only for the view.
         total = await asyncio.to_thread(job.job.source.count_rows) if progress else None
         view = MapProgress(counts, total=total, enabled=progress)
@@ -210,7 +211,7 @@ async def amap(
                     direct.close()
                     direct = None
                 else:
-                    await job.export(Path(out))
+                    await job.export(out)
         finally:
             if direct is not None:
                 direct.abort()
@@ -222,7 +223,7 @@ async def amap(
         rows_done=totals["done"], rows_dropped=totals["dropped"], rows_failed=totals["failed"],
         rows_skipped=counts.skipped, tokens=counts.tokens,
         elapsed=time.perf_counter() - started,
-        out=Path(out) if out is not None and error is None else None,
+        out=Path(out) if _is_path(out) and error is None else None,
         failures=tuple(failures), error=error,
     )
     if error is not None and raise_on_error:
@@ -295,12 +296,12 @@ class _JobRun:
             max_failed_rows=max_failed_rows, journal=journal, run_id=run_id,
             retry_failed=retry_failed, lease_ttl=lease_ttl, wait=wait, out=out, model=model))
 
-    async def export(self, out: Path) -> None:
+    async def export(self, out: Any) -> None:
         """Write every done row, in source order, from the journal to `out`."""
         assert self.durable is not None
         await self.durable.writer.flush()
         journal = self.durable.journal
-        sink = open_sink(out)
+        sink = _sink(out)
         try:
             after = -1
             while True:
@@ -480,6 +481,16 @@ async def _check_resume(journal: str | Journal, run_id: str, entry: str,
     arguments["source"] = before.get("source", arguments["source"])
     arguments["fingerprint"] = before.get("fingerprint")
     return False
+
+
+def _is_path(out: Any) -> bool:
+    return isinstance(out, (str, os.PathLike))
+
+
+def _sink(out: Any) -> Sink:
+    """A path's sink (by its suffix), or `out` itself: an object with the `Sink`
+    methods (`write`, `close`, `abort`), e.g. the CLI's JSON lines on stdout."""
+    return open_sink(out) if _is_path(out) else out
 
 
 def _plain(value: Any) -> Any:
