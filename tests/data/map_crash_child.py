@@ -3,7 +3,8 @@
     python tests/data/map_crash_child.py --journal SPEC --run-id R --source IN.jsonl
         --out OUT.jsonl --counter FILE [--window N]
 
-Runs (or resumes: same run id) `crash_rows` over every row. Every tool, the moment
+Runs (or resumes: same run id) `crash_rows` over every row (`llm_rows`, LLM calls
+to the server at URL, with `--llm URL`). Every tool, the moment
 it starts, appends "<node key>\\n" to FILE (O_APPEND, one write(2) per line, so
 the line is in the kernel before the call goes on and survives a SIGKILL): the
 ground truth of what was paid for, kept apart from the journal. Prints READY just
@@ -52,6 +53,18 @@ async def stage(name: str, text: str) -> str:
 
 
 @plait.workflow
+async def llm_rows(row: dict) -> Any:
+    """The same pipeline as LLM calls to an OpenAI-compatible server (the test's
+    sim-server, which counts what it is asked: the ground truth of what was paid)."""
+    draft = await plait.generate(f"gen {row['id']}", name="gen", max_tokens=8)
+    answer = await plait.generate(f"answer {draft}", name="answer", max_tokens=8)
+    if row["id"] % 10 < 3:
+        return plait.DROP
+    verdict = await plait.generate(f"judge {answer}", name="judge", max_tokens=8)
+    return {"id": row["id"], "verdict": verdict}
+
+
+@plait.workflow
 async def crash_rows(row: dict) -> Any:
     draft = await stage("gen", str(row["id"]))
     answer = await stage("answer", draft)
@@ -69,11 +82,17 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--counter", required=True)
     parser.add_argument("--window", type=int, default=64)
+    parser.add_argument("--llm", help="base URL of an OpenAI-compatible server: the rows "
+                        "make LLM calls to it instead of calling tools")
     args = parser.parse_args()
     os.environ[COUNTER_ENV] = args.counter
     print("READY", flush=True)
-    result = plait.map(crash_rows, args.source, key="id", out=args.out, journal=args.journal,
-                       run_id=args.run_id, window=args.window)
+    model = (f"openai:sim,stream=false" if args.llm else None)
+    if args.llm:
+        os.environ["OPENAI_BASE_URL"] = args.llm
+    result = plait.map(llm_rows if args.llm else crash_rows, args.source, key="id",
+                       out=args.out, journal=args.journal, run_id=args.run_id,
+                       window=args.window, model=model)
     print("DONE", json.dumps({"done": result.rows_done, "dropped": result.rows_dropped,
                               "failed": result.rows_failed, "skipped": result.rows_skipped}),
           flush=True)

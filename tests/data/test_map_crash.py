@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,11 +42,12 @@ def journal_spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def _start(spec: str, run_id: str, src: Path, out: Path, counter: Path) -> subprocess.Popen[str]:
+def _start(spec: str, run_id: str, src: Path, out: Path, counter: Path,
+           llm: str | None = None) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, str(CHILD), "--journal", spec, "--run-id", run_id,
          "--source", str(src), "--out", str(out), "--counter", str(counter),
-         "--window", str(WINDOW)],
+         "--window", str(WINDOW), *(["--llm", llm] if llm else [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONPATH": str(CHILD.parents[2])},
     )
@@ -117,3 +119,63 @@ def test_kill_at_random_instants_then_resume(journal_spec: str, tmp_path: Path,
     # Calls paid twice were in flight at a kill: at most a window's rows' worth each.
     assert repaid <= kills * WINDOW
     assert kills >= 3, f"only {kills} kills landed mid-job"
+
+
+@pytest.mark.timeout(240)
+def test_llm_calls_journaled_before_a_kill_are_never_asked_again(tmp_path: Path) -> None:
+    """The same on LLM calls over HTTP: the sim-server counts every request; after
+    SIGKILLs and a resume, no prompt whose call had a journaled result before a
+    kill reaches the server again, and every row is in the output once."""
+    from plait.llm import SimServer
+
+    asked: list[tuple[str, str]] = []
+
+    def script(messages: Any, role: str) -> str:
+        text = messages[-1].content
+        asked.append((role, text))
+        return f"{role}[{text.split(' ', 1)[1]}]"
+
+    rows = 300
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i}) + "\n" for i in range(rows)))
+    out, counter, spec = tmp_path / "out.jsonl", tmp_path / "paid.txt", str(tmp_path / "j.db")
+    rng = random.Random(7)
+    kills = 0
+    journaled: set[str] = set()  # prompts whose calls had a result before the last kill
+    with SimServer(script, ttft=0.005, tps=2000) as server:
+        for attempt in range(4):
+            before = len(asked)
+            proc = _start(spec, "llm", src, out, counter, llm=server.base_url)
+            if attempt < 3:
+                time.sleep(rng.uniform(0.3, 1.5))
+            if attempt == 3 or proc.poll() is not None:
+                _, stderr = proc.communicate(timeout=120)
+                assert proc.returncode == 0, stderr
+            else:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+                kills += 1
+            again = {text for _, text in asked[before:]} & journaled
+            assert not again, f"journaled calls asked again: {sorted(again)[:3]}"
+            if proc.returncode == 0:
+                break
+            journaled = _journaled_prompts(spec, "llm")
+    ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
+    assert ids == [i for i in range(rows) if i % 10 >= 3]
+    prompts = [text for _, text in asked]
+    paid_twice = len(prompts) - len(set(prompts))
+    assert paid_twice <= kills * WINDOW  # only calls in flight at a kill
+    assert kills >= 1
+
+
+def _journaled_prompts(spec: str, run_id: str) -> set[str]:
+    journal = open_journal(spec)
+    try:
+        state = journal.load(run_id)
+    except RunNotFoundError:
+        return set()
+    finally:
+        journal.close()
+    done = {k for k, r in state.results.items() if r.ok}
+    return {intent.arguments["request"]["messages"][-1][1]
+            for k, intent in state.intents.items() if k in done}
