@@ -31,7 +31,7 @@ from plait._engine import NodeError, Run
 from plait._errors import PlaitError
 from plait._identity import NotCanonicalError, canonical_json
 from plait.data._source_base import Source, SourceRow
-from plait.journal import JournalError, JournalValueError, RowRecord, error_text
+from plait.journal import JournalValueError, RowRecord, error_text
 
 RowStatus = Literal["done", "dropped", "failed"]
 OnRowError = Literal["record", "stop"]
@@ -345,6 +345,9 @@ class Job:
             self._check_failures(row)
         counts.tokens += row.tokens
         queue.put_nowait((row.ordinal, row))
+        if self.stopped is not None and row.status == "failed":
+            # At once: the stream raises it and cancels the rows still running.
+            queue.put_nowait(self.stopped)
 
     def _check_failures(self, row: Row) -> None:
         if self.stopped is not None:
@@ -365,7 +368,7 @@ class Job:
         only a journal failure, which ends the whole job, escapes)."""
         try:
             row = await self._run_row(srow, key, before)
-        except JournalError as exc:
+        except Exception as exc:  # the journal failed (or a fault of plait's): the job ends
             queue.put_nowait(exc)
             raise
         finally:

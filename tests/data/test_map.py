@@ -323,3 +323,17 @@ def test_a_question_per_row_with_asker(tmp_path: Path) -> None:
         j.close()
     again = plait.map(sweep, questions, key="id", journal=journal, run_id="sweep")
     assert again.rows_skipped == 3 and again.tokens == 0
+
+
+def test_stop_cancels_the_rows_still_running() -> None:
+    @plait.workflow
+    async def first_fails(row: dict) -> int:
+        if row["x"] == 0:
+            raise ValueError("row 0 is bad")
+        await asyncio.sleep(30)  # would hold the job for 30 s
+        return row["x"]
+
+    t = time.perf_counter()
+    with pytest.raises(plait.RowError, match="row 0 is bad"):
+        plait.map(first_fails, rows(10), on_row_error="stop")
+    assert time.perf_counter() - t < 5
