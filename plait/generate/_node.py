@@ -30,7 +30,7 @@ import pydantic
 from plait._engine import Run, _current_node, add_record, add_tokens, journal_as
 from plait._errors import PlaitError
 from plait._graph import Ref
-from plait._identity import canonical_arguments
+from plait._identity import _ENCODER, canonical_arguments
 from plait._tools import Tool, ToolPolicy, make_tool
 from plait.generate._pool import current_pool
 from plait.generate._schema import Checked, SchemaError, check, repair_messages
@@ -158,6 +158,8 @@ def llm_request(
 
 
 def _pair(m: Any) -> list[Any]:
+    if type(m) is list and len(m) == 2:  # generate's own pairs: the common case, first
+        return [m[0], m[1]]
     if isinstance(m, Message):
         return [m.role, m.content]
     if isinstance(m, Mapping):
@@ -182,7 +184,7 @@ def submit_call(run: Run, tool: Tool, request: dict[str, Any], hooks: CallHooks,
     stands for the whole.
     """
     calls = run_calls(run)
-    canonical = canonical_arguments({"request": request}, run.key_of)
+    canonical = _identity(request, run)
     if request.get("temperature") == 0:
         key = (tool.name, canonical, *shared_as)
         made = calls.shared.get(key)
@@ -199,6 +201,21 @@ def submit_call(run: Run, tool: Tool, request: dict[str, Any], hooks: CallHooks,
     return then(call) if then is not None else call
 
 
+def _identity(request: dict[str, Any], run: Run) -> str:
+    """Text equal for two requests exactly when their canonical arguments (their
+    nodes' keys, but for occurrence) are equal: which calls of a run are one.
+
+    A request of plain text (no Ref or Template in it: the usual case) is plain
+    JSON, so its JSON is that text at a fraction of the cost of the canonical
+    form; it never equals a canonical form, which is an object with "request".
+    """
+    stop = request["stop"]
+    if all(type(c) is str for _, c in request["messages"]) and (
+            stop is None or all(type(s) is str for s in stop)):
+        return _ENCODER.encode(request)
+    return canonical_arguments({"request": request}, run.key_of)
+
+
 def _submit(run: Run, tool: Tool, request: dict[str, Any], hooks: CallHooks,
             calls: _RunCalls) -> Call:
     ref = run.submit(tool, {"request": request})
@@ -211,12 +228,17 @@ def _submit(run: Run, tool: Tool, request: dict[str, Any], hooks: CallHooks,
 
 
 _TOOLS: dict[tuple[str, ToolPolicy], Tool] = {}
+_DEFAULT_TOOLS: dict[str, Tool] = {}  # by name, with `llm_policy()`: every generate call
 
 
 def llm_call_tool(name: str, policy: ToolPolicy | None = None) -> Tool:
     """The LLM-call tool named `name` (the calls' role), built once per name and
     policy (a tool's schema takes milliseconds to build)."""
-    policy = policy if policy is not None else llm_policy()
+    if policy is None:
+        tool = _DEFAULT_TOOLS.get(name)
+        if tool is None:
+            tool = _DEFAULT_TOOLS[name] = llm_call_tool(name, llm_policy())
+        return tool
     tool = _TOOLS.get((name, policy))
     if tool is None:
         tool = _TOOLS[(name, policy)] = make_tool(_llm_call, name=name, policy=policy,
