@@ -27,7 +27,7 @@ from typing import Any
 
 import pydantic
 
-from plait._engine import Run, _current_node, add_record, add_tokens, journal_as
+from plait._engine import Run, _current_node, journal_as
 from plait._errors import PlaitError
 from plait._graph import Ref
 from plait._identity import _ENCODER, canonical_arguments
@@ -311,15 +311,15 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
                          "model: run the workflow with plait.run (or enter an LLMPool)")
     model = request["model"]
     llm = pool.get(model)
-    msgs = [Message(role, _text(content)) for role, content in messages]
-    options: dict[str, Any] = {
-        "stop": request["stop"], "max_tokens": request["max_tokens"],
-        "temperature": request["temperature"], "grammar": request["grammar"],
-        "json_schema": request["json_schema"],
-        "role": run.nodes[i].tool,  # the node's role: not part of the request
-    }
-    if request.get("seed") is not None:  # only then: a backend may not know the option
-        options["seed"] = request["seed"]
+    msgs = [Message(role, content if type(content) is str else _text(content))
+            for role, content in messages]
+    seed = request.get("seed")
+    stream = llm.stream(msgs, stop=request["stop"], max_tokens=request["max_tokens"],
+                        temperature=request["temperature"], grammar=request["grammar"],
+                        json_schema=request["json_schema"],
+                        role=run.nodes[i].tool,  # the node's role: not part of the request
+                        # only when set: a backend may not know the option
+                        **({} if seed is None else {"seed": seed}))
     on_delta = hooks.on_delta
     started = time.perf_counter()
     first: float | None = None
@@ -328,7 +328,6 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
     drained = 0
     deadline: asyncio.Timeout | None = None
     try:
-        stream = llm.stream(msgs, **options)
         try:
             async with asyncio.timeout(hooks.timeout) as deadline:
                 async for delta in stream:
@@ -345,9 +344,10 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
                     if on_delta is not None and on_delta(delta):
                         done = True
         finally:
-            closer = getattr(stream, "aclose", None)
-            if closer is not None and getattr(stream, "usage", None) is None:
-                await closer()
+            if getattr(stream, "usage", None) is None:  # not exhausted: close it now
+                closer = getattr(stream, "aclose", None)
+                if closer is not None:
+                    await closer()
     except TimeoutError:
         if deadline is None or not deadline.expired():
             raise
@@ -360,19 +360,26 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
             f"pass {name}= to allow longer"
         ) from None
     end = time.perf_counter()
-    text = "".join(parts)
+    text = parts[0] if len(parts) == 1 else "".join(parts)
     usage = getattr(stream, "usage", None)
     # Why the reply ended, kept with it so a replay knows a cut reply too. A stream
     # closed early (its listener was done) has no usage, and was not cut: None.
     if usage is not None:
         prompt, completion, estimated = usage.prompt_tokens, usage.completion_tokens, False
+        finish = getattr(usage, "finish_reason", None)
     else:
         prompt, completion = approx_prompt_tokens(msgs), approx_tokens(text)
-        estimated = True
-    add_tokens(prompt + completion)
-    add_record(prompt_tokens=prompt, completion_tokens=completion, estimated=estimated,
-               ttft=None if first is None else first - started, elapsed=end - started,
-               finish_reason=getattr(usage, "finish_reason", None))
+        estimated, finish = True, None
+    # As add_tokens / add_record would, without looking the node up again.
+    run.tokens[i] = run.tokens.get(i, 0) + prompt + completion
+    record = {"prompt_tokens": prompt, "completion_tokens": completion, "estimated": estimated,
+              "ttft": None if first is None else first - started, "elapsed": end - started,
+              "finish_reason": finish}
+    extra = run.extra.get(i)
+    if extra is None:
+        run.extra[i] = record
+    else:
+        extra.update(record)
     return text
 
 

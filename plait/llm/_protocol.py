@@ -263,6 +263,7 @@ class MeteredStream:
         first: float | None = None
         chars: list[str] = []
         deltas = self._produce(self._request, meter)
+        exhausted = False
         try:
             async for delta in deltas:
                 if not delta:
@@ -271,8 +272,10 @@ class MeteredStream:
                     first = time.monotonic()
                 chars.append(delta)
                 yield delta
+            exhausted = True
         finally:
-            await deltas.aclose()
+            if not exhausted:  # an exhausted producer has closed itself
+                await deltas.aclose()
         end = time.monotonic()
         prompt = meter.prompt_tokens
         completion = meter.completion_tokens
