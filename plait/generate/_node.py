@@ -62,7 +62,7 @@ def llm_policy(retries: int = DEFAULT_RETRIES) -> ToolPolicy:
                       idempotent=True)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CallHooks:
     """What one call needs that is no part of its identity."""
 
@@ -75,7 +75,10 @@ class CallHooks:
     repairs: int = 0
     timeout: float | None = DEFAULT_TIMEOUT
     timeout_option: str = "timeout"  # its name, for the timeout's message
-    ran: bool = False  # the call was made in this process (not replayed)
+
+
+# What most calls need: kept by no run (a node without hooks of its own has these).
+DEFAULT_HOOKS = CallHooks()
 
 
 @dataclass(slots=True)
@@ -89,7 +92,8 @@ class Call:
     @property
     def replayed(self) -> bool:
         """Its value came from the journal, or from an identical call of this run."""
-        return not (self.fresh and self.hooks.ran)
+        run = self.ref._run
+        return not (self.fresh and run is not None and self.ref.node in run_calls(run).ran)
 
     def stats(self) -> dict[str, Any]:
         """What the call measured, from its node's record."""
@@ -101,14 +105,16 @@ class Call:
 class _RunCalls:
     """The LLM calls of one run: their hooks, and their identities so far."""
 
-    __slots__ = ("hooks", "samples", "shared")
+    __slots__ = ("hooks", "ran", "samples", "shared")
 
     def __init__(self) -> None:
-        self.hooks: dict[int, CallHooks] = {}
-        # A deterministic request made before -> its call (made once per run).
-        self.shared: dict[tuple[Any, ...], Call] = {}
-        # A sampled request -> how many samples of it were asked for.
-        self.samples: dict[tuple[str, str], int] = {}
+        self.hooks: dict[int, CallHooks] = {}  # those other than DEFAULT_HOOKS
+        self.ran: set[int] = set()  # calls made in this process (not replayed)
+        # By tool name, a deterministic request made before -> its call's node (made
+        # once per run). Not the Call: its Ref holds the run, which would hold itself.
+        self.shared: dict[str, dict[Any, int]] = {}
+        # By tool name, a sampled request -> how many samples of it were asked for.
+        self.samples: dict[str, dict[str, int]] = {}
 
 
 _SCOPE = "plait.generate"  # the key of a run's `_RunCalls` in `Run.scoped`
@@ -143,9 +149,19 @@ def llm_request(
     call then waits for those nodes). Fields added after the first journals
     (seed, sample) are left out when unset, so earlier requests keep their keys.
     """
+    return request_of(model, [_pair(m) for m in messages], stop=stop, max_tokens=max_tokens,
+                      temperature=temperature, grammar=grammar, json_schema=json_schema,
+                      seed=seed)
+
+
+def request_of(model: str, pairs: list[list[Any]], *, stop: Sequence[str] | None,
+               max_tokens: int | None, temperature: float | None, grammar: str | None,
+               json_schema: Mapping[str, Any] | None, seed: int | None) -> dict[str, Any]:
+    """`llm_request` for messages already made [role, content] lists (taken as they
+    are: the request holds them)."""
     request: dict[str, Any] = {
         "model": model,
-        "messages": [_pair(m) for m in messages],
+        "messages": pairs,
         "stop": list(stop) if stop else None,
         "max_tokens": max_tokens,
         "temperature": temperature,
@@ -186,17 +202,23 @@ def submit_call(run: Run, tool: Tool, request: dict[str, Any], hooks: CallHooks,
     calls = run_calls(run)
     canonical = _identity(request, run)
     if request.get("temperature") == 0:
-        key = (tool.name, canonical, *shared_as)
-        made = calls.shared.get(key)
+        key = (canonical, *shared_as) if shared_as else canonical
+        shared = calls.shared.get(tool.name)
+        if shared is None:
+            shared = calls.shared[tool.name] = {}
+        made = shared.get(key)
         if made is not None:
-            return Call(made.ref, made.hooks, fresh=False)
+            return Call(Ref(made, run), calls.hooks.get(made, DEFAULT_HOOKS), fresh=False)
         call = _submit(run, tool, request, hooks, calls)
         if then is not None:
             call = then(call)
-        calls.shared[key] = call
+        shared[key] = call.ref.node
         return call
-    n = calls.samples.get((tool.name, canonical), 0)
-    calls.samples[(tool.name, canonical)] = n + 1
+    samples = calls.samples.get(tool.name)
+    if samples is None:
+        samples = calls.samples[tool.name] = {}
+    n = samples.get(canonical, 0)
+    samples[canonical] = n + 1
     call = _submit(run, tool, {**request, "sample": n} if n else request, hooks, calls)
     return then(call) if then is not None else call
 
@@ -220,7 +242,8 @@ def _submit(run: Run, tool: Tool, request: dict[str, Any], hooks: CallHooks,
             calls: _RunCalls) -> Call:
     ref = run.submit(tool, {"request": request})
     # Set before the node can start: its task runs at the loop's next turn at soonest.
-    calls.hooks[ref.node] = hooks
+    if hooks is not DEFAULT_HOOKS:
+        calls.hooks[ref.node] = hooks
     return Call(ref, hooks, fresh=True)
 
 
@@ -248,8 +271,7 @@ def llm_call_tool(name: str, policy: ToolPolicy | None = None) -> Tool:
 
 def _hooks_of(run: Run, i: int) -> CallHooks:
     calls = run.scoped.get(_SCOPE)
-    hooks = calls.hooks.get(i) if calls is not None else None
-    return hooks if hooks is not None else CallHooks()
+    return calls.hooks.get(i, DEFAULT_HOOKS) if calls is not None else DEFAULT_HOOKS
 
 
 async def _llm_call(request: dict[str, Any]) -> Any:
@@ -257,8 +279,9 @@ async def _llm_call(request: dict[str, Any]) -> Any:
     current = _current_node.get()
     assert current is not None, "LLM-call nodes run only inside a plait run"
     run, i = current
-    hooks = _hooks_of(run, i)
-    hooks.ran = True
+    calls = run_calls(run)
+    calls.ran.add(i)
+    hooks = calls.hooks.get(i, DEFAULT_HOOKS)
     messages = request["messages"]
     bad = request.get("repair")
     if bad is not None:  # a repair node: the previous try's reply and verdict
