@@ -243,6 +243,8 @@ class MeteredStream:
     is exhausted normally; an error or an early `aclose()` leaves it None.
     """
 
+    __slots__ = ("_gen", "_produce", "_request", "usage")  # one per call: no __dict__
+
     usage: Usage | None
 
     def __init__(self, request: Request, produce: Any) -> None:
