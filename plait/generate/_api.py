@@ -25,6 +25,7 @@ from plait._errors import PlaitError
 from plait._graph import Ref, Template
 from plait._tools import Tool
 from plait.generate._node import (
+    DEFAULT_HOOKS,
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     Call,
@@ -32,7 +33,7 @@ from plait.generate._node import (
     _submit,
     llm_call_tool,
     llm_policy,
-    llm_request,
+    request_of,
     run_calls,
     submit_call,
 )
@@ -101,13 +102,14 @@ def _generate(prompt: Any, *, model: str | LLM | None, schema: type[pydantic.Bas
         raise PlaitError("plait.generate needs the models of its run: run the workflow "
                          "with plait.run / plait.arun (or enter an LLMPool around it)")
     llm = pool.llm(model, **options)
-    request = llm_request(
+    request = request_of(
         spec_of(llm), _messages(prompt, system), stop=[stop] if isinstance(stop, str) else stop,
-        max_tokens=max_tokens, temperature=temperature, seed=seed,
+        max_tokens=max_tokens, temperature=temperature, grammar=None, seed=seed,
         json_schema=json_schema_of(schema) if schema is not None else None,
     )
     if schema is None:
-        return submit_call(run, tool, request, CallHooks(timeout=timeout)).ref
+        hooks = DEFAULT_HOOKS if timeout == DEFAULT_TIMEOUT else CallHooks(timeout=timeout)
+        return submit_call(run, tool, request, hooks).ref
     hooks = CallHooks(schema=schema, final=repairs == 0, timeout=timeout)
 
     def repaired(first: Call) -> Call:

@@ -27,10 +27,10 @@ from typing import Any
 
 import pydantic
 
-from plait._engine import Run, _current_node, add_record, add_tokens, journal_as
+from plait._engine import Run, _current_node, journal_as
 from plait._errors import PlaitError
 from plait._graph import Ref
-from plait._identity import canonical_arguments
+from plait._identity import _ENCODER, canonical_arguments
 from plait._tools import Tool, ToolPolicy, make_tool
 from plait.generate._pool import current_pool
 from plait.generate._schema import Checked, SchemaError, check, repair_messages
@@ -62,7 +62,7 @@ def llm_policy(retries: int = DEFAULT_RETRIES) -> ToolPolicy:
                       idempotent=True)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CallHooks:
     """What one call needs that is no part of its identity."""
 
@@ -75,7 +75,10 @@ class CallHooks:
     repairs: int = 0
     timeout: float | None = DEFAULT_TIMEOUT
     timeout_option: str = "timeout"  # its name, for the timeout's message
-    ran: bool = False  # the call was made in this process (not replayed)
+
+
+# What most calls need: kept by no run (a node without hooks of its own has these).
+DEFAULT_HOOKS = CallHooks()
 
 
 @dataclass(slots=True)
@@ -89,7 +92,8 @@ class Call:
     @property
     def replayed(self) -> bool:
         """Its value came from the journal, or from an identical call of this run."""
-        return not (self.fresh and self.hooks.ran)
+        run = self.ref._run
+        return not (self.fresh and run is not None and self.ref.node in run_calls(run).ran)
 
     def stats(self) -> dict[str, Any]:
         """What the call measured, from its node's record."""
@@ -101,14 +105,16 @@ class Call:
 class _RunCalls:
     """The LLM calls of one run: their hooks, and their identities so far."""
 
-    __slots__ = ("hooks", "samples", "shared")
+    __slots__ = ("hooks", "ran", "samples", "shared")
 
     def __init__(self) -> None:
-        self.hooks: dict[int, CallHooks] = {}
-        # A deterministic request made before -> its call (made once per run).
-        self.shared: dict[tuple[Any, ...], Call] = {}
-        # A sampled request -> how many samples of it were asked for.
-        self.samples: dict[tuple[str, str], int] = {}
+        self.hooks: dict[int, CallHooks] = {}  # those other than DEFAULT_HOOKS
+        self.ran: set[int] = set()  # calls made in this process (not replayed)
+        # By tool name, a deterministic request made before -> its call's node (made
+        # once per run). Not the Call: its Ref holds the run, which would hold itself.
+        self.shared: dict[str, dict[Any, int]] = {}
+        # By tool name, a sampled request -> how many samples of it were asked for.
+        self.samples: dict[str, dict[str, int]] = {}
 
 
 _SCOPE = "plait.generate"  # the key of a run's `_RunCalls` in `Run.scoped`
@@ -143,9 +149,19 @@ def llm_request(
     call then waits for those nodes). Fields added after the first journals
     (seed, sample) are left out when unset, so earlier requests keep their keys.
     """
+    return request_of(model, [_pair(m) for m in messages], stop=stop, max_tokens=max_tokens,
+                      temperature=temperature, grammar=grammar, json_schema=json_schema,
+                      seed=seed)
+
+
+def request_of(model: str, pairs: list[list[Any]], *, stop: Sequence[str] | None,
+               max_tokens: int | None, temperature: float | None, grammar: str | None,
+               json_schema: Mapping[str, Any] | None, seed: int | None) -> dict[str, Any]:
+    """`llm_request` for messages already made [role, content] lists (taken as they
+    are: the request holds them)."""
     request: dict[str, Any] = {
         "model": model,
-        "messages": [_pair(m) for m in messages],
+        "messages": pairs,
         "stop": list(stop) if stop else None,
         "max_tokens": max_tokens,
         "temperature": temperature,
@@ -158,6 +174,8 @@ def llm_request(
 
 
 def _pair(m: Any) -> list[Any]:
+    if type(m) is list and len(m) == 2:  # generate's own pairs: the common case, first
+        return [m[0], m[1]]
     if isinstance(m, Message):
         return [m.role, m.content]
     if isinstance(m, Mapping):
@@ -182,28 +200,50 @@ def submit_call(run: Run, tool: Tool, request: dict[str, Any], hooks: CallHooks,
     stands for the whole.
     """
     calls = run_calls(run)
-    canonical = canonical_arguments({"request": request}, run.key_of)
+    canonical = _identity(request, run)
     if request.get("temperature") == 0:
-        key = (tool.name, canonical, *shared_as)
-        made = calls.shared.get(key)
+        key = (canonical, *shared_as) if shared_as else canonical
+        shared = calls.shared.get(tool.name)
+        if shared is None:
+            shared = calls.shared[tool.name] = {}
+        made = shared.get(key)
         if made is not None:
-            return Call(made.ref, made.hooks, fresh=False)
+            return Call(Ref(made, run), calls.hooks.get(made, DEFAULT_HOOKS), fresh=False)
         call = _submit(run, tool, request, hooks, calls)
         if then is not None:
             call = then(call)
-        calls.shared[key] = call
+        shared[key] = call.ref.node
         return call
-    n = calls.samples.get((tool.name, canonical), 0)
-    calls.samples[(tool.name, canonical)] = n + 1
+    samples = calls.samples.get(tool.name)
+    if samples is None:
+        samples = calls.samples[tool.name] = {}
+    n = samples.get(canonical, 0)
+    samples[canonical] = n + 1
     call = _submit(run, tool, {**request, "sample": n} if n else request, hooks, calls)
     return then(call) if then is not None else call
+
+
+def _identity(request: dict[str, Any], run: Run) -> str:
+    """Text equal for two requests exactly when their canonical arguments (their
+    nodes' keys, but for occurrence) are equal: which calls of a run are one.
+
+    A request of plain text (no Ref or Template in it: the usual case) is plain
+    JSON, so its JSON is that text at a fraction of the cost of the canonical
+    form; it never equals a canonical form, which is an object with "request".
+    """
+    stop = request["stop"]
+    if all(type(c) is str for _, c in request["messages"]) and (
+            stop is None or all(type(s) is str for s in stop)):
+        return _ENCODER.encode(request)
+    return canonical_arguments({"request": request}, run.key_of)
 
 
 def _submit(run: Run, tool: Tool, request: dict[str, Any], hooks: CallHooks,
             calls: _RunCalls) -> Call:
     ref = run.submit(tool, {"request": request})
     # Set before the node can start: its task runs at the loop's next turn at soonest.
-    calls.hooks[ref.node] = hooks
+    if hooks is not DEFAULT_HOOKS:
+        calls.hooks[ref.node] = hooks
     return Call(ref, hooks, fresh=True)
 
 
@@ -211,12 +251,17 @@ def _submit(run: Run, tool: Tool, request: dict[str, Any], hooks: CallHooks,
 
 
 _TOOLS: dict[tuple[str, ToolPolicy], Tool] = {}
+_DEFAULT_TOOLS: dict[str, Tool] = {}  # by name, with `llm_policy()`: every generate call
 
 
 def llm_call_tool(name: str, policy: ToolPolicy | None = None) -> Tool:
     """The LLM-call tool named `name` (the calls' role), built once per name and
     policy (a tool's schema takes milliseconds to build)."""
-    policy = policy if policy is not None else llm_policy()
+    if policy is None:
+        tool = _DEFAULT_TOOLS.get(name)
+        if tool is None:
+            tool = _DEFAULT_TOOLS[name] = llm_call_tool(name, llm_policy())
+        return tool
     tool = _TOOLS.get((name, policy))
     if tool is None:
         tool = _TOOLS[(name, policy)] = make_tool(_llm_call, name=name, policy=policy,
@@ -226,8 +271,7 @@ def llm_call_tool(name: str, policy: ToolPolicy | None = None) -> Tool:
 
 def _hooks_of(run: Run, i: int) -> CallHooks:
     calls = run.scoped.get(_SCOPE)
-    hooks = calls.hooks.get(i) if calls is not None else None
-    return hooks if hooks is not None else CallHooks()
+    return calls.hooks.get(i, DEFAULT_HOOKS) if calls is not None else DEFAULT_HOOKS
 
 
 async def _llm_call(request: dict[str, Any]) -> Any:
@@ -235,8 +279,9 @@ async def _llm_call(request: dict[str, Any]) -> Any:
     current = _current_node.get()
     assert current is not None, "LLM-call nodes run only inside a plait run"
     run, i = current
-    hooks = _hooks_of(run, i)
-    hooks.ran = True
+    calls = run_calls(run)
+    calls.ran.add(i)
+    hooks = calls.hooks.get(i, DEFAULT_HOOKS)
     messages = request["messages"]
     bad = request.get("repair")
     if bad is not None:  # a repair node: the previous try's reply and verdict
@@ -289,15 +334,15 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
                          "model: run the workflow with plait.run (or enter an LLMPool)")
     model = request["model"]
     llm = pool.get(model)
-    msgs = [Message(role, _text(content)) for role, content in messages]
-    options: dict[str, Any] = {
-        "stop": request["stop"], "max_tokens": request["max_tokens"],
-        "temperature": request["temperature"], "grammar": request["grammar"],
-        "json_schema": request["json_schema"],
-        "role": run.nodes[i].tool,  # the node's role: not part of the request
-    }
-    if request.get("seed") is not None:  # only then: a backend may not know the option
-        options["seed"] = request["seed"]
+    msgs = [Message(role, content if type(content) is str else _text(content))
+            for role, content in messages]
+    seed = request.get("seed")
+    stream = llm.stream(msgs, stop=request["stop"], max_tokens=request["max_tokens"],
+                        temperature=request["temperature"], grammar=request["grammar"],
+                        json_schema=request["json_schema"],
+                        role=run.nodes[i].tool,  # the node's role: not part of the request
+                        # only when set: a backend may not know the option
+                        **({} if seed is None else {"seed": seed}))
     on_delta = hooks.on_delta
     started = time.perf_counter()
     first: float | None = None
@@ -306,7 +351,6 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
     drained = 0
     deadline: asyncio.Timeout | None = None
     try:
-        stream = llm.stream(msgs, **options)
         try:
             async with asyncio.timeout(hooks.timeout) as deadline:
                 async for delta in stream:
@@ -323,9 +367,10 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
                     if on_delta is not None and on_delta(delta):
                         done = True
         finally:
-            closer = getattr(stream, "aclose", None)
-            if closer is not None and getattr(stream, "usage", None) is None:
-                await closer()
+            if getattr(stream, "usage", None) is None:  # not exhausted: close it now
+                closer = getattr(stream, "aclose", None)
+                if closer is not None:
+                    await closer()
     except TimeoutError:
         if deadline is None or not deadline.expired():
             raise
@@ -338,19 +383,26 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
             f"pass {name}= to allow longer"
         ) from None
     end = time.perf_counter()
-    text = "".join(parts)
+    text = parts[0] if len(parts) == 1 else "".join(parts)
     usage = getattr(stream, "usage", None)
     # Why the reply ended, kept with it so a replay knows a cut reply too. A stream
     # closed early (its listener was done) has no usage, and was not cut: None.
     if usage is not None:
         prompt, completion, estimated = usage.prompt_tokens, usage.completion_tokens, False
+        finish = getattr(usage, "finish_reason", None)
     else:
         prompt, completion = approx_prompt_tokens(msgs), approx_tokens(text)
-        estimated = True
-    add_tokens(prompt + completion)
-    add_record(prompt_tokens=prompt, completion_tokens=completion, estimated=estimated,
-               ttft=None if first is None else first - started, elapsed=end - started,
-               finish_reason=getattr(usage, "finish_reason", None))
+        estimated, finish = True, None
+    # As add_tokens / add_record would, without looking the node up again.
+    run.tokens[i] = run.tokens.get(i, 0) + prompt + completion
+    record = {"prompt_tokens": prompt, "completion_tokens": completion, "estimated": estimated,
+              "ttft": None if first is None else first - started, "elapsed": end - started,
+              "finish_reason": finish}
+    extra = run.extra.get(i)
+    if extra is None:
+        run.extra[i] = record
+    else:
+        extra.update(record)
     return text
 
 

@@ -55,6 +55,10 @@ class LLMPool:
         self._models: dict[str, LLM] = {}
         self._owned: list[LLM] = []
         self._closed = False
+        # A spec asked for with no options -> its LLM, once resolved (every call asks):
+        # cleared when the pool's models change; only in a root pool (a child's answer
+        # could change with its parent's models).
+        self._resolved: dict[str, LLM] = {}
 
     @property
     def default_model(self) -> str:
@@ -72,6 +76,17 @@ class LLMPool:
         with other options is an error naming both (no options: share it as it is)."""
         if self._closed:
             raise LLMOptionError("this LLM pool is closed")
+        if not options and model.__class__ is str:
+            known = self._resolved.get(model)
+            if known is not None:
+                return known
+            llm = self._llm(model)
+            if self._parent is None:
+                self._resolved[model] = llm
+            return llm
+        return self._llm(model, **options)
+
+    def _llm(self, model: str | LLM | None = None, **options: Any) -> LLM:
         if model is None:
             model = self.default_model
         if not isinstance(model, str):
@@ -112,6 +127,7 @@ class LLMPool:
             self._owned.append(llm)
             self._models[spec_of(llm)] = llm
         self._given[model] = (llm, options)
+        self._resolved.clear()
         return llm
 
     def get(self, spec: str) -> LLM:
@@ -136,6 +152,7 @@ class LLMPool:
         existing = self._lookup_model(spec)
         if existing is None:
             self._models[spec] = llm
+            self._resolved.clear()
             return llm
         if existing is not llm:
             raise LLMOptionError(

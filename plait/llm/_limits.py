@@ -131,6 +131,15 @@ class Limits:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         return self.aimd.epoch if self.aimd is not None else 0
 
+    def take_now(self) -> int | None:
+        """A turn at once, when nothing can make a call wait (no concurrency cap, no
+        rate, no pause: the usual in-process case), without a coroutine; else None
+        (then `acquire`)."""
+        if self.aimd is not None or self.rate is not None or self._pause_until > -math.inf:
+            return None
+        with self._lock:
+            return self._take()
+
     async def acquire(self, tokens: int = 0) -> int:
         """Wait for a turn; returns the ticket to give back to `release`."""
         while (wait := self.paused_for()) > 0:  # a paused call holds no turn
@@ -203,13 +212,17 @@ async def limited(attempt: Callable[[], AsyncIterator[str]], meter: Meter, *,
     a read timeout (it already cost `read_timeout`)."""
     tries = 0
     while True:
-        ticket = await limits.acquire(estimate)
+        ticket = limits.take_now()
+        if ticket is None:
+            ticket = await limits.acquire(estimate)
         sent = 0
         deltas = attempt()
+        exhausted = False
         try:
             async for delta in deltas:
                 sent += 1
                 yield delta
+            exhausted = True
         except LLMError as error:
             limits.release(ticket, error)
             if isinstance(error, LLMTimeout):
@@ -228,8 +241,10 @@ async def limited(attempt: Callable[[], AsyncIterator[str]], meter: Meter, *,
             limits.release(ticket, None)
             raise
         finally:
-            # Now, not when collected: a simulated call frees its slot here.
-            await deltas.aclose()
+            # Now, not when collected: a simulated call frees its slot here. (An
+            # exhausted one has run its own `finally` already: nothing to close.)
+            if not exhausted:
+                await deltas.aclose()
         actual = (None if meter.prompt_tokens is None
                   else meter.prompt_tokens + (meter.completion_tokens or 0))
         limits.release(ticket, None, ok=True, estimated=estimate, actual=actual)

@@ -243,6 +243,8 @@ class MeteredStream:
     is exhausted normally; an error or an early `aclose()` leaves it None.
     """
 
+    __slots__ = ("_gen", "_produce", "_request", "usage")  # one per call: no __dict__
+
     usage: Usage | None
 
     def __init__(self, request: Request, produce: Any) -> None:
@@ -263,6 +265,7 @@ class MeteredStream:
         first: float | None = None
         chars: list[str] = []
         deltas = self._produce(self._request, meter)
+        exhausted = False
         try:
             async for delta in deltas:
                 if not delta:
@@ -271,8 +274,10 @@ class MeteredStream:
                     first = time.monotonic()
                 chars.append(delta)
                 yield delta
+            exhausted = True
         finally:
-            await deltas.aclose()
+            if not exhausted:  # an exhausted producer has closed itself
+                await deltas.aclose()
         end = time.monotonic()
         prompt = meter.prompt_tokens
         completion = meter.completion_tokens

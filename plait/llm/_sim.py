@@ -258,7 +258,9 @@ class SimLLM(BaseLLM):
         return self.capacity.ceiling(calls_per_row, mean_tokens)
 
     def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
-        estimate = approx_prompt_tokens(request.messages) + (request.max_tokens or 256)
+        # Only a token rate reads the estimate: not worth a walk over the prompt else.
+        estimate = (approx_prompt_tokens(request.messages) + (request.max_tokens or 256)
+                    if self.limits.rate is not None else 0)
         return limited(lambda: self._attempt(request, meter), meter, limits=self.limits,
                        retry=self.retry, estimate=estimate)
 
