@@ -105,11 +105,14 @@ class Scheduler:
             raise OptionError(f"on_error must be 'stop', 'cancel' or 'continue', not {on_error!r}")
         self.max_concurrency = max_concurrency
         self.on_error: OnError = on_error
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self._rng: random.Random | None = None  # made on the first retry (seeding costs)
         # Per node, indexed by id (ids are dense and parents always have smaller ids).
         self.tool: list[str] = []
         self.waiting: list[int] = []  # parents not yet DONE
-        self.children: list[list[int]] = []
+        # A node's children; most nodes have none, and share one empty tuple until
+        # their first child (a list per node is the largest object of a fan-out).
+        self.children: list[list[int] | tuple[()]] = []
         self.state = bytearray()
         self.attempts: list[int] = []
         self.prio: list[int] = []  # longest known path to a sink, in nodes
@@ -155,16 +158,20 @@ class Scheduler:
         """A running node returned a value."""
         actions: list[Action] = []
         self._release(node)
-        self.state[node] = DONE
+        state = self.state
+        state[node] = DONE
         self.open -= 1
-        if not self.stopping:
-            waiting, state = self.waiting, self.state
-            for c in self.children[node]:
+        children = self.children[node]
+        if children and not self.stopping:
+            waiting = self.waiting
+            for c in children:
                 waiting[c] -= 1
                 if waiting[c] == 0 and state[c] == PENDING:
                     self._ready(c, actions)
-        self._fill(actions)
-        self._check_done(actions)
+        if self.heap:
+            self._fill(actions)
+        if self.closed and self.open == 0:
+            self._check_done(actions)
         return actions
 
     def fail(self, node: int, error: BaseException) -> list[Action]:
@@ -232,6 +239,13 @@ class Scheduler:
 
     # ---------------------------------------------------------------- queries
 
+    @property
+    def rng(self) -> random.Random:
+        """The source of retry jitter: `seed` makes a run's delays repeatable."""
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+        return self._rng
+
     def state_name(self, node: int) -> str:
         return STATE_NAMES[self.state[node]]
 
@@ -257,7 +271,7 @@ class Scheduler:
             if policy.concurrency is not None:
                 self.limits[tool] = policy.concurrency
         self.tool.append(tool)
-        self.children.append([])
+        self.children.append(())
         self.attempts.append(0)
         self.prio.append(1)
         self.open += 1
@@ -272,7 +286,11 @@ class Scheduler:
                 if ps >= FAILED:
                     dead = self.cause.get(p, -1) if ps == SKIPPED else p
                 waiting += 1
-            self.children[p].append(node)
+            siblings = self.children[p]
+            if siblings:
+                siblings.append(node)
+            else:
+                self.children[p] = [node]
         self.waiting.append(waiting)
         state.append(PENDING)
         if self.stopping:

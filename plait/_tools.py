@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import types
 import typing
 import warnings
 from collections.abc import Callable, Mapping
@@ -81,6 +82,9 @@ class Tool:
     _partial: pydantic.TypeAdapter[Any] = field(repr=False)  # every parameter optional
     _positional: tuple[str, ...] = field(repr=False)
     _fast_min: int = field(repr=False)  # fewest positional args that bind without checks
+    # Per parameter whose type pydantic passes through unchanged for some exact value
+    # types: (its position, those types). See `_passed_through`.
+    _exact: Mapping[str, tuple[int, frozenset[type]]] = field(default_factory=dict, repr=False)
 
     @property
     def signature(self) -> str:
@@ -121,6 +125,8 @@ class Tool:
 
         `partial`: check only the values given (the others are not known yet).
         """
+        if self._exact and self._passed_through(arguments, partial):
+            return dict(arguments)
         try:
             return (self._partial if partial else self._validator).validate_python(arguments)
         except pydantic.ValidationError as exc:
@@ -132,6 +138,25 @@ class Tool:
             if err.get("type") == "missing":
                 expected = "a value (it is required)"
             raise ToolArgumentError(self.name, arg, expected, got) from None
+
+    def _passed_through(self, arguments: Mapping[str, Any], partial: bool) -> bool:
+        """Whether pydantic would return `arguments` unchanged, known without calling it.
+
+        True when every value's exact type is one its parameter's plain annotation
+        (`int`, `str | None`, none at all, ...) keeps as it is, the names come in
+        the parameters' order (pydantic's output order) and none required is
+        missing. A bool for an `int`, an int for a `float`, a constrained or
+        container type: False, so pydantic coerces or refuses exactly as before.
+        """
+        exact = self._exact
+        last = -1
+        for name, value in arguments.items():
+            spec = exact.get(name)
+            if spec is None or spec[0] <= last or type(value) not in spec[1]:
+                return False
+            last = spec[0]
+        return (partial or len(arguments) == len(self.param_names)
+                or self.required.issubset(arguments))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Inside a workflow run: add a node and return its `Ref`. Outside: call the function."""
@@ -211,6 +236,7 @@ def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPo
 
     sig = inspect.signature(fn)
     hints = typing.get_type_hints(fn, include_extras=True)
+    exact: dict[str, tuple[int, frozenset[type]]] = {}
     fields: dict[str, Any] = {}
     optional: dict[str, Any] = {}
     names: list[str] = []
@@ -225,6 +251,9 @@ def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPo
                 "tools take named parameters only"
             )
         annotation = hints.get(p.name, Any)
+        kept = _kept_types(annotation)
+        if kept:
+            exact[p.name] = (len(names), kept)
         info = pydantic.Field(description=param_docs.get(p.name) or None)
         optional[p.name] = NotRequired[Annotated[annotation, info]]
         if p.default is p.empty:
@@ -260,4 +289,28 @@ def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPo
         _partial=pydantic.TypeAdapter(partial_type),
         _positional=tuple(positional),
         _fast_min=len(required) if required <= set(positional) else len(positional) + 1,
+        _exact=exact,
     )
+
+
+# Types whose exact instances pydantic's lax mode returns as they are.
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _kept_types(annotation: Any) -> frozenset[type]:
+    """The value types a parameter annotated `annotation` takes unchanged (maybe none).
+
+    Only plain scalars, unions of them and no annotation at all: anything with
+    metadata (`Annotated`, `Literal`, constraints) or structure is left to pydantic.
+    """
+    if annotation is Any:
+        return _SCALARS
+    if annotation is None:
+        return frozenset({type(None)})
+    if any(annotation is t for t in _SCALARS):  # `is`: an annotation may be unhashable
+        return frozenset({annotation})
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = typing.get_args(annotation)
+        if all(any(m is t for t in _SCALARS) for m in members):
+            return frozenset(members)
+    return frozenset()
