@@ -177,7 +177,8 @@ class Run:
         found: list[int] = []
         literal: list[str] = []
         for k, v in arguments.items():
-            refs = refs_in(v)
+            kind = type(v)
+            refs = () if kind in ATOMS else (v,) if kind is Ref else refs_in(v)
             if not refs:
                 literal.append(k)
                 continue
@@ -195,17 +196,20 @@ class Run:
         return self._add(tool, arguments, parents)
 
     def _add(self, tool: Tool, arguments: dict[str, Any], parents: tuple[int, ...]) -> Ref:
-        known = self.tools.get(tool.name)
+        name = tool.name
+        known = self.tools.get(name)
         if known is not tool:
             if known is not None:
-                raise GraphError(f"two different tools are named {tool.name!r} in one run")
-            self.tools[tool.name] = tool
+                raise GraphError(f"two different tools are named {name!r} in one run")
+            self.tools[name] = tool
         i = len(self.nodes)
         for p in parents:
             if p >= i:
                 raise GraphError(f"reference to ${p}, which is not an earlier node")
-        self._append(Node(i, tool.name, arguments, parents), tool)
-        self._act(self.sched.add(i, tool.name, parents, tool.policy))
+        self._append(Node(i, name, arguments, parents), tool)
+        actions = self.sched.add(i, name, parents, tool.policy)
+        if actions:
+            self._act(actions)
         return Ref(i, self)
 
     def _append(self, node: Node, tool: Tool) -> None:
@@ -214,11 +218,11 @@ class Run:
         self.nodes.append(node)
         self.node_tools.append(tool)
         self.values.append(None)
-        self.added_at.append(time.perf_counter())
+        t = time.perf_counter()
+        self.added_at.append(t)
         self.started_at.append(None)
         self.finished_at.append(None)
         if self.listeners:
-            t = self.added_at[node.id]
             self._emit(ev.NodeAdded(self.run_id, t, node.id, node.tool, node.parents))
 
     def add_graph(self, graph: Graph, tools: dict[str, Tool]) -> None:
@@ -409,10 +413,13 @@ class Run:
                 tool = self.nodes[i].tool
                 self._emit(ev.NodeFinished(self.run_id, t, i, tool, t - self.started_at[i],
                                            value, replayed))
-            self._act(self.sched.finish(i))
-            fut = self._waiters.pop(i, None) if self._waiters else None
-            if fut is not None and not fut.done():
-                fut.set_result(value)
+            actions = self.sched.finish(i)
+            if actions:
+                self._act(actions)
+            if self._waiters:
+                fut = self._waiters.pop(i, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(value)
         except JournalError as exc:  # the writer failed: a result cannot be stored
             self._journal_failed(i, exc)
         except Exception as exc:  # a bug in plait, not in the tool: fail the run loudly

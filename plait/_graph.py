@@ -230,12 +230,14 @@ def resolve(value: Any, values: Sequence[Any]) -> Any:
         return values[value.node]
     if kind is Template:
         return value.render(values)
+    # A Ref directly in a container is resolved inline: the common argument shape.
+    if kind is dict:
+        return {k: values[v.node] if type(v) is Ref else resolve(v, values)
+                for k, v in value.items()}
     if kind is list:
-        return [resolve(v, values) for v in value]
+        return [values[v.node] if type(v) is Ref else resolve(v, values) for v in value]
     if kind is tuple:
         return tuple(resolve(v, values) for v in value)
-    if kind is dict:
-        return {k: resolve(v, values) for k, v in value.items()}
     return value
 
 

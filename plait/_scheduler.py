@@ -36,26 +36,30 @@ _TERMINAL = (DONE, FAILED, SKIPPED, CANCELLED)
 
 OnError = Literal["stop", "cancel", "continue"]
 
+# Actions are messages: made by a transition, read once by the driver, never kept.
+# They are not frozen because a frozen dataclass costs three times as much to make,
+# and a Start is made for every node, on the path that sets plait's overhead.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Start:
     node: int
     attempt: int  # 1 for the first try
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Queued:
     """The node's inputs are done but it waits for a free slot."""
 
     node: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cancel:
     node: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RetryLater:
     node: int
     attempt: int  # the attempt that will run after `delay`
@@ -63,7 +67,7 @@ class RetryLater:
     error: BaseException
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     """The node failed for good (retries exhausted or not retryable)."""
 
@@ -71,7 +75,7 @@ class Failed:
     error: BaseException
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Skip:
     """The node will not run: an input failed (`cause` >= 0) or the run is stopping (-1)."""
 
@@ -79,7 +83,7 @@ class Skip:
     cause: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunDone:
     pass
 
@@ -262,8 +266,9 @@ class Scheduler:
         policy: ToolPolicy | None,
         actions: list[Action],
     ) -> None:
-        if node != len(self.state):
-            raise ValueError(f"node ids must be added in order: expected {len(self.state)}")
+        state = self.state
+        if node != len(state):
+            raise ValueError(f"node ids must be added in order: expected {len(state)}")
         if self.closed:
             raise RuntimeError("the run is closed; no node can be added")
         if policy is not None and tool not in self.policies:
@@ -271,11 +276,11 @@ class Scheduler:
             if policy.concurrency is not None:
                 self.limits[tool] = policy.concurrency
         self.tool.append(tool)
-        self.children.append(())
+        children = self.children
+        children.append(())
         self.attempts.append(0)
         self.prio.append(1)
         self.open += 1
-        state = self.state
         waiting = 0
         dead: int | None = None  # the failed node behind a dead input, or -1
         for p in parents:
@@ -286,11 +291,11 @@ class Scheduler:
                 if ps >= FAILED:
                     dead = self.cause.get(p, -1) if ps == SKIPPED else p
                 waiting += 1
-            siblings = self.children[p]
+            siblings = children[p]
             if siblings:
                 siblings.append(node)
             else:
-                self.children[p] = [node]
+                children[p] = [node]
         self.waiting.append(waiting)
         state.append(PENDING)
         if self.stopping:
@@ -301,8 +306,7 @@ class Scheduler:
             self._ready(node, actions)
 
     def _ready(self, node: int, actions: list[Action]) -> None:
-        tool = self.tool[node]
-        if self.max_concurrency is None and tool not in self.limits:
+        if self.max_concurrency is None and (not self.limits or self.tool[node] not in self.limits):
             self._start(node, actions)  # unlimited: no queue at all
             return
         self.state[node] = READY
@@ -312,16 +316,19 @@ class Scheduler:
     def _start(self, node: int, actions: list[Action]) -> None:
         self.state[node] = RUNNING
         self.running += 1
-        tool = self.tool[node]
-        if tool in self.limits:
-            self.running_by_tool[tool] = self.running_by_tool.get(tool, 0) + 1
-        self.attempts[node] += 1
-        actions.append(Start(node, self.attempts[node]))
+        if self.limits:
+            tool = self.tool[node]
+            if tool in self.limits:
+                self.running_by_tool[tool] = self.running_by_tool.get(tool, 0) + 1
+        attempt = self.attempts[node] = self.attempts[node] + 1
+        actions.append(Start(node, attempt))
 
     def _release(self, node: int) -> None:
         if self.state[node] != RUNNING:
             raise ValueError(f"node {node} is {STATE_NAMES[self.state[node]]}, not running")
         self.running -= 1
+        if not self.limits:
+            return
         tool = self.tool[node]
         if tool in self.limits:
             self.running_by_tool[tool] -= 1
