@@ -10,8 +10,9 @@ failing node never loses its siblings' results.
 
 A journal that cannot be written (any JournalError but a value that cannot be
 journaled, which is that node's error) or a fault in the driver ends the whole
-run at once: the body (a task of its own, so it can be woken wherever it waits)
-and every node task are cancelled and awaited, and `execute` raises. Going on
+run at once: the body (it runs in the task of `execute`; that task is cancelled
+wherever the body waits, and the cancel taken back when the body ends) and every
+node task are cancelled and awaited, and `execute` raises. Going on
 would run calls whose intents are not durable or lose results; stopping leaves
 the calls without a result in doubt, for the resume to decide.
 """
@@ -137,7 +138,10 @@ class Run:
         self._keys: tuple[list[str], Occurrences] | None = None  # computed on demand
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[None] | None = None
-        self._body: asyncio.Task[Any] | None = None
+        # The task running `execute` while the workflow body runs in it, and whether
+        # `_stop_run` cancelled it (see `_cancel_body`).
+        self._host: asyncio.Task[Any] | None = None
+        self._host_cancelled = False
         self._fault: BaseException | None = None  # what ends the run early, once set
 
     def key_of(self, i: int) -> str:
@@ -173,7 +177,7 @@ class Run:
             if type(v) not in ATOMS:
                 break
         else:  # only plain values (the common call): nothing to look into
-            return self._add(tool, tool.validate(arguments), ())
+            return self._add(tool, tool._checked(arguments), ())
         found: list[int] = []
         literal: list[str] = []
         for k, v in arguments.items():
@@ -189,9 +193,9 @@ class Run:
         # Check every value known now, so the error points at the call; values that
         # come from other nodes are checked when the node starts.
         if not found:
-            return self._add(tool, tool.validate(arguments), ())
+            return self._add(tool, tool._checked(arguments), ())
         if literal:
-            tool.validate({k: arguments[k] for k in literal}, partial=True)
+            tool._checked({k: arguments[k] for k in literal}, partial=True)
         parents = tuple(dict.fromkeys(found)) if len(found) > 1 else (found[0],)
         return self._add(tool, arguments, parents)
 
@@ -327,12 +331,11 @@ class Run:
     async def _execute(self, i: int) -> None:
         node = self.nodes[i]
         tool = self.node_tools[i]
-        policy = tool.policy
         self.started_at[i] = time.perf_counter()
         begun = self.durable is None  # a failure is journaled only after its intent
         try:
             if node.parents:
-                arguments = tool.validate(resolve(node.arguments, self.values))
+                arguments = tool._checked(resolve(node.arguments, self.values))
             else:
                 arguments = node.arguments
             if self.durable is not None:
@@ -352,10 +355,11 @@ class Run:
                 begun = True
             _current_node.set((self, i))
             if tool.is_async:
-                if policy.timeout is None:
+                timeout = tool.policy.timeout
+                if timeout is None:
                     value = await tool.fn(**arguments)
                 else:
-                    async with asyncio.timeout(policy.timeout):
+                    async with asyncio.timeout(timeout):
                         value = await tool.fn(**arguments)
             else:
                 value = await self._in_thread(tool, arguments)
@@ -380,7 +384,8 @@ class Run:
     ) -> None:
         """Record how node `i` ended and carry out what follows."""
         try:
-            t = self._finish_task(i)
+            t = self.finished_at[i] = time.perf_counter()
+            del self._tasks[i]
             if cancelled:
                 if self.listeners:
                     self._emit_node(ev.NodeCancelled, i)
@@ -447,16 +452,34 @@ class Run:
         if self._fault is not None:
             return
         self._fault = error
-        body = self._body
-        if body is not None and not body.done():
-            body.cancel()
+        if self._host is not None and self._loop is not None:
+            # From a callback, so the body's task is waiting, never mid-step, when cancelled.
+            self._loop.call_soon(self._cancel_body)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
-    def _finish_task(self, i: int) -> float:
-        t = self.finished_at[i] = time.perf_counter()
-        del self._tasks[i]
-        return t
+    def _cancel_body(self) -> None:
+        """Wake the workflow body with CancelledError wherever it waits (a run fault).
+
+        The body runs in the task of `execute` (a task of its own would cost one more
+        task and wake-up per run), so this is that task's cancel, taken back when the
+        body ends (as `asyncio.timeout` does), and a cancel from outside stays one.
+        """
+        host = self._host
+        if host is not None and not host.done():
+            self._host_cancelled = True
+            host.cancel()
+
+    def _end_body(self) -> bool:
+        """The body ended: take back `_cancel_body`'s cancel; True if one from outside
+        is still pending (the run itself is being cancelled)."""
+        host, self._host = self._host, None
+        if host is None:
+            return False
+        if self._host_cancelled:
+            self._host_cancelled = False
+            return host.uncancel() > 0
+        return host.cancelling() > 0
 
     async def _in_thread(self, tool: Tool, arguments: dict[str, Any]) -> Any:
         if self._pool is None:
@@ -497,16 +520,18 @@ class Run:
         token = _current.set(self)
         try:
             if body is not None:
-                self._body = self._loop.create_task(body())  # sees _current: a copy
+                self._host = asyncio.current_task()
                 try:
-                    value = await self._body
+                    value = await body()
                 except asyncio.CancelledError:
-                    task = asyncio.current_task()
-                    if self._fault is None or (task is not None and task.cancelling()):
+                    if self._end_body() or self._fault is None:
                         raise
                 except Exception as exc:  # the body failed: stop, keep what finished
+                    self._end_body()
                     error = exc
                     self._act(self.sched.stop(self.sched.on_error == "cancel"))
+                else:
+                    self._end_body()
             if self._fault is None:
                 self._act(self.sched.close())
                 await self._done
@@ -516,8 +541,6 @@ class Run:
             for timer in self._timers.values():
                 timer.cancel()
             tasks = list(self._tasks.values())
-            if self._body is not None and not self._body.done():
-                tasks.append(self._body)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
