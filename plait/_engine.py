@@ -52,6 +52,9 @@ from plait.journal import JournalError, JournalValueError
 
 _current = _current_run  # one variable, owned by _tools so a tool call reads it cheaply
 
+# Seconds a node task may run nodes back to back before it gives the loop a turn.
+_TURN = 0.0002
+
 
 # The node whose tool is executing in this context: (run, node id).
 _current_node: contextvars.ContextVar[tuple[Run, int] | None] = contextvars.ContextVar(
@@ -143,6 +146,8 @@ class Run:
         self._host: asyncio.Task[Any] | None = None
         self._host_cancelled = False
         self._fault: BaseException | None = None  # what ends the run early, once set
+        self._taker: asyncio.Task[None] | None = None  # may run the next started node
+        self._next: int | None = None  # the node handed over to `_taker`
 
     def key_of(self, i: int) -> str:
         """Node `i`'s content key (see plait._identity)."""
@@ -304,9 +309,17 @@ class Run:
                 if task is not None:
                     self._cancelling.add(a.node)
                     task.cancel()
+                    # A task cancelled before its first step ends without running a
+                    # line of `_execute`, which would settle the node: settle it then.
+                    task.add_done_callback(functools.partial(self._cancelled_unstarted, a.node))
             elif kind is RunDone:
                 if self._done is not None and not self._done.done():
                     self._done.set_result(None)
+
+    def _cancelled_unstarted(self, i: int, task: asyncio.Task[None]) -> None:
+        if i in self._cancelling and self._tasks.get(i) is task:
+            self._cancelling.discard(i)
+            self._settle(i, None, None, cancelled=True)
 
     def _wake(self, node: int) -> None:
         fut = self._waiters.pop(node, None)
@@ -326,9 +339,22 @@ class Run:
             else:
                 self._emit(ev.NodeReady(self.run_id, t, i, self.nodes[i].tool))
             self._emit(ev.NodeStarted(self.run_id, t, i, self.nodes[i].tool, attempt))
+        task = self._taker
+        if task is not None:  # the task of the node settling now runs this one next
+            self._taker = None
+            self._tasks[i] = task
+            self._next = i
+            return
         self._tasks[i] = self._loop.create_task(self._execute(i))
 
-    async def _execute(self, i: int) -> None:
+    async def _execute(self, i: int, first: bool = True) -> int | None:
+        """Run node `i` and settle it: the body of a node task.
+
+        A node started by its parent's finish runs in the parent's task instead of a
+        new one (in the same context: a new task would copy the parent's), which
+        saves a task and a loop turn per link of a chain: the task's first node runs
+        the nodes handed over to it (`_chain`); those return theirs (`first=False`).
+        """
         node = self.nodes[i]
         tool = self.node_tools[i]
         self.started_at[i] = time.perf_counter()
@@ -372,7 +398,30 @@ class Run:
             # Arguments refused before the intent: nothing ran, nothing to journal.
             self._settle(i, None, exc, replayed=not begun)
         else:
-            self._settle(i, value, None)
+            self._settle(i, value, None, hand_over=True)
+            handed, self._next = self._next, None
+            if not first:
+                return handed
+            if handed is not None:
+                await self._chain(handed)
+        return None
+
+    async def _chain(self, i: int | None) -> None:
+        """Run node `i`, then each node handed over after it, in this task. After
+        `_TURN` seconds of nodes back to back, the loop gets a turn first."""
+        turn = time.perf_counter()
+        while i is not None:
+            if time.perf_counter() - turn > _TURN:
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    if i not in self._cancelling:
+                        raise
+                    self._cancelling.discard(i)
+                    self._settle(i, None, None, cancelled=True)
+                    return
+                turn = time.perf_counter()
+            i = await self._execute(i, first=False)
 
     def _settle(
         self,
@@ -381,11 +430,15 @@ class Run:
         error: BaseException | None,
         cancelled: bool = False,
         replayed: bool = False,
+        hand_over: bool = False,
     ) -> None:
-        """Record how node `i` ended and carry out what follows."""
+        """Record how node `i` ended and carry out what follows.
+
+        `hand_over`: the node's task may run the first node this starts (`_execute`).
+        """
         try:
             t = self.finished_at[i] = time.perf_counter()
-            del self._tasks[i]
+            task = self._tasks.pop(i)
             if cancelled:
                 if self.listeners:
                     self._emit_node(ev.NodeCancelled, i)
@@ -420,7 +473,14 @@ class Run:
                                            value, replayed))
             actions = self.sched.finish(i)
             if actions:
-                self._act(actions)
+                if hand_over:
+                    self._taker = task
+                    try:
+                        self._act(actions)
+                    finally:
+                        self._taker = None
+                else:
+                    self._act(actions)
             if self._waiters:
                 fut = self._waiters.pop(i, None)
                 if fut is not None and not fut.done():

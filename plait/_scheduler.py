@@ -161,8 +161,11 @@ class Scheduler:
     def finish(self, node: int) -> list[Action]:
         """A running node returned a value."""
         actions: list[Action] = []
-        self._release(node)
         state = self.state
+        if state[node] != RUNNING or self.limits:
+            self._release(node)
+        else:
+            self.running -= 1
         state[node] = DONE
         self.open -= 1
         children = self.children[node]
@@ -307,7 +310,12 @@ class Scheduler:
 
     def _ready(self, node: int, actions: list[Action]) -> None:
         if self.max_concurrency is None and (not self.limits or self.tool[node] not in self.limits):
-            self._start(node, actions)  # unlimited: no queue at all
+            # Unlimited: no queue, no slot to count; `_start` without its limit checks,
+            # as this is every node's path in most runs.
+            self.state[node] = RUNNING
+            self.running += 1
+            attempt = self.attempts[node] = self.attempts[node] + 1
+            actions.append(Start(node, attempt))
             return
         self.state[node] = READY
         heappush(self.heap, (-self.prio[node], node))

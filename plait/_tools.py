@@ -167,7 +167,7 @@ class Tool:
         """Inside a workflow run: add a node and return its `Ref`. Outside: call the function."""
         run = _current_run.get()
         if run is not None:
-            return run.call(self, args, kwargs)
+            return run.submit(self, self.bind(args, kwargs))
         return self.fn(**self.validate(self.bind(args, kwargs)))
 
 
