@@ -24,9 +24,9 @@ import contextvars
 import functools
 import os
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, overload
 
 from plait import _events as ev
 from plait._durable import MISS, Durable
@@ -121,8 +121,11 @@ class Run:
         self.sched = Scheduler(max_concurrency=max_concurrency, on_error=on_error, seed=seed)
         self.listeners = tuple(listeners)
         self.durable = durable
-        self.nodes: list[Node] = []
+        # A node's parts, by node id; `nodes` makes Node records of them when asked.
         self.node_tools: list[Tool] = []
+        self.node_arguments: list[Mapping[str, Any]] = []
+        self.node_parents: list[tuple[int, ...]] = []
+        self.nodes: Sequence[Node] = _Nodes(self)
         self.tools: dict[str, Tool] = {}
         # Per-node columns, indexed by node id (read by RunResult).
         self.values: list[Any] = []
@@ -157,8 +160,9 @@ class Run:
             self._keys = ([], Occurrences())
         keys, occurrences = self._keys
         while len(keys) <= i:
-            node = self.nodes[len(keys)]
-            keys.append(occurrences.key(node.tool, node.arguments, keys.__getitem__))
+            k = len(keys)
+            keys.append(occurrences.key(self.node_tools[k].name, self.node_arguments[k],
+                                        keys.__getitem__))
         return keys[i]
 
     # The scheduler's columns, under the names RunResult reads.
@@ -211,28 +215,31 @@ class Run:
             if known is not None:
                 raise GraphError(f"two different tools are named {name!r} in one run")
             self.tools[name] = tool
-        i = len(self.nodes)
+        i = len(self.node_tools)
         for p in parents:
             if p >= i:
                 raise GraphError(f"reference to ${p}, which is not an earlier node")
-        self._append(Node(i, name, arguments, parents), tool)
+        self._append(i, arguments, parents, tool)
         actions = self.sched.add(i, name, parents, tool.policy)
         if actions:
             self._act(actions)
         return Ref(i, self)
 
-    def _append(self, node: Node, tool: Tool) -> None:
+    def _append(
+        self, i: int, arguments: Mapping[str, Any], parents: tuple[int, ...], tool: Tool
+    ) -> None:
         if self.durable is not None:  # first: arguments it cannot journal add no node
-            self.durable.add(node)
-        self.nodes.append(node)
+            self.durable.add(Node(i, tool.name, arguments, parents))
         self.node_tools.append(tool)
+        self.node_arguments.append(arguments)
+        self.node_parents.append(parents)
         self.values.append(None)
         t = time.perf_counter()
         self.added_at.append(t)
         self.started_at.append(None)
         self.finished_at.append(None)
         if self.listeners:
-            self._emit(ev.NodeAdded(self.run_id, t, node.id, node.tool, node.parents))
+            self._emit(ev.NodeAdded(self.run_id, t, i, tool.name, parents))
 
     def add_graph(self, graph: Graph, tools: dict[str, Tool]) -> None:
         """Add a whole static graph; priorities see all of it before anything starts."""
@@ -243,14 +250,14 @@ class Run:
         for old in order:
             node = graph.nodes[old]
             tool = tools[node.tool]
-            i = len(self.nodes)
+            i = len(self.node_tools)
             renumber[old] = i
             arguments = map_refs(dict(node.arguments), lambda r: Ref(renumber[r.node]))
             parents = tuple(renumber[p] for p in node.parents)
             if not parents:
                 arguments = tool.validate(arguments)
             self.tools.setdefault(tool.name, tool)
-            self._append(Node(i, tool.name, arguments, parents), tool)
+            self._append(i, arguments, parents, tool)
             specs.append((i, tool.name, parents, tool.policy))
         self.graph_ids = [renumber[k] for k in range(len(graph.nodes))]
         self._act(self.sched.add_many(specs))
@@ -269,7 +276,7 @@ class Run:
         raise self._node_error(node)
 
     def _node_error(self, node: int) -> NodeError:
-        tool = self.nodes[node].tool
+        tool = self.node_tools[node].name
         error = self.errors.get(node)
         if self.sched.state[node] == FAILED and error is not None:
             err = NodeError(node, tool, ev.describe(error))
@@ -337,8 +344,8 @@ class Run:
             if i in self._queued:
                 self._queued.discard(i)  # NodeReady went out when it was queued
             else:
-                self._emit(ev.NodeReady(self.run_id, t, i, self.nodes[i].tool))
-            self._emit(ev.NodeStarted(self.run_id, t, i, self.nodes[i].tool, attempt))
+                self._emit(ev.NodeReady(self.run_id, t, i, self.node_tools[i].name))
+            self._emit(ev.NodeStarted(self.run_id, t, i, self.node_tools[i].name, attempt))
         task = self._taker
         if task is not None:  # the task of the node settling now runs this one next
             self._taker = None
@@ -355,15 +362,14 @@ class Run:
         saves a task and a loop turn per link of a chain: the task's first node runs
         the nodes handed over to it (`_chain`); those return theirs (`first=False`).
         """
-        node = self.nodes[i]
         tool = self.node_tools[i]
         self.started_at[i] = time.perf_counter()
         begun = self.durable is None  # a failure is journaled only after its intent
         try:
-            if node.parents:
-                arguments = tool._checked(resolve(node.arguments, self.values))
+            if self.node_parents[i]:
+                arguments = tool._checked(resolve(self.node_arguments[i], self.values))
             else:
-                arguments = node.arguments
+                arguments = self.node_arguments[i]
             if self.durable is not None:
                 try:
                     done = await self.durable.begin(i, tool, self.sched.attempts[i])
@@ -468,7 +474,7 @@ class Run:
                 return
             self.values[i] = value
             if self.listeners:
-                tool = self.nodes[i].tool
+                tool = self.node_tools[i].name
                 self._emit(ev.NodeFinished(self.run_id, t, i, tool, t - self.started_at[i],
                                            value, replayed))
             actions = self.sched.finish(i)
@@ -560,7 +566,8 @@ class Run:
             listener(event)
 
     def _emit_node(self, kind: Callable[..., ev.Event], node: int, *rest: Any) -> None:
-        self._emit(kind(self.run_id, time.perf_counter(), node, self.nodes[node].tool, *rest))
+        self._emit(kind(self.run_id, time.perf_counter(), node, self.node_tools[node].name,
+                        *rest))
 
     # ------------------------------------------------------------ running
 
@@ -636,6 +643,48 @@ class Run:
             _columns=self,
             replayed=self.durable.replayed if self.durable is not None else 0,
         )
+
+
+class _Nodes(Sequence[Node]):
+    """A run's nodes as `Node` records, each made the first time it is asked for.
+
+    The run keeps a node's parts in columns; a Node (a frozen dataclass, costly to
+    make on the path of every call) is made only for what reads whole records:
+    results, errors, the journal. Made once, so a node is always the same object.
+    """
+
+    __slots__ = ("_run", "_made")
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+        self._made: list[Node | None] = []
+
+    def __len__(self) -> int:
+        return len(self._run.node_tools)
+
+    @overload
+    def __getitem__(self, i: int) -> Node: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Node]: ...
+
+    def __getitem__(self, i: int | slice) -> Node | list[Node]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"node {i} is not in the run ({n} nodes)")
+        made = self._made
+        if len(made) < n:
+            made.extend([None] * (n - len(made)))
+        node = made[i]
+        if node is None:
+            run = self._run
+            node = made[i] = Node(i, run.node_tools[i].name, run.node_arguments[i],
+                                  run.node_parents[i])
+        return node
 
 
 def journal_failure(run_id: str, exc: BaseException, what: str = "stopped") -> JournalError:
