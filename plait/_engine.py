@@ -125,7 +125,8 @@ class Run:
         self.node_tools: list[Tool] = []
         self.node_arguments: list[Mapping[str, Any]] = []
         self.node_parents: list[tuple[int, ...]] = []
-        self.nodes: Sequence[Node] = _Nodes(self)
+        self.nodes: Sequence[Node] = _Nodes(self.node_tools, self.node_arguments,
+                                            self.node_parents)
         self.tools: dict[str, Tool] = {}
         # Per-node columns, indexed by node id (read by RunResult).
         self.values: list[Any] = []
@@ -651,16 +652,20 @@ class _Nodes(Sequence[Node]):
     The run keeps a node's parts in columns; a Node (a frozen dataclass, costly to
     make on the path of every call) is made only for what reads whole records:
     results, errors, the journal. Made once, so a node is always the same object.
+    It holds the columns, not the run: a run in no reference cycle is freed at once.
     """
 
-    __slots__ = ("_run", "_made")
+    __slots__ = ("_tools", "_arguments", "_parents", "_made")
 
-    def __init__(self, run: Run) -> None:
-        self._run = run
+    def __init__(self, tools: list[Tool], arguments: list[Mapping[str, Any]],
+                 parents: list[tuple[int, ...]]) -> None:
+        self._tools = tools
+        self._arguments = arguments
+        self._parents = parents
         self._made: list[Node | None] = []
 
     def __len__(self) -> int:
-        return len(self._run.node_tools)
+        return len(self._tools)
 
     @overload
     def __getitem__(self, i: int) -> Node: ...
@@ -681,9 +686,7 @@ class _Nodes(Sequence[Node]):
             made.extend([None] * (n - len(made)))
         node = made[i]
         if node is None:
-            run = self._run
-            node = made[i] = Node(i, run.node_tools[i].name, run.node_arguments[i],
-                                  run.node_parents[i])
+            node = made[i] = Node(i, self._tools[i].name, self._arguments[i], self._parents[i])
         return node
 
 
