@@ -318,3 +318,21 @@ def test_pass_through_keeps_pydantics_order_and_required_checks() -> None:
     assert f.validate(given) == given and f.validate(given) is not given  # a new dict
     assert f._checked(given) is given  # the engine's check: pydantic not called, no copy
     assert f._checked({"a": True}) == {"a": 1}  # a bool for an int: pydantic coerces
+
+
+def test_a_seeded_scheduler_draws_its_jitter_from_random_with_that_seed() -> None:
+    import random
+
+    from plait._scheduler import RetryLater, Scheduler
+    from plait._tools import ToolPolicy
+
+    policy = ToolPolicy(retries=3, backoff=0.1, jitter=0.5)
+    s = Scheduler(seed=11)  # its random source is made on the first retry, same draws
+    s.add(0, "t", (), policy)
+    delays = []
+    for _ in range(3):
+        (retry,) = [a for a in s.fail(0, RuntimeError()) if type(a) is RetryLater]
+        delays.append(retry.delay)
+        s.retry_due(0)
+    rng = random.Random(11)
+    assert delays == [policy.delay(k, rng.random()) for k in (1, 2, 3)]
