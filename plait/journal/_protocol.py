@@ -385,15 +385,19 @@ _DECODE = json.JSONDecoder().decode
 def encoded_intent(intent: Intent) -> Intent:
     """The intent with its arguments already encoded (raises `JournalValueError` now)."""
     i = intent
+    if type(i.arguments) is Encoded:  # the engine's: encoded once, with its key
+        return i
     args = encode_value(i.arguments, f"the arguments of {node_name(i.key, i.tool)}")
     return Intent(i.run_id, i.key, i.tool, args, i.attempt, i.started_at, i.row_key)
 
 
 def encoded_result(result: Result) -> Result:
     """The result with its value and extra already encoded (raises `JournalValueError` now)."""
+    value, extra = result.value, result.extra
+    if type(value) is Encoded and type(extra) is Encoded:
+        return result
     where = node_name(result.key, result.tool)
-    value = encode_value(result.value, f"the result of {where}")
-    extra = result.extra
+    value = encode_value(value, f"the result of {where}")
     if type(extra) is not Encoded:
         extra = encode_value(dict(extra), f"the extra data of {where}")
     r = result
@@ -405,6 +409,8 @@ def encoded_result(result: Result) -> Result:
 
 def encoded_row(row: RowRecord) -> RowRecord:
     """The row record with its value already encoded (raises `JournalValueError` now)."""
+    if type(row.value) is Encoded:
+        return row
     value = encode_value(row.value, row_value_name(row))
     return RowRecord(
         row.run_id, row.row_key, row.ordinal, row.status, value, row.error, row.tokens,

@@ -200,8 +200,12 @@ class JournalWriter:
             self._raise_failure()
             if self._closing:
                 raise JournalError(f"the journal writer for {self._where()} is closed")
-            self._queue.append(unit)
-            self._cond.notify()
+            queue = self._queue
+            queue.append(unit)
+            if len(queue) == 1:
+                # The writer waits only on an empty queue: it was woken when the queue
+                # stopped being empty, so a longer queue needs no second wake-up.
+                self._cond.notify()
 
     def _stop(self) -> None:
         with self._cond:
