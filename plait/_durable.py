@@ -99,9 +99,10 @@ class Durable:
         and lease, the row's own keys and earlier records (`load_row`)."""
         row = Durable(self.journal, self.writer, self.run_id, None, self.allow_rerun,
                       keeper=self.keeper, row_key=row_key)
-        row.results = {k: r for k, r in results.items() if r.ok}
-        row.in_doubt = {k for k in intents if k not in results}
-        row.previous = dict(intents)
+        if intents:  # a row started before (most rows of a job are new)
+            row.results = {k: r for k, r in results.items() if r.ok}
+            row.in_doubt = {k for k in intents if k not in results}
+            row.previous = dict(intents)
         row.clock_offset = self.clock_offset
         return row
 
@@ -184,7 +185,7 @@ class Durable:
         else:
             extra = _session_extra(epoch)
         if error is None:
-            encoded = encode_value(value, f"the result of node ${i} (tool {tool!r})")
+            encoded = encode_value(value, lambda: f"the result of node ${i} (tool {tool!r})")
             self.writer.result(
                 Result(self.run_id, key, True, encoded, None, started + off, finished + off,
                        tokens, extra, tool=tool, row_key=self.row_key)

@@ -15,7 +15,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -341,19 +341,19 @@ class Encoded:
     hash: str | None
 
 
-def encode_value(value: Any, what: str) -> Encoded:
+def encode_value(value: Any, what: str | Callable[[], str]) -> Encoded:
     """Canonical JSON of `value`, with its blob hash if it is too large to inline.
 
-    `what` names the value in errors, e.g. "the result of node 3f.. (tool search)".
+    `what` names the value in errors, e.g. "the result of node 3f.. (tool search)"
+    (or makes that name: a hot caller does not build it for every value).
     """
     if type(value) is Encoded:
         return value
     try:
         text = canonical_json(value)
-    except NotCanonicalError as exc:
-        raise JournalValueError(f"cannot journal {what}: {exc}") from None
-    except (ValueError, RecursionError) as exc:  # circular references
-        raise JournalValueError(f"cannot journal {what}: {exc}") from None
+    except (NotCanonicalError, ValueError, RecursionError) as exc:  # or a circular value
+        name = what if isinstance(what, str) else what()
+        raise JournalValueError(f"cannot journal {name}: {exc}") from None
     if len(text) <= INLINE_LIMIT:
         return Encoded(text, None)
     return Encoded(text, hashlib.sha256(text.encode("ascii")).hexdigest())

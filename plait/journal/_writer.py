@@ -142,7 +142,7 @@ class JournalWriter:
 
     async def intents(self, items: Iterable[Intent]) -> None:
         """Commit `items`; returns once they are durable. Raises the write's error."""
-        encoded = tuple(encoded_intent(i) for i in items)
+        encoded = tuple(map(encoded_intent, items))
         if not encoded:
             return
         await self._submit(encoded, ())
