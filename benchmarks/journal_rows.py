@@ -3,6 +3,7 @@
     PYTHONPATH=. python benchmarks/journal_rows.py [--rows 20000] [--concurrency 64]
         [--big 100000] [--repeats 3]
         [--postgres postgresql://postgres@127.0.0.1:5432/test | --no-postgres]
+    PYTHONPATH=. python benchmarks/journal_rows.py --rows-cost [--rows 20000] [--repeats 3]
 
 1. Writing: `--rows` rows, `--concurrency` in flight, each three calls in a chain
    (await the intent, queue the result) and then its row record queued, through
@@ -13,6 +14,11 @@
    a chunk past the end (never started: every key also probes the intents'
    row index). Also `load_row`, an `iter_rows` page and `count_rows`.
 Prints medians.
+
+`--rows-cost`: what the journal adds to `plait.map` itself. A 3-call chain of a
+tool that returns at once, over `--rows` rows (window 256, key "id"): no journal,
+a fresh SQLite file, a fresh PostgreSQL schema; process CPU µs per row (user +
+sys, the writer thread included) and wall µs per row, medians of `--repeats`.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ import argparse
 import asyncio
 import os
 import random
+import resource
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
 
+import plait
 from plait.journal import (
     Intent,
     Journal,
@@ -149,6 +157,72 @@ def measure_reads(opener: Callable[[], Journal], big: int) -> dict[str, float]:
         journal.close()
 
 
+@plait.tool
+async def instant(text: str) -> str:
+    """Returns at once: what is left is plait's own cost."""
+    return text
+
+
+@plait.workflow
+async def three(row: dict) -> dict:
+    a = await instant(row["text"])
+    b = await instant(a)
+    return {"id": row["id"], "v": await instant(b)}
+
+
+def _source(n: int):  # noqa: ANN202 - a generator of rows
+    for i in range(n):
+        yield {"id": i, "text": f"topic {i}"}
+
+
+def map_cost(spec: Callable[[], str | None], rows: int, repeats: int) -> tuple[float, float]:
+    """(median CPU µs per row, median wall µs per row) of `plait.map(three, ...)`
+    with the journal `spec()` gives (a fresh one each time, or None)."""
+    cpu, wall = [], []
+    for _ in range(repeats):
+        journal = spec()
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        result = plait.map(three, _source(rows), window=256, key="id", journal=journal)
+        elapsed = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        assert result.rows_done == rows, result
+        used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        cpu.append(used / rows * 1e6)
+        wall.append(elapsed / rows * 1e6)
+    return statistics.median(cpu), statistics.median(wall)
+
+
+def rows_cost(args: argparse.Namespace) -> None:
+    table = [("no journal", map_cost(lambda: None, args.rows, args.repeats))]
+    with tempfile.TemporaryDirectory(prefix="plait-bench-") as tmp:
+        files = iter(range(1_000_000))
+        table.append(("sqlite", map_cost(lambda: os.path.join(tmp, f"j{next(files)}.db"),
+                                         args.rows, args.repeats)))
+    if not args.no_postgres:
+        import psycopg
+
+        schemas: list[str] = []
+
+        def fresh() -> str:
+            schemas.append(f"plait_bench_{uuid.uuid4().hex[:8]}")
+            sep = "&" if "?" in args.postgres else "?"
+            return f"{args.postgres}{sep}schema={schemas[-1]}"
+
+        try:
+            table.append(("postgres", map_cost(fresh, args.rows, args.repeats)))
+        finally:
+            with psycopg.connect(args.postgres, autocommit=True, connect_timeout=5) as conn:
+                for schema in schemas:
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    base = table[0][1][0]
+    print(f"plait.map: {args.rows:,} rows x 3 instant calls, window 256, key 'id'; "
+          f"medians of {args.repeats}")
+    print(f"{'journal':<12} {'CPU µs/row':>11} {'wall µs/row':>12} {'journal CPU':>12}")
+    for name, (cpu, wall) in table:
+        print(f"{name:<12} {cpu:>11.1f} {wall:>12.1f} {cpu - base:>12.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=20_000)
@@ -157,7 +231,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--postgres", default=DEFAULT_DSN)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--rows-cost", action="store_true",
+                        help="plait.map's CPU per row with and without a journal")
     args = parser.parse_args()
+    if args.rows_cost:
+        rows_cost(args)
+        return
 
     table = []
     with tempfile.TemporaryDirectory(prefix="plait-bench-") as tmp:

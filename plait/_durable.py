@@ -15,6 +15,7 @@ tool's policy decides: re-run if idempotent, else stop and say so.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import time
@@ -23,7 +24,13 @@ from typing import Any, TypeVar
 
 from plait._errors import InDoubtError
 from plait._graph import Node
-from plait._identity import NotCanonicalError, Occurrences, canonical_arguments, key_of
+from plait._identity import (
+    NotCanonicalError,
+    Occurrences,
+    canonical_arguments,
+    key_of,
+    row_key_of,
+)
 from plait._ownership import DEFAULT_LEASE_TTL, Keeper, release, take
 from plait._tools import Tool
 from plait.journal import (
@@ -92,9 +99,10 @@ class Durable:
         and lease, the row's own keys and earlier records (`load_row`)."""
         row = Durable(self.journal, self.writer, self.run_id, None, self.allow_rerun,
                       keeper=self.keeper, row_key=row_key)
-        row.results = {k: r for k, r in results.items() if r.ok}
-        row.in_doubt = {k for k in intents if k not in results}
-        row.previous = dict(intents)
+        if intents:  # a row started before (most rows of a job are new)
+            row.results = {k: r for k, r in results.items() if r.ok}
+            row.in_doubt = {k for k in intents if k not in results}
+            row.previous = dict(intents)
         row.clock_offset = self.clock_offset
         return row
 
@@ -126,8 +134,10 @@ class Durable:
                 f"cannot journal the arguments of node ${node.id} (tool {node.tool!r}): {exc}"
             ) from None
         n = self.occurrences.next(node.tool, canonical)
-        key = key_of(node.tool, canonical, n)
-        self.keys.append(scoped_key(self.row_key, key) if self.row_key else key)
+        if self.row_key:
+            self.keys.append(row_key_of(self.row_key, node.tool, canonical, n))
+        else:
+            self.keys.append(key_of(node.tool, canonical, n))
         self.canonical.append(canonical)
 
     async def begin(self, i: int, tool: Tool, attempt: int) -> Result | Any:
@@ -167,11 +177,15 @@ class Durable:
         off = self.clock_offset
         # Which of the run's processes ran the call (the lease's epoch: 1, +1 per
         # resume), so `plait show` can tell a replayed call from one run again.
-        extra = {"session": self.lease.epoch} if self.lease is not None else {}
+        keeper = self.keeper
+        epoch = keeper.lease.epoch if keeper is not None else None
         if fields:  # what the tool added to its record (add_record)
-            extra = {**fields, **extra}
+            extra: Mapping[str, Any] | Encoded = (
+                {**fields, "session": epoch} if epoch is not None else dict(fields))
+        else:
+            extra = _session_extra(epoch)
         if error is None:
-            encoded = encode_value(value, f"the result of node ${i} (tool {tool!r})")
+            encoded = encode_value(value, lambda: f"the result of node ${i} (tool {tool!r})")
             self.writer.result(
                 Result(self.run_id, key, True, encoded, None, started + off, finished + off,
                        tokens, extra, tool=tool, row_key=self.row_key)
@@ -194,10 +208,10 @@ class Durable:
         )
 
 
-def scoped_key(row_key: str, key: str) -> str:
-    """A node key within one row of a dataset job (same length as a plain key)."""
-    text = f"{row_key}\x00{key}".encode()
-    return hashlib.sha256(text).hexdigest()[: len(key)]
+@functools.lru_cache(maxsize=16)
+def _session_extra(epoch: int | None) -> Encoded:
+    """A result's usual extra data, encoded once per session, not once per call."""
+    return encode_value({"session": epoch} if epoch is not None else {}, "extra data")
 
 
 def _encoded(canonical: str) -> Encoded:

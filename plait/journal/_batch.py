@@ -51,7 +51,9 @@ def prepare_batch(
     runs: dict[str, None] = {}
     intent_runs: set[str] = set()
     for it in intents:
-        enc = encode_value(it.arguments, f"the arguments of {node_name(it.key, it.tool)}")
+        enc = it.arguments  # a writer's records come encoded; name them only otherwise
+        if type(enc) is not Encoded:
+            enc = encode_value(enc, f"the arguments of {node_name(it.key, it.tool)}")
         if enc.hash is not None:
             blobs[enc.hash] = enc.text
         runs[it.run_id] = None
@@ -79,13 +81,14 @@ def prepare_batch(
         seen.add(pair)
         if r.row_key:
             result_row_keys[pair] = r.row_key
-        enc = encode_value(r.value, f"the result of {node_name(r.key, r.tool)}")
+        enc = r.value
+        if type(enc) is not Encoded:
+            enc = encode_value(enc, f"the result of {node_name(r.key, r.tool)}")
         if enc.hash is not None:
             blobs[enc.hash] = enc.text
-        extra = encode_value(
-            r.extra if type(r.extra) is Encoded else dict(r.extra),
-            f"the extra data of {node_name(r.key, r.tool)}",
-        )
+        extra = r.extra
+        if type(extra) is not Encoded:
+            extra = encode_value(dict(extra), f"the extra data of {node_name(r.key, r.tool)}")
         runs[r.run_id] = None
         result_rows.append(
             (
@@ -105,7 +108,9 @@ def prepare_batch(
     for row in rows:
         if type(row) is not RowRecord:
             raise TypeError(f"rows must be RowRecord objects, got {type(row).__name__}")
-        enc = encode_value(row.value, row_value_name(row))
+        enc = row.value
+        if type(enc) is not Encoded:
+            enc = encode_value(enc, row_value_name(row))
         if enc.hash is not None:
             blobs[enc.hash] = enc.text
         runs[row.run_id] = None

@@ -15,7 +15,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -341,19 +341,19 @@ class Encoded:
     hash: str | None
 
 
-def encode_value(value: Any, what: str) -> Encoded:
+def encode_value(value: Any, what: str | Callable[[], str]) -> Encoded:
     """Canonical JSON of `value`, with its blob hash if it is too large to inline.
 
-    `what` names the value in errors, e.g. "the result of node 3f.. (tool search)".
+    `what` names the value in errors, e.g. "the result of node 3f.. (tool search)"
+    (or makes that name: a hot caller does not build it for every value).
     """
     if type(value) is Encoded:
         return value
     try:
         text = canonical_json(value)
-    except NotCanonicalError as exc:
-        raise JournalValueError(f"cannot journal {what}: {exc}") from None
-    except (ValueError, RecursionError) as exc:  # circular references
-        raise JournalValueError(f"cannot journal {what}: {exc}") from None
+    except (NotCanonicalError, ValueError, RecursionError) as exc:  # or a circular value
+        name = what if isinstance(what, str) else what()
+        raise JournalValueError(f"cannot journal {name}: {exc}") from None
     if len(text) <= INLINE_LIMIT:
         return Encoded(text, None)
     return Encoded(text, hashlib.sha256(text.encode("ascii")).hexdigest())
@@ -385,15 +385,19 @@ _DECODE = json.JSONDecoder().decode
 def encoded_intent(intent: Intent) -> Intent:
     """The intent with its arguments already encoded (raises `JournalValueError` now)."""
     i = intent
+    if type(i.arguments) is Encoded:  # the engine's: encoded once, with its key
+        return i
     args = encode_value(i.arguments, f"the arguments of {node_name(i.key, i.tool)}")
     return Intent(i.run_id, i.key, i.tool, args, i.attempt, i.started_at, i.row_key)
 
 
 def encoded_result(result: Result) -> Result:
     """The result with its value and extra already encoded (raises `JournalValueError` now)."""
+    value, extra = result.value, result.extra
+    if type(value) is Encoded and type(extra) is Encoded:
+        return result
     where = node_name(result.key, result.tool)
-    value = encode_value(result.value, f"the result of {where}")
-    extra = result.extra
+    value = encode_value(value, f"the result of {where}")
     if type(extra) is not Encoded:
         extra = encode_value(dict(extra), f"the extra data of {where}")
     r = result
@@ -405,6 +409,8 @@ def encoded_result(result: Result) -> Result:
 
 def encoded_row(row: RowRecord) -> RowRecord:
     """The row record with its value already encoded (raises `JournalValueError` now)."""
+    if type(row.value) is Encoded:
+        return row
     value = encode_value(row.value, row_value_name(row))
     return RowRecord(
         row.run_id, row.row_key, row.ordinal, row.status, value, row.error, row.tokens,

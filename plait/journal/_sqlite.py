@@ -23,7 +23,9 @@ A read-only or corrupt file raises a plain `JournalError`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -319,22 +321,22 @@ class SQLiteJournal:
                     batch.blobs.items(),
                 )
             if batch.intent_rows:
-                check_no_result(
-                    (
-                        pair
-                        for pair in batch.intent_keys
-                        if conn.execute(
-                            "SELECT 1 FROM results WHERE run_id = ? AND key = ? AND ok", pair
-                        ).fetchone()
-                    ),
-                    self.location,
-                )
+                # One query per run for the whole batch (not one per intent): which of
+                # these calls already have a result.
+                done: list[tuple[str, str]] = []
+                failed: list[tuple[str, str]] = []
+                for run_id, keys in _by_run(batch.intent_keys):
+                    for key, ok in conn.execute(
+                        "SELECT r.key, r.ok FROM json_each(?2) j CROSS JOIN results r "
+                        "WHERE r.run_id = ?1 AND r.key = j.value",
+                        (run_id, keys),
+                    ):
+                        (done if ok else failed).append((run_id, key))
+                check_no_result(done, self.location)
                 # A call that failed may run again (a resumed run retries it): its
                 # failed result gives way to the new intent.
-                conn.executemany(
-                    "DELETE FROM results WHERE run_id = ? AND key = ? AND NOT ok",
-                    batch.intent_keys,
-                )
+                if failed:
+                    conn.executemany("DELETE FROM results WHERE run_id = ? AND key = ?", failed)
                 conn.executemany(
                     "INSERT INTO intents (run_id, key, tool, attempt, started_at, arguments, "
                     "arguments_hash, row_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -347,18 +349,19 @@ class SQLiteJournal:
             if batch.result_rows:
                 started: dict[tuple[str, str], str | None] = {}
                 finished: set[tuple[str, str]] = set()
-                for pair in batch.result_keys:
+                for run_id, keys in _by_run(batch.result_keys):
                     # The intent's row key ("" for none), NULL when there is no intent.
-                    row_key, has_result = conn.execute(
-                        "SELECT (SELECT coalesce(row_key, '') FROM intents "
-                        "WHERE run_id = ?1 AND key = ?2), "
-                        "EXISTS (SELECT 1 FROM results WHERE run_id = ?1 AND key = ?2)",
-                        pair,
-                    ).fetchone()
-                    if row_key is not None:
-                        started[pair] = row_key
-                    if has_result:
-                        finished.add(pair)
+                    for key, row_key, has_result in conn.execute(
+                        "SELECT j.value, (SELECT coalesce(row_key, '') FROM intents "
+                        "WHERE run_id = ?1 AND key = j.value), "
+                        "EXISTS (SELECT 1 FROM results WHERE run_id = ?1 AND key = j.value) "
+                        "FROM json_each(?2) j",
+                        (run_id, keys),
+                    ):
+                        if row_key is not None:
+                            started[(run_id, key)] = row_key
+                        if has_result:
+                            finished.add((run_id, key))
                 check_results(batch, started, finished, self.location)
                 conn.executemany(
                     "INSERT INTO results (run_id, key, ok, value, value_hash, error, "
@@ -551,6 +554,14 @@ _PAGE_STATUS = (
 # Primary result codes of failures that may clear by themselves.
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
 _TRANSIENT_CODES = frozenset({_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL})
+
+
+def _by_run(pairs: Sequence[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """(run id, JSON array of its keys) for `pairs` sorted by run id: a batch's keys
+    go to SQLite as one parameter (json_each), so a check is one query, not one per
+    record."""
+    for run_id, group in itertools.groupby(pairs, key=operator.itemgetter(0)):
+        yield run_id, json.dumps([key for _, key in group])
 
 
 def _code(exc: sqlite3.Error) -> int | None:

@@ -142,7 +142,7 @@ class JournalWriter:
 
     async def intents(self, items: Iterable[Intent]) -> None:
         """Commit `items`; returns once they are durable. Raises the write's error."""
-        encoded = tuple(encoded_intent(i) for i in items)
+        encoded = tuple(map(encoded_intent, items))
         if not encoded:
             return
         await self._submit(encoded, ())
@@ -200,8 +200,12 @@ class JournalWriter:
             self._raise_failure()
             if self._closing:
                 raise JournalError(f"the journal writer for {self._where()} is closed")
-            self._queue.append(unit)
-            self._cond.notify()
+            queue = self._queue
+            queue.append(unit)
+            if len(queue) == 1:
+                # The writer waits only on an empty queue: it was woken when the queue
+                # stopped being empty, so a longer queue needs no second wake-up.
+                self._cond.notify()
 
     def _stop(self) -> None:
         with self._cond:
