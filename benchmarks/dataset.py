@@ -299,12 +299,13 @@ def main() -> None:
             runs[name].append(measure(name, fn, n))
     med = {k: statistics.median(r["rows/s"] for r in v) for k, v in runs.items()}
     cpu = {k: statistics.median(r["cpu_us_row"] for r in v) for k, v in runs.items()}
-    ceiling = next(iter(runs.values()))[0]["ceiling"]
-    print(f"W2 (generate -> answer -> judge, 30% dropped), {n:,} rows, window {WINDOW}, "
-          f"median of {args.repeat}; ceiling {ceiling:.1f} rows/s")
-    print(f"{'variant':24} {'rows/s':>9} {'of ceiling':>11} {'CPU us/row':>11}")
-    for k in variants:
-        print(f"{k:24} {med[k]:9.1f} {med[k] / ceiling:11.3f} {cpu[k]:11.0f}")
+    if runs:
+        ceiling = next(iter(runs.values()))[0]["ceiling"]
+        print(f"W2 (generate -> answer -> judge, 30% dropped), {n:,} rows, window {WINDOW}, "
+              f"median of {args.repeat}; ceiling {ceiling:.1f} rows/s")
+        print(f"{'variant':24} {'rows/s':>9} {'of ceiling':>11} {'CPU us/row':>11}")
+        for k in variants:
+            print(f"{k:24} {med[k]:9.1f} {med[k] / ceiling:11.3f} {cpu[k]:11.0f}")
     targets = []
     if "plait" in med:
         targets.append(("plait / ceiling", med["plait"] / ceiling, 0.90))

@@ -34,6 +34,8 @@ import time
 import uuid
 from collections.abc import Callable
 
+import dataset  # benchmarks/dataset.py: the same 3-call row (`three`)
+
 import plait
 from plait.journal import (
     Intent,
@@ -157,19 +159,6 @@ def measure_reads(opener: Callable[[], Journal], big: int) -> dict[str, float]:
         journal.close()
 
 
-@plait.tool
-async def instant(text: str) -> str:
-    """Returns at once: what is left is plait's own cost."""
-    return text
-
-
-@plait.workflow
-async def three(row: dict) -> dict:
-    a = await instant(row["text"])
-    b = await instant(a)
-    return {"id": row["id"], "v": await instant(b)}
-
-
 def _source(n: int):  # noqa: ANN202 - a generator of rows
     for i in range(n):
         yield {"id": i, "text": f"topic {i}"}
@@ -183,7 +172,7 @@ def map_cost(spec: Callable[[], str | None], rows: int, repeats: int) -> tuple[f
         journal = spec()
         before = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
-        result = plait.map(three, _source(rows), window=256, key="id", journal=journal)
+        result = plait.map(dataset.three, _source(rows), window=256, key="id", journal=journal)
         elapsed = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_SELF)
         assert result.rows_done == rows, result

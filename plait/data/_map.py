@@ -34,7 +34,6 @@ from plait._errors import PlaitError
 from plait._ownership import DEFAULT_LEASE_TTL
 from plait.data._progress import MapProgress
 from plait.data._rows import (
-    Counts,
     Job,
     KeyFn,
     OnRowError,
@@ -129,7 +128,6 @@ async def stream(
     lease_ttl: float = DEFAULT_LEASE_TTL,
     wait: float = 0.0,
     model: str | LLM | None = None,
-    counts: Counts | None = None,
 ) -> AsyncIterator[Row]:
     """Run `wf` on every row of `source`; yield each row's outcome (a `Row`) as it ends,
     or in source order with `ordered=True`.
@@ -143,8 +141,6 @@ async def stream(
                             on_row_error=on_row_error, max_failed_rows=max_failed_rows,
                             journal=journal, run_id=run_id, retry_failed=retry_failed,
                             lease_ttl=lease_ttl, wait=wait, out=None, model=model) as job:
-        if counts is not None:
-            job.job.counts = counts
         async for row in job.job.rows():
             yield row
 
