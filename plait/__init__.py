@@ -26,17 +26,22 @@ from plait._events import (
 from plait._graph import Graph, Node, Ref, Template
 from plait._result import NodeRecord, RunResult
 from plait._tools import Tool, ToolPolicy, ToolWarning, tool
-from plait.compiler import Answer, aask, ask
+from plait.compiler import Answer, aask, ask, asker
+from plait.data import DROP, MapResult, Row, RowError, amap, map, stream
+from plait.generate import LLMTool, SchemaError, generate, llm_tool
 from plait.journal import RunOwnedError
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DROP",
     "Answer",
     "Event",
     "Graph",
     "GraphError",
     "InDoubtError",
+    "MapResult",
+    "LLMTool",
     "Node",
     "NodeAdded",
     "NodeCancelled",
@@ -51,11 +56,14 @@ __all__ = [
     "PlaitError",
     "Ref",
     "RefMisuseError",
+    "Row",
+    "RowError",
     "RunError",
     "RunFinished",
     "RunOwnedError",
     "RunResult",
     "RunStarted",
+    "SchemaError",
     "Template",
     "Tool",
     "ToolArgumentError",
@@ -64,14 +72,20 @@ __all__ = [
     "Workflow",
     "aask",
     "add_tokens",
+    "amap",
     "aresume",
     "arun",
     "arun_graph",
     "ask",
+    "asker",
+    "map",
+    "generate",
+    "llm_tool",
     "node_key",
     "resume",
     "run",
     "run_graph",
+    "stream",
     "tool",
     "workflow",
 ]

@@ -30,6 +30,7 @@ from plait._ownership import DEFAULT_LEASE_TTL
 from plait._result import RunResult
 from plait._scheduler import OnError
 from plait._tools import Tool
+from plait.generate._pool import using_pool
 from plait.journal import Journal, JournalError, RunNotFoundError, open_journal
 
 
@@ -111,6 +112,9 @@ async def arun(
     A journaled run has one owner: it holds a lease, heartbeaten every
     `lease_ttl`/3 seconds. Starting or resuming a run another live process owns
     raises RunOwnedError naming it, unless it ends (or dies) within `wait` seconds.
+
+    The run's LLM calls (`plait.generate`) share one pool of opened models: the
+    current one (a dataset job's, or one entered by hand), else one for this run.
     """
     wf = workflow(wf)
     run_id = run_id or new_run_id()
@@ -138,7 +142,8 @@ async def arun(
             listeners=listeners,
             durable=durable,
         )
-        result = await run.execute(lambda: wf.fn(*args, **kwargs))
+        async with using_pool():
+            result = await run.execute(lambda: wf.fn(*args, **kwargs))
     except BaseException as exc:
         if durable is not None:
             await close_after(durable, exc, own=isinstance(journal, str))
@@ -193,6 +198,11 @@ async def aresume(
                 f"run {run_id!r} answers a question; resume it by asking it again under "
                 f"its run id: plait.ask(question, tools, run_id={run_id!r}, journal=...) "
                 f"(CLI: plait resume {run_id})"
+            )
+        if record.entry.startswith("map:"):
+            raise PlaitError(
+                f"run {run_id!r} is a dataset job; resume it with "
+                f"plait.data.resume_map({run_id!r}, journal) (CLI: plait resume {run_id})"
             )
         wf = workflow(workflow_fn) if workflow_fn is not None else _import_entry(record.entry)
         wf = replace(wf, name=record.entry)
@@ -256,7 +266,8 @@ async def arun_graph(
         run.add_graph(graph, table)
         return None
 
-    result = await run.execute(body)
+    async with using_pool():
+        result = await run.execute(body)
     if result.ok:
         values = [run.values[i] for i in run.graph_ids]
         result = RunResult(

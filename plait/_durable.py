@@ -15,6 +15,7 @@ tool's policy decides: re-run if idempotent, else stop and say so.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import inspect
 import time
@@ -23,7 +24,13 @@ from typing import Any, TypeVar
 
 from plait._errors import InDoubtError
 from plait._graph import Node
-from plait._identity import NotCanonicalError, Occurrences, canonical_arguments, key_of
+from plait._identity import (
+    NotCanonicalError,
+    Occurrences,
+    canonical_arguments,
+    key_of,
+    row_key_of,
+)
 from plait._ownership import DEFAULT_LEASE_TTL, Keeper, release, take
 from plait._tools import Tool
 from plait.journal import (
@@ -60,6 +67,7 @@ class Durable:
         allow_rerun: bool,
         finished_at: float | None = None,
         keeper: Keeper | None = None,
+        row_key: str = "",
     ) -> None:
         self.journal = journal
         self.writer = writer
@@ -70,6 +78,10 @@ class Durable:
         self.results = {k: r for k, r in state.results.items() if r.ok} if state else {}
         self.in_doubt = set(state.in_doubt) if state else set()
         self.previous = state.intents if state else {}
+        # A dataset row's nodes: their keys are scoped by the row's key (two rows with
+        # the same prompt are two calls), and their records carry it, so a resumed job
+        # loads one row's records by an indexed look-up, never the whole run.
+        self.row_key = row_key
         self.keys: list[str] = []
         self.canonical: list[str] = []
         self.occurrences = Occurrences()
@@ -79,6 +91,26 @@ class Durable:
         self.finished_at = finished_at
         # Journal times are wall-clock; the engine's are perf_counter.
         self.clock_offset = time.time() - time.perf_counter()
+
+    def for_row(
+        self, row_key: str, intents: Mapping[str, Intent], results: Mapping[str, Result]
+    ) -> Durable:
+        """The journal side of one row of a dataset job: this run's journal, writer
+        and lease, the row's own keys and earlier records (`load_row`)."""
+        row = Durable(self.journal, self.writer, self.run_id, None, self.allow_rerun,
+                      keeper=self.keeper, row_key=row_key)
+        if intents:  # a row started before (most rows of a job are new)
+            row.results = {k: r for k, r in results.items() if r.ok}
+            row.in_doubt = {k for k in intents if k not in results}
+            row.previous = dict(intents)
+        row.clock_offset = self.clock_offset
+        return row
+
+    def watch(self, on_failure: Callable[[BaseException], None]) -> None:
+        """Call `on_failure` (from the writer's thread) when the writer gives up.
+        A row's run shares its job's writer, which the job watches: not the row."""
+        if not self.row_key:
+            self.writer.on_failure = on_failure
 
     @property
     def lease(self) -> Lease | None:
@@ -102,7 +134,10 @@ class Durable:
                 f"cannot journal the arguments of node ${node.id} (tool {node.tool!r}): {exc}"
             ) from None
         n = self.occurrences.next(node.tool, canonical)
-        self.keys.append(key_of(node.tool, canonical, n))
+        if self.row_key:
+            self.keys.append(row_key_of(self.row_key, node.tool, canonical, n))
+        else:
+            self.keys.append(key_of(node.tool, canonical, n))
         self.canonical.append(canonical)
 
     async def begin(self, i: int, tool: Tool, attempt: int) -> Result | Any:
@@ -126,6 +161,7 @@ class Durable:
                     _encoded(self.canonical[i]),
                     attempt,
                     time.time(),
+                    row_key=self.row_key,
                 )
             ]
         )
@@ -133,7 +169,7 @@ class Durable:
 
     def end(
         self, i: int, tool: str, value: Any, error: BaseException | None, started: float,
-        finished: float, tokens: int = 0,
+        finished: float, tokens: int = 0, fields: Mapping[str, Any] | None = None,
     ) -> None:
         """After node `i` ran: queue its result. Raises JournalValueError for a value
         that cannot be journaled (the node then fails with that error)."""
@@ -141,17 +177,23 @@ class Durable:
         off = self.clock_offset
         # Which of the run's processes ran the call (the lease's epoch: 1, +1 per
         # resume), so `plait show` can tell a replayed call from one run again.
-        extra = {"session": self.lease.epoch} if self.lease is not None else {}
+        keeper = self.keeper
+        epoch = keeper.lease.epoch if keeper is not None else None
+        if fields:  # what the tool added to its record (add_record)
+            extra: Mapping[str, Any] | Encoded = (
+                {**fields, "session": epoch} if epoch is not None else dict(fields))
+        else:
+            extra = _session_extra(epoch)
         if error is None:
-            encoded = encode_value(value, f"the result of node ${i} (tool {tool!r})")
+            encoded = encode_value(value, lambda: f"the result of node ${i} (tool {tool!r})")
             self.writer.result(
                 Result(self.run_id, key, True, encoded, None, started + off, finished + off,
-                       tokens, extra, tool=tool)
+                       tokens, extra, tool=tool, row_key=self.row_key)
             )
         else:
             self.writer.result(
                 Result(self.run_id, key, False, None, error_text(error), started + off,
-                       finished + off, tokens, extra, tool=tool)
+                       finished + off, tokens, extra, tool=tool, row_key=self.row_key)
             )
 
     def _doubt_message(self, i: int, tool: Tool) -> str:
@@ -164,6 +206,12 @@ class Durable:
             "is not run again. Calls in doubt in this run: " + ", ".join(others) + ". "
             "Resume with allow_rerun=True (CLI: --allow-rerun) if running them twice is safe."
         )
+
+
+@functools.lru_cache(maxsize=16)
+def _session_extra(epoch: int | None) -> Encoded:
+    """A result's usual extra data, encoded once per session, not once per call."""
+    return encode_value({"session": epoch} if epoch is not None else {}, "extra data")
 
 
 def _encoded(canonical: str) -> Encoded:
@@ -191,12 +239,16 @@ async def open_durable(
     allow_rerun: bool,
     lease_ttl: float = DEFAULT_LEASE_TTL,
     wait: float = 0.0,
+    load: bool = True,
 ) -> Durable:
     """Open the journal and the run in it: a new run, or the state of an earlier one.
 
     The run's lease is taken first, before the run is read or created: of two
     processes starting (or resuming) one run id, exactly one gets it; the other
-    gets `RunOwnedError` (after waiting up to `wait` seconds for the owner)."""
+    gets `RunOwnedError` (after waiting up to `wait` seconds for the owner).
+
+    `load=False`: an earlier run's records are not loaded (a dataset job loads
+    them row by row, as rows are admitted)."""
     if isinstance(spec, str):
         journal = await _retrying(lambda: open_journal(spec))
     else:
@@ -218,7 +270,8 @@ async def open_durable(
                     f"{record.entry}{_show(_identity(record.arguments))}; "
                     f"it cannot be resumed as {entry}{_show(given)}"
                 )
-            state = await _retrying(lambda: journal.load(run_id))
+            if load:
+                state = await _retrying(lambda: journal.load(run_id))
             await _retrying(
                 lambda: journal.update_run(run_id, status="running", lease=lease)
             )

@@ -10,8 +10,9 @@ failing node never loses its siblings' results.
 
 A journal that cannot be written (any JournalError but a value that cannot be
 journaled, which is that node's error) or a fault in the driver ends the whole
-run at once: the body (a task of its own, so it can be woken wherever it waits)
-and every node task are cancelled and awaited, and `execute` raises. Going on
+run at once: the body (it runs in the task of `execute`; that task is cancelled
+wherever the body waits, and the cancel taken back when the body ends) and every
+node task are cancelled and awaited, and `execute` raises. Going on
 would run calls whose intents are not durable or lose results; stopping leaves
 the calls without a result in doubt, for the resume to decide.
 """
@@ -21,16 +22,16 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import os
 import time
-import uuid
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, overload
 
 from plait import _events as ev
 from plait._durable import MISS, Durable
 from plait._errors import GraphError, InDoubtError, PlaitError, RunError
-from plait._graph import Graph, Node, Ref, map_refs, refs_in, resolve
+from plait._graph import ATOMS, Graph, Node, Ref, map_refs, refs_in, resolve
 from plait._identity import Occurrences
 from plait._result import RunResult
 from plait._scheduler import (
@@ -50,6 +51,9 @@ from plait._tools import Tool, _current_run
 from plait.journal import JournalError, JournalValueError
 
 _current = _current_run  # one variable, owned by _tools so a tool call reads it cheaply
+
+# Seconds a node task may run nodes back to back before it gives the loop a turn.
+_TURN = 0.0002
 
 
 # The node whose tool is executing in this context: (run, node id).
@@ -74,6 +78,37 @@ def add_tokens(count: int) -> None:
         raise PlaitError("tokens can only be counted inside a tool run by plait")
     run, i = current
     run.tokens[i] = run.tokens.get(i, 0) + count
+
+
+def add_record(**fields: Any) -> None:
+    """Inside a tool: attach fields (JSON values) to its node's record.
+
+    Like tokens, they are part of the node's record (`NodeRecord.extra`) and of its
+    journaled result (`Result.extra`), and a call replayed from the journal gets
+    them back: what an LLM call measured (ttft, token split) survives a crash.
+    """
+    current = _current_node.get()
+    if current is None:
+        raise PlaitError("record fields can only be added inside a tool run by plait")
+    if "session" in fields:  # the journal's own field in Result.extra (the lease epoch)
+        raise PlaitError("'session' is the journal's own record field; use another name")
+    run, i = current
+    run.extra.setdefault(i, {}).update(fields)
+
+
+def journal_as(value: Any) -> None:
+    """Inside a tool: journal `value` as the call's result instead of what it returns.
+
+    For a value the journal cannot hold as it is (a pydantic instance): the tool
+    journals its JSON form and its `revive` turns that back into the value on
+    replay, so a call gives the same type fresh or replayed.
+    """
+    current = _current_node.get()
+    if current is None:
+        raise PlaitError("journal_as() is only available inside a tool run by plait")
+    run, i = current
+    if run.durable is not None:  # nothing is journaled otherwise: nothing to keep
+        run.journal_forms[i] = value
 
 
 def node_key() -> str:
@@ -117,8 +152,12 @@ class Run:
         self.sched = Scheduler(max_concurrency=max_concurrency, on_error=on_error, seed=seed)
         self.listeners = tuple(listeners)
         self.durable = durable
-        self.nodes: list[Node] = []
+        # A node's parts, by node id; `nodes` makes Node records of them when asked.
         self.node_tools: list[Tool] = []
+        self.node_arguments: list[Mapping[str, Any]] = []
+        self.node_parents: list[tuple[int, ...]] = []
+        self.nodes: Sequence[Node] = _Nodes(self.node_tools, self.node_arguments,
+                                            self.node_parents)
         self.tools: dict[str, Tool] = {}
         # Per-node columns, indexed by node id (read by RunResult).
         self.values: list[Any] = []
@@ -127,6 +166,11 @@ class Run:
         self.finished_at: list[float | None] = []
         self.errors: dict[int, BaseException] = {}
         self.tokens: dict[int, int] = {}  # LLM tokens a node's calls reported (most: none)
+        self.extra: dict[int, dict[str, Any]] = {}  # record fields tools added (add_record)
+        self.journal_forms: dict[int, Any] = {}  # what to journal instead of a value (journal_as)
+        # State other layers keep for this run, by their own key (plait.generate: its
+        # calls' hooks). Held here, so it lives exactly as long as the run.
+        self.scoped: dict[str, Any] = {}
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._cancelling: set[int] = set()
@@ -137,8 +181,13 @@ class Run:
         self._keys: tuple[list[str], Occurrences] | None = None  # computed on demand
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[None] | None = None
-        self._body: asyncio.Task[Any] | None = None
+        # The task running `execute` while the workflow body runs in it, and whether
+        # `_stop_run` cancelled it (see `_cancel_body`).
+        self._host: asyncio.Task[Any] | None = None
+        self._host_cancelled = False
         self._fault: BaseException | None = None  # what ends the run early, once set
+        self._taker: asyncio.Task[None] | None = None  # may run the next started node
+        self._next: int | None = None  # the node handed over to `_taker`
 
     def key_of(self, i: int) -> str:
         """Node `i`'s content key (see plait._identity)."""
@@ -148,8 +197,9 @@ class Run:
             self._keys = ([], Occurrences())
         keys, occurrences = self._keys
         while len(keys) <= i:
-            node = self.nodes[len(keys)]
-            keys.append(occurrences.key(node.tool, node.arguments, keys.__getitem__))
+            k = len(keys)
+            keys.append(occurrences.key(self.node_tools[k].name, self.node_arguments[k],
+                                        keys.__getitem__))
         return keys[i]
 
     # The scheduler's columns, under the names RunResult reads.
@@ -169,10 +219,16 @@ class Run:
 
     def submit(self, tool: Tool, arguments: dict[str, Any]) -> Ref:
         """Add a node calling `tool(**arguments)`; Refs and Templates in it are its inputs."""
+        for v in arguments.values():
+            if type(v) not in ATOMS:
+                break
+        else:  # only plain values (the common call): nothing to look into
+            return self._add(tool, tool._checked(arguments), ())
         found: list[int] = []
         literal: list[str] = []
         for k, v in arguments.items():
-            refs = refs_in(v)
+            kind = type(v)
+            refs = () if kind in ATOMS else (v,) if kind is Ref else refs_in(v)
             if not refs:
                 literal.append(k)
                 continue
@@ -183,38 +239,44 @@ class Run:
         # Check every value known now, so the error points at the call; values that
         # come from other nodes are checked when the node starts.
         if not found:
-            return self._add(tool, tool.validate(arguments), ())
+            return self._add(tool, tool._checked(arguments), ())
         if literal:
-            tool.validate({k: arguments[k] for k in literal}, partial=True)
+            tool._checked({k: arguments[k] for k in literal}, partial=True)
         parents = tuple(dict.fromkeys(found)) if len(found) > 1 else (found[0],)
         return self._add(tool, arguments, parents)
 
     def _add(self, tool: Tool, arguments: dict[str, Any], parents: tuple[int, ...]) -> Ref:
-        known = self.tools.get(tool.name)
+        name = tool.name
+        known = self.tools.get(name)
         if known is not tool:
             if known is not None:
-                raise GraphError(f"two different tools are named {tool.name!r} in one run")
-            self.tools[tool.name] = tool
-        i = len(self.nodes)
+                raise GraphError(f"two different tools are named {name!r} in one run")
+            self.tools[name] = tool
+        i = len(self.node_tools)
         for p in parents:
             if p >= i:
                 raise GraphError(f"reference to ${p}, which is not an earlier node")
-        self._append(Node(i, tool.name, arguments, parents), tool)
-        self._act(self.sched.add(i, tool.name, parents, tool.policy))
+        self._append(i, arguments, parents, tool)
+        actions = self.sched.add(i, name, parents, tool.policy)
+        if actions:
+            self._act(actions)
         return Ref(i, self)
 
-    def _append(self, node: Node, tool: Tool) -> None:
+    def _append(
+        self, i: int, arguments: Mapping[str, Any], parents: tuple[int, ...], tool: Tool
+    ) -> None:
         if self.durable is not None:  # first: arguments it cannot journal add no node
-            self.durable.add(node)
-        self.nodes.append(node)
+            self.durable.add(Node(i, tool.name, arguments, parents))
         self.node_tools.append(tool)
+        self.node_arguments.append(arguments)
+        self.node_parents.append(parents)
         self.values.append(None)
-        self.added_at.append(time.perf_counter())
+        t = time.perf_counter()
+        self.added_at.append(t)
         self.started_at.append(None)
         self.finished_at.append(None)
         if self.listeners:
-            t = self.added_at[node.id]
-            self._emit(ev.NodeAdded(self.run_id, t, node.id, node.tool, node.parents))
+            self._emit(ev.NodeAdded(self.run_id, t, i, tool.name, parents))
 
     def add_graph(self, graph: Graph, tools: dict[str, Tool]) -> None:
         """Add a whole static graph; priorities see all of it before anything starts."""
@@ -225,14 +287,14 @@ class Run:
         for old in order:
             node = graph.nodes[old]
             tool = tools[node.tool]
-            i = len(self.nodes)
+            i = len(self.node_tools)
             renumber[old] = i
             arguments = map_refs(dict(node.arguments), lambda r: Ref(renumber[r.node]))
             parents = tuple(renumber[p] for p in node.parents)
             if not parents:
                 arguments = tool.validate(arguments)
             self.tools.setdefault(tool.name, tool)
-            self._append(Node(i, tool.name, arguments, parents), tool)
+            self._append(i, arguments, parents, tool)
             specs.append((i, tool.name, parents, tool.policy))
         self.graph_ids = [renumber[k] for k in range(len(graph.nodes))]
         self._act(self.sched.add_many(specs))
@@ -251,7 +313,7 @@ class Run:
         raise self._node_error(node)
 
     def _node_error(self, node: int) -> NodeError:
-        tool = self.nodes[node].tool
+        tool = self.node_tools[node].name
         error = self.errors.get(node)
         if self.sched.state[node] == FAILED and error is not None:
             err = NodeError(node, tool, ev.describe(error))
@@ -291,9 +353,17 @@ class Run:
                 if task is not None:
                     self._cancelling.add(a.node)
                     task.cancel()
+                    # A task cancelled before its first step ends without running a
+                    # line of `_execute`, which would settle the node: settle it then.
+                    task.add_done_callback(functools.partial(self._cancelled_unstarted, a.node))
             elif kind is RunDone:
                 if self._done is not None and not self._done.done():
                     self._done.set_result(None)
+
+    def _cancelled_unstarted(self, i: int, task: asyncio.Task[None]) -> None:
+        if i in self._cancelling and self._tasks.get(i) is task:
+            self._cancelling.discard(i)
+            self._settle(i, None, None, cancelled=True)
 
     def _wake(self, node: int) -> None:
         fut = self._waiters.pop(node, None)
@@ -311,21 +381,32 @@ class Run:
             if i in self._queued:
                 self._queued.discard(i)  # NodeReady went out when it was queued
             else:
-                self._emit(ev.NodeReady(self.run_id, t, i, self.nodes[i].tool))
-            self._emit(ev.NodeStarted(self.run_id, t, i, self.nodes[i].tool, attempt))
+                self._emit(ev.NodeReady(self.run_id, t, i, self.node_tools[i].name))
+            self._emit(ev.NodeStarted(self.run_id, t, i, self.node_tools[i].name, attempt))
+        task = self._taker
+        if task is not None:  # the task of the node settling now runs this one next
+            self._taker = None
+            self._tasks[i] = task
+            self._next = i
+            return
         self._tasks[i] = self._loop.create_task(self._execute(i))
 
-    async def _execute(self, i: int) -> None:
-        node = self.nodes[i]
+    async def _execute(self, i: int, first: bool = True) -> int | None:
+        """Run node `i` and settle it: the body of a node task.
+
+        A node started by its parent's finish runs in the parent's task instead of a
+        new one (in the same context: a new task would copy the parent's), which
+        saves a task and a loop turn per link of a chain: the task's first node runs
+        the nodes handed over to it (`_chain`); those return theirs (`first=False`).
+        """
         tool = self.node_tools[i]
-        policy = tool.policy
         self.started_at[i] = time.perf_counter()
         begun = self.durable is None  # a failure is journaled only after its intent
         try:
-            if node.parents:
-                arguments = tool.validate(resolve(node.arguments, self.values))
+            if self.node_parents[i]:
+                arguments = tool._checked(resolve(self.node_arguments[i], self.values))
             else:
-                arguments = node.arguments
+                arguments = self.node_arguments[i]
             if self.durable is not None:
                 try:
                     done = await self.durable.begin(i, tool, self.sched.attempts[i])
@@ -336,17 +417,16 @@ class Run:
                     self._journal_failed(i, exc)
                     return
                 if done is not MISS:
-                    if done.tokens:
-                        self.tokens[i] = done.tokens
-                    self._settle(i, done.value, None, replayed=True)
+                    self._replay(i, tool, done)
                     return
                 begun = True
             _current_node.set((self, i))
             if tool.is_async:
-                if policy.timeout is None:
+                timeout = tool.policy.timeout
+                if timeout is None:
                     value = await tool.fn(**arguments)
                 else:
-                    async with asyncio.timeout(policy.timeout):
+                    async with asyncio.timeout(timeout):
                         value = await tool.fn(**arguments)
             else:
                 value = await self._in_thread(tool, arguments)
@@ -359,7 +439,49 @@ class Run:
             # Arguments refused before the intent: nothing ran, nothing to journal.
             self._settle(i, None, exc, replayed=not begun)
         else:
-            self._settle(i, value, None)
+            self._settle(i, value, None, hand_over=True)
+            handed, self._next = self._next, None
+            if not first:
+                return handed
+            if handed is not None:
+                await self._chain(handed)
+        return None
+
+    async def _chain(self, i: int | None) -> None:
+        """Run node `i`, then each node handed over after it, in this task. After
+        `_TURN` seconds of nodes back to back, the loop gets a turn first."""
+        turn = time.perf_counter()
+        while i is not None:
+            if time.perf_counter() - turn > _TURN:
+                try:
+                    await asyncio.sleep(0)
+                except asyncio.CancelledError:
+                    if i not in self._cancelling:
+                        raise
+                    self._cancelling.discard(i)
+                    self._settle(i, None, None, cancelled=True)
+                    return
+                turn = time.perf_counter()
+            i = await self._execute(i, first=False)
+
+    def _replay(self, i: int, tool: Tool, done: Any) -> None:
+        """Settle node `i` from its journaled result: its value (revived by its tool,
+        if the tool says how), its tokens and its record fields."""
+        if done.tokens:
+            self.tokens[i] = done.tokens
+        if done.extra:
+            fields = {k: v for k, v in done.extra.items() if k != "session"}
+            if fields:
+                self.extra[i] = fields
+        value = done.value
+        if tool.revive is not None:
+            _current_node.set((self, i))  # the revive may read its node's context
+            try:
+                value = tool.revive(value)
+            except Exception as exc:  # the journaled value no longer fits: the node's error
+                self._settle(i, None, exc, replayed=True)
+                return
+        self._settle(i, value, None, replayed=True)
 
     def _settle(
         self,
@@ -368,10 +490,15 @@ class Run:
         error: BaseException | None,
         cancelled: bool = False,
         replayed: bool = False,
+        hand_over: bool = False,
     ) -> None:
-        """Record how node `i` ended and carry out what follows."""
+        """Record how node `i` ended and carry out what follows.
+
+        `hand_over`: the node's task may run the first node this starts (`_execute`).
+        """
         try:
-            t = self._finish_task(i)
+            t = self.finished_at[i] = time.perf_counter()
+            task = self._tasks.pop(i)
             if cancelled:
                 if self.listeners:
                     self._emit_node(ev.NodeCancelled, i)
@@ -381,8 +508,9 @@ class Run:
             durable = self.durable if not replayed else None
             if durable is not None and error is None:
                 try:
-                    durable.end(i, self.nodes[i].tool, value, None, self.started_at[i], t,
-                                self.tokens.get(i, 0))
+                    durable.end(i, self.nodes[i].tool, self._journal_form(i, value), None,
+                                self.started_at[i], t, self.tokens.get(i, 0),
+                                self.extra.get(i))
                 except JournalValueError as exc:
                     error = exc
             if error is not None:
@@ -396,22 +524,39 @@ class Run:
                     # intent. A call refused as in doubt keeps its old intent and no
                     # result, so it stays in doubt for the next resume too.
                     durable.end(i, self.nodes[i].tool, None, error, self.started_at[i], t,
-                                self.tokens.get(i, 0))
+                                self.tokens.get(i, 0), self.extra.get(i))
                 self._act(actions)
                 return
             self.values[i] = value
             if self.listeners:
-                tool = self.nodes[i].tool
+                tool = self.node_tools[i].name
                 self._emit(ev.NodeFinished(self.run_id, t, i, tool, t - self.started_at[i],
                                            value, replayed))
-            self._act(self.sched.finish(i))
-            fut = self._waiters.pop(i, None) if self._waiters else None
-            if fut is not None and not fut.done():
-                fut.set_result(value)
+            actions = self.sched.finish(i)
+            if actions:
+                if hand_over:
+                    self._taker = task
+                    try:
+                        self._act(actions)
+                    finally:
+                        self._taker = None
+                else:
+                    self._act(actions)
+            if self._waiters:
+                fut = self._waiters.pop(i, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(value)
         except JournalError as exc:  # the writer failed: a result cannot be stored
             self._journal_failed(i, exc)
         except Exception as exc:  # a bug in plait, not in the tool: fail the run loudly
             self._stop_run(exc)
+
+    def _journal_form(self, i: int, value: Any) -> Any:
+        """What node `i`'s result is journaled as: its value, unless its tool said
+        otherwise (journal_as)."""
+        if self.journal_forms:
+            return self.journal_forms.pop(i, value)
+        return value
 
     def _journal_failed(self, i: int | None, exc: BaseException) -> None:
         """The journal cannot be written: stop the run, saying where and what to do."""
@@ -435,16 +580,34 @@ class Run:
         if self._fault is not None:
             return
         self._fault = error
-        body = self._body
-        if body is not None and not body.done():
-            body.cancel()
+        if self._host is not None and self._loop is not None:
+            # From a callback, so the body's task is waiting, never mid-step, when cancelled.
+            self._loop.call_soon(self._cancel_body)
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 
-    def _finish_task(self, i: int) -> float:
-        t = self.finished_at[i] = time.perf_counter()
-        del self._tasks[i]
-        return t
+    def _cancel_body(self) -> None:
+        """Wake the workflow body with CancelledError wherever it waits (a run fault).
+
+        The body runs in the task of `execute` (a task of its own would cost one more
+        task and wake-up per run), so this is that task's cancel, taken back when the
+        body ends (as `asyncio.timeout` does), and a cancel from outside stays one.
+        """
+        host = self._host
+        if host is not None and not host.done():
+            self._host_cancelled = True
+            host.cancel()
+
+    def _end_body(self) -> bool:
+        """The body ended: take back `_cancel_body`'s cancel; True if one from outside
+        is still pending (the run itself is being cancelled)."""
+        host, self._host = self._host, None
+        if host is None:
+            return False
+        if self._host_cancelled:
+            self._host_cancelled = False
+            return host.uncancel() > 0
+        return host.cancelling() > 0
 
     async def _in_thread(self, tool: Tool, arguments: dict[str, Any]) -> Any:
         if self._pool is None:
@@ -465,7 +628,8 @@ class Run:
             listener(event)
 
     def _emit_node(self, kind: Callable[..., ev.Event], node: int, *rest: Any) -> None:
-        self._emit(kind(self.run_id, time.perf_counter(), node, self.nodes[node].tool, *rest))
+        self._emit(kind(self.run_id, time.perf_counter(), node, self.node_tools[node].name,
+                        *rest))
 
     # ------------------------------------------------------------ running
 
@@ -481,20 +645,22 @@ class Run:
         value: Any = None
         error: BaseException | None = None
         if self.durable is not None:
-            self.durable.writer.on_failure = self._writer_failed
+            self.durable.watch(self._writer_failed)
         token = _current.set(self)
         try:
             if body is not None:
-                self._body = self._loop.create_task(body())  # sees _current: a copy
+                self._host = asyncio.current_task()
                 try:
-                    value = await self._body
+                    value = await body()
                 except asyncio.CancelledError:
-                    task = asyncio.current_task()
-                    if self._fault is None or (task is not None and task.cancelling()):
+                    if self._end_body() or self._fault is None:
                         raise
                 except Exception as exc:  # the body failed: stop, keep what finished
+                    self._end_body()
                     error = exc
                     self._act(self.sched.stop(self.sched.on_error == "cancel"))
+                else:
+                    self._end_body()
             if self._fault is None:
                 self._act(self.sched.close())
                 await self._done
@@ -504,8 +670,6 @@ class Run:
             for timer in self._timers.values():
                 timer.cancel()
             tasks = list(self._tasks.values())
-            if self._body is not None and not self._body.done():
-                tasks.append(self._body)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -543,6 +707,50 @@ class Run:
         )
 
 
+class _Nodes(Sequence[Node]):
+    """A run's nodes as `Node` records, each made the first time it is asked for.
+
+    The run keeps a node's parts in columns; a Node (a frozen dataclass, costly to
+    make on the path of every call) is made only for what reads whole records:
+    results, errors, the journal. Made once, so a node is always the same object.
+    It holds the columns, not the run: a run in no reference cycle is freed at once.
+    """
+
+    __slots__ = ("_tools", "_arguments", "_parents", "_made")
+
+    def __init__(self, tools: list[Tool], arguments: list[Mapping[str, Any]],
+                 parents: list[tuple[int, ...]]) -> None:
+        self._tools = tools
+        self._arguments = arguments
+        self._parents = parents
+        self._made: list[Node | None] = []
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    @overload
+    def __getitem__(self, i: int) -> Node: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Node]: ...
+
+    def __getitem__(self, i: int | slice) -> Node | list[Node]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"node {i} is not in the run ({n} nodes)")
+        made = self._made
+        if len(made) < n:
+            made.extend([None] * (n - len(made)))
+        node = made[i]
+        if node is None:
+            node = made[i] = Node(i, self._tools[i].name, self._arguments[i], self._parents[i])
+        return node
+
+
 def journal_failure(run_id: str, exc: BaseException, what: str = "stopped") -> JournalError:
     """The error a run raises when its journal fails: `exc` names the journal and the
     cause; this says what became of the run and what to do, on one line."""
@@ -556,7 +764,7 @@ def journal_failure(run_id: str, exc: BaseException, what: str = "stopped") -> J
 
 
 def new_run_id() -> str:
-    return uuid.uuid4().hex[:12]
+    return os.urandom(6).hex()  # 12 random hex digits, as uuid4().hex[:12] but cheaper
 
 
 def _resolve_refs(value: Any, run: Run) -> Any:

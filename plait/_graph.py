@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from plait._tools import Tool
 
 # Values that can hold no reference: checked by exact type, the hot path of every call.
-_ATOMS = frozenset({str, int, float, bool, type(None), bytes})
+ATOMS = frozenset({str, int, float, bool, type(None), bytes})
 
 
 def _refuse(what: str) -> Callable[..., Any]:
@@ -190,7 +190,7 @@ def parents_of(arguments: Mapping[str, Any]) -> tuple[int, ...]:
     """Distinct node ids referenced anywhere in `arguments`, in first-seen order."""
     found: list[int] = []
     for value in arguments.values():
-        if type(value) not in _ATOMS:
+        if type(value) not in ATOMS:
             _collect(value, found)
     if len(found) > 1:
         found = list(dict.fromkeys(found))
@@ -200,14 +200,14 @@ def parents_of(arguments: Mapping[str, Any]) -> tuple[int, ...]:
 def refs_in(value: Any) -> list[Ref]:
     """Every Ref inside `value` (in Templates, lists, tuples and dicts too)."""
     found: list[Ref] = []
-    if type(value) not in _ATOMS:
+    if type(value) not in ATOMS:
         _collect(value, found, node_ids=False)
     return found
 
 
 def _collect(value: Any, found: list[Any], node_ids: bool = True) -> None:
     kind = type(value)
-    if kind in _ATOMS:
+    if kind in ATOMS:
         return
     if kind is Ref:
         found.append(value.node if node_ids else value)
@@ -224,25 +224,27 @@ def _collect(value: Any, found: list[Any], node_ids: bool = True) -> None:
 def resolve(value: Any, values: Sequence[Any]) -> Any:
     """`value` with every Ref replaced by its node's value and every Template rendered."""
     kind = type(value)
-    if kind in _ATOMS:
+    if kind in ATOMS:
         return value
     if kind is Ref:
         return values[value.node]
     if kind is Template:
         return value.render(values)
+    # A Ref directly in a container is resolved inline: the common argument shape.
+    if kind is dict:
+        return {k: values[v.node] if type(v) is Ref else resolve(v, values)
+                for k, v in value.items()}
     if kind is list:
-        return [resolve(v, values) for v in value]
+        return [values[v.node] if type(v) is Ref else resolve(v, values) for v in value]
     if kind is tuple:
         return tuple(resolve(v, values) for v in value)
-    if kind is dict:
-        return {k: resolve(v, values) for k, v in value.items()}
     return value
 
 
 def map_refs(value: Any, fn: Callable[[Ref], Any]) -> Any:
     """`value` with every Ref `r` (also inside Templates and containers) replaced by `fn(r)`."""
     kind = type(value)
-    if kind in _ATOMS:
+    if kind in ATOMS:
         return value
     if kind is Ref:
         return fn(value)

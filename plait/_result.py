@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 from plait._graph import Node
 from plait._scheduler import DONE, STATE_NAMES
+
+
+_NONE: Mapping[str, Any] = MappingProxyType({})  # a node whose tool added no fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +30,9 @@ class NodeRecord:
     value: Any = None
     error: BaseException | None = None
     tokens: int = 0  # LLM tokens its call used (a replayed call: what it used then)
+    # Fields its tool added (an LLM call: prompt_tokens, completion_tokens, ttft, elapsed,
+    # finish_reason, estimated); journaled with its result, so a replayed call has them.
+    extra: Mapping[str, Any] = field(default_factory=lambda: _NONE)
 
     @property
     def duration(self) -> float | None:
@@ -72,6 +79,7 @@ class RunResult:
                 value=c.values[n.id] if c.state[n.id] == DONE else None,
                 error=c.errors.get(n.id),
                 tokens=c.tokens.get(n.id, 0),
+                extra=MappingProxyType(c.extra[n.id]) if n.id in c.extra else _NONE,
             )
             for n in self._nodes
         )

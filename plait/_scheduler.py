@@ -36,26 +36,30 @@ _TERMINAL = (DONE, FAILED, SKIPPED, CANCELLED)
 
 OnError = Literal["stop", "cancel", "continue"]
 
+# Actions are messages: made by a transition, read once by the driver, never kept.
+# They are not frozen because a frozen dataclass costs three times as much to make,
+# and a Start is made for every node, on the path that sets plait's overhead.
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Start:
     node: int
     attempt: int  # 1 for the first try
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Queued:
     """The node's inputs are done but it waits for a free slot."""
 
     node: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cancel:
     node: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RetryLater:
     node: int
     attempt: int  # the attempt that will run after `delay`
@@ -63,7 +67,7 @@ class RetryLater:
     error: BaseException
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Failed:
     """The node failed for good (retries exhausted or not retryable)."""
 
@@ -71,7 +75,7 @@ class Failed:
     error: BaseException
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Skip:
     """The node will not run: an input failed (`cause` >= 0) or the run is stopping (-1)."""
 
@@ -79,7 +83,7 @@ class Skip:
     cause: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RunDone:
     pass
 
@@ -105,11 +109,14 @@ class Scheduler:
             raise OptionError(f"on_error must be 'stop', 'cancel' or 'continue', not {on_error!r}")
         self.max_concurrency = max_concurrency
         self.on_error: OnError = on_error
-        self.rng = random.Random(seed)
+        self.seed = seed
+        self._rng: random.Random | None = None  # made on the first retry (seeding costs)
         # Per node, indexed by id (ids are dense and parents always have smaller ids).
         self.tool: list[str] = []
         self.waiting: list[int] = []  # parents not yet DONE
-        self.children: list[list[int]] = []
+        # A node's children; most nodes have none, and share one empty tuple until
+        # their first child (a list per node is the largest object of a fan-out).
+        self.children: list[list[int] | tuple[()]] = []
         self.state = bytearray()
         self.attempts: list[int] = []
         self.prio: list[int] = []  # longest known path to a sink, in nodes
@@ -154,17 +161,24 @@ class Scheduler:
     def finish(self, node: int) -> list[Action]:
         """A running node returned a value."""
         actions: list[Action] = []
-        self._release(node)
-        self.state[node] = DONE
+        state = self.state
+        if state[node] != RUNNING or self.limits:
+            self._release(node)
+        else:
+            self.running -= 1
+        state[node] = DONE
         self.open -= 1
-        if not self.stopping:
-            waiting, state = self.waiting, self.state
-            for c in self.children[node]:
+        children = self.children[node]
+        if children and not self.stopping:
+            waiting = self.waiting
+            for c in children:
                 waiting[c] -= 1
                 if waiting[c] == 0 and state[c] == PENDING:
                     self._ready(c, actions)
-        self._fill(actions)
-        self._check_done(actions)
+        if self.heap:
+            self._fill(actions)
+        if self.closed and self.open == 0:
+            self._check_done(actions)
         return actions
 
     def fail(self, node: int, error: BaseException) -> list[Action]:
@@ -232,6 +246,13 @@ class Scheduler:
 
     # ---------------------------------------------------------------- queries
 
+    @property
+    def rng(self) -> random.Random:
+        """The source of retry jitter: `seed` makes a run's delays repeatable."""
+        if self._rng is None:
+            self._rng = random.Random(self.seed)
+        return self._rng
+
     def state_name(self, node: int) -> str:
         return STATE_NAMES[self.state[node]]
 
@@ -248,8 +269,9 @@ class Scheduler:
         policy: ToolPolicy | None,
         actions: list[Action],
     ) -> None:
-        if node != len(self.state):
-            raise ValueError(f"node ids must be added in order: expected {len(self.state)}")
+        state = self.state
+        if node != len(state):
+            raise ValueError(f"node ids must be added in order: expected {len(state)}")
         if self.closed:
             raise RuntimeError("the run is closed; no node can be added")
         if policy is not None and tool not in self.policies:
@@ -257,11 +279,11 @@ class Scheduler:
             if policy.concurrency is not None:
                 self.limits[tool] = policy.concurrency
         self.tool.append(tool)
-        self.children.append([])
+        children = self.children
+        children.append(())
         self.attempts.append(0)
         self.prio.append(1)
         self.open += 1
-        state = self.state
         waiting = 0
         dead: int | None = None  # the failed node behind a dead input, or -1
         for p in parents:
@@ -272,7 +294,11 @@ class Scheduler:
                 if ps >= FAILED:
                     dead = self.cause.get(p, -1) if ps == SKIPPED else p
                 waiting += 1
-            self.children[p].append(node)
+            siblings = children[p]
+            if siblings:
+                siblings.append(node)
+            else:
+                children[p] = [node]
         self.waiting.append(waiting)
         state.append(PENDING)
         if self.stopping:
@@ -283,9 +309,13 @@ class Scheduler:
             self._ready(node, actions)
 
     def _ready(self, node: int, actions: list[Action]) -> None:
-        tool = self.tool[node]
-        if self.max_concurrency is None and tool not in self.limits:
-            self._start(node, actions)  # unlimited: no queue at all
+        if self.max_concurrency is None and (not self.limits or self.tool[node] not in self.limits):
+            # Unlimited: no queue, no slot to count; `_start` without its limit checks,
+            # as this is every node's path in most runs.
+            self.state[node] = RUNNING
+            self.running += 1
+            attempt = self.attempts[node] = self.attempts[node] + 1
+            actions.append(Start(node, attempt))
             return
         self.state[node] = READY
         heappush(self.heap, (-self.prio[node], node))
@@ -294,16 +324,19 @@ class Scheduler:
     def _start(self, node: int, actions: list[Action]) -> None:
         self.state[node] = RUNNING
         self.running += 1
-        tool = self.tool[node]
-        if tool in self.limits:
-            self.running_by_tool[tool] = self.running_by_tool.get(tool, 0) + 1
-        self.attempts[node] += 1
-        actions.append(Start(node, self.attempts[node]))
+        if self.limits:
+            tool = self.tool[node]
+            if tool in self.limits:
+                self.running_by_tool[tool] = self.running_by_tool.get(tool, 0) + 1
+        attempt = self.attempts[node] = self.attempts[node] + 1
+        actions.append(Start(node, attempt))
 
     def _release(self, node: int) -> None:
         if self.state[node] != RUNNING:
             raise ValueError(f"node {node} is {STATE_NAMES[self.state[node]]}, not running")
         self.running -= 1
+        if not self.limits:
+            return
         tool = self.tool[node]
         if tool in self.limits:
             self.running_by_tool[tool] -= 1

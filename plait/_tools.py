@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
+import types
 import typing
 import warnings
 from collections.abc import Callable, Mapping
@@ -81,6 +82,12 @@ class Tool:
     _partial: pydantic.TypeAdapter[Any] = field(repr=False)  # every parameter optional
     _positional: tuple[str, ...] = field(repr=False)
     _fast_min: int = field(repr=False)  # fewest positional args that bind without checks
+    # How a journaled value becomes the call's value again on replay (None: as it is),
+    # called with the node's context current; the tool journals that form (journal_as).
+    revive: Callable[[Any], Any] | None = field(default=None, repr=False)
+    # Per parameter whose type pydantic passes through unchanged for some exact value
+    # types: (its position, those types). See `_checked`.
+    _exact: Mapping[str, tuple[int, frozenset[type]]] = field(default_factory=dict, repr=False)
 
     @property
     def signature(self) -> str:
@@ -94,7 +101,8 @@ class Tool:
         """
         names, positional = self.param_names, self._positional
         if not kwargs and self._fast_min <= len(args) <= len(positional):
-            return dict(zip(positional, args))  # fast path: the common all-positional call
+            # Fast path: the common all-positional call (one argument: no zip, 5x faster).
+            return {positional[0]: args[0]} if len(args) == 1 else dict(zip(positional, args))
         if len(args) > len(positional):
             raise ToolArgumentError(
                 self.name,
@@ -117,10 +125,35 @@ class Tool:
         return bound
 
     def validate(self, arguments: Mapping[str, Any], partial: bool = False) -> dict[str, Any]:
-        """Check and coerce argument values against the schema.
+        """Check and coerce argument values against the schema; a new dict.
 
         `partial`: check only the values given (the others are not known yet).
         """
+        checked = self._checked(arguments, partial)
+        return dict(checked) if checked is arguments else checked
+
+    def _checked(self, arguments: Mapping[str, Any], partial: bool = False) -> Mapping[str, Any]:
+        """`validate`, but `arguments` itself when no value in it changes (no copy).
+
+        Pydantic is skipped when it would return the values as they are: every
+        value's exact type is one its parameter's plain annotation (`int`,
+        `str | None`, none at all, ...) keeps, the names come in the parameters'
+        order (pydantic's output order) and none required is missing. A bool for
+        an `int`, an int for a `float`, a constrained or container type go to
+        pydantic, which coerces or refuses them exactly as before.
+        """
+        exact = self._exact
+        if exact:
+            last = -1
+            for name, value in arguments.items():
+                spec = exact.get(name)
+                if spec is None or spec[0] <= last or type(value) not in spec[1]:
+                    break
+                last = spec[0]
+            else:
+                if (partial or len(arguments) == len(self.param_names)
+                        or self.required.issubset(arguments)):
+                    return arguments
         try:
             return (self._partial if partial else self._validator).validate_python(arguments)
         except pydantic.ValidationError as exc:
@@ -137,7 +170,7 @@ class Tool:
         """Inside a workflow run: add a node and return its `Ref`. Outside: call the function."""
         run = _current_run.get()
         if run is not None:
-            return run.call(self, args, kwargs)
+            return run.submit(self, self.bind(args, kwargs))
         return self.fn(**self.validate(self.bind(args, kwargs)))
 
 
@@ -197,7 +230,8 @@ def _unseen(t: Tool) -> str:
     return "; ".join(problems)
 
 
-def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPolicy) -> Tool:
+def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPolicy,
+              revive: Callable[[Any], Any] | None = None) -> Tool:
     if isinstance(fn, Tool):
         fn = fn.fn
     if not callable(fn):
@@ -211,6 +245,7 @@ def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPo
 
     sig = inspect.signature(fn)
     hints = typing.get_type_hints(fn, include_extras=True)
+    exact: dict[str, tuple[int, frozenset[type]]] = {}
     fields: dict[str, Any] = {}
     optional: dict[str, Any] = {}
     names: list[str] = []
@@ -225,6 +260,9 @@ def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPo
                 "tools take named parameters only"
             )
         annotation = hints.get(p.name, Any)
+        kept = _kept_types(annotation)
+        if kept:
+            exact[p.name] = (len(names), kept)
         info = pydantic.Field(description=param_docs.get(p.name) or None)
         optional[p.name] = NotRequired[Annotated[annotation, info]]
         if p.default is p.empty:
@@ -260,4 +298,29 @@ def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPo
         _partial=pydantic.TypeAdapter(partial_type),
         _positional=tuple(positional),
         _fast_min=len(required) if required <= set(positional) else len(positional) + 1,
+        revive=revive,
+        _exact=exact,
     )
+
+
+# Types whose exact instances pydantic's lax mode returns as they are.
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _kept_types(annotation: Any) -> frozenset[type]:
+    """The value types a parameter annotated `annotation` takes unchanged (maybe none).
+
+    Only plain scalars, unions of them and no annotation at all: anything with
+    metadata (`Annotated`, `Literal`, constraints) or structure is left to pydantic.
+    """
+    if annotation is Any:
+        return _SCALARS
+    if annotation is None:
+        return frozenset({type(None)})
+    if any(annotation is t for t in _SCALARS):  # `is`: an annotation may be unhashable
+        return frozenset({annotation})
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = typing.get_args(annotation)
+        if all(any(m is t for t in _SCALARS) for m in members):
+            return frozenset(members)
+    return frozenset()

@@ -55,7 +55,7 @@ def cut(text: str, width: int = ONE_LINE) -> str:
 def call_text(call: dict[str, Any], full: bool) -> str:
     """`tool(arguments) -> value` or `-> error: ...`, one line unless `full`."""
     args = call["arguments"]
-    if not full and call["tool"] in LLM_ROLES:
+    if not full and (call["tool"] in LLM_ROLES or _is_llm_call(args)):
         return _llm_text(call)
     if isinstance(args, dict):
         shown = ", ".join(f"{k}={inline(v)}" for k, v in args.items())
@@ -71,16 +71,25 @@ def call_text(call: dict[str, Any], full: bool) -> str:
     return f"{head}\n  -> {tail}" if full else f"{head} -> {tail}"
 
 
+def _is_llm_call(args: Any) -> bool:
+    """An LLM-call node's arguments (plait.generate, an llm_tool): one request."""
+    request = args.get("request") if isinstance(args, dict) and len(args) == 1 else None
+    return isinstance(request, dict) and "messages" in request and "model" in request
+
+
 def _llm_text(call: dict[str, Any]) -> str:
-    """An LLM call on one line: its prompt's size and the text it wrote
-    (its value is that text with token counts and timings; --full shows it all)."""
+    """An LLM call on one line: its prompt's size and the text it wrote (its value;
+    --full shows its whole request)."""
     request = call["arguments"].get("request") if isinstance(call["arguments"], dict) else None
     request = request if isinstance(request, dict) else {}
-    head = f"{call['tool']}({len(request.get('messages') or ())} messages)"
+    count = len(request.get("messages") or ())
+    head = f"{call['tool']}({count} message{'' if count == 1 else 's'})"
     value = call["value"]
     if call["error"] is not None:
         tail = f"error: {call['error']}"
-    elif isinstance(value, dict) and "text" in value:
+    elif isinstance(value, str):
+        tail = cut(inline(value))
+    elif isinstance(value, dict) and "text" in value:  # journaled before plait.generate
         tail = cut(inline(value["text"]))
     elif isinstance(value, dict) and "refused" in value:
         tail = cut(f"refused: {value['refused']}")

@@ -82,10 +82,20 @@ def _call(n: int, intent: Intent, result: Result | None, in_doubt: bool,
         "finished_at": result.finished_at if result is not None else None,
         "duration": result.finished_at - result.started_at if result is not None else None,
         "tokens": result.tokens if result is not None else 0,
+        "record": _record(result),
         "arguments": _refs(intent.arguments, number),
         "value": result.value if result is not None and result.ok else None,
         "error": result.error if result is not None else None,
     })
+
+
+def _record(result: Result | None) -> dict[str, Any] | None:
+    """What the call's tool added to its record (an LLM call: its token split,
+    ttft, elapsed, finish reason), or None."""
+    if result is None or not isinstance(result.extra, dict):
+        return None
+    fields = {k: v for k, v in result.extra.items() if k != "session"}
+    return fields or None
 
 
 def _session(result: Result) -> int | None:
@@ -106,6 +116,13 @@ def _refs(value: Any, number: dict[str, int]) -> Any:
     return value
 
 
+def _llm_text(value: Any) -> str | None:
+    """An LLM call's text: its value (journals before plait.generate: {"text": ...})."""
+    if isinstance(value, str):
+        return value
+    return value.get("text") if isinstance(value, dict) else None
+
+
 def describe_question(run: RunRecord, calls: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A question's transcript: the question, each plan (or ReAct step) as the model
     wrote it, each task with its value, each decision, and the answer. None for a
@@ -123,9 +140,10 @@ def describe_question(run: RunRecord, calls: list[dict[str, Any]]) -> dict[str, 
                           "arguments": call["arguments"], "state": call["state"],
                           "value": value, "error": call["error"]})
             continue
-        if isinstance(value, dict) and "refused" in value:
+        if str(call["error"] or "").startswith("LLMOptionError") or (
+                isinstance(value, dict) and "refused" in value):
             continue  # the backend took no grammar: the session asked again without
-        text = value.get("text") if isinstance(value, dict) else None
+        text = _llm_text(value)
         step: dict[str, Any] = {"kind": "decision" if role == "joiner" else "plan",
                                 "call": call["n"], "role": role}
         if text is None:

@@ -59,7 +59,7 @@ def answer_json(answer: Answer) -> str:
 
 @app.command("ask")
 def ask_command(
-    question: str = typer.Argument(..., help="the question to answer"),
+    question: str = typer.Argument(None, help="the question to answer (or --questions FILE)"),
     tools: str = typer.Option(DEFAULT_TOOLS, "--tools",
                               help="module.name or path/to/file.py; every plait tool in it"),
     model: str = typer.Option("local", "--model", help="local | openai:MODEL | sim:..."),
@@ -83,8 +83,18 @@ def ask_command(
         0.0, "--wait", min=0.0, metavar="SECONDS",
         help="if another process is running this run id, wait this long for it to end",
     ),
+    questions: str = typer.Option(
+        None, "--questions", metavar="FILE",
+        help="ask every row's `question` of a .jsonl, .csv or .parquet file, many at once "
+        "(a dataset job: see plait map); --timeout is then per question"),
+    out: str = typer.Option(None, "--out", "-o", help="with --questions: write each row "
+                            "with its answer here (.jsonl or .parquet)"),
+    key: str = typer.Option(None, "--key", help="with --questions: the column naming a row"),
+    window: int = typer.Option(16, "--window", min=1,
+                               help="with --questions: most questions at once"),
 ) -> None:
     """Answer a question with tools: the plan streams, its tasks run in parallel.
+    With --questions FILE, answer every question of a dataset (an evaluation sweep).
 
     Every call is journaled (see --journal, --no-journal): a question stopped any
     way continues with `plait resume RUN_ID`.
@@ -92,6 +102,15 @@ def ask_command(
     """
     if mode not in MODES:
         raise typer.BadParameter(f"must be one of {', '.join(MODES)}", param_hint="--mode")
+    if (question is None) == (questions is None):
+        raise typer.BadParameter("give a QUESTION or --questions FILE (one of them)")
+    if questions is not None:
+        _ask_each(questions, tools, out=out, key=key, window=window, as_json=as_json,
+                  model=model, mode=mode, max_replans=max_replans, timeout=timeout,
+                  journal=for_run(journal, no_journal), run_id=run_id, wait=wait)
+        return
+    if out is not None or key is not None:
+        raise typer.BadParameter("--out and --key go with --questions")
     answer_question(question, tools, as_json=as_json, model=model, mode=mode,
                     max_replans=max_replans, timeout=timeout,
                     journal=for_run(journal, no_journal), run_id=run_id,
@@ -131,6 +150,23 @@ def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
     print(answer.text or "(no answer)", flush=True)
     for line in [summary(answer), *next_steps(answer, options.get("journal"))]:
         print(line, file=sys.stderr)
+
+
+def _ask_each(questions: str, tools: str, *, out: str | None, key: str | None, window: int,
+              as_json: bool, model: str, journal: str | None, run_id: str | None,
+              wait: float, **options: Any) -> None:
+    """Every row's question of a dataset, `window` at a time (`plait.asker`)."""
+    from plait.cli.map import StdoutRows, run_job
+    from plait.compiler import asker
+    from plait.data import amap
+
+    if journal is not None and not run_id:
+        run_id = new_run_id()
+    runner = asker(_tools_module(tools, None), model=model, **options)
+    run_job(lambda: amap(runner, questions, key=key, out=out or StdoutRows(), window=window,
+                         journal=journal,
+                         run_id=run_id, wait=wait, progress=True, raise_on_error=False),
+            as_json, run_id, journal)
 
 
 def _tools_module(tools: str, asked_with: Sequence[str] | None) -> ModuleType:

@@ -16,7 +16,9 @@ from plait.cli._fail import fail
 from plait.cli._journal import HELP, journal_option, open_existing
 from plait.cli._load import load_object
 from plait.cli.ask import DEFAULT_TOOLS, answer_question
+from plait.cli.map import StdoutRows, run_job
 from plait.cli.run import start_run
+from plait.data import aresume_map
 from plait.journal import RunRecord
 
 
@@ -40,8 +42,13 @@ def resume_command(
         0.0, "--wait", min=0.0, metavar="SECONDS",
         help="if another process is running this run id, wait this long for it to end",
     ),
+    retry_failed: bool = typer.Option(
+        False, "--retry-failed", help="for a dataset job (`plait map`): run its failed "
+        "rows again"),
 ) -> None:
-    """Continue a run from its journal: finished calls are replayed, not re-run.
+    """Continue a run from its journal: finished calls are replayed, not re-run; a
+    dataset job skips its finished rows (and, with --retry-failed, runs its failed
+    rows again).
 
     The run keeps the options it was started with (--max-concurrency, --on-error;
     for a question its tools, model, mode, --max-replans, --timeout)."""
@@ -52,6 +59,17 @@ def resume_command(
         j.close()
     if record is None:
         fail(f"no run {run_id!r} in journal {j.location}")
+    if record.entry.startswith("map:"):  # a dataset job: skip its finished rows
+        wf = load_object(workflow) if workflow else None
+        # A job started without --out printed its rows: so does its resume.
+        recorded = ((record.arguments or {}).get("options") or {}).get("out")
+        extra = {} if recorded else {"out": StdoutRows()}
+        run_job(lambda: aresume_map(run_id, journal, workflow_fn=wf, retry_failed=retry_failed,
+                                    wait=wait, progress=True, raise_on_error=False, **extra),
+                as_json, run_id, journal, j.location)
+        return
+    if retry_failed:
+        fail(f"run {run_id} is not a dataset job: --retry-failed is for `plait map` jobs")
     if record.entry.startswith("ask:"):  # a question: ask it again under its run id
         _resume_question(record, journal, tools, as_json=as_json, allow_rerun=allow_rerun,
                          wait=wait)

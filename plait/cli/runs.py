@@ -13,7 +13,7 @@ from plait.cli._journal import journal_option
 from plait.cli._journal import open_existing as _open
 from plait.cli._render import render_runs, render_show
 from plait.cli._runview import clean, describe_calls, describe_question, describe_run
-from plait.journal import Journal, JournalError
+from plait.journal import Journal, JournalError, RowRecord, RunRecord
 
 
 @app.command("runs")
@@ -33,7 +33,10 @@ def runs_command(
     try:
         records = j.list_runs(limit=limit)
         crashed = {r.run_id for r in records if r.status == "running" and _crashed(j, r.run_id)}
-        runs = [describe_run(r, r.run_id in crashed, _count_calls(j, r.run_id))
+        # A dataset job's calls are not counted: it may hold millions (`plait show
+        # RUN` gives its rows by status, from an index).
+        runs = [describe_run(r, r.run_id in crashed,
+                             None if r.entry.startswith("map:") else _count_calls(j, r.run_id))
                 for r in records]
     finally:
         j.close()
@@ -77,11 +80,27 @@ def show_command(
         False, "--json", help="print the run and its calls as JSON, values in full "
         "(fields: see docs/durable.md)"
     ),
+    rows: str = typer.Option(
+        None, "--rows", metavar="STATUS",
+        help="a dataset job's rows: failed | done | dropped | all, in source order",
+    ),
+    limit: int = typer.Option(1000, min=1, help="with --rows: most rows to list"),
 ) -> None:
     """What happened in a run: every call with its arguments, value or error,
     attempts, timing, tokens and whether it was replayed; for a question, the
-    transcript: the question, each plan, each task's value, each decision, the answer."""
+    transcript: the question, each plan, each task's value, each decision, the answer;
+    for a dataset job, its rows by status (--rows failed lists the failed ones)."""
     j = _open(journal)
+    record = j.get_run(run_id)
+    if record is not None and (rows is not None or record.entry.startswith("map:")):
+        try:
+            show_rows(j, record, rows, limit, as_json, full)
+        finally:
+            j.close()
+        return
+    if rows is not None:
+        j.close()
+        raise typer.BadParameter(f"run {run_id} is not a dataset job", param_hint="--rows")
     try:
         state = j.load(run_id)
         crashed = state.run.status == "running" and _crashed(j, run_id)
@@ -97,6 +116,53 @@ def show_command(
                      "question": question})
         return
     render_show(Console(highlight=False), run, calls, question, full)
+
+
+ROW_STATUSES = ("failed", "done", "dropped", "all")
+
+
+def show_rows(j: Journal, record: RunRecord, status: str | None, limit: int, as_json: bool,
+              full: bool) -> None:
+    """A dataset job: its counts by status, then (with --rows) its rows, read page by
+    page in source order (a job of a million rows is never loaded whole)."""
+    if status is not None and status not in ROW_STATUSES:
+        raise typer.BadParameter(f"must be one of {', '.join(ROW_STATUSES)}",
+                                 param_hint="--rows")
+    counts = j.count_rows(record.run_id)
+    crashed = record.status == "running" and _crashed(j, record.run_id)
+    listed: list[RowRecord] = []
+    if status is not None:
+        after = -1
+        while len(listed) < limit:
+            want = min(1000, limit - len(listed))
+            page = j.iter_rows(record.run_id, status=None if status == "all" else status,
+                               after=after, limit=want)
+            listed += page
+            if len(page) < want:
+                break
+            after = page[-1].ordinal
+    if as_json:
+        run = describe_run(record, crashed, None)
+        run["rows"] = {k: counts.get(k, 0) for k in ("done", "dropped", "failed")}
+        _print_json({"journal": clean(j.location), "run": run, "rows": [
+            {"ordinal": r.ordinal, "key": r.row_key,
+             "status": r.status, "value": r.value, "error": r.error, "tokens": r.tokens}
+            for r in listed]})
+        return
+    console = Console(highlight=False)
+    state = "crashed" if crashed else record.status
+    console.print(f"{record.run_id}  {record.entry.removeprefix('map:')}  {state}  rows: "
+                  f"{counts.get('done', 0):,} done, {counts.get('dropped', 0):,} dropped, "
+                  f"{counts.get('failed', 0):,} failed", soft_wrap=True, markup=False)
+    for r in listed:
+        text = r.error if r.status == "failed" else json.dumps(r.value, default=str)
+        if not full and text is not None and len(text) > 120:
+            text = text[:117] + "..."
+        console.print(f"  row {r.ordinal}  key {r.row_key}  {r.status}: {text}",
+                      soft_wrap=True, markup=False)
+    if status is None and counts.get("failed"):
+        console.print(f"list the failed rows with: plait show {record.run_id} --rows failed",
+                      markup=False)
 
 
 def _print_json(data: object) -> None:

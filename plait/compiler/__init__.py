@@ -14,6 +14,7 @@ from plait.compiler._grammar import plan_grammar, react_grammar
 from plait.compiler._joiner import parse_decision
 from plait.compiler._parser import ParsedTask, PlanError, PlanParser, parse_call, parse_plan
 from plait.compiler._prompt import JOINER_SCHEMA, joiner_messages, planner_messages
+from plait.compiler._rows import Asker, asker
 from plait.compiler._records import (
     Answer,
     CompilerEvent,
@@ -34,6 +35,7 @@ __all__ = [
     "JOINER_SCHEMA",
     "MODES",
     "Answer",
+    "Asker",
     "CompilerEvent",
     "Decided",
     "Decision",
@@ -51,6 +53,7 @@ __all__ = [
     "TaskResult",
     "aask",
     "ask",
+    "asker",
     "joiner_messages",
     "parse_call",
     "parse_decision",

@@ -15,7 +15,7 @@ from types import ModuleType
 from typing import Any
 
 from plait._api import close_after
-from plait._durable import close_durable, open_durable
+from plait._durable import Durable, close_durable, open_durable
 from plait._engine import Run, journal_failure, new_run_id, tools_by_name
 from plait._errors import GraphError
 from plait._events import Event
@@ -30,6 +30,7 @@ from plait.compiler._prompt import planner_messages, repair_messages, slot_uses
 from plait.compiler._react import ReAct
 from plait.compiler._records import Answer, CompilerEvent, TaskResult
 from plait.compiler._session import LLM_ROLES, Session
+from plait.generate._pool import enter_pool, spec_of
 from plait.journal import Journal, JournalError
 
 MODES = ("compiler", "react")
@@ -105,8 +106,6 @@ async def aask(
                  process asks it under the same run id, unless it ends within `wait`
                  seconds; an owner silent for `lease_ttl` seconds may be taken over
     """
-    from plait.llm import get_llm
-
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if max_replans < 0 or max_repairs < 0 or max_tasks < 1 or max_steps < 1:
@@ -120,18 +119,26 @@ async def aask(
         raise GraphError(f"tool name(s) {', '.join(taken)} are reserved: "
                          f"{', '.join(sorted(RESERVED))} are plan words or LLM-call nodes; "
                          f"rename it, e.g. @plait.tool(name=\"{taken[0]}_tool\")")
-    llm = get_llm(model)
-    model_spec = getattr(llm, "spec", type(llm).__name__)
+    # The question's LLM calls are nodes that find their model in the pool: the
+    # current one (a dataset job's: its models and limits shared), else one of its
+    # own. A given LLM object answers for its spec there; one opened from a spec
+    # here is closed with the pool.
+    pool, close_llm = enter_pool(None if isinstance(model, str) else model)
+    try:
+        llm = pool.llm(model)
+    except BaseException:
+        await close_llm()
+        raise
+    model_spec = spec_of(llm)
     plan_examples = list(examples) if examples is not None else module_examples
     entry = f"ask:{mode}"
     run_id = run_id or new_run_id()
 
-    async def close_llm() -> None:
-        if isinstance(model, str):  # made here from a spec: ours to close
-            await llm.aclose()
-
     durable = None
-    if journal is not None:
+    if isinstance(journal, Durable):  # a dataset row's (`plait.asker`): its job's to close
+        durable, journal = journal, None
+        run_id = durable.run_id
+    elif journal is not None:
         try:
             durable = await open_durable(
                 journal, run_id=run_id, entry=entry,
@@ -155,7 +162,7 @@ async def aask(
         durable=durable,
     )
     session = Session(
-        run=run, llm=llm, tools=table, model=model_spec, emit=on_event,
+        run=run, tools=table, model=model_spec, emit=on_event,
         temperature=temperature, llm_timeout=llm_timeout,
         use_grammar=None if constrained is None else constrained,
         use_schema=None if constrained is None else constrained,
@@ -219,13 +226,13 @@ async def aask(
                 async with asyncio.timeout(timeout):
                     result = await run.execute(body)
         except BaseException as exc:  # cancelled, timed out, or the journal failed
-            if durable is not None:
+            if durable is not None and journal is not None:
                 await close_after(durable, exc, own=isinstance(journal, str),
                                   tokens=sum(run.tokens.values()))
             raise
         elapsed = time.perf_counter() - started
         # A failed task is part of the answer; a failed body (the LLM, a bug) is raised.
-        if durable is not None:
+        if durable is not None and journal is not None:
             try:
                 await close_durable(durable, "failed" if failure else "done",
                                     failure[0] if failure else None,

@@ -9,6 +9,10 @@ finished call. SQLite by default, PostgreSQL with ``plait[postgres]``.
     writer.result(Result(run_id, key, ok=True, value="..."))
     state = journal.load(run_id)               # intents, results, in_doubt
 
+A dataset job is one run; each row's calls carry its key (`Intent.row_key`), its
+outcome is a `RowRecord` (`writer.row(record)`, after the row's last result), and a
+resumed job asks `journal.row_status(run_id, keys)` chunk by chunk.
+
 See docs/journal.md.
 """
 
@@ -26,6 +30,8 @@ from plait.journal._protocol import (
     JournalValueError,
     Lease,
     Result,
+    RowRecord,
+    RowStatus,
     RunNotFoundError,
     RunOwnedError,
     RunRecord,
@@ -52,6 +58,8 @@ __all__ = [
     "Lease",
     "PostgresJournal",
     "Result",
+    "RowRecord",
+    "RowStatus",
     "RunNotFoundError",
     "RunOwnedError",
     "RunRecord",

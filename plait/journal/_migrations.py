@@ -114,6 +114,32 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        "003_rows",
+        (
+            # Dataset jobs. A call of a row carries the row's key on its intent (NULL
+            # for a plain run's call, so the partial index holds only row calls, and
+            # `row_key = ?` implies its condition). Results are found through their
+            # intents: every result has one.
+            "ALTER TABLE intents ADD COLUMN row_key TEXT",
+            "CREATE INDEX intents_by_row ON intents (run_id, row_key) WHERE row_key IS NOT NULL",
+            # One outcome per row, replaced when a failed row is retried.
+            """CREATE TABLE rows (
+                run_id TEXT NOT NULL,
+                row_key TEXT NOT NULL,
+                ordinal INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                value TEXT,
+                value_hash TEXT,
+                error TEXT,
+                tokens INTEGER NOT NULL,
+                finished_at REAL NOT NULL,
+                PRIMARY KEY (run_id, row_key)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX rows_by_ordinal ON rows (run_id, ordinal)",
+            "CREATE INDEX rows_by_status ON rows (run_id, status, ordinal)",
+        ),
+    ),
 )
 
 # --- PostgreSQL (``{s}`` is the quoted schema name) -----------------------------------
@@ -178,6 +204,31 @@ POSTGRES_MIGRATIONS: tuple[Migration, ...] = (
                 acquired_at DOUBLE PRECISION NOT NULL,
                 heartbeat_at DOUBLE PRECISION NOT NULL
             )""",
+        ),
+    ),
+    Migration(
+        "003_rows",
+        (
+            # See the SQLite migration of the same name.
+            "ALTER TABLE {s}.intents ADD COLUMN row_key TEXT",
+            (
+                "CREATE INDEX intents_by_row ON {s}.intents (run_id, row_key) "
+                "WHERE row_key IS NOT NULL"
+            ),
+            """CREATE TABLE {s}.rows (
+                run_id TEXT NOT NULL,
+                row_key TEXT NOT NULL,
+                ordinal BIGINT NOT NULL,
+                status TEXT NOT NULL,
+                value TEXT,
+                value_hash TEXT,
+                error TEXT,
+                tokens BIGINT NOT NULL,
+                finished_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (run_id, row_key)
+            )""",
+            "CREATE INDEX rows_by_ordinal ON {s}.rows (run_id, ordinal)",
+            "CREATE INDEX rows_by_status ON {s}.rows (run_id, status, ordinal)",
         ),
     ),
 )

@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from plait.journal._batch import check_no_result, check_results, check_runs, prepare_batch
 from plait.journal._migrations import (
     MIGRATIONS_TABLE,
     POSTGRES_MIGRATIONS,
@@ -37,7 +38,9 @@ from plait.journal._migrations import (
 from plait.journal._pgpool import PoolKey, SharedPool, acquire, pool_options, release
 from plait.journal._protocol import (
     HOST,
+    INTENT_COLUMNS,
     LEASE_COLUMNS,
+    RESULT_COLUMNS,
     Intent,
     JournalError,
     JournalOrderError,
@@ -45,24 +48,31 @@ from plait.journal._protocol import (
     JournalTransientError,
     Lease,
     Result,
+    RowRecord,
+    RowStatus,
     RunNotFoundError,
     RunRecord,
     RunStatus,
+    build_calls,
     build_state,
     check_lease,
-    check_no_result,
-    check_results,
-    check_runs,
     check_status,
     check_ttl,
     lease_from_row,
     new_owner,
     next_epoch,
-    prepare_batch,
     refuse_done,
     run_from_row,
     run_row,
     updated_run,
+)
+from plait.journal._rows import (
+    ROW_COLUMNS,
+    check_page,
+    check_row_status,
+    row_counts,
+    row_from_db,
+    row_keys_list,
 )
 
 __all__ = ["PostgresJournal"]
@@ -172,8 +182,10 @@ class PostgresJournal:
             "results": f"{s}.results",
             "blobs": f"{s}.blobs",
             "leases": f"{s}.leases",
+            "rows": f"{s}.rows",
             "migrations": f"{s}.{MIGRATIONS_TABLE}",
         }
+        self._row_sql = _row_queries(self._sql)
         key = PoolKey(dsn, tuple(sorted(self._kwargs.items())), schema, pool_max, pool_timeout)
         # The migrations run once per pool, on a connection of their own: a server
         # that cannot be reached is reported with its own message, within
@@ -336,7 +348,8 @@ class PostgresJournal:
         return [run_from_row(r) for r in rows]
 
     def _dangling(self, conn: Any, run_id: str) -> list[str]:
-        """Up to six keys of `run_id` with an intent and no result.
+        """Up to six keys of `run_id` with an intent and no result, other than the
+        calls of a row that has its record (its outcome settles it).
 
         Every result has its intent (the write order), so counting tells whether
         any is dangling. Not an anti-join: on tables filled since their last
@@ -351,8 +364,21 @@ class PostgresJournal:
             return []
         keys = "SELECT key FROM {} WHERE run_id = %s"
         finished = {r[0] for r in conn.execute(keys.format(t["results"]), (run_id,))}
-        started = [r[0] for r in conn.execute(keys.format(t["intents"]), (run_id,))]
-        return sorted(k for k in started if k not in finished)[:6]
+        started = conn.execute(
+            f"SELECT key, row_key FROM {t['intents']} WHERE run_id = %s", (run_id,)
+        ).fetchall()
+        dangling = [(k, row) for k, row in started if k not in finished]
+        rows = sorted({row for _, row in dangling if row})
+        settled = set()
+        if rows:  # a row with an outcome is settled, whatever its calls left
+            settled = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT row_key FROM {t['rows']} WHERE run_id = %s AND row_key = ANY(%s)",
+                    (run_id, rows),
+                )
+            }
+        return sorted(k for k, row in dangling if row not in settled)[:6]
 
     def update_run(
         self,
@@ -392,10 +418,11 @@ class PostgresJournal:
         self,
         intents: Sequence[Intent] = (),
         results: Sequence[Result] = (),
+        rows: Sequence[RowRecord] = (),
         *,
         lease: Lease | None = None,
     ) -> None:
-        batch = prepare_batch(intents, results)  # encode outside the lock
+        batch = prepare_batch(intents, results, rows)  # encode outside the lock
         if not batch.run_ids:
             return
         t = self._sql
@@ -412,7 +439,7 @@ class PostgresJournal:
             if batch.blobs:
                 conn.execute(
                     f"INSERT INTO {t['blobs']} (hash, data) "
-                    "SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING",
+                    "SELECT * FROM unnest(%b::text[], %b::text[]) ON CONFLICT DO NOTHING",
                     (list(batch.blobs), list(batch.blobs.values())),
                 )
             if batch.intent_rows:
@@ -420,7 +447,7 @@ class PostgresJournal:
                 check_no_result(
                     conn.execute(
                         f"SELECT r.run_id, r.key FROM {t['results']} r JOIN "
-                        "unnest(%s::text[], %s::text[]) AS p(run_id, key) "
+                        "unnest(%b::text[], %b::text[]) AS p(run_id, key) "
                         "ON r.run_id = p.run_id AND r.key = p.key WHERE r.ok",
                         (runs, keys),
                     ).fetchall(),
@@ -430,27 +457,29 @@ class PostgresJournal:
                 # failed result gives way to the new intent.
                 conn.execute(
                     f"DELETE FROM {t['results']} r USING "
-                    "unnest(%s::text[], %s::text[]) AS p(run_id, key) "
+                    "unnest(%b::text[], %b::text[]) AS p(run_id, key) "
                     "WHERE r.run_id = p.run_id AND r.key = p.key AND NOT r.ok",
                     (runs, keys),
                 )
                 conn.execute(
                     f"INSERT INTO {t['intents']} (run_id, key, tool, attempt, started_at, "
-                    "arguments, arguments_hash) SELECT * FROM unnest(%s::text[], %s::text[], "
-                    "%s::text[], %s::int[], %s::float8[], %s::text[], %s::text[]) "
+                    "arguments, arguments_hash, row_key) SELECT * FROM unnest(%b::text[], "
+                    "%b::text[], %b::text[], %b::int[], %b::float8[], %b::text[], %b::text[], "
+                    "%b::text[]) "
                     "ON CONFLICT (run_id, key) DO UPDATE SET tool = excluded.tool, "
                     "attempt = excluded.attempt, started_at = excluded.started_at, "
-                    "arguments = excluded.arguments, arguments_hash = excluded.arguments_hash",
-                    _columns(batch.intent_rows, 7),
+                    "arguments = excluded.arguments, arguments_hash = excluded.arguments_hash, "
+                    "row_key = excluded.row_key",
+                    _columns(batch.intent_rows, 8),
                 )
             if batch.result_rows:
                 runs, keys = _columns(batch.result_keys, 2)
                 pairs = (runs, keys)
                 started = {
-                    (r[0], r[1])
+                    (r[0], r[1]): r[2]
                     for r in conn.execute(
-                        f"SELECT i.run_id, i.key FROM {t['intents']} i JOIN "
-                        "unnest(%s::text[], %s::text[]) AS p(run_id, key) "
+                        f"SELECT i.run_id, i.key, i.row_key FROM {t['intents']} i JOIN "
+                        "unnest(%b::text[], %b::text[]) AS p(run_id, key) "
                         "ON i.run_id = p.run_id AND i.key = p.key",
                         pairs,
                     )
@@ -459,7 +488,7 @@ class PostgresJournal:
                     (r[0], r[1])
                     for r in conn.execute(
                         f"SELECT r.run_id, r.key FROM {t['results']} r JOIN "
-                        "unnest(%s::text[], %s::text[]) AS p(run_id, key) "
+                        "unnest(%b::text[], %b::text[]) AS p(run_id, key) "
                         "ON r.run_id = p.run_id AND r.key = p.key",
                         pairs,
                     )
@@ -468,8 +497,8 @@ class PostgresJournal:
                 cur = conn.execute(
                     f"INSERT INTO {t['results']} (run_id, key, ok, value, value_hash, error, "
                     "started_at, finished_at, tokens, extra) SELECT * FROM unnest("
-                    "%s::text[], %s::text[], %s::bool[], %s::text[], %s::text[], %s::text[], "
-                    "%s::float8[], %s::float8[], %s::int8[], %s::text[]) "
+                    "%b::text[], %b::text[], %b::bool[], %b::text[], %b::text[], %b::text[], "
+                    "%b::float8[], %b::float8[], %b::int8[], %b::text[]) "
                     "ON CONFLICT DO NOTHING",
                     _columns(batch.result_rows, 10),
                 )
@@ -479,6 +508,19 @@ class PostgresJournal:
                         f"a result was written twice for a node of run(s) "
                         f"{', '.join(map(repr, sorted(set(runs))))} (journal {self.location})"
                     )
+            if batch.row_rows:
+                # After the results: a row's outcome commits with (never before) them.
+                conn.execute(
+                    f"INSERT INTO {t['rows']} (run_id, row_key, ordinal, status, value, "
+                    "value_hash, error, tokens, finished_at) SELECT * FROM unnest("
+                    "%b::text[], %b::text[], %b::int8[], %b::text[], %b::text[], %b::text[], "
+                    "%b::text[], %b::int8[], %b::float8[]) "
+                    "ON CONFLICT (run_id, row_key) DO UPDATE SET ordinal = excluded.ordinal, "
+                    "status = excluded.status, value = excluded.value, "
+                    "value_hash = excluded.value_hash, error = excluded.error, "
+                    "tokens = excluded.tokens, finished_at = excluded.finished_at",
+                    _columns(batch.row_rows, 9),
+                )
 
     # --- leases ----------------------------------------------------------------------
     # Times are the server's clock (clock_timestamp()), so owners on hosts whose
@@ -576,14 +618,12 @@ class PostgresJournal:
                 if row is None:
                     raise RunNotFoundError(run_id, self.location)
                 intent_rows = conn.execute(
-                    "SELECT i.key, i.tool, i.attempt, i.started_at, "
-                    f"coalesce(i.arguments, b.data) FROM {t['intents']} i "
+                    f"SELECT {INTENT_COLUMNS} FROM {t['intents']} i "
                     f"LEFT JOIN {t['blobs']} b ON b.hash = i.arguments_hash WHERE i.run_id = %s",
                     (run_id,),
                 ).fetchall()
                 result_rows = conn.execute(
-                    "SELECT r.key, r.ok, coalesce(r.value, b.data), r.error, r.started_at, "
-                    f"r.finished_at, r.tokens, r.extra FROM {t['results']} r "
+                    f"SELECT {RESULT_COLUMNS} FROM {t['results']} r "
                     f"LEFT JOIN {t['blobs']} b ON b.hash = r.value_hash WHERE r.run_id = %s",
                     (run_id,),
                 ).fetchall()
@@ -594,6 +634,62 @@ class PostgresJournal:
 
         row, intent_rows, result_rows = self._read("load a run", read)
         return build_state(run_from_row(row), intent_rows, result_rows, self.location)
+
+    # --- rows of dataset jobs (the look-ups: `_row_queries`) ---------------------------
+
+    def row_status(self, run_id: str, row_keys: Sequence[str]) -> dict[str, str]:
+        keys = row_keys_list(row_keys)
+        if not keys:
+            return {}
+        sql = self._row_sql["status"]
+        found = self._read(
+            "read the status of rows",
+            lambda conn: conn.execute(sql, {"keys": keys, "run": run_id}).fetchall(),
+        )
+        return {k: status for k, status in found if status is not None}
+
+    def load_row(
+        self, run_id: str, row_key: str
+    ) -> tuple[dict[str, Intent], dict[str, Result]]:
+        sql = self._row_sql
+
+        def read(conn: Any) -> tuple[list[Any], list[Any]]:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            try:
+                intent_rows = conn.execute(sql["intents"], (run_id, row_key)).fetchall()
+                result_rows = conn.execute(sql["results"], (run_id, row_key)).fetchall()
+            finally:
+                if not conn.broken:
+                    conn.execute("ROLLBACK")
+            return intent_rows, result_rows
+
+        intent_rows, result_rows = self._read("load a row", read)
+        return build_calls(run_id, intent_rows, result_rows, self.location)
+
+    def iter_rows(
+        self, run_id: str, *, status: RowStatus | None = None, after: int = -1, limit: int = 1000
+    ) -> list[RowRecord]:
+        check_row_status(status)
+        after, limit = check_page(after, limit)
+        sql = self._row_sql["page_status" if status else "page"]
+        params = (run_id, *((status,) if status else ()), after, limit)
+
+        def read(conn: Any) -> list[Any]:
+            with conn.transaction():
+                # The index yields the rows in ordinal order, so a sort is never
+                # needed; without statistics (a table filled since its last
+                # ANALYZE) the planner would take the run for a handful of rows
+                # and sort all of it for the first page. Forbid it.
+                conn.execute("SET LOCAL enable_sort = off")
+                return conn.execute(sql, params).fetchall()
+
+        found = self._read("read rows", read)
+        return [row_from_db(run_id, r, self.location) for r in found]
+
+    def count_rows(self, run_id: str) -> dict[str, int]:
+        sql = f"SELECT status, count(*) FROM {self._sql['rows']} WHERE run_id = %s GROUP BY status"
+        found = self._read("count rows", lambda conn: conn.execute(sql, (run_id,)).fetchall())
+        return row_counts(found)
 
     def get_blob(self, hash: str) -> bytes:
         sql = f"SELECT data FROM {self._sql['blobs']} WHERE hash = %s"
@@ -619,8 +715,56 @@ class PostgresJournal:
         return f"PostgresJournal({self.location!r})"
 
 
+def _row_queries(t: dict[str, str]) -> dict[str, str]:
+    """The per-row look-ups. LATERAL subqueries with LIMIT 1 are never turned into
+    a hash join over the whole run, whatever the table statistics say: each key
+    costs index probes only."""
+    return {
+        # The intents are probed only for keys without a row record (the condition
+        # on r.status is a one-time filter of that subquery).
+        "status": (
+            "SELECT k.row_key, coalesce(r.status, i.status) "
+            "FROM unnest(%(keys)s::text[]) AS k(row_key) "
+            f"LEFT JOIN LATERAL (SELECT status FROM {t['rows']} "
+            "WHERE run_id = %(run)s AND row_key = k.row_key LIMIT 1) r ON true "
+            f"LEFT JOIN LATERAL (SELECT 'started'::text AS status FROM {t['intents']} "
+            "WHERE r.status IS NULL AND run_id = %(run)s AND row_key = k.row_key LIMIT 1) i "
+            "ON true"
+        ),
+        "intents": (
+            f"SELECT {INTENT_COLUMNS} FROM {t['intents']} i "
+            f"LEFT JOIN {t['blobs']} b ON b.hash = i.arguments_hash "
+            "WHERE i.run_id = %s AND i.row_key = %s"
+        ),
+        # Results through their intents' row index, one key probe each.
+        "results": (
+            f"SELECT {RESULT_COLUMNS} FROM {t['intents']} i "
+            f"CROSS JOIN LATERAL (SELECT * FROM {t['results']} "
+            "WHERE run_id = i.run_id AND key = i.key LIMIT 1) r "
+            f"LEFT JOIN {t['blobs']} b ON b.hash = r.value_hash "
+            "WHERE i.run_id = %s AND i.row_key = %s"
+        ),
+        # A page of row records: chosen on the rows table alone, then their values.
+        # With sorting disabled (see iter_rows), only an index that yields rows in
+        # ordinal order can serve it: (run_id, ordinal) or (run_id, status, ordinal).
+        "page": _page(t, ""),
+        "page_status": _page(t, "AND status = %s "),
+    }
+
+
+def _page(t: dict[str, str], where: str) -> str:
+    return (
+        f"SELECT {ROW_COLUMNS} FROM (SELECT * FROM {t['rows']} "
+        f"WHERE run_id = %s {where}AND ordinal > %s ORDER BY ordinal LIMIT %s) r "
+        f"LEFT JOIN {t['blobs']} b ON b.hash = r.value_hash ORDER BY r.ordinal"
+    )
+
+
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Rows to columns, for unnest()."""
+    """Rows to columns, for unnest(). Arrays go as binary parameters (%b): psycopg
+    quotes every element of a text-format array with regular expressions, which
+    cost the writer five times the CPU of the binary form. Each column must hold
+    one Python type (floats as float), as `prepare_batch` makes them."""
     if not rows:
         return [[] for _ in range(width)]
     return [list(col) for col in zip(*rows, strict=True)]

@@ -15,7 +15,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -24,6 +24,7 @@ from plait._identity import NotCanonicalError, canonical_json
 
 __all__ = [
     "INLINE_LIMIT",
+    "ROW_STATUSES",
     "RUN_STATUSES",
     "Encoded",
     "Intent",
@@ -36,6 +37,8 @@ __all__ = [
     "Lease",
     "Result",
     "RunNotFoundError",
+    "RowRecord",
+    "RowStatus",
     "RunRecord",
     "RunStatus",
     "RunOwnedError",
@@ -52,6 +55,8 @@ INLINE_LIMIT = 256
 
 RunStatus = Literal["running", "done", "failed", "cancelled"]
 RUN_STATUSES: frozenset[str] = frozenset({"running", "done", "failed", "cancelled"})
+RowStatus = Literal["done", "dropped", "failed"]
+ROW_STATUSES: frozenset[str] = frozenset({"done", "dropped", "failed"})
 
 
 # --- errors ---------------------------------------------------------------------------
@@ -215,7 +220,11 @@ def new_owner() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Intent:
-    """Written (and committed) before a call starts. `attempt` counts from 1."""
+    """Written (and committed) before a call starts. `attempt` counts from 1.
+
+    `row_key` is set for a call of one row of a dataset job (the row's key, see
+    `RowRecord`) and "" for a plain run's call: the intent is where the journal
+    keeps which row a call belongs to."""
 
     run_id: str
     key: str
@@ -223,15 +232,17 @@ class Intent:
     arguments: Any = field(default_factory=dict)
     attempt: int = 1
     started_at: float = field(default_factory=time.time)
+    row_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Result:
     """Written after a call ends, successfully (`ok`, `value`) or not (`error`).
 
-    `error` is text, "TypeName: message" (see `error_text`). `tool` is not stored
-    (the intent holds it): `load` fills it in; set it when writing for better
-    error messages.
+    `error` is text, "TypeName: message" (see `error_text`). `tool` and `row_key`
+    are not stored (the intent holds them): reads fill them in. Set `tool` when
+    writing for better error messages; a `row_key` given when writing must be the
+    intent's (else `JournalOrderError`).
     """
 
     run_id: str
@@ -244,6 +255,54 @@ class Result:
     tokens: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
     tool: str = ""
+    row_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RowRecord:
+    """The outcome of one row of a dataset job, written in the transaction of the
+    row's last result. A record for a row that has one replaces it (a failed row
+    retried later becomes done).
+
+    `row_key` is the canonical text of the row's key (the caller's); `ordinal` its
+    0-based position in the source. `status`: "done" (`value` is the row's output,
+    JSON data, large values go to the blob table), "dropped" (filtered out) or
+    "failed" (`error` says which node and why, in the caller's words).
+    """
+
+    run_id: str
+    row_key: str
+    ordinal: int
+    status: RowStatus
+    value: Any = None
+    error: str | None = None
+    tokens: int = 0
+    finished_at: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        if self.status not in ROW_STATUSES:
+            raise ValueError(
+                f"row status must be one of {sorted(ROW_STATUSES)}, got {self.status!r}"
+            )
+        why = bad_row_key(self.row_key)
+        if why:
+            raise ValueError(f"row key {self.row_key!r} cannot be journaled: {why}")
+        if type(self.ordinal) is not int or self.ordinal < 0:
+            raise ValueError(f"a row's ordinal must be an int >= 0, got {self.ordinal!r}")
+
+
+def bad_row_key(key: object) -> str | None:
+    """Why `key` cannot be a row key, or None. Row keys are stored as text by every
+    backend, and PostgreSQL's text holds neither NUL nor lone surrogates."""
+    if type(key) is not str or not key:
+        return "a row key is non-empty text"
+    if "\x00" in key:
+        return "it contains a NUL character"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it is not valid Unicode (a lone surrogate)"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,19 +341,19 @@ class Encoded:
     hash: str | None
 
 
-def encode_value(value: Any, what: str) -> Encoded:
+def encode_value(value: Any, what: str | Callable[[], str]) -> Encoded:
     """Canonical JSON of `value`, with its blob hash if it is too large to inline.
 
-    `what` names the value in errors, e.g. "the result of node 3f.. (tool search)".
+    `what` names the value in errors, e.g. "the result of node 3f.. (tool search)"
+    (or makes that name: a hot caller does not build it for every value).
     """
     if type(value) is Encoded:
         return value
     try:
         text = canonical_json(value)
-    except NotCanonicalError as exc:
-        raise JournalValueError(f"cannot journal {what}: {exc}") from None
-    except (ValueError, RecursionError) as exc:  # circular references
-        raise JournalValueError(f"cannot journal {what}: {exc}") from None
+    except (NotCanonicalError, ValueError, RecursionError) as exc:  # or a circular value
+        name = what if isinstance(what, str) else what()
+        raise JournalValueError(f"cannot journal {name}: {exc}") from None
     if len(text) <= INLINE_LIMIT:
         return Encoded(text, None)
     return Encoded(text, hashlib.sha256(text.encode("ascii")).hexdigest())
@@ -325,152 +384,46 @@ _DECODE = json.JSONDecoder().decode
 
 def encoded_intent(intent: Intent) -> Intent:
     """The intent with its arguments already encoded (raises `JournalValueError` now)."""
-    args = encode_value(intent.arguments, f"the arguments of {_node(intent.key, intent.tool)}")
-    return Intent(intent.run_id, intent.key, intent.tool, args, intent.attempt, intent.started_at)
+    i = intent
+    if type(i.arguments) is Encoded:  # the engine's: encoded once, with its key
+        return i
+    args = encode_value(i.arguments, f"the arguments of {node_name(i.key, i.tool)}")
+    return Intent(i.run_id, i.key, i.tool, args, i.attempt, i.started_at, i.row_key)
 
 
 def encoded_result(result: Result) -> Result:
     """The result with its value and extra already encoded (raises `JournalValueError` now)."""
-    where = _node(result.key, result.tool)
-    value = encode_value(result.value, f"the result of {where}")
-    extra = result.extra
+    value, extra = result.value, result.extra
+    if type(value) is Encoded and type(extra) is Encoded:
+        return result
+    where = node_name(result.key, result.tool)
+    value = encode_value(value, f"the result of {where}")
     if type(extra) is not Encoded:
         extra = encode_value(dict(extra), f"the extra data of {where}")
     r = result
     return Result(
-        r.run_id, r.key, r.ok, value, r.error, r.started_at, r.finished_at, r.tokens, extra, r.tool
+        r.run_id, r.key, r.ok, value, r.error, r.started_at, r.finished_at, r.tokens, extra,
+        r.tool, r.row_key,
     )
 
 
-def _node(key: str, tool: str) -> str:
+def encoded_row(row: RowRecord) -> RowRecord:
+    """The row record with its value already encoded (raises `JournalValueError` now)."""
+    if type(row.value) is Encoded:
+        return row
+    value = encode_value(row.value, row_value_name(row))
+    return RowRecord(
+        row.run_id, row.row_key, row.ordinal, row.status, value, row.error, row.tokens,
+        row.finished_at,
+    )
+
+
+def node_name(key: str, tool: str) -> str:
     return f"node {key} (tool {tool!r})" if tool else f"node {key}"
 
 
-# --- batches: what write() does before it touches the database ------------------------
-
-
-@dataclass(slots=True)
-class Batch:
-    """One `write` call, encoded and checked for order problems within itself.
-
-    Rows are plain tuples in column order, ready for executemany/unnest.
-    """
-
-    run_ids: list[str]
-    intent_runs: set[str]
-    intent_rows: list[tuple]
-    result_rows: list[tuple]
-    blobs: dict[str, str]
-    # (run_id, key) pairs that results claim; checked against the database.
-    result_keys: list[tuple[str, str]]
-    intent_keys: list[tuple[str, str]]
-
-
-def prepare_batch(intents: Iterable[Intent], results: Iterable[Result]) -> Batch:
-    blobs: dict[str, str] = {}
-    intent_rows: dict[tuple[str, str], tuple] = {}  # last intent for a key wins
-    runs: dict[str, None] = {}
-    intent_runs: set[str] = set()
-    for it in intents:
-        enc = encode_value(it.arguments, f"the arguments of {_node(it.key, it.tool)}")
-        if enc.hash is not None:
-            blobs[enc.hash] = enc.text
-        runs[it.run_id] = None
-        intent_runs.add(it.run_id)
-        intent_rows[(it.run_id, it.key)] = (
-            it.run_id,
-            it.key,
-            it.tool,
-            int(it.attempt),
-            float(it.started_at),
-            None if enc.hash else enc.text,
-            enc.hash,
-        )
-    result_rows: list[tuple] = []
-    seen: set[tuple[str, str]] = set()
-    for r in results:
-        pair = (r.run_id, r.key)
-        if pair in seen:
-            raise JournalOrderError(
-                f"two results for {_node(r.key, r.tool)} of run {r.run_id!r} in one write"
-            )
-        seen.add(pair)
-        enc = encode_value(r.value, f"the result of {_node(r.key, r.tool)}")
-        if enc.hash is not None:
-            blobs[enc.hash] = enc.text
-        extra = encode_value(
-            r.extra if type(r.extra) is Encoded else dict(r.extra),
-            f"the extra data of {_node(r.key, r.tool)}",
-        )
-        runs[r.run_id] = None
-        result_rows.append(
-            (
-                r.run_id,
-                r.key,
-                bool(r.ok),
-                None if enc.hash else enc.text,
-                enc.hash,
-                r.error,
-                float(r.started_at),
-                float(r.finished_at),
-                int(r.tokens),
-                extra.text,
-            )
-        )
-    # Rows in key order: concurrent transactions then take row locks in the same
-    # order and cannot deadlock on overlapping keys (PostgreSQL).
-    result_rows.sort(key=lambda row: (row[0], row[1]))
-    ordered = sorted(intent_rows)
-    return Batch(
-        run_ids=sorted(runs),
-        intent_runs=intent_runs,
-        intent_rows=[intent_rows[k] for k in ordered],
-        result_rows=result_rows,
-        blobs=dict(sorted(blobs.items())),
-        result_keys=[(row[0], row[1]) for row in result_rows],
-        intent_keys=ordered,
-    )
-
-
-def check_runs(batch: Batch, statuses: Mapping[str, str], location: str) -> None:
-    """Every run in the batch exists; intents only go to running runs."""
-    for run_id in batch.run_ids:
-        status = statuses.get(run_id)
-        if status is None:
-            raise RunNotFoundError(run_id, location)
-        if run_id in batch.intent_runs and status != "running":
-            raise JournalOrderError(
-                f"run {run_id!r} is {status}: no new calls may start in it (journal {location})"
-            )
-
-
-def check_no_result(finished: Iterable[tuple[str, str]], location: str) -> None:
-    """Intents for nodes that already have a successful result: a finished call never
-    runs again (a failed one may)."""
-    for run_id, key in finished:
-        raise JournalOrderError(
-            f"node {key} of run {run_id!r} already has a result; a finished call is "
-            f"never started again (journal {location})"
-        )
-
-
-def check_results(
-    batch: Batch,
-    started: set[tuple[str, str]],
-    finished: set[tuple[str, str]],
-    location: str,
-) -> None:
-    """Each result has its intent and is the node's first result."""
-    for pair in batch.result_keys:
-        if pair in finished:
-            raise JournalOrderError(
-                f"node {pair[1]} of run {pair[0]!r} already has a result (journal {location})"
-            )
-        if pair not in started:
-            raise JournalOrderError(
-                f"result for node {pair[1]} of run {pair[0]!r} without its intent: an "
-                f"intent must be written before the call starts (journal {location})"
-            )
+def row_value_name(row: RowRecord) -> str:
+    return f"the value of row {row.row_key!r} (#{row.ordinal}) of run {row.run_id!r}"
 
 
 def run_from_row(row: Sequence[Any]) -> RunRecord:
@@ -518,12 +471,29 @@ def build_state(
     run: RunRecord, intent_rows: Sequence[Sequence], result_rows: Sequence[Sequence], location: str
 ) -> JournalState:
     """A JournalState from rows of the two load queries (values as JSON text)."""
-    run_id = run.run_id
+    intents, results = build_calls(run.run_id, intent_rows, result_rows, location)
+    return JournalState(run, intents, results)
+
+
+# Columns of the load queries, in the order `build_calls` reads them.
+INTENT_COLUMNS = "i.key, i.tool, i.attempt, i.started_at, coalesce(i.arguments, b.data), i.row_key"
+RESULT_COLUMNS = (
+    "r.key, r.ok, coalesce(r.value, b.data), r.error, r.started_at, r.finished_at, r.tokens, "
+    "r.extra"
+)
+
+
+def build_calls(
+    run_id: str, intent_rows: Sequence[Sequence], result_rows: Sequence[Sequence], location: str
+) -> tuple[dict[str, Intent], dict[str, Result]]:
+    """Intents and results by key from rows in INTENT_COLUMNS / RESULT_COLUMNS order."""
     intents: dict[str, Intent] = {}
-    for key, tool, attempt, started_at, args in intent_rows:
+    for key, tool, attempt, started_at, args, row_key in intent_rows:
         if args is None:
             raise _missing_blob(location, run_id, key, "arguments")
-        intents[key] = Intent(run_id, key, tool, decode_value(args), attempt, started_at)
+        intents[key] = Intent(
+            run_id, key, tool, decode_value(args), attempt, started_at, row_key or ""
+        )
     results: dict[str, Result] = {}
     for key, ok, value, error, started_at, finished_at, tokens, extra in result_rows:
         if value is None:
@@ -540,8 +510,9 @@ def build_state(
             tokens,
             decode_value(extra),
             intent.tool if intent is not None else "",
+            intent.row_key if intent is not None else "",
         )
-    return JournalState(run, intents, results)
+    return intents, results
 
 
 def _missing_blob(location: str, run_id: str, key: str, what: str) -> JournalError:
@@ -640,7 +611,7 @@ def check_ttl(ttl: float) -> float:
 
 @runtime_checkable
 class Journal(Protocol):
-    """Where runs, intents, results and blobs are kept. Blocking, thread-safe.
+    """Where runs, intents, results, rows and blobs are kept. Blocking, thread-safe.
 
     Implementations: `SQLiteJournal` (default), `PostgresJournal`. Use
     `open_journal(spec)` to get one, and `JournalWriter` to call it from asyncio.
@@ -672,7 +643,8 @@ class Journal(Protocol):
         lease: Lease | None = None,
     ) -> RunRecord:
         """Change a run; returns it as stored. Marking it "done" while a call has an
-        intent and no result is a `JournalOrderError`. Leaving "running" sets
+        intent and no result is a `JournalOrderError`, unless the call belongs to a
+        dataset row that has its record (a failed row's cancelled calls). Leaving "running" sets
         `finished_at` (now, unless given). Missing run: `RunNotFoundError`.
         With `lease`: refused (`StaleLeaseError`) unless it is still the run's."""
         ...
@@ -681,17 +653,43 @@ class Journal(Protocol):
         self,
         intents: Sequence[Intent] = (),
         results: Sequence[Result] = (),
+        rows: Sequence[RowRecord] = (),
         *,
         lease: Lease | None = None,
     ) -> None:
-        """Store intents, then results, in ONE transaction: all or nothing, durable
-        when this returns. Order is enforced (`JournalOrderError`): a result needs
-        its intent (earlier or in this call) and is written once; an intent for a
-        node that has a result, or for a run that is not running, is refused.
-        Writing a second intent for a node without a result replaces the first
-        (a retry or a resumed in-doubt call). With `lease` (the owner's writes):
-        refused whole (`StaleLeaseError`) unless the lease of `lease.run_id` is
-        still this one, checked in the same transaction."""
+        """Store intents, then results, then row records, in ONE transaction: all or
+        nothing, durable when this returns. Order is enforced (`JournalOrderError`):
+        a result needs its intent (earlier or in this call), is written once, and
+        names no other row than its intent's; an intent for a node that has a
+        result, or for a run that is not running, is refused. Writing a second
+        intent for a node without a result replaces the first (a retry or a
+        resumed in-doubt call); so does a second record for a row (a failed row
+        retried). With `lease` (the owner's writes): refused whole
+        (`StaleLeaseError`) unless the lease of `lease.run_id` is still this one,
+        checked in the same transaction."""
+        ...
+
+    def row_status(self, run_id: str, row_keys: Sequence[str]) -> dict[str, str]:
+        """Where each of `row_keys` stands, by one indexed query: "done", "dropped"
+        or "failed" (its row record), "started" (no record, but a call of the row
+        has an intent), absent from the dict: never started. Meant for chunks
+        (thousands of keys), so a resumed job never loads the whole run."""
+        ...
+
+    def load_row(self, run_id: str, row_key: str) -> tuple[dict[str, Intent], dict[str, Result]]:
+        """The intents and results (values decoded) of one row's calls, by key."""
+        ...
+
+    def iter_rows(
+        self, run_id: str, *, status: RowStatus | None = None, after: int = -1, limit: int = 1000
+    ) -> list[RowRecord]:
+        """One page of row records (values decoded): ordinal > `after`, by ordinal,
+        at most `limit`, only `status` when given. The next page starts after the
+        last ordinal of this one (ordinals are positions: one row each)."""
+        ...
+
+    def count_rows(self, run_id: str) -> dict[str, int]:
+        """{"done": n, "dropped": n, "failed": n}: the run's row records by status."""
         ...
 
     def acquire(

@@ -23,6 +23,9 @@ A read-only or corrupt file raises a plain `JournalError`.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
+import operator
 import os
 import sqlite3
 import threading
@@ -32,6 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Self
 
+from plait.journal._batch import check_no_result, check_results, check_runs, prepare_batch
 from plait.journal._migrations import (
     MIGRATIONS_TABLE,
     SQLITE_MIGRATIONS,
@@ -40,31 +44,40 @@ from plait.journal._migrations import (
 )
 from plait.journal._protocol import (
     HOST,
+    INTENT_COLUMNS,
     LEASE_COLUMNS,
+    RESULT_COLUMNS,
     Intent,
     JournalError,
     JournalState,
     JournalTransientError,
     Lease,
     Result,
+    RowRecord,
+    RowStatus,
     RunNotFoundError,
     RunRecord,
     RunStatus,
+    build_calls,
     build_state,
     check_lease,
-    check_no_result,
-    check_results,
-    check_runs,
     check_status,
     check_ttl,
     lease_from_row,
     new_owner,
     next_epoch,
-    prepare_batch,
     refuse_done,
     run_from_row,
     run_row,
     updated_run,
+)
+from plait.journal._rows import (
+    ROW_COLUMNS,
+    check_page,
+    check_row_status,
+    row_counts,
+    row_from_db,
+    row_keys_list,
 )
 
 __all__ = ["SQLiteJournal"]
@@ -265,7 +278,9 @@ class SQLiteJournal:
                     for r in conn.execute(
                         "SELECT i.key FROM intents i WHERE i.run_id = ? AND NOT EXISTS "
                         "(SELECT 1 FROM results r WHERE r.run_id = i.run_id AND r.key = i.key) "
-                        "LIMIT 6",
+                        "AND (i.row_key IS NULL OR NOT EXISTS (SELECT 1 FROM rows w "
+                        "WHERE w.run_id = i.run_id AND w.row_key = i.row_key)) "
+                        "ORDER BY i.key LIMIT 6",
                         (run_id,),
                     )
                 ]
@@ -284,10 +299,11 @@ class SQLiteJournal:
         self,
         intents: Sequence[Intent] = (),
         results: Sequence[Result] = (),
+        rows: Sequence[RowRecord] = (),
         *,
         lease: Lease | None = None,
     ) -> None:
-        batch = prepare_batch(intents, results)  # encode outside the lock
+        batch = prepare_batch(intents, results, rows)  # encode outside the lock
         if not batch.run_ids:
             return
         with self._transaction("write intents and results") as conn:
@@ -305,49 +321,60 @@ class SQLiteJournal:
                     batch.blobs.items(),
                 )
             if batch.intent_rows:
-                check_no_result(
-                    (
-                        pair
-                        for pair in batch.intent_keys
-                        if conn.execute(
-                            "SELECT 1 FROM results WHERE run_id = ? AND key = ? AND ok", pair
-                        ).fetchone()
-                    ),
-                    self.location,
-                )
+                # One query per run for the whole batch (not one per intent): which of
+                # these calls already have a result.
+                done: list[tuple[str, str]] = []
+                failed: list[tuple[str, str]] = []
+                for run_id, keys in _by_run(batch.intent_keys):
+                    for key, ok in conn.execute(
+                        "SELECT r.key, r.ok FROM json_each(?2) j CROSS JOIN results r "
+                        "WHERE r.run_id = ?1 AND r.key = j.value",
+                        (run_id, keys),
+                    ):
+                        (done if ok else failed).append((run_id, key))
+                check_no_result(done, self.location)
                 # A call that failed may run again (a resumed run retries it): its
                 # failed result gives way to the new intent.
-                conn.executemany(
-                    "DELETE FROM results WHERE run_id = ? AND key = ? AND NOT ok",
-                    batch.intent_keys,
-                )
+                if failed:
+                    conn.executemany("DELETE FROM results WHERE run_id = ? AND key = ?", failed)
                 conn.executemany(
                     "INSERT INTO intents (run_id, key, tool, attempt, started_at, arguments, "
-                    "arguments_hash) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "arguments_hash, row_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (run_id, key) DO UPDATE SET tool = excluded.tool, "
                     "attempt = excluded.attempt, started_at = excluded.started_at, "
-                    "arguments = excluded.arguments, arguments_hash = excluded.arguments_hash",
+                    "arguments = excluded.arguments, arguments_hash = excluded.arguments_hash, "
+                    "row_key = excluded.row_key",
                     batch.intent_rows,
                 )
             if batch.result_rows:
-                started: set[tuple[str, str]] = set()
+                started: dict[tuple[str, str], str | None] = {}
                 finished: set[tuple[str, str]] = set()
-                for pair in batch.result_keys:
-                    has_intent, has_result = conn.execute(
-                        "SELECT EXISTS (SELECT 1 FROM intents WHERE run_id = ?1 AND key = ?2), "
-                        "EXISTS (SELECT 1 FROM results WHERE run_id = ?1 AND key = ?2)",
-                        pair,
-                    ).fetchone()
-                    if has_intent:
-                        started.add(pair)
-                    if has_result:
-                        finished.add(pair)
+                for run_id, keys in _by_run(batch.result_keys):
+                    # The intent's row key ("" for none), NULL when there is no intent.
+                    for key, row_key, has_result in conn.execute(
+                        "SELECT j.value, (SELECT coalesce(row_key, '') FROM intents "
+                        "WHERE run_id = ?1 AND key = j.value), "
+                        "EXISTS (SELECT 1 FROM results WHERE run_id = ?1 AND key = j.value) "
+                        "FROM json_each(?2) j",
+                        (run_id, keys),
+                    ):
+                        if row_key is not None:
+                            started[(run_id, key)] = row_key
+                        if has_result:
+                            finished.add((run_id, key))
                 check_results(batch, started, finished, self.location)
                 conn.executemany(
                     "INSERT INTO results (run_id, key, ok, value, value_hash, error, "
                     "started_at, finished_at, tokens, extra) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     batch.result_rows,
+                )
+            if batch.row_rows:
+                # After the results: a row's outcome commits with (never before) them.
+                conn.executemany(
+                    "INSERT OR REPLACE INTO rows (run_id, row_key, ordinal, status, value, "
+                    "value_hash, error, tokens, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    batch.row_rows,
                 )
 
     # --- leases (BEGIN IMMEDIATE: one writer at a time, so check-then-set is atomic) -----
@@ -414,18 +441,56 @@ class SQLiteJournal:
             if row is None:
                 raise RunNotFoundError(run_id, self.location)
             intent_rows = conn.execute(
-                "SELECT i.key, i.tool, i.attempt, i.started_at, "
-                "coalesce(i.arguments, b.data) FROM intents i "
+                f"SELECT {INTENT_COLUMNS} FROM intents i "
                 "LEFT JOIN blobs b ON b.hash = i.arguments_hash WHERE i.run_id = ?",
                 (run_id,),
             ).fetchall()
             result_rows = conn.execute(
-                "SELECT r.key, r.ok, coalesce(r.value, b.data), r.error, r.started_at, "
-                "r.finished_at, r.tokens, r.extra FROM results r "
+                f"SELECT {RESULT_COLUMNS} FROM results r "
                 "LEFT JOIN blobs b ON b.hash = r.value_hash WHERE r.run_id = ?",
                 (run_id,),
             ).fetchall()
         return build_state(run_from_row(row), intent_rows, result_rows, self.location)
+
+    # --- rows of dataset jobs (every query below is an index look-up or range) --------
+
+    def row_status(self, run_id: str, row_keys: Sequence[str]) -> dict[str, str]:
+        keys = row_keys_list(row_keys)
+        if not keys:
+            return {}
+        # The keys travel as one JSON array (no limit on bound variables). coalesce
+        # is lazy: the intents are probed only for keys without a row record.
+        with self._use("read the status of rows") as conn:
+            found = conn.execute(
+                _ROW_STATUS, (run_id, json.dumps(keys, ensure_ascii=False))
+            ).fetchall()
+        return {k: status for k, status in found if status is not None}
+
+    def load_row(
+        self, run_id: str, row_key: str
+    ) -> tuple[dict[str, Intent], dict[str, Result]]:
+        with self._transaction("load a row", write=False) as conn:
+            intent_rows = conn.execute(_ROW_INTENTS, (run_id, row_key)).fetchall()
+            result_rows = conn.execute(_ROW_RESULTS, (run_id, row_key)).fetchall()
+        return build_calls(run_id, intent_rows, result_rows, self.location)
+
+    def iter_rows(
+        self, run_id: str, *, status: RowStatus | None = None, after: int = -1, limit: int = 1000
+    ) -> list[RowRecord]:
+        check_row_status(status)
+        after, limit = check_page(after, limit)
+        sql = _PAGE_STATUS if status else _PAGE
+        with self._use("read rows") as conn:
+            found = conn.execute(sql, (run_id, *((status,) if status else ()), after, limit))
+            found = found.fetchall()
+        return [row_from_db(run_id, r, self.location) for r in found]
+
+    def count_rows(self, run_id: str) -> dict[str, int]:
+        with self._use("count rows") as conn:
+            found = conn.execute(
+                "SELECT status, count(*) FROM rows WHERE run_id = ? GROUP BY status", (run_id,)
+            ).fetchall()
+        return row_counts(found)
 
     def get_blob(self, hash: str) -> bytes:
         with self._use("read a blob") as conn:
@@ -452,9 +517,51 @@ class SQLiteJournal:
         return f"SQLiteJournal({self.location!r})"
 
 
+# One look-up per key: the rows table's primary key, then (only for keys without a
+# record) the intents' row index. INDEXED BY: without it, and without statistics,
+# SQLite may prefer the primary key's range over the whole run; with it, a plan
+# that cannot use the index is an error, never a silent scan.
+_ROW_STATUS = (
+    "SELECT k.value, coalesce("
+    "(SELECT r.status FROM rows r WHERE r.run_id = ?1 AND r.row_key = k.value), "
+    "(SELECT 'started' FROM intents i INDEXED BY intents_by_row "
+    "WHERE i.run_id = ?1 AND i.row_key = k.value LIMIT 1)"
+    ") FROM json_each(?2) k"
+)
+_ROW_INTENTS = (
+    f"SELECT {INTENT_COLUMNS} FROM intents i INDEXED BY intents_by_row "
+    "LEFT JOIN blobs b ON b.hash = i.arguments_hash WHERE i.run_id = ? AND i.row_key = ?"
+)
+# Results through their intents' row index, one primary-key probe each.
+_ROW_RESULTS = (
+    f"SELECT {RESULT_COLUMNS} FROM intents i INDEXED BY intents_by_row CROSS JOIN results r "
+    "ON r.run_id = i.run_id AND r.key = i.key LEFT JOIN blobs b ON b.hash = r.value_hash "
+    "WHERE i.run_id = ? AND i.row_key = ?"
+)
+
+# A page of row records, in the index's order (its primary-key suffix orders ties).
+_PAGE = (
+    f"SELECT {ROW_COLUMNS} FROM rows r INDEXED BY rows_by_ordinal "
+    "LEFT JOIN blobs b ON b.hash = r.value_hash WHERE r.run_id = ? AND r.ordinal > ? "
+    "ORDER BY r.ordinal LIMIT ?"
+)
+_PAGE_STATUS = (
+    f"SELECT {ROW_COLUMNS} FROM rows r INDEXED BY rows_by_status "
+    "LEFT JOIN blobs b ON b.hash = r.value_hash "
+    "WHERE r.run_id = ? AND r.status = ? AND r.ordinal > ? ORDER BY r.ordinal LIMIT ?"
+)
+
 # Primary result codes of failures that may clear by themselves.
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
 _TRANSIENT_CODES = frozenset({_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL})
+
+
+def _by_run(pairs: Sequence[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """(run id, JSON array of its keys) for `pairs` sorted by run id: a batch's keys
+    go to SQLite as one parameter (json_each), so a check is one query, not one per
+    record."""
+    for run_id, group in itertools.groupby(pairs, key=operator.itemgetter(0)):
+        yield run_id, json.dumps([key for _, key in group])
 
 
 def _code(exc: sqlite3.Error) -> int | None:

@@ -10,14 +10,20 @@ queued meanwhile) cost one commit, not 64.
     await writer.intents([intent])   # returns once the intent is committed
     ...the call runs...
     writer.result(result)            # queued; committed with the next batch
+    writer.row(record)               # a dataset row's outcome: queued, after its results
     await writer.flush()             # everything queued so far is committed
     await writer.aclose()            # flush, stop the thread (the journal stays open)
 
 Invariants:
 * An intent is durable before `intents()` returns, so a call never starts
   without its intent on disk.
+* A row record is committed with (or after) every result queued before it, never
+  before: batches are written in queue order, and one `write` stores its rows
+  after its results in the same transaction. If a queued result or row record
+  fails, nothing queued after it is written (the writer is failed), so a row is
+  never marked done while a result it depends on is missing.
 * Values are encoded on the caller's side, so a value that cannot be journaled
-  raises `JournalValueError` from `intents()`/`result()` at once, naming the node.
+  raises `JournalValueError` from `intents()`/`result()`/`row()` at once.
 * Errors are never swallowed. An `intents()` caller gets its own error. A queued
   result that could not be written leaves the writer *failed*: every later call
   (`intents`, `result`, `flush`, `aclose`) raises `JournalError` with the cause,
@@ -57,10 +63,12 @@ from plait.journal._protocol import (
     JournalValueError,
     Lease,
     Result,
+    RowRecord,
     RunNotFoundError,
     encode_value,
     encoded_intent,
     encoded_result,
+    encoded_row,
 )
 from plait.journal._retry import FIRST_DELAY, MAX_DELAY, retry_bound
 
@@ -71,9 +79,10 @@ _RECORD_ERRORS = (JournalOrderError, JournalValueError, RunNotFoundError)
 
 
 class _Unit:
-    """One submission: a batch of intents (with a waiter), one result, or a barrier."""
+    """One submission: a batch of intents (with a waiter), one result, one row
+    record, or a barrier."""
 
-    __slots__ = ("future", "intents", "loop", "results")
+    __slots__ = ("future", "intents", "loop", "results", "rows")
 
     def __init__(
         self,
@@ -81,11 +90,17 @@ class _Unit:
         results: tuple[Result, ...],
         future: asyncio.Future[None] | None,
         loop: asyncio.AbstractEventLoop | None,
+        rows: tuple[RowRecord, ...] = (),
     ):
         self.intents = intents
         self.results = results
+        self.rows = rows
         self.future = future
         self.loop = loop
+
+    @property
+    def empty(self) -> bool:
+        return not (self.intents or self.results or self.rows)
 
 
 class JournalWriter:
@@ -127,7 +142,7 @@ class JournalWriter:
 
     async def intents(self, items: Iterable[Intent]) -> None:
         """Commit `items`; returns once they are durable. Raises the write's error."""
-        encoded = tuple(encoded_intent(i) for i in items)
+        encoded = tuple(map(encoded_intent, items))
         if not encoded:
             return
         await self._submit(encoded, ())
@@ -137,6 +152,13 @@ class JournalWriter:
         needed. Raises `JournalValueError` at once if the value cannot be journaled."""
         unit = _Unit((), (encoded_result(item),), None, None)
         self._put(unit)
+
+    def row(self, record: RowRecord) -> None:
+        """Queue a dataset row's outcome, like `result`: committed with the next
+        batch, in the same transaction as (or after) every result queued before it.
+        Queue the row's last result first. Raises `JournalValueError` at once if
+        its value cannot be journaled."""
+        self._put(_Unit((), (), None, None, (encoded_row(record),)))
 
     async def flush(self) -> None:
         """Returns once everything queued before this call is committed."""
@@ -178,8 +200,12 @@ class JournalWriter:
             self._raise_failure()
             if self._closing:
                 raise JournalError(f"the journal writer for {self._where()} is closed")
-            self._queue.append(unit)
-            self._cond.notify()
+            queue = self._queue
+            queue.append(unit)
+            if len(queue) == 1:
+                # The writer waits only on an empty queue: it was woken when the queue
+                # stopped being empty, so a longer queue needs no second wake-up.
+                self._cond.notify()
 
     def _stop(self) -> None:
         with self._cond:
@@ -229,11 +255,12 @@ class JournalWriter:
     def _commit(self, batch: list[_Unit]) -> list[BaseException | None]:
         intents = [i for u in batch for i in u.intents]
         results = [r for u in batch for r in u.results]
+        rows = [r for u in batch for r in u.rows]
         try:
-            if intents or results:
-                self._write(intents, results)
+            if intents or results or rows:
+                self._write(intents, results, rows)
                 self.batches += 1
-                self.records += len(intents) + len(results)
+                self.records += len(intents) + len(results) + len(rows)
             return [None] * len(batch)
         except _RECORD_ERRORS as exc:
             if len(batch) == 1:
@@ -245,16 +272,25 @@ class JournalWriter:
         errors: list[BaseException | None] = []
         for unit in batch:
             try:
-                if unit.intents or unit.results:
-                    self._write(unit.intents, unit.results)
+                if not unit.empty:
+                    self._write(unit.intents, unit.results, unit.rows)
                     self.batches += 1
-                    self.records += len(unit.intents) + len(unit.results)
+                    self.records += len(unit.intents) + len(unit.results) + len(unit.rows)
                 errors.append(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the callers
                 errors.append(exc)
+                if unit.future is None:
+                    # A queued result or row is lost: fail now, so nothing queued after
+                    # it (a row record that depends on it) is written.
+                    self._fail_lost(exc, unit)
         return errors
 
-    def _write(self, intents: Sequence[Intent], results: Sequence[Result]) -> None:
+    def _write(
+        self,
+        intents: Sequence[Intent],
+        results: Sequence[Result],
+        rows: Sequence[RowRecord] = (),
+    ) -> None:
         """`journal.write`, retrying transient failures within the writer's bound."""
         delay = FIRST_DELAY
         uncertain = False  # an earlier attempt may have committed
@@ -263,7 +299,10 @@ class JournalWriter:
                 raise JournalError(self._failure_message) from self._failure
             started = time.monotonic()
             try:
-                self.journal.write(intents, results, **self._fence)
+                if rows:
+                    self.journal.write(intents, results, rows, **self._fence)
+                else:  # journals without rows support (wrappers, older fakes) still work
+                    self.journal.write(intents, results, **self._fence)
                 self._trouble_since = None
                 return
             except JournalTransientError as exc:
@@ -284,20 +323,26 @@ class JournalWriter:
                 stored = self._already_stored(results)
                 if not stored:
                     raise
+                # Intents and row records are written again: both replace their own.
                 results = [r for r in results if (r.run_id, r.key) not in stored]
-                if not intents and not results:
+                if not intents and not results and not rows:
                     self._trouble_since = None
                     return
 
     def _already_stored(self, results: Sequence[Result]) -> set[tuple[str, str]]:
-        """Of `results`, those the journal holds exactly (a retried write's own commit)."""
+        """Of `results`, those the journal holds exactly (a retried write's own commit).
+        A row's results are read by their row, never by loading a dataset job whole."""
         same: set[tuple[str, str]] = set()
-        for run_id in {r.run_id for r in results}:
-            state = self.journal.load(run_id)
-            for r in results:
-                if r.run_id != run_id:
-                    continue
-                old = state.results.get(r.key)
+        groups: dict[tuple[str, str], list[Result]] = {}
+        for r in results:
+            groups.setdefault((r.run_id, r.row_key), []).append(r)
+        for (run_id, row_key), group in groups.items():
+            if row_key:
+                _, held = self.journal.load_row(run_id, row_key)
+            else:
+                held = self.journal.load(run_id).results
+            for r in group:
+                old = held.get(r.key)
                 if (
                     old is not None
                     and old.ok == r.ok
@@ -309,14 +354,19 @@ class JournalWriter:
                     same.add((run_id, r.key))
         return same
 
+    def _fail_lost(self, error: BaseException, unit: _Unit) -> None:
+        if unit.rows and not unit.results:
+            what = "a row's outcome, so the journal is missing a finished row"
+        else:
+            what = "a result, so the journal is missing a finished call"
+        self._fail(error, f"failed to store {what}")
+
     def _settle(self, batch: list[_Unit], errors: list[BaseException | None]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], Any]]] = {}
         for unit, error in zip(batch, errors, strict=True):
             if unit.future is None:
                 if error is not None and self._failure is None:
-                    # A queued result was lost: sticky.
-                    self._fail(error, "failed to store a result, so the journal is missing "
-                                      "a finished call")
+                    self._fail_lost(error, unit)  # sticky
                 continue
             assert unit.loop is not None
             by_loop.setdefault(unit.loop, []).append((unit.future, error))

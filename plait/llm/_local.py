@@ -247,7 +247,9 @@ class LocalLLM(BaseLLM):
                   cancel: threading.Event) -> tuple[int, int] | None:
         llama = loaded.llama
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        kwargs: dict[str, Any] = {"stream": True, "seed": self.seed}
+        # A call's own seed, else the model's fixed one (so a run repeats either way).
+        seed = self.seed if request.seed is None else request.seed
+        kwargs: dict[str, Any] = {"stream": True, "seed": seed}
         if request.stop:
             kwargs["stop"] = list(request.stop)
         if request.max_tokens is not None:

@@ -1,4 +1,6 @@
-"""Any OpenAI-compatible chat server, streamed over server-sent events.
+"""Any OpenAI-compatible chat server, streamed over server-sent events (or,
+with `stream=False`, one JSON answer per call: far less work per call for
+both ends, for high-rate pipelines).
 
 Retries: 429 and 5xx answers, refused connections, and streams that break
 before their first delta are retried with exponential backoff and jitter,
@@ -6,6 +8,11 @@ honouring Retry-After. Once a delta has reached the caller a broken stream is
 never retried here (the caller already holds part of the answer): it raises
 `LLMConnectionError`, which is retryable by the caller. A read timeout is not
 retried here either, so a server that never answers costs one `read_timeout`.
+
+Limits (`plait.llm._limits`): at most `max_concurrency` calls in flight, cut
+by half on each round of 429/503 answers and grown back by successes (AIMD);
+a Retry-After pauses every call of the instance; `requests_per_minute` and
+`tokens_per_minute` pace the calls.
 
 Hostile servers: every chunk is validated (pydantic, strict), and anything off
 the protocol (a non-JSON event, a list, a number where text belongs, a bad
@@ -20,14 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email.utils
 import json
 import os
-import random
 import re
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -49,7 +56,7 @@ from plait.llm._protocol import (
     Request,
     approx_prompt_tokens,
 )
-from plait.llm._ratelimit import RateLimiter
+from plait.llm._limits import Limits, Retry, limited
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -174,6 +181,22 @@ class _Chunk(_Wire):
     usage: _Usage | None = None
 
 
+class _Message(_Wire):
+    content: str | None = None
+
+
+class _WholeChoice(_Wire):
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _Whole(_Wire):
+    """A non-streamed answer (`chat.completion`)."""
+
+    choices: list[_WholeChoice]
+    usage: _Usage | None = None
+
+
 _SURROGATE = re.compile("[\ud800-\udfff]")  # a JSON escape may leave a lone one: unprintable
 
 
@@ -212,36 +235,74 @@ def _ssl() -> ssl.SSLContext:
     return _ssl_context
 
 
+# httpcore's pool (1.0) walks every connection on each request and response, and
+# counts the idle ones for each: work quadratic in its connections. Measured here:
+# 1.7 ms of client CPU per non-streamed call with 8 connections busy, 5.4 ms with 32,
+# 2.0 ms with the 32 split over four pools. So a server's connections are split over
+# pools of at most this many, a call taking the least busy pool.
+POOL_CONNECTIONS = 8
+
+
 @dataclass(slots=True)
 class _Shared:
     loop: asyncio.AbstractEventLoop
-    client: httpx.AsyncClient
+    clients: list[httpx.AsyncClient]  # [0] is made first and is the only one at low load
+    busy: list[int]  # calls using each client now
     users: set[int]  # id() of each OpenAILLM using it and not closed yet
+    max_connections: int
+    transport: httpx.AsyncBaseTransport | None
+
+    def add(self) -> None:
+        # Keep every connection alive (for keepalive_expiry, 5 s): a new TLS handshake
+        # per call costs more than an idle socket.
+        size = self.max_connections if self.transport is not None else min(
+            POOL_CONNECTIONS, self.max_connections - POOL_CONNECTIONS * len(self.clients))
+        limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
+        self.clients.append(httpx.AsyncClient(verify=_ssl(), limits=limits,
+                                              transport=self.transport))
+        self.busy.append(0)
+
+    def pick(self) -> int:
+        """The client for the next call: the least busy, or a new one when all are full."""
+        busy = self.busy
+        i = min(range(len(busy)), key=busy.__getitem__) if len(busy) > 1 else 0
+        # One transport object cannot be shared by clients that each close it.
+        if (busy[i] >= POOL_CONNECTIONS and self.transport is None
+                and POOL_CONNECTIONS * len(busy) < self.max_connections):
+            self.add()
+            i = len(busy) - 1
+        return i
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[httpx.AsyncClient]:
+        i = self.pick()
+        self.busy[i] += 1
+        try:
+            yield self.clients[i]
+        finally:
+            self.busy[i] -= 1
 
 
-# One client per (event loop, server): a pooled connection cannot move between loops,
-# and every OpenAILLM of a server on a loop shares its connections. The last user's
-# aclose() closes it; clients of loops closed without that are dropped at the next
-# new client, so they cannot pile up.
+# One set of clients per (event loop, server): a pooled connection cannot move between
+# loops, and every OpenAILLM of a server on a loop shares its connections. The last
+# user's aclose() closes them; clients of loops closed without that are dropped at the
+# next new client, so they cannot pile up.
 _CLIENTS: dict[tuple[int, str], _Shared] = {}
 
 
-def shared_client(key: str, user: object, max_connections: int,
-                  transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+def shared_clients(key: str, user: object, max_connections: int,
+                   transport: httpx.AsyncBaseTransport | None) -> _Shared:
     loop = asyncio.get_running_loop()
     entry = _CLIENTS.get((id(loop), key))
-    if entry is None or entry.loop is not loop or entry.client.is_closed:
+    if entry is None or entry.loop is not loop or entry.clients[0].is_closed:
         for k, other in list(_CLIENTS.items()):
             if other.loop.is_closed():
                 del _CLIENTS[k]
-        # Keep every connection alive (for keepalive_expiry, 5 s): a new TLS handshake
-        # per call costs more than an idle socket.
-        limits = httpx.Limits(max_connections=max_connections,
-                              max_keepalive_connections=max_connections)
-        client = httpx.AsyncClient(verify=_ssl(), limits=limits, transport=transport)
-        entry = _CLIENTS[(id(loop), key)] = _Shared(loop, client, set())
+        entry = _CLIENTS[(id(loop), key)] = _Shared(loop, [], [], set(), max_connections,
+                                                    transport)
+        entry.add()
     entry.users.add(id(user))
-    return entry.client
+    return entry
 
 
 async def release_client(key: str, user: object) -> None:
@@ -252,7 +313,8 @@ async def release_client(key: str, user: object) -> None:
     entry.users.discard(id(user))
     if not entry.users:
         del _CLIENTS[(id(loop), key)]
-        await entry.client.aclose()
+        for client in entry.clients:
+            await client.aclose()
 
 
 # ---------------------------------------------------------------- the backend
@@ -281,6 +343,8 @@ class OpenAILLM(BaseLLM):
         max_connections: int = MAX_CONNECTIONS,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
+        max_concurrency: int | None = None,
+        stream: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         if not model:
@@ -314,9 +378,8 @@ class OpenAILLM(BaseLLM):
             raise LLMOptionError(f"unknown dialect {name!r}; known: {sorted(DIALECTS)}")
         self.dialect_name = name
         self.dialect = DIALECTS[name]
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.max_backoff_s = max_backoff_s
+        self.retry = Retry(max_retries, backoff_s, max_backoff_s)
+        self.stream_replies = bool(stream)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._timeout = httpx.Timeout(connect=connect_timeout, read=read_timeout,
@@ -325,8 +388,8 @@ class OpenAILLM(BaseLLM):
             raise LLMOptionError("max_event_bytes must be >= 1024 and max_error_bytes >= 1")
         self.max_event_bytes = max_event_bytes
         self.max_error_bytes = max_error_bytes
-        self._limiter = (RateLimiter(requests_per_minute, tokens_per_minute)
-                         if requests_per_minute or tokens_per_minute else None)
+        # Shared by every call of this instance: one instance per model and pipeline.
+        self.limits = Limits(max_concurrency, requests_per_minute, tokens_per_minute)
         if max_connections < 1:
             raise LLMOptionError(f"max_connections must be >= 1, got {max_connections}")
         self.max_connections = max_connections
@@ -340,7 +403,10 @@ class OpenAILLM(BaseLLM):
     # ------------------------------------------------------------ plumbing
 
     def _client(self) -> httpx.AsyncClient:
-        return shared_client(self._client_key, self, self.max_connections, self._transport)
+        return self._clients().clients[0]
+
+    def _clients(self) -> _Shared:
+        return shared_clients(self._client_key, self, self.max_connections, self._transport)
 
     async def aclose(self) -> None:
         await release_client(self._client_key, self)
@@ -393,31 +459,24 @@ class OpenAILLM(BaseLLM):
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
-            "stream": True,
-            "stream_options": {"include_usage": True},
+            "stream": self.stream_replies,
         }
+        if self.stream_replies:
+            body["stream_options"] = {"include_usage": True}
         if request.stop:
             body["stop"] = list(request.stop)
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if getattr(request, "seed", None) is not None:
+            body["seed"] = request.seed  # type: ignore[attr-defined]
         if request.grammar is not None:
             assert self.dialect.grammar_field is not None  # _check
             body[self.dialect.grammar_field] = request.grammar
         if request.json_schema is not None:
             body.update(self.dialect.schema_body(request.json_schema))
         return body
-
-    def _delay(self, attempt: int, error: LLMError) -> float | None:
-        """Seconds to wait before retry `attempt` (1-based), or None: give up."""
-        if not error.retryable or attempt > self.max_retries:
-            return None
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            return retry_after if retry_after <= self.max_backoff_s else None
-        ceiling = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
-        return ceiling * random.uniform(0.5, 1.0)
 
     # ------------------------------------------------------------ the call
 
@@ -426,26 +485,10 @@ class OpenAILLM(BaseLLM):
         # The role is no part of the body: a real server would refuse an unknown field.
         extra = {ROLE_HEADER: request.role} if request.role else {}
         estimate = approx_prompt_tokens(request.messages) + (request.max_tokens or 256)
-        attempt = 0
-        while True:
-            if self._limiter is not None:
-                await self._limiter.acquire(estimate)
-            sent = 0
-            try:
-                async for delta in self._attempt(body, extra, meter):
-                    sent += 1
-                    yield delta
-                break
-            except LLMError as error:
-                if isinstance(error, LLMTimeout):
-                    raise
-                attempt += 1
-                delay = None if sent else self._delay(attempt, error)
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)
-        if self._limiter is not None and meter.prompt_tokens is not None:
-            self._limiter.settle(estimate, meter.prompt_tokens + (meter.completion_tokens or 0))
+        attempt = self._attempt if self.stream_replies else self._attempt_whole
+        async for delta in limited(lambda: attempt(body, extra, meter), meter,
+                                   limits=self.limits, retry=self.retry, estimate=estimate):
+            yield delta
 
     async def _head(self, response: httpx.Response) -> bytes:
         """At most `max_error_bytes` of a body that is not the stream (an error page)."""
@@ -482,47 +525,21 @@ class OpenAILLM(BaseLLM):
                 f"{where} sent a malformed chunk ({at}: {first['msg']}): {self._sample(data)}"
             ) from None
 
-    async def _attempt(self, body: dict[str, Any], headers: dict[str, str], meter: Meter
-                       ) -> AsyncIterator[str]:
-        where = f"{self.base_url}/chat/completions"
-        done = False
-        finish: str | None = None
+    async def _refuse(self, response: httpx.Response, where: str) -> None:
+        """Raise the server's error status as `LLMHTTPError` (reading only the head)."""
+        if response.status_code >= 400:
+            head = await self._head(response)
+            said = self._sample(head) if head else response.reason_phrase
+            raise LLMHTTPError(
+                response.status_code,
+                f"{where}: {said}{self._hint(response.status_code)}",
+                retry_after=parse_retry_after(response.headers.get("retry-after")))
+
+    @contextlib.contextmanager
+    def _wire_errors(self, where: str) -> Iterator[None]:
+        """httpx's errors as plait's, each saying what to change."""
         try:
-            async with self._client().stream(
-                "POST", where, json=body, headers={**headers, **self._authorization()},
-                timeout=self._timeout,
-            ) as response:
-                if response.status_code >= 400:
-                    head = await self._head(response)
-                    said = self._sample(head) if head else response.reason_phrase
-                    raise LLMHTTPError(
-                        response.status_code,
-                        f"{where}: {said}{self._hint(response.status_code)}",
-                        retry_after=parse_retry_after(response.headers.get("retry-after")))
-                kind = response.headers.get("content-type", "").lower()
-                if not kind.startswith("text/event-stream"):
-                    head = await self._head(response)
-                    raise LLMProtocolError(
-                        f"{where} answered {response.status_code} with {kind or 'no content type'}"
-                        f", not an event stream: {self._sample(head)}")
-                async for event in sse.events(response.aiter_bytes(),
-                                              max_line=self.max_event_bytes,
-                                              max_event=self.max_event_bytes):
-                    if event.event == "error":
-                        raise self._error_event(_json_or_text(event.data), where)
-                    if event.data.strip() == "[DONE]":
-                        done = True
-                        break
-                    chunk = self._chunk(event.data, where)
-                    if chunk.usage is not None:
-                        meter.prompt_tokens = chunk.usage.prompt_tokens
-                        meter.completion_tokens = chunk.usage.completion_tokens
-                    for choice in chunk.choices or ():
-                        content = choice.delta.content if choice.delta is not None else None
-                        if content:
-                            yield _SURROGATE.sub("\ufffd", content)
-                        finish = choice.finish_reason or finish
-                        meter.finish_reason = finish
+            yield
         except sse.TooLong as e:
             raise LLMProtocolError(
                 f"{where} sent {e.what} of its event stream longer than {e.limit} bytes "
@@ -548,6 +565,88 @@ class OpenAILLM(BaseLLM):
             raise LLMConnectionError(
                 f"{where}: stream broken before the answer was complete ({type(e).__name__})"
             ) from None
+
+    async def _attempt_whole(self, body: dict[str, Any], headers: dict[str, str], meter: Meter
+                             ) -> AsyncIterator[str]:
+        """One non-streamed call: the answer is one JSON body, read up to
+        `max_event_bytes` (it is one event), yielded as one delta."""
+        where = f"{self.base_url}/chat/completions"
+        with self._wire_errors(where):
+            async with self._clients().use() as client, client.stream(
+                "POST", where, json=body, headers={**headers, **self._authorization()},
+                timeout=self._timeout,
+            ) as response:
+                await self._refuse(response, where)
+                data = bytearray()
+                async for part in response.aiter_bytes():
+                    data += part
+                    if len(data) > self.max_event_bytes:
+                        raise LLMProtocolError(
+                            f"{where} sent an answer longer than {self.max_event_bytes} bytes "
+                            f"(max_event_bytes; raise it if its answers are that large); it "
+                            f"begins {self._sample(bytes(data))}")
+        try:
+            raw = json.loads(data)
+        except ValueError:
+            raise LLMProtocolError(
+                f"{where} answered {response.status_code} with something that is not JSON: "
+                f"{self._sample(bytes(data))}") from None
+        if isinstance(raw, dict) and raw.get("error") is not None:
+            raise self._error_event(raw, where)
+        try:
+            whole = _Whole.model_validate(raw)
+        except ValidationError as e:
+            first = e.errors()[0]
+            at = ".".join(str(p) for p in first["loc"]) or "the answer"
+            raise LLMProtocolError(
+                f"{where} sent a malformed answer ({at}: {first['msg']}): "
+                f"{self._sample(bytes(data))}") from None
+        if not whole.choices:
+            raise LLMProtocolError(f"{where} sent an answer with no choices: "
+                                   f"{self._sample(bytes(data))}")
+        if whole.usage is not None:
+            meter.prompt_tokens = whole.usage.prompt_tokens
+            meter.completion_tokens = whole.usage.completion_tokens
+        meter.finish_reason = whole.choices[0].finish_reason
+        content = whole.choices[0].message.content
+        if content:
+            yield _SURROGATE.sub("\ufffd", content)
+
+    async def _attempt(self, body: dict[str, Any], headers: dict[str, str], meter: Meter
+                       ) -> AsyncIterator[str]:
+        where = f"{self.base_url}/chat/completions"
+        done = False
+        finish: str | None = None
+        with self._wire_errors(where):
+            async with self._clients().use() as client, client.stream(
+                "POST", where, json=body, headers={**headers, **self._authorization()},
+                timeout=self._timeout,
+            ) as response:
+                await self._refuse(response, where)
+                kind = response.headers.get("content-type", "").lower()
+                if not kind.startswith("text/event-stream"):
+                    head = await self._head(response)
+                    raise LLMProtocolError(
+                        f"{where} answered {response.status_code} with {kind or 'no content type'}"
+                        f", not an event stream: {self._sample(head)}")
+                async for event in sse.events(response.aiter_bytes(),
+                                              max_line=self.max_event_bytes,
+                                              max_event=self.max_event_bytes):
+                    if event.event == "error":
+                        raise self._error_event(_json_or_text(event.data), where)
+                    if event.data.strip() == "[DONE]":
+                        done = True
+                        break
+                    chunk = self._chunk(event.data, where)
+                    if chunk.usage is not None:
+                        meter.prompt_tokens = chunk.usage.prompt_tokens
+                        meter.completion_tokens = chunk.usage.completion_tokens
+                    for choice in chunk.choices or ():
+                        content = choice.delta.content if choice.delta is not None else None
+                        if content:
+                            yield _SURROGATE.sub("\ufffd", content)
+                        finish = choice.finish_reason or finish
+                        meter.finish_reason = finish
         if not done and finish is None:
             # A stream that just ends, with neither [DONE] nor a finish_reason, was cut.
             raise LLMConnectionError(f"{where}: stream ended before the answer was complete")

@@ -66,6 +66,8 @@ class Request:
     # What the call is for, as its caller names it ("planner", "joiner", "react"):
     # never shown to the model; a simulated model's script can match on it.
     role: str | None = None
+    # The sampler's seed, for a backend that takes one (None: the backend's own).
+    seed: int | None = None
 
     @property
     def last_user(self) -> str:
@@ -101,6 +103,7 @@ class LLM(Protocol):
         grammar: str | None = None,
         json_schema: dict | None = None,
         role: str | None = None,
+        seed: int | None = None,
     ) -> LLMStream: ...
 
     async def complete(
@@ -113,6 +116,7 @@ class LLM(Protocol):
         grammar: str | None = None,
         json_schema: dict | None = None,
         role: str | None = None,
+        seed: int | None = None,
     ) -> Completion: ...
 
     async def aclose(self) -> None: ...
@@ -207,6 +211,7 @@ def build_request(
     grammar: str | None = None,
     json_schema: Mapping[str, Any] | None = None,
     role: str | None = None,
+    seed: int | None = None,
 ) -> Request:
     msgs = tuple(_as_message(m) for m in messages)
     if not msgs:
@@ -215,9 +220,11 @@ def build_request(
         raise LLMOptionError("pass either grammar or json_schema, not both")
     if max_tokens is not None and max_tokens < 1:
         raise LLMOptionError(f"max_tokens must be >= 1, got {max_tokens}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise LLMOptionError(f"seed must be a whole number, got {seed!r}")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     return Request(msgs, tuple(s for s in stops if s), max_tokens, temperature, grammar, json_schema,
-                   role)
+                   role, seed)
 
 
 @dataclass(slots=True)
@@ -235,6 +242,8 @@ class MeteredStream:
     The call starts when iteration starts. `usage` is set only when the stream
     is exhausted normally; an error or an early `aclose()` leaves it None.
     """
+
+    __slots__ = ("_gen", "_produce", "_request", "usage")  # one per call: no __dict__
 
     usage: Usage | None
 
@@ -256,6 +265,7 @@ class MeteredStream:
         first: float | None = None
         chars: list[str] = []
         deltas = self._produce(self._request, meter)
+        exhausted = False
         try:
             async for delta in deltas:
                 if not delta:
@@ -264,8 +274,10 @@ class MeteredStream:
                     first = time.monotonic()
                 chars.append(delta)
                 yield delta
+            exhausted = True
         finally:
-            await deltas.aclose()
+            if not exhausted:  # an exhausted producer has closed itself
+                await deltas.aclose()
         end = time.monotonic()
         prompt = meter.prompt_tokens
         completion = meter.completion_tokens
@@ -311,6 +323,7 @@ class BaseLLM:
         grammar: str | None = None,
         json_schema: dict | None = None,
         role: str | None = None,
+        seed: int | None = None,
     ) -> MeteredStream:
         request = build_request(
             messages,
@@ -320,6 +333,7 @@ class BaseLLM:
             grammar=grammar,
             json_schema=json_schema,
             role=role,
+            seed=seed,
         )
         self._check(request)
         return MeteredStream(request, self._produce)

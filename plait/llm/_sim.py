@@ -25,6 +25,16 @@ script can answer a planner with a plan without knowing how its prompt reads.
 - a `pathlib.Path` to a JSON file holding such a list (or one string).
 
 A fault (see `Fault`) makes the call fail the way a real server would.
+
+Capacity (`plait.llm._capacity`, shared with `plait sim-server`): ``slots``,
+a shared token rate ``capacity``, reply ``lengths`` drawn from a seeded
+distribution, a ``rate_limit`` answered with 429s, and counters (`stats`).
+With none of them given, the timing above holds for every call, however many.
+
+Client-side limits, as the OpenAI backend has them (`plait.llm._limits`):
+``max_concurrency`` (AIMD on 429/503), ``requests_per_minute``,
+``tokens_per_minute``, and ``max_retries`` (default 0: a fault is raised to
+the caller, as it always was), so an in-process run behaves like one over HTTP.
 """
 
 from __future__ import annotations
@@ -34,12 +44,13 @@ import inspect
 import json
 import re
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from plait.llm._capacity import DEFAULT_TPS, DEFAULT_TTFT, Capacity, SimStats, sleep_until
+from plait.llm._limits import Limits, Retry, limited
 from plait.llm._protocol import (
     BaseLLM,
     LLMConnectionError,
@@ -49,12 +60,12 @@ from plait.llm._protocol import (
     Message,
     Meter,
     Request,
+    approx_prompt_tokens,
 )
 
 TOKEN_RE = re.compile(r"\s*\S+|\s+")
 DEFAULT_REPLY = "This is a simulated reply from plait's sim backend."
-DEFAULT_TTFT = 0.4
-DEFAULT_TPS = 60.0
+__all__ = ["DEFAULT_TPS", "DEFAULT_TTFT", "SimStats", "sleep_until"]  # re-exported
 
 
 def split_tokens(text: str) -> list[str]:
@@ -176,9 +187,13 @@ class SimScript:
         raise LLMError(f"sim script has no reply left for the last user message{role} "
                        f"{text[:80]!r}")
 
-    def plan(self, request: Request) -> Plan:
+    def plan(self, request: Request, filler: Callable[[], str | None] | None = None) -> Plan:
+        """What the call will do. A rule without reply text gets `filler()` text
+        (drawn lengths), if given; a scripted reply keeps its own."""
         rule = self.pick(request)
         reply, finish = rule.reply, "stop"
+        if not reply and filler is not None:
+            reply = filler() or ""
         cut = [i for s in request.stop if (i := reply.find(s)) >= 0]
         if cut:
             reply = reply[: min(cut)]
@@ -199,57 +214,86 @@ def _takes_role(fn: Callable[..., Any]) -> bool:
     return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
-async def sleep_until(deadline: float) -> None:
-    delay = deadline - time.monotonic()
-    if delay > 0:
-        await asyncio.sleep(delay)
-
-
-async def timed(pieces: Sequence[str], ttft: float, tps: float, start: float) -> AsyncIterator[str]:
-    """Yield each piece at its absolute deadline (see the module docstring)."""
-    for i, piece in enumerate(pieces):
-        await sleep_until(start + ttft + i / tps)
-        yield piece
-
-
 async def forever() -> None:
     await asyncio.Event().wait()
 
 
 class SimLLM(BaseLLM):
     """The simulated backend, in-process. Ignores grammar and json_schema:
-    the script must supply conforming replies."""
+    the script must supply conforming replies.
+
+    `stats` counts the calls the simulated model saw; `limits` holds the
+    client-side limits (`limits.in_flight`, `limits.limit`)."""
 
     def __init__(self, script: Any = None, *, ttft: float = DEFAULT_TTFT,
-                 tps: float = DEFAULT_TPS, spec: str = "sim") -> None:
-        if ttft < 0 or tps <= 0:
-            raise LLMOptionError(f"sim needs ttft >= 0 and tps > 0, got ttft={ttft}, tps={tps}")
+                 tps: float = DEFAULT_TPS, spec: str = "sim",
+                 slots: int | None = None, capacity: float | None = None,
+                 lengths: Any = None, seed: int = 0, rate_limit: float | str | None = None,
+                 max_concurrency: int | None = None,
+                 requests_per_minute: float | None = None,
+                 tokens_per_minute: float | None = None,
+                 max_retries: int = 0, backoff_s: float = 0.5,
+                 max_backoff_s: float = 30.0, stream: bool = True) -> None:
+        # stream=False: each reply comes whole when its last token is due (as an
+        # OpenAI server's non-streamed answer): the same timing and capacity, far less
+        # work per call, for pipelines that make hundreds of calls a second.
+        self.stream_replies = stream
+        self.capacity = Capacity(ttft=ttft, tps=tps, slots=slots, capacity=capacity,
+                                 lengths=lengths, seed=seed, rate_limit=rate_limit)
+        if script is None and self.capacity.lengths is not None:
+            script = ""  # every reply drawn from `lengths`
         self.script = script if isinstance(script, SimScript) else SimScript(script)
-        self.ttft = float(ttft)
-        self.tps = float(tps)
+        self.ttft = self.capacity.ttft
+        self.tps = self.capacity.tps
         self.spec = spec
+        self.limits = Limits(max_concurrency, requests_per_minute, tokens_per_minute)
+        self.retry = Retry(max_retries, backoff_s, max_backoff_s)
 
-    async def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
-        start = time.monotonic()
-        plan = self.script.plan(request)
-        fault = plan.fault
-        if fault is not None and fault.hang:
-            await forever()
-        if fault is not None and fault.status is not None:
-            raise LLMHTTPError(fault.status, "simulated fault", retry_after=fault.retry_after)
-        limit = None if fault is None else (fault.drop_after if fault.drop_after is not None
-                                            else fault.stall_after)
-        pieces = plan.pieces if limit is None else plan.pieces[:limit]
-        async for piece in timed(pieces, self.ttft, self.tps, start):
-            yield piece
-        if fault is not None and fault.drop_after is not None:
-            raise LLMConnectionError(f"simulated drop after {len(pieces)} tokens")
-        if fault is not None and fault.stall_after is not None:
-            await forever()
-        if not plan.pieces:
-            await sleep_until(start + self.ttft)
-        meter.prompt_tokens = plan.prompt_tokens
-        meter.completion_tokens = len(plan.pieces)
+    @property
+    def stats(self) -> SimStats:
+        return self.capacity.stats
+
+    def ceiling(self, calls_per_row: float = 1, mean_tokens: float | None = None) -> float:
+        """Rows/s this model can serve at most (see `plait.llm._capacity`)."""
+        return self.capacity.ceiling(calls_per_row, mean_tokens)
+
+    def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
+        # Only a token rate reads the estimate: not worth a walk over the prompt else.
+        estimate = (approx_prompt_tokens(request.messages) + (request.max_tokens or 256)
+                    if self.limits.rate is not None else 0)
+        return limited(lambda: self._attempt(request, meter), meter, limits=self.limits,
+                       retry=self.retry, estimate=estimate)
+
+    async def _attempt(self, request: Request, meter: Meter) -> AsyncIterator[str]:
+        call = self.capacity.open()  # a 429 beyond rate_limit
+        try:
+            plan = self.script.plan(request, self.capacity.filler)
+            fault = plan.fault
+            if fault is not None and fault.hang:
+                await forever()
+            if fault is not None and fault.status is not None:
+                raise LLMHTTPError(fault.status, "simulated fault", retry_after=fault.retry_after)
+            await call.admit()
+            limit = None if fault is None else (fault.drop_after if fault.drop_after is not None
+                                                else fault.stall_after)
+            pieces = plan.pieces if limit is None else plan.pieces[:limit]
+            if self.stream_replies or fault is not None:
+                async for i in call.pieces(len(pieces)):
+                    yield pieces[i]
+            elif pieces:
+                await call.finish(len(pieces))
+                yield "".join(pieces)
+            if fault is not None and fault.drop_after is not None:
+                raise LLMConnectionError(f"simulated drop after {len(pieces)} tokens")
+            if fault is not None and fault.stall_after is not None:
+                await forever()
+            if not plan.pieces:
+                await sleep_until(call.start + self.ttft)
+            meter.prompt_tokens = plan.prompt_tokens
+            meter.completion_tokens = len(plan.pieces)
+            call.served(len(plan.pieces))
+        finally:
+            call.close()
 
 
 def read_script(path: Path) -> Any:

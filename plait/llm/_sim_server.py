@@ -1,8 +1,12 @@
 """The simulated model as an OpenAI-compatible HTTP server (`plait sim-server`).
 
-Endpoints: `POST /v1/chat/completions` (streamed or not) and `GET /v1/models`.
+Endpoints: `POST /v1/chat/completions` (streamed or not: `"stream": false`
+answers one `chat.completion` with its usage), `GET /v1/models`, and
+`GET /stats` (the counters of `SimStats` and the options, as JSON).
 Timing and script are those of `plait.llm._sim`; the clock starts when the
-request arrives. Faults from the script (`"fault": {...}` in a rule):
+request arrives (or, with `slots`, when it gets one). Capacity (`slots`,
+`capacity`, `lengths`, `seed`, `rate_limit`) is that of `plait.llm._capacity`,
+the same as in-process. Faults from the script (`"fault": {...}` in a rule):
 
 - ``{"status": 429, "retry_after": 2}``: that status, with a Retry-After header.
 - ``{"drop_after": K}``: K content chunks, then the connection is dropped.
@@ -26,16 +30,15 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Self
 
-from plait.llm._protocol import ROLE_HEADER, LLMError, MissingExtraError, build_request
-from plait.llm._sim import (
-    DEFAULT_TPS,
-    DEFAULT_TTFT,
-    Plan,
-    SimScript,
-    forever,
-    sleep_until,
-    timed,
+from plait.llm._capacity import DEFAULT_TPS, DEFAULT_TTFT, Capacity, SimCall, SimStats
+from plait.llm._protocol import (
+    ROLE_HEADER,
+    LLMError,
+    LLMHTTPError,
+    MissingExtraError,
+    build_request,
 )
+from plait.llm._sim import Plan, SimScript, forever
 
 
 def require_sim_extra() -> None:
@@ -74,13 +77,18 @@ def _content(value: Any) -> str:
 
 
 def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
-               tps: float = DEFAULT_TPS, model: str = "sim") -> Any:
+               tps: float = DEFAULT_TPS, model: str = "sim",
+               capacity: Capacity | None = None) -> Any:
+    """The app. `capacity`, if given, carries the timing (its ttft and tps win)."""
     require_sim_extra()
     from starlette.applications import Starlette
     from starlette.requests import Request as HTTPRequest
     from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
+    cap = capacity if capacity is not None else Capacity(ttft=ttft, tps=tps)
+    if script is None and cap.lengths is not None:
+        script = ""  # every reply drawn from `lengths`
     script = script if isinstance(script, SimScript) else SimScript(script)
 
     def error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -98,30 +106,54 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
         return {"prompt_tokens": plan.prompt_tokens, "completion_tokens": n,
                 "total_tokens": plan.prompt_tokens + n}
 
-    async def events(plan: Plan, start: float, include_usage: bool) -> AsyncIterator[str]:
-        cid = f"chatcmpl-{uuid.uuid4().hex[:12]}"
-        fault = plan.fault
-        limit = None if fault is None else (
-            fault.drop_after if fault.drop_after is not None else fault.stall_after)
-        pieces = plan.pieces if limit is None else plan.pieces[:limit]
-        yield chunk(cid, {"role": "assistant", "content": ""})
-        async for piece in timed(pieces, ttft, tps, start):
-            yield chunk(cid, {"content": piece})
-        if fault is not None and fault.drop_after is not None:
-            raise _Drop()
-        if fault is not None and fault.stall_after is not None:
-            await forever()
-        if not plan.pieces:
-            await sleep_until(start + ttft)
-        yield chunk(cid, {}, plan.finish_reason)
-        if include_usage:
-            body = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
-                    "model": model, "choices": [], "usage": usage(plan)}
-            yield f"data: {json.dumps(body)}\n\n"
-        yield "data: [DONE]\n\n"
+    async def events(call: SimCall, plan: Plan, include_usage: bool) -> AsyncIterator[str]:
+        try:
+            cid = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+            fault = plan.fault
+            limit = None if fault is None else (
+                fault.drop_after if fault.drop_after is not None else fault.stall_after)
+            pieces = plan.pieces if limit is None else plan.pieces[:limit]
+            yield chunk(cid, {"role": "assistant", "content": ""})
+            await call.admit()  # queue time is part of the client's ttft
+            async for i in call.pieces(len(pieces)):
+                yield chunk(cid, {"content": pieces[i]})
+            if fault is not None and fault.drop_after is not None:
+                raise _Drop()
+            if fault is not None and fault.stall_after is not None:
+                await forever()
+            if not plan.pieces:
+                await call.finish(0)
+            yield chunk(cid, {}, plan.finish_reason)
+            if include_usage:
+                body = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()),
+                        "model": model, "choices": [], "usage": usage(plan)}
+                yield f"data: {json.dumps(body)}\n\n"
+            yield "data: [DONE]\n\n"
+            call.served(len(plan.pieces))
+        finally:
+            call.close()
+
+    async def whole(call: SimCall, plan: Plan) -> Response:
+        try:
+            fault = plan.fault
+            await call.admit()
+            if fault is not None:  # drop or stall: nothing useful ever arrives
+                if fault.drop_after is not None:
+                    raise _Drop()
+                await forever()
+            await call.finish(len(plan.pieces))
+            call.served(len(plan.pieces))
+        finally:
+            call.close()
+        return JSONResponse({
+            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
+            "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "finish_reason": plan.finish_reason,
+                         "message": {"role": "assistant", "content": "".join(plan.pieces)}}],
+            "usage": usage(plan)})
 
     async def chat(request: HTTPRequest) -> Response:
-        start = time.monotonic()
+        arrived = time.monotonic()
         try:
             body = await request.json()
             messages = [{"role": m["role"], "content": _content(m.get("content"))}
@@ -131,44 +163,50 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
                                     "max_completion_tokens"),
                                 temperature=body.get("temperature"),
                                 role=request.headers.get(ROLE_HEADER))
-            plan = script.plan(req)
         except (ValueError, KeyError, TypeError, LLMError) as e:
             return error(400, f"bad request: {e}")
+        try:
+            call = cap.open(arrived)
+        except LLMHTTPError as e:  # over rate_limit
+            return error(e.status, str(e),
+                         {"Retry-After": f"{max(0.001, e.retry_after or 0):.3f}"})
+        try:
+            plan = script.plan(req, cap.filler)
+        except LLMError as e:
+            call.close()
+            return error(400, f"bad request: {e}")
         fault = plan.fault
-        if fault is not None and fault.hang:
-            await forever()
         if fault is not None and fault.status is not None:
+            call.close()
             headers = ({"Retry-After": f"{fault.retry_after:g}"}
                        if fault.retry_after is not None else None)
             return error(fault.status, "simulated fault", headers)
+        if fault is not None and fault.hang:
+            try:
+                await forever()
+            finally:
+                call.close()
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            return StreamingResponse(events(plan, start, include_usage),
+            return StreamingResponse(events(call, plan, include_usage),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        if fault is not None:  # drop or stall: nothing useful ever arrives
-            if fault.drop_after is not None:
-                raise _Drop()
-            await forever()
-        if plan.pieces:
-            await sleep_until(start + ttft + (len(plan.pieces) - 1) / tps)
-        else:
-            await sleep_until(start + ttft)
-        return JSONResponse({
-            "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
-            "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "finish_reason": plan.finish_reason,
-                         "message": {"role": "assistant", "content": "".join(plan.pieces)}}],
-            "usage": usage(plan)})
+        return await whole(call, plan)
 
     async def models(request: HTTPRequest) -> Response:
         return JSONResponse({"object": "list", "data": [
             {"id": model, "object": "model", "created": 0, "owned_by": "plait"}]})
 
-    return Starlette(routes=[
+    async def stats(request: HTTPRequest) -> Response:
+        return JSONResponse({**cap.stats.as_dict(), "options": cap.options()})
+
+    app = Starlette(routes=[
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
+        Route("/stats", stats, methods=["GET"]),
     ])
+    app.state.capacity = cap
+    return app
 
 
 def _config(app: Any, host: str, port: int, log_level: str) -> Any:
@@ -177,16 +215,19 @@ def _config(app: Any, host: str, port: int, log_level: str) -> Any:
     log = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _QuietDrops) for f in log.filters):
         log.addFilter(_QuietDrops())
-    return uvicorn.Config(app, host=host, port=port, log_level=log_level,
+    # No access log: a line per call costs more than the call at thousands of calls/s.
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                           timeout_graceful_shutdown=1, lifespan="off")
 
 
 def serve(script: Any = None, *, ttft: float = DEFAULT_TTFT, tps: float = DEFAULT_TPS,
           host: str = "127.0.0.1", port: int = 8765, model: str = "sim",
-          log_level: str = "info") -> None:
+          log_level: str = "info", **capacity: Any) -> None:
     """Run the server in the foreground until interrupted. An address it cannot
-    listen on (a port taken, a host not this machine's) raises OSError first."""
-    app = create_app(script, ttft=ttft, tps=tps, model=model)  # checks the extra
+    listen on (a port taken, a host not this machine's) raises OSError first.
+    `capacity`: slots=, capacity=, lengths=, seed=, rate_limit= (see `Capacity`)."""
+    app = create_app(script, model=model,  # checks the extra
+                     capacity=Capacity(ttft=ttft, tps=tps, **capacity))
     import uvicorn
 
     # Bound here, not by uvicorn, which would log the failure and exit the process.
@@ -200,12 +241,16 @@ class SimServer:
 
     >>> with SimServer(["hi"], ttft=0.1, tps=100) as server:
     ...     llm = OpenAILLM("sim", base_url=server.base_url)
+
+    Capacity options (slots=, capacity=, lengths=, seed=, rate_limit=) as for
+    `SimLLM`; `stats` counts the calls it saw, `ceiling()` is its rows/s bound.
     """
 
     def __init__(self, script: Any = None, *, ttft: float = DEFAULT_TTFT,
                  tps: float = DEFAULT_TPS, host: str = "127.0.0.1", port: int = 0,
-                 model: str = "sim") -> None:
-        self._app = create_app(script, ttft=ttft, tps=tps, model=model)  # checks the extra
+                 model: str = "sim", **capacity: Any) -> None:
+        self.capacity = Capacity(ttft=ttft, tps=tps, **capacity)
+        self._app = create_app(script, model=model, capacity=self.capacity)  # checks the extra
         import uvicorn
 
         self._server = uvicorn.Server(_config(self._app, host, port, "warning"))
@@ -217,6 +262,14 @@ class SimServer:
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def stats(self) -> SimStats:
+        return self.capacity.stats
+
+    def ceiling(self, calls_per_row: float = 1, mean_tokens: float | None = None) -> float:
+        """Rows/s this server can serve at most (see `plait.llm._capacity`)."""
+        return self.capacity.ceiling(calls_per_row, mean_tokens)
 
     def start(self, timeout: float = 10.0) -> Self:
         self._thread.start()

@@ -240,7 +240,9 @@ def test_a_question_reads_as_a_transcript(tmp_path: Path) -> None:
     assert q["steps"][2]["error"] == "LookupError: no entry for nowhere"
     assert q["steps"][3]["action"] == "replan"
     llm = [c for c in data["calls"] if c["tool"] in ("planner", "joiner")]
-    assert all(c["tokens"] > 0 and c["value"]["text"] for c in llm)  # values in full
+    assert all(c["tokens"] > 0 and c["value"] for c in llm)  # values (the text) in full
+    assert all(c["record"]["prompt_tokens"] + c["record"]["completion_tokens"] == c["tokens"]
+               and c["record"]["ttft"] is not None for c in llm)  # the call's own record
     assert sum(c["tokens"] for c in data["calls"]) == data["run"]["tokens"] == answer.tokens
 
 

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 import plait
-from plait.compiler import _session
+from plait._engine import Run
 from plait.journal import open_journal
 from plait.journal._pgpool import open_pools
 from plait.llm import SimLLM
@@ -78,8 +78,11 @@ def test_hundreds_of_journaled_questions_at_once(postgres_dsn: str, pg_spec: str
         runs = journal.list_runs(limit=QUESTIONS + 1)
         assert len(runs) == QUESTIONS and {r.status for r in runs} == {"done"}
         assert len(journal.load("q123").results) == 4  # planner, two lookups, joiner
-    # Every question gave its journal back: the pool is closed; and no session
-    # (which holds its run, its nodes, its plan) outlives its question.
+    # Every question gave its journal back: the pool is closed; and no run (which
+    # holds its nodes, its LLM calls' hooks and through them the session) outlives
+    # its question.
     assert not [p for p in open_pools() if app in p.key.conninfo]
     gc.collect()
-    assert len(_session._SESSIONS) == 0
+    schema = f"(schema {pg_spec.rsplit('schema=', 1)[-1]})"  # this test's own journal
+    assert not [o for o in gc.get_objects() if type(o) is Run and o.durable is not None
+                and o.durable.journal.location.endswith(schema)]

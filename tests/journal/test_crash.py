@@ -25,13 +25,13 @@ CHILD = Path(__file__).with_name("_crash_child.py")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def crash_once(spec: str, run_id: str, workdir: Path, rng: random.Random) -> tuple[set, set]:
-    """Run the child, kill it at a random instant, return the keys it acknowledged."""
-    out_path = workdir / f"{run_id}.out"
+def kill_child(child_path: Path, args: list[str], out_path: Path, rng: random.Random) -> list[str]:
+    """Run a child script until it prints READY, kill it with SIGKILL at a random
+    instant soon after, and return the complete lines it printed."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     with open(out_path, "wb") as out:
         child = subprocess.Popen(
-            [sys.executable, str(CHILD), spec, run_id, str(rng.choice([1, 8, 32]))],
+            [sys.executable, str(child_path), *args],
             stdout=out,
             stderr=subprocess.PIPE,
             env=env,
@@ -51,9 +51,16 @@ def crash_once(spec: str, run_id: str, workdir: Path, rng: random.Random) -> tup
                 child.wait()
             child.stderr.close()
     assert child.returncode == -signal.SIGKILL, child.returncode
+    return [line.decode() for line in out_path.read_bytes().split(b"\n")[:-1]]
+
+
+def crash_once(spec: str, run_id: str, workdir: Path, rng: random.Random) -> tuple[set, set]:
+    """Run the child, kill it at a random instant, return the keys it acknowledged."""
+    lines = kill_child(CHILD, [spec, run_id, str(rng.choice([1, 8, 32]))],
+                       workdir / f"{run_id}.out", rng)
     intents, results = set(), set()
-    for line in out_path.read_bytes().split(b"\n")[:-1]:  # only complete lines
-        kind, _, key = line.decode().partition(" ")
+    for line in lines:  # only complete lines
+        kind, _, key = line.partition(" ")
         if kind == "I":
             intents.add(key)
         elif kind == "R":
