@@ -179,6 +179,10 @@ async def amap(
     name none (a spec, or an LLM object); every row shares one opened model, so
     its limits (concurrency, requests and tokens per minute) hold for the job."""
     started = time.perf_counter()
+    if _is_path(out):
+        # A bad output (its format, its folder, a missing extra) is said now, not
+        # after the last row: a sink opened and dropped at once writes nothing.
+        _sink(out).abort()
     failures: list[Row] = []
     error: BaseException | None = None
     async with _JobRun.open(wf, source, key=key, window=window, ordered=ordered,

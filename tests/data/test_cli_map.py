@@ -79,6 +79,12 @@ def test_map_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("x")
     kind = plait_cli("map", "flow.py:loud", "in.txt", "--no-journal", cwd=tmp_path)
     assert kind.returncode == 2 and ".jsonl" in kind.stderr
+    # A bad output is said before any row runs, journaled or not.
+    (tmp_path / "in.jsonl").write_text('{"id": 1, "text": "a"}\n')
+    out = plait_cli("map", "flow.py:loud", "in.jsonl", "--out", "out.txt", "--journal",
+                    str(tmp_path / "runs.db"), cwd=tmp_path)
+    assert out.returncode == 2 and "output format of out.txt" in out.stderr
+    assert "done" not in out.stderr  # no job ran
 
 
 def test_ask_every_question_of_a_file(tmp_path: Path) -> None:
