@@ -1,0 +1,118 @@
+"""The web app: three pages and the JSON API they read (starlette).
+
+    GET /                         the runs list         GET /api/runs?limit=N
+    GET /runs/{id}                a run or a job        GET /api/runs/{id}
+                                                        GET /api/runs/{id}/rows?status=&after=&limit=
+
+Read-only: the journal is opened with `read_only=True` (the database refuses a
+write) and the app has no route that writes, takes a lease or runs anything.
+Journal reads are blocking calls: starlette runs each endpoint in its thread
+pool. Every answer's strings pass the journal's DSN redaction.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from plait.cost import Prices
+from plait.journal import Journal, JournalError, RunNotFoundError
+from plait.ui import _data
+
+STATIC = resources.files("plait.ui") / "static"
+PAGES = {"index": "index.html", "run": "run.html", "job": "job.html"}
+
+
+def require_ui_extra() -> None:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        from plait.llm._protocol import MissingExtraError
+
+        raise MissingExtraError(f"plait ui ({exc.name} is not installed)", "ui") from None
+
+
+def create_app(journal: Journal, prices: Prices | None = None) -> Any:
+    """The app over an open journal (open it with `read_only=True`). The caller
+    closes the journal after the app is done."""
+    require_ui_extra()
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    table = prices if prices is not None else Prices()
+
+    def page(name: str) -> Response:
+        html = (STATIC / PAGES[name]).read_text(encoding="utf-8")
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    def answer(read: Any) -> Response:
+        try:
+            return JSONResponse(read(), headers={"Cache-Control": "no-store"})
+        except RunNotFoundError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except _BadParameter as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        except JournalError as exc:  # its messages never hold a password
+            return JSONResponse({"error": str(exc)}, status_code=503)
+
+    def index(request: Request) -> Response:
+        return page("index")
+
+    def run_page(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        try:
+            record = journal.get_run(run_id)
+        except JournalError:
+            record = None  # the page shows the API's error
+        return page("job" if record is not None and _data.is_job(record.entry) else "run")
+
+    def api_runs(request: Request) -> Response:
+        def read() -> Any:
+            limit = _int(request, "limit", 50, 1, 1000)
+            return _data.runs(journal, table, limit)
+        return answer(read)
+
+    def api_run(request: Request) -> Response:
+        return answer(lambda: _data.run(journal, request.path_params["run_id"], table))
+
+    def api_rows(request: Request) -> Response:
+        def read() -> Any:
+            status = request.query_params.get("status", "all")
+            if status not in _data.ROW_FILTERS:
+                raise _BadParameter(f"status must be one of {', '.join(_data.ROW_FILTERS)}")
+            after = _int(request, "after", -1, -1, None)
+            limit = _int(request, "limit", 100, 1, _data.MAX_ROWS)
+            return _data.rows(journal, request.path_params["run_id"], status, after, limit)
+        return answer(read)
+
+    routes = [
+        Route("/", index),
+        Route("/runs/{run_id:path}", run_page),
+        Route("/api/runs", api_runs),
+        Route("/api/runs/{run_id:path}/rows", api_rows),
+        Route("/api/runs/{run_id:path}", api_run),
+        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
+    ]
+    return Starlette(routes=routes)
+
+
+class _BadParameter(ValueError):
+    pass
+
+
+def _int(request: Any, name: str, default: int, low: int, high: int | None) -> int:
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise _BadParameter(f"{name} must be a whole number, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise _BadParameter(f"{name} must be within {bound}, got {value}")
+    return value
