@@ -1,0 +1,138 @@
+"""`plait ui` in a real headless browser: Debian's Chromium (/usr/bin/chromium)
+driven by playwright. Checks the DOM the pages draw from the API, follows links,
+filters a job's rows, watches a run go on, and keeps screenshots in
+test-artifacts/ (gitignored)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import plait
+from plait.ui import UIServer
+from tests.ui._runs import GATES, stepwise
+
+pytestmark = pytest.mark.timeout(90)
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.skip("needs Chromium: install the Debian package `chromium` "
+                    "(apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="needs playwright: pip install 'plait[test]'")
+    with sync_api.sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists()
+                                        else shutil.which("chromium"), headless=True,
+                                        args=["--no-sandbox"])
+        except Exception as exc:  # e.g. a sandbox that forbids it: say so
+            pytest.skip(f"cannot start the Debian package `chromium` here: {exc}")
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    yield page
+    page.close()
+    assert errors == []
+
+
+def test_the_runs_list_and_a_failed_run(ui: UIServer, page: Any, artifacts: Path) -> None:
+    page.goto(ui.url + "/")
+    page.wait_for_selector("#runs tbody tr")
+    rows = page.query_selector_all("#runs tbody tr")
+    status = {r.get_attribute("data-run-id"): r.get_attribute("data-status") for r in rows}
+    assert status == {"ok1": "done", "bad1": "failed", "q1": "done", "job1": "done"}
+    assert page.inner_text("#runs tr[data-run-id=ok1] td.cost") == "$0.00"
+    assert page.inner_text("#runs tr[data-run-id=job1] td.cost") == "?"
+    assert int(page.inner_text("#runs tr[data-run-id=ok1] td.tokens")) > 0
+    assert "bad word" in page.inner_text("#runs tr[data-run-id=bad1] td.what")
+    assert page.is_hidden("#live")  # nothing runs
+    page.screenshot(path=str(artifacts / "ui-runs.png"), full_page=True)
+
+    page.click("#runs tr[data-run-id=bad1] a")
+    page.wait_for_url("**/runs/bad1")
+    page.wait_for_selector("#calls tbody tr")
+    assert page.inner_text("#title") == "run bad1"
+    assert page.inner_text("#facts dd[data-fact=status]") == "failed"
+    assert page.inner_text("#facts dd[data-fact=cost]") == "$0.00"
+    failed = page.query_selector("#calls tr[data-state=failed]")
+    assert failed is not None and failed.is_visible()
+    assert failed.get_attribute("data-tool") == "shout"
+    assert "error: ValueError: bad word" in failed.inner_text()
+    assert page.query_selector("#calls tr[data-state=done][data-tool=generate]") is not None
+    page.screenshot(path=str(artifacts / "ui-run-failed.png"), full_page=True)
+
+
+def test_a_question_shows_its_transcript(ui: UIServer, page: Any) -> None:
+    page.goto(ui.url + "/runs/q1")
+    page.wait_for_selector("#question:not([hidden]) .answer")
+    assert 'shout("everest")' in page.inner_text("#steps pre.plan")
+    assert page.inner_text("#steps .answer") == "answer: SHOUTED"
+
+
+def test_a_jobs_failed_rows(ui: UIServer, page: Any, artifacts: Path) -> None:
+    page.goto(ui.url + "/runs/job1")
+    page.wait_for_selector("#rows tbody tr")
+    assert len(page.query_selector_all("#rows tbody tr")) == 12
+    counts = {b.get_attribute("data-status"): b.query_selector(".count").inner_text()
+              for b in page.query_selector_all("#filters button")}
+    assert counts == {"all": "12", "done": "6", "dropped": "3", "failed": "3"}
+    page.click("#filters button[data-status=failed]")
+    page.wait_for_function("document.querySelectorAll('#rows tbody tr').length === 3")
+    rows = page.query_selector_all("#rows tbody tr")
+    assert [r.get_attribute("data-status") for r in rows] == ["failed"] * 3
+    assert [r.get_attribute("data-ordinal") for r in rows] == ["2", "6", "10"]
+    assert all("the reviewer choked" in r.inner_text() for r in rows)
+    assert page.url.endswith("?status=failed")
+    assert page.is_disabled("#next") and page.is_disabled("#prev")
+    page.screenshot(path=str(artifacts / "ui-job-failed-rows.png"), full_page=True)
+    page.reload()  # the filter is in the address: a reload keeps it
+    page.wait_for_function("document.querySelectorAll('#rows tbody tr').length === 3")
+
+
+def test_a_run_page_follows_the_run(tmp_path: Path, page: Any) -> None:
+    journal = str(tmp_path / "live.db")
+    GATES.clear()
+    GATES.update({f"step{i}": threading.Event() for i in range(2)})
+    # plait.run in threads: playwright's sync API keeps an event loop in this one.
+    warmup = threading.Thread(target=plait.run, args=(stepwise, 0),
+                              kwargs={"journal": journal, "run_id": "warmup"})
+    warmup.start()
+    warmup.join(30)
+    with UIServer(journal) as ui:
+        thread = threading.Thread(target=plait.run, args=(stepwise, 2),
+                                  kwargs={"journal": journal, "run_id": "live"})
+        thread.start()
+        try:
+            page.goto(ui.url + "/")
+            page.wait_for_selector("#runs tr[data-run-id=live][data-status=running]")
+            assert page.is_visible("#live")
+            page.goto(ui.url + "/runs/live")
+            page.wait_for_selector("#calls tr[data-state=running]")
+            assert page.is_visible("#live")
+            assert len(page.query_selector_all("#calls tbody tr")) == 1
+            GATES["step0"].set()  # the page is not reloaded: it polls
+            page.wait_for_function("document.querySelectorAll('#calls tbody tr').length === 2")
+            GATES["step1"].set()
+            page.wait_for_selector("#facts dd[data-fact=status].done")
+            assert page.is_hidden("#live")
+            assert len(page.query_selector_all("#calls tr[data-state=done]")) == 2
+        finally:
+            for gate in GATES.values():
+                gate.set()
+            thread.join(30)
