@@ -78,7 +78,7 @@ const plaitUI = (() => {
   }
 
   function costText(run) {
-    if (run.currency === null || run.currency === undefined) return "?";
+    if (run.currency === null || run.currency === undefined) return "? (a dataset job's calls are not priced)";
     let text = fmt.money(run.cost, run.currency, run.cost_estimated);
     if (run.cost_unpriced && run.cost_unpriced.length) text += ` (no price for ${run.cost_unpriced.join(", ")})`;
     return text;
