@@ -194,18 +194,35 @@ def _react_finish(text: str) -> str | None:
 # serves: one reading for both.
 
 
-def list_runs(j: Journal, limit: int, prices: Prices) -> tuple[list[dict[str, Any]], set[str]]:
-    """The newest runs, described, and the ids of those that crashed."""
+def list_runs(j: Journal, limit: int, prices: Prices,
+              cache: dict[tuple[Any, ...], dict[str, Any]] | None = None,
+              ) -> tuple[list[dict[str, Any]], set[str]]:
+    """The newest runs, described, and the ids of those that crashed.
+
+    `cache` (kept by a caller that lists again and again: `plait ui`) holds the
+    descriptions of ended runs by their record, which changes if they change (a
+    resume marks one running): only running runs are loaded again. It is
+    emptied of runs no longer listed."""
     records = j.list_runs(limit=limit)
     crashed = {r.run_id for r in records if r.status == "running" and is_crashed(j, r.run_id)}
     runs = []
+    kept: dict[tuple[Any, ...], dict[str, Any]] = {}
     for r in records:
-        # A dataset job's calls are neither counted nor priced: it may hold millions
-        # (`plait show RUN` gives its rows by status, from an index).
-        state = None if r.entry.startswith("map:") else _state(j, r.run_id)
-        runs.append(describe_run(r, r.run_id in crashed,
-                                 None if state is None else len(state.intents),
-                                 None if state is None else run_cost(state, prices)))
+        key = (r.run_id, r.status, r.updated_at, r.finished_at, r.tokens)
+        described = cache.get(key) if cache is not None else None
+        if described is None:
+            # A dataset job's calls are neither counted nor priced: it may hold
+            # millions (`plait show RUN` gives its rows by status, from an index).
+            state = None if r.entry.startswith("map:") else _state(j, r.run_id)
+            described = describe_run(r, r.run_id in crashed,
+                                     None if state is None else len(state.intents),
+                                     None if state is None else run_cost(state, prices))
+        if r.status != "running":
+            kept[key] = described
+        runs.append(described)
+    if cache is not None:
+        cache.clear()
+        cache.update(kept)
     return runs, crashed
 
 

@@ -12,6 +12,7 @@ pool. Every answer's strings pass the journal's DSN redaction.
 
 from __future__ import annotations
 
+import threading
 from importlib import resources
 from typing import Any
 
@@ -44,6 +45,10 @@ def create_app(journal: Journal, prices: Prices | None = None) -> Any:
     from starlette.staticfiles import StaticFiles
 
     table = prices if prices is not None else Prices()
+    # Ended runs' descriptions, so that a list polled every few seconds loads only
+    # the runs still running. Guarded: endpoints run in a thread pool.
+    described: dict[tuple[Any, ...], dict[str, Any]] = {}
+    lock = threading.Lock()
 
     def page(name: str) -> Response:
         html = (STATIC / PAGES[name]).read_text(encoding="utf-8")
@@ -73,7 +78,8 @@ def create_app(journal: Journal, prices: Prices | None = None) -> Any:
     def api_runs(request: Request) -> Response:
         def read() -> Any:
             limit = _int(request, "limit", 50, 1, 1000)
-            return _data.runs(journal, table, limit)
+            with lock:
+                return _data.runs(journal, table, limit, described)
         return answer(read)
 
     def api_run(request: Request) -> Response:

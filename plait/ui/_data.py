@@ -38,9 +38,10 @@ def is_job(entry: str) -> bool:
     return entry.startswith("map:")
 
 
-def runs(j: Journal, prices: Prices, limit: int) -> dict[str, Any]:
-    """The runs list: `plait runs --json`."""
-    listed, _ = list_runs(j, limit, prices)
+def runs(j: Journal, prices: Prices, limit: int,
+         cache: dict[tuple[Any, ...], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The runs list: `plait runs --json` (`cache`: see `list_runs`)."""
+    listed, _ = list_runs(j, limit, prices, cache)
     return {"journal": clean(j.location), "runs": cut_text(listed, 300)}
 
 

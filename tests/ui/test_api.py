@@ -152,3 +152,36 @@ def test_a_run_going_on_shows_new_calls_on_the_next_poll(tmp_path: Path) -> None
             for gate in GATES.values():
                 gate.set()
             thread.join(30)
+
+
+class _Counting:
+    """A real journal that counts the runs loaded through it."""
+
+    def __init__(self, journal: Any) -> None:
+        self.journal = journal
+        self.loaded: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.journal, name)
+
+    def load(self, run_id: str) -> Any:
+        self.loaded.append(run_id)
+        return self.journal.load(run_id)
+
+
+def test_a_polled_list_loads_only_the_runs_still_running(journal: str, tmp_path: Path) -> None:
+    from plait.cli._runview import list_runs
+    from plait.cost import Prices
+    from plait.journal import open_journal
+
+    j = _Counting(open_journal(journal, read_only=True))
+    try:
+        cache: dict = {}
+        first, _ = list_runs(j, 50, Prices(), cache)
+        assert sorted(j.loaded) == ["bad1", "ok1", "q1"]  # not the job's calls
+        j.loaded.clear()
+        again, _ = list_runs(j, 50, Prices(), cache)
+        assert again == first and j.loaded == []  # all ended: nothing loaded again
+        assert list_runs(j, 1, Prices(), cache)[0] == first[:1] and len(cache) == 1
+    finally:
+        j.close()
