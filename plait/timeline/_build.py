@@ -257,14 +257,18 @@ def critical_path(nodes: tuple[TimelineNode, ...], marks: list[PlanMark] | tuple
         inputs = [by_n[p] for p in nd.parents if by_n[p].end is not None]
         if inputs:
             return max(inputs, key=lambda p: (p.end, p.n)), False
+        # A wait is only ever on a call of the same session: the first calls of a
+        # resumed session waited for the resume, not for the calls before the crash.
         for w in planners.get(nd.row, ()):
-            if w.n != nd.n and w.start <= nd.start <= w.until + _EPS:
+            if w.n != nd.n and w.session == nd.session and w.start <= nd.start <= w.until + _EPS:
                 return w, True
         group, ends = rows.get(nd.row, []), row_ends.get(nd.row, [])
         k = bisect.bisect_right(ends, nd.start + _EPS)
         while k > 0:
             k -= 1
             cand = group[k]
+            if cand.session != nd.session:
+                break  # sessions do not overlap: every earlier end is earlier still
             if cand.n != nd.n and (cand.start, cand.n) < (nd.start, nd.n):
                 return cand, True
         return None, False
