@@ -23,16 +23,6 @@ from . import runs
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def journal(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """One journal holding every run these tests read (each run made once)."""
-    path = str(tmp_path_factory.mktemp("timeline") / "runs.db")
-    runs.crashed_run(path, "crashed", resume=False)
-    runs.crashed_run(path, "resumed")
-    runs.question(path, "q-1")
-    return path
-
-
 def by_tool(timeline, tool: str):
     return [nd for nd in timeline.nodes if nd.tool == tool]
 
