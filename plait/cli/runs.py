@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from plait.cli._app import app
+from plait.cli._fail import fail
 from plait.cli._journal import HELP as JOURNAL_HELP
 from plait.cli._journal import journal_option
 from plait.cli._journal import open_existing as _open
@@ -75,6 +77,10 @@ def show_command(
         help="a dataset job's rows: failed | done | dropped | all, in source order",
     ),
     limit: int = typer.Option(1000, min=1, help="with --rows: most rows to list"),
+    html: Path = typer.Option(
+        None, "--html", metavar="FILE", dir_okay=False,
+        help="write the run's timeline to FILE: one self-contained HTML page (docs/timeline.md)",
+    ),
 ) -> None:
     """What happened in a run: every call with its arguments, value or error,
     attempts, timing, tokens and whether it was replayed; for a question, the
@@ -82,6 +88,12 @@ def show_command(
     for a dataset job, its rows by status (--rows failed lists the failed ones)."""
     prices = _prices()
     j = _open(journal)
+    if html is not None:
+        try:
+            write_timeline(j, run_id, html)
+        finally:
+            j.close()
+        return
     record = j.get_run(run_id)
     if record is not None and (rows is not None or record.entry.startswith("map:")):
         try:
@@ -100,6 +112,18 @@ def show_command(
         _print_json({"journal": clean(j.location), **shown})
         return
     render_show(Console(highlight=False), shown["run"], shown["calls"], shown["question"], full)
+
+
+def write_timeline(j: Journal, run_id: str, path: Path) -> None:
+    """`plait show RUN --html FILE`: the run's timeline page, then the path written."""
+    from plait.timeline import build, render_html
+
+    page = render_html(build(j, run_id))
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write the timeline to {path}: {exc.strerror or exc}")
+    print(path)
 
 
 ROW_STATUSES = ("failed", "done", "dropped", "all")

@@ -347,6 +347,9 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
     started = time.perf_counter()
     first: float | None = None
     parts: list[str] = []
+    # A listened call (the compiler's plans) records when each line was complete and
+    # handed to its listener: the timeline marks task lines at their dispatch.
+    lines: list[float] | None = [] if on_delta is not None else None
     done = False
     drained = 0
     deadline: asyncio.Timeout | None = None
@@ -364,8 +367,11 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
                         if drained >= DRAIN_DELTAS:
                             break
                         continue
-                    if on_delta is not None and on_delta(delta):
-                        done = True
+                    if on_delta is not None:
+                        done = bool(on_delta(delta))
+                        if "\n" in delta:
+                            at = round(time.perf_counter() - started, 4)
+                            lines.extend([at] * delta.count("\n"))  # type: ignore[union-attr]
         finally:
             if getattr(stream, "usage", None) is None:  # not exhausted: close it now
                 closer = getattr(stream, "aclose", None)
@@ -398,6 +404,8 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
     record = {"prompt_tokens": prompt, "completion_tokens": completion, "estimated": estimated,
               "ttft": None if first is None else first - started, "elapsed": end - started,
               "finish_reason": finish}
+    if lines:
+        record["lines"] = lines
     extra = run.extra.get(i)
     if extra is None:
         run.extra[i] = record
