@@ -13,7 +13,6 @@ from plait.cli._fail import fail
 from plait.cli._journal import HELP as JOURNAL_HELP
 from plait.cli._journal import journal_option
 from plait.cli._journal import open_existing as _open
-from plait.cli._fail import fail
 from plait.cli._render import render_runs, render_show
 from plait.cli._runview import clean, describe_run, list_runs, show_run
 from plait.cli._runview import is_crashed as _crashed

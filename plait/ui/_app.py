@@ -3,6 +3,11 @@
     GET /                         the runs list         GET /api/runs?limit=N
     GET /runs/{id}                a run or a job        GET /api/runs/{id}
                                                         GET /api/runs/{id}/rows?status=&after=&limit=
+                                                        GET /api/runs/{id}/timeline
+
+A run's page draws its timeline with plait.timeline's own script
+(`plaitTimeline.render`, served from /static/timeline/) from
+`plait.timeline.to_json`, again at each poll while the run goes on.
 
 Read-only: the journal is opened with `read_only=True` (the database refuses a
 write) and the app has no route that writes, takes a lease or runs anything.
@@ -13,14 +18,17 @@ pool. Every answer's strings pass the journal's DSN redaction.
 from __future__ import annotations
 
 import threading
+import time
 from importlib import resources
 from typing import Any
 
+from plait.cli._runview import clean
 from plait.cost import Prices
 from plait.journal import Journal, JournalError, RunNotFoundError
 from plait.ui import _data
 
 STATIC = resources.files("plait.ui") / "static"
+TIMELINE_STATIC = resources.files("plait.timeline") / "static"
 PAGES = {"index": "index.html", "run": "run.html", "job": "job.html"}
 
 
@@ -85,6 +93,13 @@ def create_app(journal: Journal, prices: Prices | None = None) -> Any:
     def api_run(request: Request) -> Response:
         return answer(lambda: _data.run(journal, request.path_params["run_id"], table))
 
+    def api_timeline(request: Request) -> Response:
+        from plait.timeline import build, to_json
+
+        # `now`: a live run's calls still running are drawn up to this moment.
+        return answer(lambda: clean(to_json(build(journal, request.path_params["run_id"],
+                                                  now=time.time()))))
+
     def api_rows(request: Request) -> Response:
         def read() -> Any:
             status = request.query_params.get("status", "all")
@@ -100,7 +115,10 @@ def create_app(journal: Journal, prices: Prices | None = None) -> Any:
         Route("/runs/{run_id:path}", run_page),
         Route("/api/runs", api_runs),
         Route("/api/runs/{run_id:path}/rows", api_rows),
+        Route("/api/runs/{run_id:path}/timeline", api_timeline),
         Route("/api/runs/{run_id:path}", api_run),
+        Mount("/static/timeline", StaticFiles(directory=str(TIMELINE_STATIC)),
+              name="timeline"),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
     return Starlette(routes=routes)

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 import plait
 from plait.cli import app
+from plait.cli._runview import clean
 from plait.ui import UIServer
 from plait.ui._data import MAX_TEXT, cut_text
 from tests.ui._runs import GATES, stepwise
@@ -84,6 +85,18 @@ def test_a_jobs_rows_by_status_a_page_at_a_time(ui: UIServer, journal: str) -> N
     assert seen == list(range(12))
 
 
+def test_a_runs_timeline_is_plait_timelines_data(ui: UIServer, journal: str) -> None:
+    from plait.timeline import build, to_json
+
+    for run_id in ("ok1", "bad1", "q1", "job1"):
+        served = get(ui, f"/api/runs/{run_id}/timeline")
+        assert served == json.loads(json.dumps(clean(to_json(build(journal, run_id)))))
+    bad = get(ui, "/api/runs/bad1/timeline")
+    assert {n["tool"]: n["state"] for n in bad["nodes"]} == {"shout": "failed",
+                                                             "generate": "done"}
+    assert get(ui, "/api/runs/nope/timeline", 404)["error"].startswith("no run 'nope'")
+
+
 def test_bad_requests_say_what_is_wrong(ui: UIServer) -> None:
     assert get(ui, "/api/runs/nope", 404) == {"error": f"no run 'nope' in journal "
                                                        f"{get(ui, '/api/runs')['journal']}"}
@@ -99,6 +112,8 @@ def test_the_pages(ui: UIServer) -> None:
     assert 'data-page="run"' in get(ui, "/runs/ok1")
     assert 'data-page="job"' in get(ui, "/runs/job1")
     assert "plaitUI" in get(ui, "/static/ui.js")
+    assert "plaitTimeline" in get(ui, "/static/timeline/timeline.js")
+    assert httpx.get(ui.url + "/static/timeline/timeline.css").status_code == 200
     assert httpx.get(ui.url + "/static/nothing.js").status_code == 404
 
 
@@ -136,6 +151,8 @@ def test_a_run_going_on_shows_new_calls_on_the_next_poll(tmp_path: Path) -> None
                     time.sleep(0.05)
 
             data = until(lambda d: len(d["calls"]) == 1)
+            timeline = get(ui, "/api/runs/live/timeline")
+            assert [n["state"] for n in timeline["nodes"]] == ["running"]
             assert data["run"]["status"] == "running"
             assert [c["state"] for c in data["calls"]] == ["running"]
             listed = {r["run_id"]: r for r in get(ui, "/api/runs")["runs"]}
@@ -147,6 +164,8 @@ def test_a_run_going_on_shows_new_calls_on_the_next_poll(tmp_path: Path) -> None
                 assert data["calls"][i]["value"] == f"v{i}"
             GATES["step2"].set()
             data = until(lambda d: d["run"]["status"] == "done")
+            timeline = get(ui, "/api/runs/live/timeline")
+            assert [n["state"] for n in timeline["nodes"]] == ["done"] * 3
             assert [c["value"] for c in data["calls"]] == ["v0", "v1", "v2"]
         finally:
             for gate in GATES.values():

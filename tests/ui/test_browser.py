@@ -1,11 +1,10 @@
 """`plait ui` in a real headless browser: Debian's Chromium (/usr/bin/chromium)
-driven by playwright. Checks the DOM the pages draw from the API, follows links,
+driven by playwright (never a browser of its own). Checks the DOM the pages draw from the API, follows links,
 filters a job's rows, watches a run go on, and keeps screenshots in
 test-artifacts/ (gitignored)."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,29 +14,26 @@ import pytest
 
 import plait
 from plait.ui import UIServer
+from tests.timeline.conftest import chromium_path
 from tests.ui._runs import GATES, stepwise
 
 pytestmark = pytest.mark.timeout(90)
 
-CHROMIUM = "/usr/bin/chromium"
-
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.skip("needs Chromium: install the Debian package `chromium` "
-                    "(apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="needs playwright: pip install 'plait[test]'")
+    path = chromium_path()  # the timeline tests' choice: $PLAIT_TEST_CHROMIUM, else Debian's
+    if path is None:
+        pytest.skip("no chromium to drive: install the Debian package `chromium` "
+                    "(`apt-get install chromium`; `make test` does so where it can)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is not installed: pip install 'plait[test]'")
     with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
         try:
-            browser = p.chromium.launch(executable_path=CHROMIUM if Path(CHROMIUM).exists()
-                                        else shutil.which("chromium"), headless=True,
-                                        args=["--no-sandbox"])
-        except Exception as exc:  # e.g. a sandbox that forbids it: say so
-            pytest.skip(f"cannot start the Debian package `chromium` here: {exc}")
-        yield browser
-        browser.close()
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture
@@ -67,6 +63,13 @@ def test_the_runs_list_and_a_failed_run(ui: UIServer, page: Any, artifacts: Path
     page.click("#runs tr[data-run-id=bad1] a")
     page.wait_for_url("**/runs/bad1")
     page.wait_for_selector("#calls tbody tr")
+    page.wait_for_selector("#plait-timeline[data-rendered-at]")
+    # The timeline: one bar per call, the failed one visible, the critical path marked.
+    bars = page.query_selector_all("#plait-timeline .pt-bar")
+    assert sorted(b.get_attribute("data-n") for b in bars) == ["1", "2"]
+    failed_bar = page.query_selector("#plait-timeline .pt-bar[data-state=failed]")
+    assert failed_bar is not None and failed_bar.is_visible()
+    assert page.query_selector_all("#plait-timeline .pt-bar.critical")
     assert page.inner_text("#title") == "run bad1"
     assert page.inner_text("#facts dd[data-fact=status]") == "failed"
     assert page.inner_text("#facts dd[data-fact=cost]") == "$0.00"
@@ -103,6 +106,11 @@ def test_a_jobs_failed_rows(ui: UIServer, page: Any, artifacts: Path) -> None:
     page.screenshot(path=str(artifacts / "ui-job-failed-rows.png"), full_page=True)
     page.reload()  # the filter is in the address: a reload keeps it
     page.wait_for_function("document.querySelectorAll('#rows tbody tr').length === 3")
+    # The job's timeline is drawn when asked for: one bar per call (6 done rows).
+    assert page.query_selector("#plait-timeline[data-rendered-at]") is None
+    page.click("#timeline-box summary")
+    page.wait_for_selector("#plait-timeline[data-rendered-at]")
+    assert len(page.query_selector_all("#plait-timeline .pt-bar")) == 6
 
 
 def test_a_run_page_follows_the_run(tmp_path: Path, page: Any) -> None:
@@ -126,12 +134,17 @@ def test_a_run_page_follows_the_run(tmp_path: Path, page: Any) -> None:
             page.wait_for_selector("#calls tr[data-state=running]")
             assert page.is_visible("#live")
             assert len(page.query_selector_all("#calls tbody tr")) == 1
+            page.wait_for_selector("#plait-timeline .pt-bar[data-state=running]")
             GATES["step0"].set()  # the page is not reloaded: it polls
             page.wait_for_function("document.querySelectorAll('#calls tbody tr').length === 2")
+            page.wait_for_function(
+                "document.querySelectorAll('#plait-timeline .pt-bar').length === 2")
             GATES["step1"].set()
             page.wait_for_selector("#facts dd[data-fact=status].done")
             assert page.is_hidden("#live")
             assert len(page.query_selector_all("#calls tr[data-state=done]")) == 2
+            page.wait_for_function("document.querySelectorAll("
+                                   "'#plait-timeline .pt-bar[data-state=done]').length === 2")
         finally:
             for gate in GATES.values():
                 gate.set()

@@ -53,7 +53,7 @@ def crawl(ui: UIServer) -> str:
     for run in runs.json()["runs"]:
         rid = run["run_id"]
         for path in (f"/runs/{rid}", f"/api/runs/{rid}", f"/api/runs/{rid}/rows",
-                     f"/api/runs/{rid}/rows?status=failed"):
+                     f"/api/runs/{rid}/rows?status=failed", f"/api/runs/{rid}/timeline"):
             seen.append(httpx.get(ui.url + path, timeout=10))
     seen.append(httpx.get(ui.url + "/api/runs/not-there", timeout=10))
     assert all(r.status_code in (200, 404) for r in seen), [r.text for r in seen]

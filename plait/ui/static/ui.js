@@ -186,8 +186,11 @@ const plaitUI = (() => {
   function run() {
     const id = runId();
     document.title = `plait · ${id}`;
+    const base = `/api/runs/${encodeURIComponent(id)}`;
     poll(async () => {
-      const data = await getJSON(`/api/runs/${encodeURIComponent(id)}`);
+      const [data, timeline] = await Promise.all([getJSON(base), getJSON(`${base}/timeline`)]);
+      // Drawn anew with each poll's data: the timeline keeps its zoom and selection.
+      plaitTimeline.render(document.getElementById("plait-timeline"), timeline);
       header(data.journal);
       document.getElementById("title").textContent = `run ${data.run.run_id}`;
       runFacts(data.run, data.calls_total);
@@ -252,6 +255,19 @@ const plaitUI = (() => {
       if (stop) stop();
       stop = poll(load);
     }
+    // A job's timeline reads every call it made: drawn once, when asked for.
+    const box = document.getElementById("timeline-box");
+    box.addEventListener("toggle", async () => {
+      if (!box.open || box.dataset.drawn) return;
+      box.dataset.drawn = "1";
+      try {
+        const timeline = await getJSON(`/api/runs/${encodeURIComponent(id)}/timeline`);
+        plaitTimeline.render(document.getElementById("plait-timeline"), timeline);
+      } catch (error) {
+        delete box.dataset.drawn;
+        showError(error);
+      }
+    });
     for (const button of document.querySelectorAll("#filters button")) {
       button.addEventListener("click", () => {
         state.status = button.dataset.status;
