@@ -27,7 +27,7 @@ def ui_command(
     (done, dropped, failed) with filters; updated live while a run goes on.
 
     Read-only: the journal is never written (nor migrated), no run is taken
-    over. Stop it with Ctrl-C. Needs pip install 'plait[ui]'."""
+    over. Stop it with Ctrl-C. Needs plait's ui extra (starlette, uvicorn)."""
     from plait.cost import PriceError, load_prices
     from plait.llm._protocol import MissingExtraError
     from plait.ui import serve

@@ -79,3 +79,14 @@ def test_a_port_taken_a_bad_port_a_bad_price_file(journal: str, tmp_path: Path,
     assert cli_error("--journal", journal) == (
         f"error: price file {prices}: entry prices.\"sim\": missing 'output' (fields: input, "
         "output, per million tokens)")
+
+
+def test_without_the_extra_it_names_the_extra(journal: str) -> None:
+    # starlette made unimportable in a fresh interpreter, as where it is not installed.
+    code = ("import sys; sys.modules['starlette'] = None; from plait.cli import main; "
+            f"sys.argv = ['plait', 'ui', '--journal', {journal!r}, '--port', '0']; main()")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("error: plait ui (starlette is not installed) needs the "
+                                   "optional extra: pip install 'plait[ui]'")
