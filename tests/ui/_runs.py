@@ -13,6 +13,8 @@ from plait.llm import Message, SimLLM
 # A DSN with a password, held in a run's arguments: the view must not show it.
 SECRET_DSN = "postgresql://alice:pw-in-argument-7731@db.example:5432/prod"
 GATES: dict[str, threading.Event] = {}
+BROKEN: set[str] = set()
+RUN_IDS = {"ok1", "bad1", "res1", "q1", "job1"}
 
 
 @plait.tool
@@ -20,6 +22,8 @@ def shout(text: str) -> str:
     """Upper-cases; refuses "bad"."""
     if text == "bad":
         raise ValueError("bad word: cannot shout it")
+    if text in BROKEN:
+        raise ConnectionError(f"lost the line while shouting {text}")
     return text.upper()
 
 
@@ -62,10 +66,17 @@ def _model(messages: Sequence[Message]) -> str:
 
 
 def make_runs(journal: str) -> None:
-    """ok1 (done), bad1 (failed), q1 (a question), job1 (a dataset job of 12 rows:
-    6 done, 3 dropped, 3 failed)."""
+    """ok1 (done), bad1 (failed), res1 (failed, then resumed: its LLM call
+    replayed), q1 (a question), job1 (a dataset job of 12 rows: 6 done, 3 dropped,
+    3 failed)."""
     plait.run(brief, "tides", SECRET_DSN, journal=journal, run_id="ok1")
     plait.run(brief, "bad", journal=journal, run_id="bad1", raise_on_error=False)
+    BROKEN.add("dunes")
+    try:
+        plait.run(brief, "dunes", journal=journal, run_id="res1", raise_on_error=False)
+    finally:
+        BROKEN.clear()
+    plait.run(brief, "dunes", journal=journal, run_id="res1")
     plait.ask("How loud is Everest?", [shout], model=SimLLM(_model), journal=journal,
               run_id="q1")
     plait.map(review, [{"i": i} for i in range(12)], key="i", journal=journal,

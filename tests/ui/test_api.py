@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 import plait
 from plait.cli import app
 from plait.cli._runview import clean
+from plait.cost import Prices
 from plait.ui import UIServer
 from plait.ui._data import MAX_TEXT, cut_text
-from tests.ui._runs import GATES, stepwise
+from tests.ui._runs import GATES, RUN_IDS, stepwise
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,16 +41,16 @@ def test_the_runs_list_is_plait_runs_json(ui: UIServer, journal: str) -> None:
     served = get(ui, "/api/runs")
     assert served == cli_json("runs", "--journal", journal)
     by_id = {r["run_id"]: r for r in served["runs"]}
-    assert set(by_id) == {"ok1", "bad1", "q1", "job1"}
-    assert [by_id[k]["status"] for k in ("ok1", "bad1", "q1", "job1")] == ["done", "failed",
-                                                                         "done", "done"]
+    assert set(by_id) == RUN_IDS
+    assert [by_id[k]["status"] for k in ("ok1", "bad1", "res1", "q1", "job1")] == [
+        "done", "failed", "done", "done", "done"]
     assert by_id["ok1"]["tokens"] > 0 and by_id["ok1"]["cost"] == 0.0  # sim: free
     assert by_id["job1"]["calls"] is None and by_id["job1"]["cost"] is None
     assert get(ui, "/api/runs?limit=2")["runs"] == served["runs"][:2]
 
 
 def test_a_run_is_plait_show_json(ui: UIServer, journal: str) -> None:
-    for run_id in ("ok1", "bad1", "q1"):
+    for run_id in ("ok1", "bad1", "res1", "q1"):
         served = get(ui, f"/api/runs/{run_id}")
         shown = cli_json("show", run_id, "--journal", journal)
         # The same data, each string cut to MAX_TEXT characters (a page polls it).
@@ -85,10 +86,25 @@ def test_a_jobs_rows_by_status_a_page_at_a_time(ui: UIServer, journal: str) -> N
     assert seen == list(range(12))
 
 
+def test_a_resume_and_what_it_saved(journal: str) -> None:
+    """Priced (the simulated model at 1000/3000 per million tokens), the resumed
+    run's LLM call, replayed from the journal, is what the resume saved."""
+    with UIServer(journal, prices=Prices({"sim": (1000, 3000)})) as ui:
+        data = get(ui, "/api/runs/res1")
+        llm = [c for c in data["calls"] if c["tool"] == "generate"]
+        assert len(llm) == 1 and llm[0]["replayed"] and llm[0]["cost"] > 0
+        run = data["run"]
+        assert run["replayed"] == 1 and run["cost_saved"] == pytest.approx(llm[0]["cost"])
+        assert run["cost"] == pytest.approx(llm[0]["cost"])
+        listed = {r["run_id"]: r for r in get(ui, "/api/runs")["runs"]}
+        assert listed["res1"]["cost_saved"] == run["cost_saved"]
+        assert listed["ok1"]["cost_saved"] == 0.0 and listed["ok1"]["cost"] > 0
+
+
 def test_a_runs_timeline_is_plait_timelines_data(ui: UIServer, journal: str) -> None:
     from plait.timeline import build, to_json
 
-    for run_id in ("ok1", "bad1", "q1", "job1"):
+    for run_id in sorted(RUN_IDS):
         served = get(ui, f"/api/runs/{run_id}/timeline")
         assert served == json.loads(json.dumps(clean(to_json(build(journal, run_id)))))
     bad = get(ui, "/api/runs/bad1/timeline")
@@ -197,7 +213,7 @@ def test_a_polled_list_loads_only_the_runs_still_running(journal: str, tmp_path:
     try:
         cache: dict = {}
         first, _ = list_runs(j, 50, Prices(), cache)
-        assert sorted(j.loaded) == ["bad1", "ok1", "q1"]  # not the job's calls
+        assert sorted(j.loaded) == ["bad1", "ok1", "q1", "res1"]  # not the job's calls
         j.loaded.clear()
         again, _ = list_runs(j, 50, Prices(), cache)
         assert again == first and j.loaded == []  # all ended: nothing loaded again

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import plait
+from plait.cost import Prices
 from plait.ui import UIServer
 from tests.timeline.conftest import chromium_path
 from tests.ui._runs import GATES, stepwise
@@ -52,7 +53,8 @@ def test_the_runs_list_and_a_failed_run(ui: UIServer, page: Any, artifacts: Path
     page.wait_for_selector("#runs tbody tr")
     rows = page.query_selector_all("#runs tbody tr")
     status = {r.get_attribute("data-run-id"): r.get_attribute("data-status") for r in rows}
-    assert status == {"ok1": "done", "bad1": "failed", "q1": "done", "job1": "done"}
+    assert status == {"ok1": "done", "bad1": "failed", "res1": "done", "q1": "done",
+                      "job1": "done"}
     assert page.inner_text("#runs tr[data-run-id=ok1] td.cost") == "$0.00"
     assert page.inner_text("#runs tr[data-run-id=job1] td.cost") == "?"
     assert int(page.inner_text("#runs tr[data-run-id=ok1] td.tokens")) > 0
@@ -79,6 +81,18 @@ def test_the_runs_list_and_a_failed_run(ui: UIServer, page: Any, artifacts: Path
     assert "error: ValueError: bad word" in failed.inner_text()
     assert page.query_selector("#calls tr[data-state=done][data-tool=generate]") is not None
     page.screenshot(path=str(artifacts / "ui-run-failed.png"), full_page=True)
+
+
+def test_a_resumed_run_says_what_it_saved(journal: str, page: Any, artifacts: Path) -> None:
+    with UIServer(journal, prices=Prices({"sim": (1000, 3000)})) as ui:
+        page.goto(ui.url + "/runs/res1")
+        page.wait_for_selector("#facts dd[data-fact=saved]")
+        saved = page.inner_text("#facts dd[data-fact=saved]")
+        assert saved.startswith("$0.") and saved.endswith("by replaying 1 call from the journal")
+        assert page.inner_text("#calls tr[data-tool=generate] td.session") == "1 replayed"
+        page.wait_for_selector("#plait-timeline[data-rendered-at]")
+        assert len(page.query_selector_all("#plait-timeline .pt-bar")) == 2
+        page.screenshot(path=str(artifacts / "ui-run-resumed.png"), full_page=True)
 
 
 def test_a_question_shows_its_transcript(ui: UIServer, page: Any) -> None:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from plait.cli import app
 from tests._support import end
+from tests.ui._runs import RUN_IDS
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -39,7 +40,7 @@ def test_it_serves_until_stopped(journal: str) -> None:
         found = re.search(r"http://127\.0\.0\.1:(\d+)", line)
         assert found and f"journal {journal} (read-only)" in line, line
         runs = httpx.get(found.group(0) + "/api/runs", timeout=10).json()["runs"]
-        assert {r["run_id"] for r in runs} == {"ok1", "bad1", "q1", "job1"}
+        assert {r["run_id"] for r in runs} == RUN_IDS
         assert 'data-page="index"' in httpx.get(found.group(0) + "/", timeout=10).text
     finally:
         end(proc)

@@ -18,7 +18,7 @@ import plait
 from plait.llm import SimServer
 from plait.ui import UIServer
 from tests._support import end, with_schema
-from tests.ui._runs import SECRET_DSN, make_runs
+from tests.ui._runs import RUN_IDS, SECRET_DSN, make_runs
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -77,7 +77,7 @@ def test_a_postgres_journal_shows_its_runs_and_no_secret(
     with UIServer(pg_journal) as ui:
         text = crawl(ui)
         runs = {r["run_id"]: r for r in httpx.get(ui.url + "/api/runs").json()["runs"]}
-        assert set(runs) == {"ok1", "bad1", "q1", "job1", "remote1"}
+        assert set(runs) == RUN_IDS | {"remote1"}
         assert runs["remote1"]["cost_unpriced"] == ["openai:sim"]  # no price: unknown
         job = httpx.get(ui.url + "/api/runs/job1").json()["run"]
         assert job["rows"] == {"done": 6, "dropped": 3, "failed": 3}
