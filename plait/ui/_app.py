@@ -42,11 +42,23 @@ def require_ui_extra() -> None:
         raise MissingExtraError(f"plait ui ({exc.name} is not installed)", "ui") from None
 
 
-def create_app(journal: Journal, prices: Prices | None = None) -> Any:
+# Served to loopback only, the app answers only requests addressed to loopback:
+# a web page elsewhere cannot read the journal through DNS rebinding.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+# What a page may load and run: this server only (the pages' own inline calls).
+CSP = ("default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' "
+       "'unsafe-inline'; connect-src 'self'; img-src 'self' data:")
+
+
+def create_app(journal: Journal, prices: Prices | None = None,
+               allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS) -> Any:
     """The app over an open journal (open it with `read_only=True`). The caller
-    closes the journal after the app is done."""
+    closes the journal after the app is done. `allowed_hosts`: the Host headers it
+    answers (None: any, for a server listening beyond this machine)."""
     require_ui_extra()
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
@@ -60,7 +72,9 @@ def create_app(journal: Journal, prices: Prices | None = None) -> Any:
 
     def page(name: str) -> Response:
         html = (STATIC / PAGES[name]).read_text(encoding="utf-8")
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+        return HTMLResponse(html, headers={"Cache-Control": "no-store",
+                                           "Content-Security-Policy": CSP,
+                                           "X-Content-Type-Options": "nosniff"})
 
     def answer(read: Any) -> Response:
         try:
@@ -121,7 +135,9 @@ def create_app(journal: Journal, prices: Prices | None = None) -> Any:
               name="timeline"),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
-    return Starlette(routes=routes)
+    middleware = ([] if allowed_hosts is None else
+                  [Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))])
+    return Starlette(routes=routes, middleware=middleware)
 
 
 class _BadParameter(ValueError):

@@ -9,7 +9,7 @@ from typing import Any, Self
 
 from plait.cost import Prices, load_prices
 from plait.journal import Journal, open_journal
-from plait.ui._app import create_app, require_ui_extra
+from plait.ui._app import LOOPBACK_HOSTS, create_app, require_ui_extra
 
 DEFAULT_PORT = 8766
 
@@ -28,6 +28,11 @@ def _bind(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family)
 
 
+def _hosts(host: str) -> tuple[str, ...] | None:
+    """The Host headers to answer: loopback names when listening on loopback."""
+    return LOOPBACK_HOSTS if host in LOOPBACK_HOSTS else None
+
+
 def open_read_only(spec: str) -> Journal:
     """The journal `spec` names, opened never to write (see `open_journal`)."""
     return open_journal(spec, read_only=True)
@@ -44,7 +49,7 @@ def serve(journal: str, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
 
     j = open_read_only(journal)
     try:
-        app = create_app(j, prices if prices is not None else load_prices())
+        app = create_app(j, prices if prices is not None else load_prices(), _hosts(host))
         sock = _bind(host, port)
         if on_listen is not None:
             on_listen(sock.getsockname()[1])
@@ -75,7 +80,8 @@ class UIServer:
             raise
         self.host = host
         self.port = self._sock.getsockname()[1]
-        app = create_app(self._journal, prices if prices is not None else load_prices())
+        app = create_app(self._journal, prices if prices is not None else load_prices(),
+                         _hosts(host))
         self._server = uvicorn.Server(_config(app, host, self.port, "warning"))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]},
                                         name="plait-ui", daemon=True)

@@ -133,6 +133,16 @@ def test_the_pages(ui: UIServer) -> None:
     assert httpx.get(ui.url + "/static/nothing.js").status_code == 404
 
 
+def test_only_requests_to_this_machine_are_answered(ui: UIServer) -> None:
+    # A page elsewhere rebinding its name to 127.0.0.1 sends its own Host: refused.
+    r = httpx.get(ui.url + "/api/runs", headers={"Host": "evil.example"}, timeout=10)
+    assert r.status_code == 400 and "ok1" not in r.text
+    r = httpx.get(f"http://localhost:{ui.port}/api/runs", timeout=10)
+    assert r.status_code == 200
+    page = httpx.get(ui.url + "/", timeout=10)
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+
+
 def _digest(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 

@@ -6,6 +6,7 @@ test-artifacts/ (gitignored)."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,15 @@ def browser() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def wait_count(page: Any, selector: str, n: int, timeout: float = 15.0) -> None:
+    """Wait until `selector` matches `n` elements. Polled from here: the pages'
+    Content-Security-Policy forbids the eval that wait_for_function would use."""
+    deadline = time.monotonic() + timeout
+    while len(page.query_selector_all(selector)) != n:
+        assert time.monotonic() < deadline, (selector, len(page.query_selector_all(selector)))
+        page.wait_for_timeout(50)
 
 
 @pytest.fixture
@@ -110,7 +120,7 @@ def test_a_jobs_failed_rows(ui: UIServer, page: Any, artifacts: Path) -> None:
               for b in page.query_selector_all("#filters button")}
     assert counts == {"all": "12", "done": "6", "dropped": "3", "failed": "3"}
     page.click("#filters button[data-status=failed]")
-    page.wait_for_function("document.querySelectorAll('#rows tbody tr').length === 3")
+    wait_count(page, "#rows tbody tr", 3)
     rows = page.query_selector_all("#rows tbody tr")
     assert [r.get_attribute("data-status") for r in rows] == ["failed"] * 3
     assert [r.get_attribute("data-ordinal") for r in rows] == ["2", "6", "10"]
@@ -119,7 +129,7 @@ def test_a_jobs_failed_rows(ui: UIServer, page: Any, artifacts: Path) -> None:
     assert page.is_disabled("#next") and page.is_disabled("#prev")
     page.screenshot(path=str(artifacts / "ui-job-failed-rows.png"), full_page=True)
     page.reload()  # the filter is in the address: a reload keeps it
-    page.wait_for_function("document.querySelectorAll('#rows tbody tr').length === 3")
+    wait_count(page, "#rows tbody tr", 3)
     # The job's timeline is drawn when asked for: one bar per call (6 done rows).
     assert page.query_selector("#plait-timeline[data-rendered-at]") is None
     page.click("#timeline-box summary")
@@ -150,15 +160,13 @@ def test_a_run_page_follows_the_run(tmp_path: Path, page: Any) -> None:
             assert len(page.query_selector_all("#calls tbody tr")) == 1
             page.wait_for_selector("#plait-timeline .pt-bar[data-state=running]")
             GATES["step0"].set()  # the page is not reloaded: it polls
-            page.wait_for_function("document.querySelectorAll('#calls tbody tr').length === 2")
-            page.wait_for_function(
-                "document.querySelectorAll('#plait-timeline .pt-bar').length === 2")
+            wait_count(page, "#calls tbody tr", 2)
+            wait_count(page, "#plait-timeline .pt-bar", 2)
             GATES["step1"].set()
             page.wait_for_selector("#facts dd[data-fact=status].done")
             assert page.is_hidden("#live")
             assert len(page.query_selector_all("#calls tr[data-state=done]")) == 2
-            page.wait_for_function("document.querySelectorAll("
-                                   "'#plait-timeline .pt-bar[data-state=done]').length === 2")
+            wait_count(page, "#plait-timeline .pt-bar[data-state=done]", 2)
         finally:
             for gate in GATES.values():
                 gate.set()
