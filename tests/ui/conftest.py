@@ -27,6 +27,6 @@ def ui(journal: str) -> Iterator[UIServer]:
 @pytest.fixture
 def artifacts() -> Path:
     """Where a test keeps what a person may want to look at (gitignored)."""
-    path = Path(__file__).resolve().parents[2] / "test-artifacts"
-    path.mkdir(exist_ok=True)
+    path = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
+    path.mkdir(parents=True, exist_ok=True)
     return path

@@ -1,7 +1,7 @@
 """`plait ui` in a real headless browser: Debian's Chromium (/usr/bin/chromium)
 driven by playwright (never a browser of its own). Checks the DOM the pages draw from the API, follows links,
 filters a job's rows, watches a run go on, and keeps screenshots in
-test-artifacts/ (gitignored)."""
+test-artifacts/ui/ (gitignored)."""
 
 from __future__ import annotations
 
