@@ -40,9 +40,12 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(autouse=True)
 def _user_data_home(tmp_path_factory: pytest.TempPathFactory,
                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test its own per-user journal (the default one), in a temp dir."""
+    """Each test its own per-user journal (the default one), in a temp dir, and a
+    config directory without a price file (the user's prices would change costs)."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))
     monkeypatch.delenv("PLAIT_JOURNAL", raising=False)
+    monkeypatch.delenv("PLAIT_PRICES", raising=False)
 
 
 def _answers(dsn: str) -> bool:

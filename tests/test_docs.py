@@ -14,8 +14,8 @@
   new user's would land in their home. `OPENAI_BASE_URL` is a sim server of
   this test, scripted by role for questions on `examples/my_tools.py`, so a
   line that asks `openai:MODEL` runs offline.
-- A `plait sim-server` line keeps serving: it is started in the background,
-  waited for, and stopped after its page. Port 8765 (the docs' port) is a free
+- A `plait sim-server` or `plait ui` line keeps serving: it is started in the
+  background, waited for, and stopped after its page. Port 8765 (the docs' port) is a free
   port here, in every line of the page, so parallel test runs do not collide.
 - Every file a page names exists, links stay inside the repository, and every
   file in `examples/` is run by some command.
@@ -46,6 +46,8 @@ SH_BLOCK = re.compile(r"^```sh\n(.*?)^```", re.DOTALL | re.MULTILINE)
 JSON_BLOCK = re.compile(r"^```json\n(.*?)^```", re.DOTALL | re.MULTILINE)
 COMMENT = re.compile(r"\s+#(\s.*)?$")  # a trailing shell comment
 DOCS_PORT = "8765"
+# Commands that keep serving -> the path that answers 200 once they serve.
+SERVERS = {"plait sim-server": "/v1/models", "plait ui": "/api/runs"}
 
 # Lines of ```sh blocks that do not run here: the command (its trailing comment
 # left out) -> why. A test checks that each is still in the docs.
@@ -191,11 +193,13 @@ def test_doc_commands_run(page: Path, tmp_path: Path, openai_url: str) -> None:
             if command(line) in NOT_RUN:
                 continue
             runnable = line.replace(DOCS_PORT, port)
-            if command(line).startswith("plait sim-server"):
+            ready = next((path for name, path in SERVERS.items()
+                          if command(line).startswith(name + " ")), None)
+            if ready is not None:
                 servers.append(subprocess.Popen(
                     ["bash", "-c", f"exec {runnable}"], cwd=repo, env=env,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-                wait_for_server(servers[-1], f"http://127.0.0.1:{port}/v1/models", where)
+                wait_for_server(servers[-1], f"http://127.0.0.1:{port}{ready}", where)
                 continue
             proc = subprocess.run(["bash", "-c", runnable], cwd=repo, env=env,
                                   capture_output=True, text=True, timeout=120)

@@ -9,6 +9,7 @@ from plait.cli import resume as _resume  # noqa: F401,E402
 from plait.cli import run as _run  # noqa: F401,E402
 from plait.cli import runs as _runs  # noqa: F401,E402
 from plait.cli import sim as _sim  # noqa: F401,E402
+from plait.cli import ui as _ui  # noqa: F401,E402
 from plait.cli._app import app
 
 

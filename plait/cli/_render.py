@@ -29,6 +29,32 @@ def seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}s"
 
 
+def money(amount: float | None, currency: str | None = "USD", estimated: bool = False) -> str:
+    """An amount for a person: `$0.0123`, `~$0.0123` when estimated, `?` unknown."""
+    if amount is None:
+        return "?"
+    digits = 2 if amount >= 1 or amount == 0 else 4 if amount >= 0.0001 else 6
+    text = f"{amount:.{digits}f}"
+    text = f"${text}" if currency in ("USD", None) else f"{text} {currency}"
+    return f"~{text}" if estimated else text
+
+
+def run_cost_text(run: dict[str, Any]) -> str:
+    """A run's cost on one line: what it cost, what its last resume saved, what
+    has no price."""
+    if run.get("currency") is None:  # a dataset job: its calls are not priced
+        return "?"
+    text = money(run["cost"], run["currency"], run["cost_estimated"])
+    if run["cost_unpriced"]:
+        text += f" (no price for {', '.join(run['cost_unpriced'])})"
+    elif run["cost"] is None:
+        text += " (calls without a token split)"
+    if run.get("replayed"):
+        text += (f", saved {money(run['cost_saved'], run['currency'])} by replaying "
+                 f"{run['replayed']} call{'' if run['replayed'] == 1 else 's'}")
+    return text
+
+
 def inline(value: Any) -> str:
     """A value as one line of JSON-like text; an upstream call reads $n."""
     if isinstance(value, dict):
@@ -109,10 +135,11 @@ def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def render_runs(console: Console, runs: list[dict[str, Any]]) -> None:
-    head = ("run", "status", "started", "duration", "calls", "tokens", "what")
+    head = ("run", "status", "started", "duration", "calls", "tokens", "cost", "what")
     rows = [
         (r["run_id"], r["status"], when(r["started_at"]), seconds(r["duration"]),
-         "?" if r["calls"] is None else str(r["calls"]), str(r["tokens"]), cut(r["what"], 60))
+         "?" if r["calls"] is None else str(r["calls"]), str(r["tokens"]),
+         money(r["cost"], r["currency"], r["cost_estimated"]), cut(r["what"], 60))
         for r in runs
     ]
     if console.is_terminal:
@@ -144,6 +171,7 @@ def render_show(console: Console, run: dict[str, Any], calls: list[dict[str, Any
                     f"calls {run['calls']}   tokens {run['tokens']}"
                     + (f"   sessions {sessions} (resumed {sessions - 1}x)" if sessions > 1
                        else "")),
+        ("cost", run_cost_text(run)),
     ]
     if run.get("error"):
         facts.append(("error", run["error"]))
@@ -160,7 +188,8 @@ def render_show(console: Console, run: dict[str, Any], calls: list[dict[str, Any
         console.print()
         _transcript(console, question, full)
     console.print()
-    _calls(console, calls, full, t0=min((c["started_at"] for c in calls), default=0.0))
+    _calls(console, calls, full, t0=min((c["started_at"] for c in calls), default=0.0),
+           currency=run.get("currency"))
 
 
 def _transcript(console: Console, q: dict[str, Any], full: bool) -> None:
@@ -210,9 +239,10 @@ def _transcript(console: Console, q: dict[str, Any], full: bool) -> None:
         _block(console, "answer", answer if answer is not None else "(none)")
 
 
-def _calls(console: Console, calls: list[dict[str, Any]], full: bool, t0: float) -> None:
-    head = ("#", "tool", "state", "attempts", "session", "start", "duration", "tokens", "key",
-            "call")
+def _calls(console: Console, calls: list[dict[str, Any]], full: bool, t0: float,
+           currency: str | None) -> None:
+    head = ("#", "tool", "state", "attempts", "session", "start", "duration", "tokens", "cost",
+            "key", "call")
     rows = []
     for c in calls:
         session = "-" if c["session"] is None else str(c["session"])
@@ -221,6 +251,8 @@ def _calls(console: Console, calls: list[dict[str, Any]], full: bool, t0: float)
         rows.append((
             str(c["n"]), c["tool"], c["state"], str(c["attempts"]), session,
             f"+{c['started_at'] - t0:.3f}s", seconds(c["duration"]), str(c["tokens"]),
+            money(c["cost"], currency,
+                  estimated=bool(c["cost"]) and bool((c["record"] or {}).get("estimated"))),
             c["key"][:12], call_text(c, full),
         ))
     if not rows:

@@ -18,7 +18,8 @@ from plait.compiler._joiner import parse_decision
 from plait.compiler._parser import SyntaxProblem, parse_call
 from plait.compiler._react import parse_step
 from plait.compiler._session import LLM_ROLES
-from plait.journal import Intent, JournalState, Result, RunRecord
+from plait.cost import Prices, RunCost, call_cost, run_cost, session_of
+from plait.journal import Intent, Journal, JournalError, JournalState, Result, RunRecord
 from plait.journal._postgres import redact
 
 QUESTION = "ask:"  # the entry of a question's run: ask:compiler, ask:react
@@ -32,9 +33,14 @@ def what(run: RunRecord) -> str:
     return run.entry.rpartition(":")[2] or run.entry
 
 
-def describe_run(run: RunRecord, crashed: bool, calls: int | None) -> dict[str, Any]:
-    """One run, as `plait runs --json` lists it and `plait show --json` heads it."""
+def describe_run(run: RunRecord, crashed: bool, calls: int | None,
+                 cost: RunCost | None = None) -> dict[str, Any]:
+    """One run, as `plait runs --json` lists it and `plait show --json` heads it.
+    `cost` None: not known (a dataset job's calls are not loaded to price them)."""
     end = run.finished_at if run.status != "running" else run.updated_at
+    priced = cost.fields() if cost is not None else {
+        "cost": None, "cost_saved": None, "currency": None, "cost_estimated": False,
+        "cost_unpriced": [], "replayed": None}
     return clean({
         "run_id": run.run_id,
         "what": what(run),
@@ -45,28 +51,32 @@ def describe_run(run: RunRecord, crashed: bool, calls: int | None) -> dict[str, 
         "duration": (end - run.created_at) if end else None,
         "calls": calls,
         "tokens": run.tokens,
+        **priced,
         "error": run.error,
     })
 
 
-def describe_calls(state: JournalState, live: bool = False) -> list[dict[str, Any]]:
+def describe_calls(state: JournalState, live: bool = False,
+                   prices: Prices | None = None) -> list[dict[str, Any]]:
     """Every journaled call of the run, in the order it (last) started, numbered
     from 1; an argument that is another call's value reads {"$ref": n}. A call
     with no result is `running` while its run's owner is `live`, else in doubt."""
     intents = sorted(state.intents.values(), key=lambda i: (i.started_at, i.key))
     number = {intent.key: n for n, intent in enumerate(intents, 1)}
     doubt = set() if live else set(state.in_doubt)
-    last = max((s for r in state.results.values() if (s := _session(r)) is not None),
+    last = max((s for r in state.results.values() if (s := session_of(r)) is not None),
                default=None)
+    prices = prices if prices is not None else Prices()
     return [
-        _call(n, intent, state.results.get(intent.key), intent.key in doubt, number, last)
+        _call(n, intent, state.results.get(intent.key), intent.key in doubt, number, last,
+              prices)
         for n, intent in enumerate(intents, 1)
     ]
 
 
 def _call(n: int, intent: Intent, result: Result | None, in_doubt: bool,
-          number: dict[str, int], last: int | None) -> dict[str, Any]:
-    session = _session(result) if result is not None else None
+          number: dict[str, int], last: int | None, prices: Prices) -> dict[str, Any]:
+    session = session_of(result) if result is not None else None
     return clean({
         "n": n,
         "key": intent.key,
@@ -82,6 +92,7 @@ def _call(n: int, intent: Intent, result: Result | None, in_doubt: bool,
         "finished_at": result.finished_at if result is not None else None,
         "duration": result.finished_at - result.started_at if result is not None else None,
         "tokens": result.tokens if result is not None else 0,
+        "cost": call_cost(intent, result, prices).cost if result is not None else None,
         "record": _record(result),
         "arguments": _refs(intent.arguments, number),
         "value": result.value if result is not None and result.ok else None,
@@ -96,13 +107,6 @@ def _record(result: Result | None) -> dict[str, Any] | None:
         return None
     fields = {k: v for k, v in result.extra.items() if k != "session"}
     return fields or None
-
-
-def _session(result: Result) -> int | None:
-    """Which of the run's processes ran the call (1 the first, +1 for each resume);
-    journals written before this was recorded have none."""
-    session = result.extra.get("session") if isinstance(result.extra, dict) else None
-    return session if type(session) is int else None
 
 
 def _refs(value: Any, number: dict[str, int]) -> Any:
@@ -183,6 +187,71 @@ def _react_finish(text: str) -> str | None:
     if name != "finish":
         return None
     return str(args[0]) if args else str(next(iter(kwargs.values()), ""))
+
+
+# ------------------------------------------------------------------ reading a journal
+# What `plait runs --json` and `plait show --json` print, and what `plait ui`
+# serves: one reading for both.
+
+
+def list_runs(j: Journal, limit: int, prices: Prices,
+              cache: dict[tuple[Any, ...], dict[str, Any]] | None = None,
+              ) -> tuple[list[dict[str, Any]], set[str]]:
+    """The newest runs, described, and the ids of those that crashed.
+
+    `cache` (kept by a caller that lists again and again: `plait ui`) holds the
+    descriptions of ended runs by their record, which changes if they change (a
+    resume marks one running): only running runs are loaded again. It is
+    emptied of runs no longer listed."""
+    records = j.list_runs(limit=limit)
+    crashed = {r.run_id for r in records if r.status == "running" and is_crashed(j, r.run_id)}
+    runs = []
+    kept: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in records:
+        key = (r.run_id, r.status, r.updated_at, r.finished_at, r.tokens)
+        described = cache.get(key) if cache is not None else None
+        if described is None:
+            # A dataset job's calls are neither counted nor priced: it may hold
+            # millions (`plait show RUN` gives its rows by status, from an index).
+            state = None if r.entry.startswith("map:") else _state(j, r.run_id)
+            described = describe_run(r, r.run_id in crashed,
+                                     None if state is None else len(state.intents),
+                                     None if state is None else run_cost(state, prices))
+        if r.status != "running":
+            kept[key] = described
+        runs.append(described)
+    if cache is not None:
+        cache.clear()
+        cache.update(kept)
+    return runs, crashed
+
+
+def _state(j: Journal, run_id: str) -> JournalState | None:
+    """The run's calls, or None when its rows cannot be read (damaged): the listing
+    still lists it, and `plait show` says what is wrong."""
+    try:
+        # Past the CLI's `_Reading` wrapper, whose errors end the command.
+        return getattr(j, "_journal", j).load(run_id)
+    except JournalError:
+        return None
+
+
+def is_crashed(j: Journal, run_id: str) -> bool:
+    """A running run nobody owns alive (no lease, a stale one, or a dead owner)."""
+    lease = j.get_lease(run_id)
+    return lease is None or not lease.alive()
+
+
+def show_run(j: Journal, run_id: str, prices: Prices) -> dict[str, Any]:
+    """A run (not a dataset job) and its calls, as `plait show --json` prints it
+    (but for the journal's location)."""
+    state = j.load(run_id)
+    crashed = state.run.status == "running" and is_crashed(j, run_id)
+    calls = describe_calls(state, live=state.run.status == "running" and not crashed,
+                           prices=prices)
+    run = describe_run(state.run, crashed, len(calls), run_cost(state, prices))
+    run.update(clean({"arguments": state.run.arguments, "code_version": state.run.code_version}))
+    return {"run": run, "calls": calls, "question": describe_question(state.run, calls)}
 
 
 def clean(value: Any) -> Any:

@@ -14,8 +14,10 @@ from plait.cli._journal import HELP as JOURNAL_HELP
 from plait.cli._journal import journal_option
 from plait.cli._journal import open_existing as _open
 from plait.cli._render import render_runs, render_show
-from plait.cli._runview import clean, describe_calls, describe_question, describe_run
-from plait.journal import Journal, JournalError, RowRecord, RunRecord
+from plait.cli._runview import clean, describe_run, list_runs, show_run
+from plait.cli._runview import is_crashed as _crashed
+from plait.cost import PriceError, Prices, load_prices
+from plait.journal import Journal, RowRecord, RunRecord
 
 
 @app.command("runs")
@@ -27,19 +29,14 @@ def runs_command(
     ),
 ) -> None:
     """List the runs in a journal: what (the question or the workflow), status,
-    start, duration, calls, tokens.
+    start, duration, calls, tokens, cost (prices: see docs/durable.md).
 
     A run marked running whose owner is gone (its lease expired, or its process
     on this host no longer exists: killed, say) shows as crashed."""
+    prices = _prices()
     j = _open(journal)
     try:
-        records = j.list_runs(limit=limit)
-        crashed = {r.run_id for r in records if r.status == "running" and _crashed(j, r.run_id)}
-        # A dataset job's calls are not counted: it may hold millions (`plait show
-        # RUN` gives its rows by status, from an index).
-        runs = [describe_run(r, r.run_id in crashed,
-                             None if r.entry.startswith("map:") else _count_calls(j, r.run_id))
-                for r in records]
+        runs, crashed = list_runs(j, limit, prices)
     finally:
         j.close()
     if as_json:
@@ -48,27 +45,19 @@ def runs_command(
     console = Console(highlight=False)
     render_runs(console, runs)
     same = "" if journal == journal_option() else " (with the same --journal)"
-    for r in records:
-        if r.run_id in crashed:
-            console.print(f"crashed: {r.run_id} stopped without ending (its owner is gone); "
-                          f"continue it with: plait resume {r.run_id}{same}",
+    for r in runs:
+        if r["run_id"] in crashed:
+            console.print(f"crashed: {r['run_id']} stopped without ending (its owner is gone); "
+                          f"continue it with: plait resume {r['run_id']}{same}",
                           soft_wrap=True, markup=False)
 
 
-def _count_calls(j: Journal, run_id: str) -> int | None:
-    """How many calls the run journaled, or None when its rows cannot be read
-    (damaged): the listing still lists it, and `plait show` says what is wrong."""
+def _prices() -> Prices:
+    """The price table, or one `error:` line naming the file and the bad entry."""
     try:
-        # Past the `_Reading` wrapper, whose errors end the command.
-        return len(getattr(j, "_journal", j).load(run_id).intents)
-    except JournalError:
-        return None
-
-
-def _crashed(j: Journal, run_id: str) -> bool:
-    """A running run nobody owns alive (no lease, a stale one, or a dead owner)."""
-    lease = j.get_lease(run_id)
-    return lease is None or not lease.alive()
+        return load_prices()
+    except PriceError as exc:
+        fail(str(exc))
 
 
 @app.command("show")
@@ -96,6 +85,7 @@ def show_command(
     attempts, timing, tokens and whether it was replayed; for a question, the
     transcript: the question, each plan, each task's value, each decision, the answer;
     for a dataset job, its rows by status (--rows failed lists the failed ones)."""
+    prices = _prices()
     j = _open(journal)
     if html is not None:
         try:
@@ -114,20 +104,13 @@ def show_command(
         j.close()
         raise typer.BadParameter(f"run {run_id} is not a dataset job", param_hint="--rows")
     try:
-        state = j.load(run_id)
-        crashed = state.run.status == "running" and _crashed(j, run_id)
+        shown = show_run(j, run_id, prices)
     finally:
         j.close()
-    calls = describe_calls(state, live=state.run.status == "running" and not crashed)
-    run = describe_run(state.run, crashed, len(calls))
-    question = describe_question(state.run, calls)
     if as_json:
-        run.update(clean({"arguments": state.run.arguments,
-                          "code_version": state.run.code_version}))
-        _print_json({"journal": clean(j.location), "run": run, "calls": calls,
-                     "question": question})
+        _print_json({"journal": clean(j.location), **shown})
         return
-    render_show(Console(highlight=False), run, calls, question, full)
+    render_show(Console(highlight=False), shown["run"], shown["calls"], shown["question"], full)
 
 
 def write_timeline(j: Journal, run_id: str, path: Path) -> None:

@@ -39,6 +39,21 @@ def pending(applied: Sequence[str], known: Sequence[Migration], location: str) -
     return [m for m in known if m.name not in done]
 
 
+def check_read_only(applied: Sequence[str], known: Sequence[Migration], location: str) -> None:
+    """A journal opened read-only is read as it is: one that lacks a migration
+    cannot be read by this plait, and is not changed to be."""
+    missing = [m.name for m in pending(applied, known, location)]
+    if not applied:
+        raise JournalError(f"no journal at {location}: nothing was journaled there")
+    if missing:
+        raise JournalError(
+            f"journal {location} was written by an older plait (schema migrations "
+            f"{', '.join(missing)} not applied); it is opened read-only here, so it is not "
+            "changed: open it once with a command that writes (`plait runs --journal ...`, "
+            "`plait resume`) to upgrade it"
+        )
+
+
 def not_a_journal(location: str, tables: Sequence[str]) -> JournalError:
     shown = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
     return JournalError(

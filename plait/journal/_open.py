@@ -12,7 +12,7 @@ _SQLITE_URL = "sqlite://"
 _POSTGRES_URLS = ("postgresql://", "postgres://")
 
 
-def open_journal(spec: str | os.PathLike[str]) -> Journal:
+def open_journal(spec: str | os.PathLike[str], *, read_only: bool = False) -> Journal:
     """Open (creating if needed) the journal named by `spec`:
 
     * ``runs.db``, ``path/to/file.sqlite``, any other path: a SQLite file (its
@@ -23,6 +23,10 @@ def open_journal(spec: str | os.PathLike[str]) -> Journal:
       the schema (default ``plait``); other query parameters go to libpq.
 
     Anything else with a ``scheme://`` is a `JournalError`.
+
+    ``read_only=True`` opens an existing journal to read it and never writes to
+    it: nothing is created or migrated, and a write raises (the database refuses
+    it). A live run writing the same journal is not held up.
     """
     if isinstance(spec, os.PathLike):
         spec = os.fspath(spec)
@@ -35,7 +39,7 @@ def open_journal(spec: str | os.PathLike[str]) -> Journal:
     if lower.startswith(_POSTGRES_URLS):
         from plait.journal._postgres import PostgresJournal
 
-        return PostgresJournal(text)
+        return PostgresJournal(text, read_only=read_only)
     if lower.startswith(_SQLITE_URL):
         path = text[len(_SQLITE_URL) :]
         if not path.startswith("/"):
@@ -45,7 +49,7 @@ def open_journal(spec: str | os.PathLike[str]) -> Journal:
             )
         from plait.journal._sqlite import SQLiteJournal
 
-        return SQLiteJournal(path)
+        return SQLiteJournal(path, read_only=read_only)
     if "://" in text:
         scheme = text.split("://", 1)[0]
         raise JournalError(
@@ -54,7 +58,7 @@ def open_journal(spec: str | os.PathLike[str]) -> Journal:
         )
     from plait.journal._sqlite import SQLiteJournal
 
-    return SQLiteJournal(text)
+    return SQLiteJournal(text, read_only=read_only)
 
 
 def _safe(text: str) -> str:

@@ -32,6 +32,7 @@ from plait.journal._batch import check_no_result, check_results, check_runs, pre
 from plait.journal._migrations import (
     MIGRATIONS_TABLE,
     POSTGRES_MIGRATIONS,
+    check_read_only,
     not_a_journal,
     pending,
 )
@@ -140,8 +141,12 @@ class PostgresJournal:
         *,
         schema: str | None = None,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_only: bool = False,
     ):
         dsn, own = split_options(dsn)
+        # Read-only: every transaction of its connections is read-only (the server
+        # refuses a write), and the schema is checked, never created or migrated.
+        self.read_only = read_only
         schema = schema or own.pop("schema", None) or DEFAULT_SCHEMA
         self._psycopg = _import_psycopg()
         from psycopg.conninfo import conninfo_to_dict
@@ -172,6 +177,9 @@ class PostgresJournal:
             self._kwargs["connect_timeout"] = max(2, int(connect_timeout))
         if "application_name" not in params:
             self._kwargs["application_name"] = "plait"
+        if read_only:
+            self._kwargs["options"] = " ".join(
+                filter(None, (params.get("options"), "-c default_transaction_read_only=on")))
         pool_max, pool_timeout = pool_options(own)
         self._lock = threading.Lock()
         self._closed = False
@@ -219,7 +227,7 @@ class PostgresJournal:
                 f"{self._clean(str(exc), self._password)}"
             ) from None
         try:
-            self._migrate(conn)
+            self._check_schema(conn) if self.read_only else self._migrate(conn)
         except psycopg.Error as exc:
             conn.close()
             raise JournalError(
@@ -230,6 +238,16 @@ class PostgresJournal:
             conn.close()
             raise
         return conn
+
+    def _check_schema(self, conn: Any) -> None:
+        tables = [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (self.schema,))]
+        if tables and MIGRATIONS_TABLE not in tables:
+            raise not_a_journal(self.location, tables)
+        applied = ([r[0] for r in conn.execute(f"SELECT name FROM {self._sql['migrations']}")]
+                   if tables else [])
+        check_read_only(applied, POSTGRES_MIGRATIONS, self.location)
 
     def _migrate(self, conn: Any) -> None:
         lock_id = int.from_bytes(

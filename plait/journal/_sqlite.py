@@ -30,6 +30,7 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +40,7 @@ from plait.journal._batch import check_no_result, check_results, check_runs, pre
 from plait.journal._migrations import (
     MIGRATIONS_TABLE,
     SQLITE_MIGRATIONS,
+    check_read_only,
     not_a_journal,
     pending,
 )
@@ -92,8 +94,12 @@ _RUN_COLUMNS = (
 class SQLiteJournal:
     """A journal in one SQLite file (created with its directory's permissions)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float | None = None):
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float | None = None,
+                 read_only: bool = False):
         text = os.fspath(path)
+        # Read-only: opened by SQLite as such (mode=ro, query_only), never created
+        # or migrated; any write raises. A live run's writer is not blocked by it.
+        self.read_only = read_only
         if text == ":memory:":
             self.path: Path | None = None
             self.location = ":memory:"
@@ -119,6 +125,10 @@ class SQLiteJournal:
                 raise JournalError(f"cannot open journal {where}: it is a directory")
         conn = None
         try:
+            if self.read_only:
+                if self.path is None or not self.path.is_file():
+                    raise JournalError(f"cannot open journal {where} read-only: no such file")
+                return self._connect_read_only()
             conn = sqlite3.connect(
                 ":memory:" if self.path is None else str(self.path),
                 timeout=self._timeout,
@@ -141,6 +151,27 @@ class SQLiteJournal:
         except BaseException:
             if conn is not None:
                 conn.close()
+            raise
+        return conn
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        assert self.path is not None
+        uri = f"file:{urllib.parse.quote(str(self.path))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=self._timeout, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute("PRAGMA query_only=1")
+            conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+            tables = [r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' "
+                "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")]
+            if tables and MIGRATIONS_TABLE not in tables:
+                raise not_a_journal(self.location, tables)
+            applied = ([r[0] for r in conn.execute(f"SELECT name FROM {MIGRATIONS_TABLE}")]
+                       if tables else [])
+            check_read_only(applied, SQLITE_MIGRATIONS, self.location)
+        except BaseException:
+            conn.close()
             raise
         return conn
 

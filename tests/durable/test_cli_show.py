@@ -152,8 +152,12 @@ def test_runs_json_lists_every_run_with_its_fields(tmp_path: Path) -> None:
     by_id = {run["run_id"]: run for run in data["runs"]}
     assert set(by_id) == {"j1", "j2"}
     fields = {"run_id", "what", "entry", "status", "started_at", "finished_at", "duration",
-              "calls", "tokens", "error"}
+              "calls", "tokens", "cost", "cost_saved", "currency", "cost_estimated",
+              "cost_unpriced", "replayed", "error"}
     assert all(set(run) == fields for run in data["runs"])
+    # The simulated model costs nothing (tests/cost prices it).
+    assert (by_id["j2"]["cost"], by_id["j2"]["cost_saved"], by_id["j2"]["currency"]) == (
+        0.0, 0.0, "USD")
     assert (by_id["j1"]["what"], by_id["j1"]["calls"], by_id["j1"]["tokens"]) == ("chores", 2, 0)
     assert by_id["j2"]["what"] == "How tall is it?" and by_id["j2"]["entry"] == "ask:compiler"
     assert by_id["j2"]["calls"] == 7 and by_id["j2"]["tokens"] > 0  # 2 plans, 3 tasks, 2 joins
