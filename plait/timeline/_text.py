@@ -80,6 +80,9 @@ def _show(value: Any, number: Mapping[str, int]) -> str:
         if len(value) == 1 and isinstance(value.get("$ref"), str):
             return f"${number.get(value['$ref'], '?')}"
         if len(value) == 1 and isinstance(value.get("$template"), list):
+            parts = value["$template"]
+            if len(parts) == 1 and not isinstance(parts[0], str):  # a value as text
+                return _show(parts[0], number)
             return "".join(p if isinstance(p, str) else "{" + _show(p, number) + "}"
                            for p in value["$template"])
         return "{" + ", ".join(f"{json.dumps(_name(k))}: {_show(v, number)}"
