@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -39,8 +40,8 @@ _EPS = 0.002  # seconds: "ended before it started", allowing for clock rounding
 
 def build(journal: Journal | str, run_id: str, *, now: float | None = None) -> Timeline:
     """The timeline of run `run_id` in `journal` (a `Journal`, or a spec to open
-    and close). `now` (wall clock) ends the calls still running in a live run;
-    default: the journal's last word on the run."""
+    and close). `now` (wall clock; default: now) is where the calls still running
+    in a live run are drawn to."""
     own = isinstance(journal, str)
     j = open_journal(journal) if own else journal
     try:
@@ -53,7 +54,7 @@ def build(journal: Journal | str, run_id: str, *, now: float | None = None) -> T
     finally:
         if own:
             j.close()
-    return from_state(state, rows, live=live, now=now)
+    return from_state(state, rows, live=live, now=time.time() if now is None else now)
 
 
 def _all_rows(j: Journal, run_id: str) -> Iterator[RowRecord]:

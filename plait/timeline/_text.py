@@ -25,6 +25,9 @@ def clean(value: Any) -> Any:
     return value
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -35,6 +38,8 @@ def value_text(value: Any, limit: int) -> str:
     """A value: text as it is, anything else as JSON."""
     if isinstance(value, str):
         return cut(clean(value), limit)
+    if value is None or isinstance(value, (bool, int, float)):
+        return _COMPACT(value)
     return cut(json.dumps(clean(value), ensure_ascii=False, indent=1, default=str), limit)
 
 

@@ -51,11 +51,15 @@ def test_a_crashed_and_resumed_workflow(journal: str, tmp_path: Path, open_page:
     assert box is not None and box["width"] >= 3 and box["height"] >= 10
     fill = failed.locator("rect.pt-body").evaluate("r => getComputedStyle(r).fill")
     assert fill == "rgb(229, 72, 77)"
-    # The call done before the crash is replayed: drawn in session 1, hatched.
+    # The calls done before the crash are replayed: drawn in session 1, hatched.
     replayed = page.locator(".pt-bar.replayed")
-    (k2,) = [nd for nd in t.nodes if nd.replayed]
-    assert replayed.count() == 1 and replayed.get_attribute("data-key") == k2.key
-    assert replayed.locator("rect.pt-hatch").count() == 1
+    assert sorted(attrs(page, ".pt-bar.replayed", "data-key")) == sorted(
+        nd.key for nd in t.nodes if nd.replayed)
+    assert replayed.count() == 2 and page.locator(".pt-bar.replayed rect.pt-hatch").count() == 2
+    k2 = next(nd for nd in t.nodes if nd.tool == "fetch" and nd.replayed)
+    replayed = page.locator(f'.pt-bar[data-key="{k2.key}"]')
+    # A retried call says how many attempts it took.
+    assert page.locator(".pt-bar[data-tool=shaky] text").text_content().startswith("↻3 ↺ shaky")
     # The crash and the resume: one gap between session 1 and session 2, after k2.
     gap = page.locator(".pt-gap")
     assert gap.count() == 1 and gap.get_attribute("data-before") == "2"

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +54,8 @@ def test_a_resumed_run_replays_session_one_after_a_gap(journal: str) -> None:
     # Cut by the crash, made again in session 2.
     everest = fetches['source = "Mount Everest"']
     assert (everest.session, everest.replayed) == (2, False) and everest.start >= gap.end
+    (shaky,) = by_tool(t, "shaky")
+    assert (shaky.attempts, shaky.state, shaky.session, shaky.replayed) == (3, "done", 1, True)
     (failed,) = by_tool(t, "flaky_index")
     assert failed.state == "failed" and failed.session == 2
     assert failed.error.startswith("ConnectionError: the index at postgresql://svc:***@")
@@ -151,3 +155,43 @@ def test_build_takes_an_open_journal_or_a_spec(journal: str) -> None:
         j.close()
     with pytest.raises(plait.PlaitError, match="no run 'nope'"):
         build(journal, "nope")
+
+
+def test_a_live_run_shows_its_running_call(tmp_path: Path) -> None:
+    """What `plait ui` draws while a run goes on: a call without a result, running."""
+    journal = str(tmp_path / "live.db")
+    started, release = threading.Event(), threading.Event()
+
+    @plait.tool
+    def slow(x: int) -> int:
+        """Waits for the test."""
+        started.set()
+        assert release.wait(30)
+        return x
+
+    @plait.workflow
+    async def live(x: int) -> int:
+        return await slow(x)
+
+    thread = threading.Thread(target=plait.run, args=(live, 1),
+                              kwargs={"journal": journal, "run_id": "live-1"})
+    thread.start()
+    try:
+        assert started.wait(30)
+        now = time.time()
+        t = build(journal, "live-1", now=now + 5)
+        assert t.status == "running"
+        (call,) = t.nodes
+        assert (call.state, call.end) == ("running", None)
+        assert call.until == pytest.approx(t.end) and t.end == pytest.approx(now + 5 - t.origin)
+    finally:
+        release.set()
+        thread.join(30)
+    assert build(journal, "live-1").nodes[0].state == "done"
+
+
+def test_a_postgresql_journal(pg_journal: str) -> None:
+    runs.question(pg_journal, "q-pg")
+    t = build(pg_journal, "q-pg")
+    assert [nd.tool for nd in t.nodes].count("fetch") == 2 and len(t.marks) == 4
+    assert t.critical.known and len(t.critical.nodes) == 4
