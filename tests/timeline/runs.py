@@ -7,7 +7,7 @@
   after a gap.
 - `question`: `plait.ask` on plait's scripted model (`SimLLM`): a plan whose lines
   are marked, three tasks, a joiner.
-- `dataset_job`: `plait.map` over 5,000 rows, two calls a row (10,000 calls),
+- `dataset_job`: `plait.map` over 2,500 rows, four calls a row (10,000 calls),
   one row in a hundred failing.
 
 Run as a script (`python tests/timeline/runs.py JOURNAL RUN_ID DSN`), it is the
@@ -149,11 +149,20 @@ async def rate(text: str) -> int:
     return len(text)
 
 
+@plait.tool
+async def tag(text: str) -> str:
+    """A short tag for the text."""
+    return text.strip()[:3]
+
+
 @plait.workflow
 async def rate_row(row: dict) -> dict:
-    return {"id": row["id"], "score": await rate(tidy(row["text"]))}
+    """Four calls a row: tidy, then rate and tag it, and tag the raw text."""
+    text = tidy(row["text"])
+    tags = [tag(text), tag(row["text"])]
+    return {"id": row["id"], "score": await rate(text), "tags": [await t for t in tags]}
 
 
-def dataset_job(journal: str, run_id: str = "job-1", rows: int = 5000) -> plait.MapResult:
+def dataset_job(journal: str, run_id: str = "job-1", rows: int = 2500) -> plait.MapResult:
     data = [{"id": i, "text": f" review {i}"} for i in range(rows)]
     return plait.map(rate_row, data, key="id", journal=journal, run_id=run_id)
