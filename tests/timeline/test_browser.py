@@ -134,6 +134,8 @@ def test_render_again_with_new_data_keeps_the_selection(
     assert page.locator(".pt-bar").count() == 5
     assert page.locator(".pt-bar.selected").get_attribute("data-tool") == "planner"
     assert "#1 planner" in page.inner_text(".pt-details")
+    page.hover(".pt-bar[data-tool=joiner]")  # the tooltip of the latest render
+    assert page.locator(".pt-tip").count() == 1 and "joiner" in page.inner_text(".pt-tip")
 
 
 def test_a_10000_call_dataset_job_opens_in_under_two_seconds(

@@ -481,10 +481,16 @@
 
   // ------------------------------------------------------------------ hover and click
 
+  /* The tooltip. Its listeners go on the container once, whatever the number of
+     renders (a live view renders again and again): they read the state of the
+     latest render from the container. */
   function tooltip(container, state) {
-    var tip = el("div", { "class": "pt-tip", hidden: "" });
-    container.appendChild(tip);
+    state.tip = el("div", { "class": "pt-tip", hidden: "" });
+    container.appendChild(state.tip);
+    if (container.__plaitListening) return;
+    container.__plaitListening = true;
     container.addEventListener("mousemove", function (e) {
+      var state = container.__plait, tip = state.tip;
       var t = e.target.closest && e.target.closest(".pt-bar, .pt-mark");
       if (!t) { tip.hidden = true; return; }
       var model = state.model;
@@ -516,8 +522,10 @@
       tip.style.left = x + "px";
       tip.style.top = y + "px";
     });
-    container.addEventListener("mouseleave", function () { tip.hidden = true; });
-    container.addEventListener("keydown", function (e) { if (e.key === "Escape") select(state, null); });
+    container.addEventListener("mouseleave", function () { container.__plait.tip.hidden = true; });
+    container.addEventListener("keydown", function (e) {
+      if (e.key === "Escape") select(container.__plait, null);
+    });
   }
 
   function select(state, n) {
@@ -655,6 +663,8 @@
       for (var c = 0; c < cols; c++) peak = Math.max(peak, ok[c] + bad[c]);
       var y0 = TOP + k * laneH, base = y0 + laneH - 6, hh = laneH - 12;
       var lane = sv("g", { "class": "pt-stage kind-" + g.kind, "data-tool": g.tool });
+      lane.appendChild(sv("title", null, g.tool + ": " + num(g.nodes.length) + " calls, " + num(g.failed) +
+        " failed, at most about " + Math.round(peak) + " in flight at once; click its row in the table below for its calls"));
       lane.appendChild(sv("text", { "class": "pt-stage-label", x: 6, y: y0 + 18 }, oneLine(g.tool, 20)));
       lane.appendChild(sv("text", { x: 6, y: y0 + 33, fill: "#656d76" }, num(g.nodes.length) + " calls, ≤" + Math.round(peak) + " at once"));
       function area(vals, under, color) {
