@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import plait
+import plait.timeline
 from plait.cli import app
 from plait.journal import open_journal
 from plait.timeline import build, render_html, to_json
@@ -197,3 +198,17 @@ def test_a_postgresql_journal(pg_journal: str) -> None:
     t = build(pg_journal, "q-pg")
     assert [nd.tool for nd in t.nodes].count("fetch") == 2 and len(t.marks) == 4
     assert t.critical.known and len(t.critical.nodes) == 4
+
+
+def test_a_run_without_calls(tmp_path: Path) -> None:
+    journal = str(tmp_path / "empty.db")
+
+    @plait.workflow
+    async def nothing() -> int:
+        return 1
+
+    plait.run(nothing, journal=journal, run_id="empty")
+    t = build(journal, "empty")
+    assert t.nodes == () and t.sessions == () and t.gaps == ()
+    assert t.critical == plait.timeline.CriticalPath((), 0.0, 0, False)
+    assert 'id="plait-data"' in render_html(t)
