@@ -218,7 +218,7 @@ def _until(r: dict[str, Any], sessions: list[Session], end: float, live: bool) -
 
 def _marks(node: dict[str, Any], result: Result) -> Iterator[PlanMark]:
     """Each line of a streamed reply whose call recorded its line times (the
-    compiler's plans: `lines`, seconds from the stream's start to the moment the
+    compiler's plans: `lines`, seconds from the call's start to the moment the
     line was complete and handed to the plan parser)."""
     lines = node["stats"].get("lines")
     value = result.value
@@ -226,14 +226,11 @@ def _marks(node: dict[str, Any], result: Result) -> Iterator[PlanMark]:
         value, dict) else None  # journals before plait.generate: {"text": ...}
     if not isinstance(lines, list) or not isinstance(text, str):
         return
-    elapsed = node["stats"].get("elapsed")
-    # The stream started `elapsed` before the call's end.
-    began = node["end"] - elapsed if isinstance(elapsed, (int, float)) else node["start"]
     texts = text.split("\n")
-    for k, at in enumerate(lines):
+    for k, at in enumerate(lines):  # seconds since the call started
         if isinstance(at, (int, float)) and k < len(texts):
             line = clean(texts[k].strip())
-            yield PlanMark(node["n"], began + at, line, bool(_TASK_LINE.match(line)))
+            yield PlanMark(node["n"], node["start"] + at, line, bool(_TASK_LINE.match(line)))
 
 
 def critical_path(nodes: tuple[TimelineNode, ...], marks: list[PlanMark] | tuple[PlanMark, ...],

@@ -63,7 +63,8 @@ def test_a_crashed_and_resumed_workflow(journal: str, tmp_path: Path, open_page:
     # The crash and the resume: one gap between session 1 and session 2, after k2.
     gap = page.locator(".pt-gap")
     assert gap.count() == 1 and gap.get_attribute("data-before") == "2"
-    assert gap.bounding_box()["x"] >= replayed.bounding_box()["x"] + replayed.bounding_box()["width"] - 1
+    k2_box = replayed.bounding_box()
+    assert gap.bounding_box()["x"] >= k2_box["x"] + k2_box["width"] - 1
     # Calls that overlap in time sit in different lanes.
     fetches = [nd for nd in t.nodes if nd.tool == "fetch" and nd.session == 2]
     lanes = {page.get_attribute(f'.pt-bar[data-n="{nd.n}"]', "data-lane") for nd in fetches}
