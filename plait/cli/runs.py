@@ -84,7 +84,8 @@ def show_command(
     """What happened in a run: every call with its arguments, value or error,
     attempts, timing, tokens and whether it was replayed; for a question, the
     transcript: the question, each plan, each task's value, each decision, the answer;
-    for a dataset job, its rows by status (--rows failed lists the failed ones)."""
+    for a dataset job, its rows by status (--rows failed lists the failed ones).
+    With --html FILE: the run's timeline, one HTML page to open in a browser."""
     prices = _prices()
     j = _open(journal)
     if html is not None:

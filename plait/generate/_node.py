@@ -348,8 +348,10 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
     first: float | None = None
     parts: list[str] = []
     # A listened call (the compiler's plans) records when each line was complete and
-    # handed to its listener: the timeline marks task lines at their dispatch.
+    # handed to its listener, in seconds since the node started (the start its
+    # result is journaled with): the timeline marks task lines at their dispatch.
     lines: list[float] | None = [] if on_delta is not None else None
+    node_start = run.started_at[i] if on_delta is not None else 0.0
     done = False
     drained = 0
     deadline: asyncio.Timeout | None = None
@@ -370,7 +372,7 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
                     if on_delta is not None:
                         done = bool(on_delta(delta))
                         if "\n" in delta:
-                            at = round(time.perf_counter() - started, 4)
+                            at = round(time.perf_counter() - node_start, 4)
                             lines.extend([at] * delta.count("\n"))  # type: ignore[union-attr]
         finally:
             if getattr(stream, "usage", None) is None:  # not exhausted: close it now

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -39,8 +40,8 @@ _EPS = 0.002  # seconds: "ended before it started", allowing for clock rounding
 
 def build(journal: Journal | str, run_id: str, *, now: float | None = None) -> Timeline:
     """The timeline of run `run_id` in `journal` (a `Journal`, or a spec to open
-    and close). `now` (wall clock) ends the calls still running in a live run;
-    default: the journal's last word on the run."""
+    and close). `now` (wall clock; default: now) is where the calls still running
+    in a live run are drawn to."""
     own = isinstance(journal, str)
     j = open_journal(journal) if own else journal
     try:
@@ -53,7 +54,7 @@ def build(journal: Journal | str, run_id: str, *, now: float | None = None) -> T
     finally:
         if own:
             j.close()
-    return from_state(state, rows, live=live, now=now)
+    return from_state(state, rows, live=live, now=time.time() if now is None else now)
 
 
 def _all_rows(j: Journal, run_id: str) -> Iterator[RowRecord]:
@@ -217,7 +218,7 @@ def _until(r: dict[str, Any], sessions: list[Session], end: float, live: bool) -
 
 def _marks(node: dict[str, Any], result: Result) -> Iterator[PlanMark]:
     """Each line of a streamed reply whose call recorded its line times (the
-    compiler's plans: `lines`, seconds from the stream's start to the moment the
+    compiler's plans: `lines`, seconds from the call's start to the moment the
     line was complete and handed to the plan parser)."""
     lines = node["stats"].get("lines")
     value = result.value
@@ -225,14 +226,11 @@ def _marks(node: dict[str, Any], result: Result) -> Iterator[PlanMark]:
         value, dict) else None  # journals before plait.generate: {"text": ...}
     if not isinstance(lines, list) or not isinstance(text, str):
         return
-    elapsed = node["stats"].get("elapsed")
-    # The stream started `elapsed` before the call's end.
-    began = node["end"] - elapsed if isinstance(elapsed, (int, float)) else node["start"]
     texts = text.split("\n")
-    for k, at in enumerate(lines):
+    for k, at in enumerate(lines):  # seconds since the call started
         if isinstance(at, (int, float)) and k < len(texts):
             line = clean(texts[k].strip())
-            yield PlanMark(node["n"], began + at, line, bool(_TASK_LINE.match(line)))
+            yield PlanMark(node["n"], node["start"] + at, line, bool(_TASK_LINE.match(line)))
 
 
 def critical_path(nodes: tuple[TimelineNode, ...], marks: list[PlanMark] | tuple[PlanMark, ...],

@@ -25,6 +25,9 @@ def clean(value: Any) -> Any:
     return value
 
 
+_COMPACT = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def cut(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
@@ -35,6 +38,8 @@ def value_text(value: Any, limit: int) -> str:
     """A value: text as it is, anything else as JSON."""
     if isinstance(value, str):
         return cut(clean(value), limit)
+    if value is None or isinstance(value, (bool, int, float)):
+        return _COMPACT(value)
     return cut(json.dumps(clean(value), ensure_ascii=False, indent=1, default=str), limit)
 
 
@@ -80,6 +85,9 @@ def _show(value: Any, number: Mapping[str, int]) -> str:
         if len(value) == 1 and isinstance(value.get("$ref"), str):
             return f"${number.get(value['$ref'], '?')}"
         if len(value) == 1 and isinstance(value.get("$template"), list):
+            parts = value["$template"]
+            if len(parts) == 1 and not isinstance(parts[0], str):  # a value as text
+                return _show(parts[0], number)
             return "".join(p if isinstance(p, str) else "{" + _show(p, number) + "}"
                            for p in value["$template"])
         return "{" + ", ".join(f"{json.dumps(_name(k))}: {_show(v, number)}"

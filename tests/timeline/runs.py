@@ -1,12 +1,13 @@
 """Real runs for the timeline's tests, journaled in real SQLite files.
 
-- `crashed_run`: a workflow with parallel calls and one failing node; its process
-  is SIGKILLed by its own `checkpoint` call (a crash at a known place), then the
-  run is resumed in this process: three calls are replayed, the failing one fails
-  again, the rest run in session 2, after a gap.
+- `crashed_run`: a workflow with parallel calls, one failing node and one retried
+  twice; its process is SIGKILLed by its own `checkpoint` call (a crash at a
+  known place), then the run is resumed in this process: the calls done before
+  the crash are replayed, the failing one fails again, the rest run in session 2,
+  after a gap.
 - `question`: `plait.ask` on plait's scripted model (`SimLLM`): a plan whose lines
   are marked, three tasks, a joiner.
-- `dataset_job`: `plait.map` over 5,000 rows, two calls a row (10,000 calls),
+- `dataset_job`: `plait.map` over 2,500 rows, four calls a row (10,000 calls),
   one row in a hundred failing.
 
 Run as a script (`python tests/timeline/runs.py JOURNAL RUN_ID DSN`), it is the
@@ -57,6 +58,18 @@ async def flaky_index(source: str) -> str:
     raise ConnectionError("the index at postgresql://svc:" + SECRET + "@db/idx is down")
 
 
+TRIES: dict[str, int] = {}
+
+
+@plait.tool(retries=2, backoff=0.0, jitter=0.0)
+async def shaky(source: str) -> str:
+    """Fails twice, then works: three attempts."""
+    TRIES[source] = TRIES.get(source, 0) + 1
+    if TRIES[source] < 3:
+        raise TimeoutError(f"try {TRIES[source]} timed out")
+    return f"notes on {source}"
+
+
 @plait.tool(idempotent=True)
 async def checkpoint(page: str, dsn: str) -> str:
     """Kills its own process (SIGKILL: a crash) when PLAIT_TIMELINE_DIE is set."""
@@ -77,6 +90,7 @@ async def summarize(a: str, b: str, c: str) -> str:
 async def crash_flow(dsn: str) -> str:
     pages = [fetch(s) for s in ("K2", "Mount Everest", "Lhotse")]
     flaky_index("K2")
+    shaky("K2")
     saved = checkpoint(pages[0], dsn)
     return await summarize(saved, pages[1], pages[2])
 
@@ -135,11 +149,20 @@ async def rate(text: str) -> int:
     return len(text)
 
 
+@plait.tool
+async def tag(text: str) -> str:
+    """A short tag for the text."""
+    return text.strip()[:3]
+
+
 @plait.workflow
 async def rate_row(row: dict) -> dict:
-    return {"id": row["id"], "score": await rate(tidy(row["text"]))}
+    """Four calls a row: tidy, then rate and tag it, and tag the raw text."""
+    text = tidy(row["text"])
+    tags = [tag(text), tag(row["text"])]
+    return {"id": row["id"], "score": await rate(text), "tags": [await t for t in tags]}
 
 
-def dataset_job(journal: str, run_id: str = "job-1", rows: int = 5000) -> plait.MapResult:
+def dataset_job(journal: str, run_id: str = "job-1", rows: int = 2500) -> plait.MapResult:
     data = [{"id": i, "text": f" review {i}"} for i in range(rows)]
     return plait.map(rate_row, data, key="id", journal=journal, run_id=run_id)

@@ -20,7 +20,9 @@
   var MANY = 1500;
   var LANE = 24, BAR = 18, TOP = 34, GAP_PX = 64, MIN_BAR = 3;
   var DRILL_CALLS = 300;
-  var CHROME = 20;  // a chart's padding either side of its axis
+  var CHROME = 20;
+  var CHAR_PX = 6.6;  // about one character of a bar's label
+  var OUTSIDE_LABELS = 200;  // up to this many bars, a short bar's label goes after it  // a chart's padding either side of its axis
   var ROWS_PAGE = 100;
 
   // ------------------------------------------------------------------ helpers
@@ -124,9 +126,12 @@
     var order = nodes.slice().sort(function (a, b) { return a.start - b.start || a.n - b.n; });
     var laneEnd = [];
     var lane = {};
+    var outside = nodes.length <= OUTSIDE_LABELS;
     for (var i = 0; i < order.length; i++) {
       var nd = order[i];
       var x0 = axis.x(nd.start), x1 = Math.max(axis.x(nd.until), x0 + MIN_BAR) + 1;
+      // A bar too short for its label has it after its end: keep that free too.
+      if (outside && fits(x1 - x0) < 3) x1 += 6 + label(nd).length * CHAR_PX;
       var k = 0;
       while (k < laneEnd.length && laneEnd[k] > x0) k++;
       laneEnd[k] = x1;
@@ -215,7 +220,7 @@
     var crit = d.critical || {};
     var path = el("div", { "class": "pt-path" });
     if (crit.known && model.path.length) {
-      path.appendChild(el("b", null, "Critical path: "));
+      path.appendChild(el("b", null, "Critical path" + ((d.rows || []).length ? " (of the row that ended last)" : "") + ": "));
       var names = model.path.map(function (n) { var nd = model.byN[n]; return "#" + n + " " + nd.tool; });
       var shown = names.length > 8 ? names.slice(0, 3).concat(["… " + (names.length - 6) + " more …"], names.slice(-3)) : names;
       path.appendChild(document.createTextNode(model.path.length + " calls, " + secs(crit.length) +
@@ -223,8 +228,8 @@
       box.appendChild(path);
       if (crit.inferred) {
         box.appendChild(el("div", { "class": "pt-note" },
-          crit.inferred + " of its links are waits, not inputs: a call that takes no other call's value " +
-          "is taken to wait for the plan line that dispatched it, or for the call that ended last before it started."));
+          "Links that are waits, not inputs: " + crit.inferred + " (a call that takes no other call's value " +
+          "is taken to wait for the plan line that dispatched it, or else for the call that ended last before it started)."));
       }
     } else {
       path.appendChild(el("b", null, "Critical path: "));
@@ -252,6 +257,11 @@
       s.appendChild(sv("rect", { x: 1, y: 1, width: 24, height: 10, fill: "url(#pt-hatch-gap)", stroke: "#afb8c1" }));
       return s;
     }
+    if (kind === "ttft") {
+      s.appendChild(sv("rect", { x: 1.5, y: 1.5, width: 23, height: 9, rx: 2, fill: "var(--pt-llm)" }));
+      s.appendChild(sv("rect", { x: 1.5, y: 1.5, width: 12, height: 9, fill: "#000", "fill-opacity": 0.18 }));
+      return s;
+    }
     var fill = { llm: "var(--pt-llm)", tool: "var(--pt-tool)", failed: "var(--pt-failed)",
                  critical: "var(--pt-tool)", replayed: "var(--pt-tool)", doubt: "var(--pt-tool)" }[kind];
     r = sv("rect", { x: 1.5, y: 1.5, width: 23, height: 9, rx: 2, fill: fill });
@@ -274,14 +284,15 @@
       s.appendChild(document.createTextNode(text));
       box.appendChild(s);
     }
-    item("llm", "LLM call", "planner, joiner, generate...: darker start = time to first token");
+    item("llm", "LLM call", "planner, joiner, generate...");
+    item("ttft", "waiting for its first token");
     item("tool", "tool call");
     item("failed", "failed");
     item("critical", "critical path");
     item("replayed", "replayed (paid in an earlier session)");
     item("doubt", "in doubt / running (no result)");
     item("mark", "plan line parsed (task dispatched)");
-    item("gap", "crash → resume");
+    item("gap", "gap: no process ran it (crash or stop → resume)");
     box.appendChild(el("span", null, "↻N retried (N attempts)"));
     if (zoomable) {
       var tools = el("span", { "class": "pt-tools" });
@@ -361,7 +372,7 @@
       for (var t = Math.ceil(s[0] / step) * step; t <= s[1] + 1e-9; t += step) {
         var x = X(t);
         ax.appendChild(sv("line", { x1: x, x2: x, y1: TOP - 6, y2: H }));
-        ax.appendChild(sv("text", { x: x + 3, y: TOP - 10 }, tick(t, step)));
+        if (x < W - 36) ax.appendChild(sv("text", { x: x + 3, y: TOP - 10 }, tick(t, step)));
       }
     });
     svg.appendChild(ax);
@@ -378,11 +389,10 @@
       var gg = sv("g", { "class": "pt-gap", "data-after": g.g.after, "data-before": g.g.before });
       var x0 = X(g.start), x1 = X(g.end);
       gg.appendChild(sv("rect", { x: x0, y: TOP - 4, width: Math.max(2, x1 - x0), height: H - TOP }));
-      var t = sv("text", { x: (x0 + x1) / 2, y: TOP + 14, "text-anchor": "middle" }, "crash");
-      gg.appendChild(t);
+      gg.appendChild(sv("text", { x: (x0 + x1) / 2, y: TOP + 14, "text-anchor": "middle" }, "resumed"));
       gg.appendChild(sv("text", { x: (x0 + x1) / 2, y: TOP + 28, "text-anchor": "middle" }, secs(g.g.end - g.g.start)));
       gg.appendChild(sv("title", null, "no process ran the run for " + secs(g.g.end - g.g.start) +
-        " (session " + g.g.after + " stopped; session " + g.g.before + " resumed it)"));
+        " (session " + g.g.after + " stopped: a crash or a stop; session " + g.g.before + " resumed it)"));
       svg.appendChild(gg);
     });
 
@@ -419,15 +429,14 @@
         if (xf - x0 > 1) g.appendChild(sv("rect", { "class": "pt-ttft", x: x0, y: yy, width: xf - x0, height: BAR }));
       }
       if (nd.replayed) g.appendChild(sv("rect", { "class": "pt-hatch", x: x0, y: yy, width: w, height: BAR }));
-      var label = (nd.attempts > 1 ? "↻" + nd.attempts + " " : "") + (nd.replayed ? "↺ " : "") +
-        (nd.state === "failed" ? "✕ " : "") + nd.tool + (nd.state === "in doubt" ? " (in doubt)" : "");
-      var room = Math.floor((w - 8) / 6.6);
+      var text0 = label(nd);
+      var room = fits(w);
       if (room >= 3) {
-        var text = label;
-        if (room > label.length + 4 && nd.kind === "tool") text = label + " " + oneLine(nd.args.replace(/^\w+ = /gm, ""), room - label.length - 1);
+        var text = text0;
+        if (room > text0.length + 4 && nd.kind === "tool") text = text0 + " " + oneLine(nd.args.replace(/^\w+ = /gm, ""), room - text0.length - 1);
         g.appendChild(sv("text", { x: x0 + 5, y: yy + BAR - 5 }, text.length > room ? text.slice(0, room - 1) + "…" : text));
-      } else if (opt.outsideLabels !== false && nodes.length <= 200) {
-        g.appendChild(sv("text", { "class": "pt-outside", x: x1 + 4, y: yy + BAR - 5 }, label));
+      } else if (nodes.length <= OUTSIDE_LABELS) {
+        g.appendChild(sv("text", { "class": "pt-outside", x: x1 + 4, y: yy + BAR - 5 }, text0));
       }
       bars.appendChild(g);
     });
@@ -455,6 +464,14 @@
     return scroll;
   }
 
+  /* A bar's label: its tool, with what happened to it. */
+  function label(nd) {
+    return (nd.attempts > 1 ? "↻" + nd.attempts + " " : "") + (nd.replayed ? "↺ " : "") +
+      (nd.state === "failed" ? "✕ " : "") + nd.tool + (nd.state === "in doubt" ? " (in doubt)" : "");
+  }
+  /* How many characters fit in a bar `w` pixels wide. */
+  function fits(w) { return Math.floor((w - 8) / CHAR_PX); }
+
   function niceStep(raw) {
     var units = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300,
                  600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
@@ -464,10 +481,16 @@
 
   // ------------------------------------------------------------------ hover and click
 
+  /* The tooltip. Its listeners go on the container once, whatever the number of
+     renders (a live view renders again and again): they read the state of the
+     latest render from the container. */
   function tooltip(container, state) {
-    var tip = el("div", { "class": "pt-tip", hidden: "" });
-    container.appendChild(tip);
+    state.tip = el("div", { "class": "pt-tip", hidden: "" });
+    container.appendChild(state.tip);
+    if (container.__plaitListening) return;
+    container.__plaitListening = true;
     container.addEventListener("mousemove", function (e) {
+      var state = container.__plait, tip = state.tip;
       var t = e.target.closest && e.target.closest(".pt-bar, .pt-mark");
       if (!t) { tip.hidden = true; return; }
       var model = state.model;
@@ -499,8 +522,10 @@
       tip.style.left = x + "px";
       tip.style.top = y + "px";
     });
-    container.addEventListener("mouseleave", function () { tip.hidden = true; });
-    container.addEventListener("keydown", function (e) { if (e.key === "Escape") select(state, null); });
+    container.addEventListener("mouseleave", function () { container.__plait.tip.hidden = true; });
+    container.addEventListener("keydown", function (e) {
+      if (e.key === "Escape") select(container.__plait, null);
+    });
   }
 
   function select(state, n) {
@@ -612,14 +637,14 @@
     stretches.forEach(function (s) {
       for (var t = Math.ceil(s[0] / step) * step; t <= s[1] + 1e-9; t += step) {
         ax.appendChild(sv("line", { x1: X(t), x2: X(t), y1: TOP - 6, y2: H }));
-        ax.appendChild(sv("text", { x: X(t) + 3, y: TOP - 10 }, tick(t, step)));
+        if (X(t) < W - 36) ax.appendChild(sv("text", { x: X(t) + 3, y: TOP - 10 }, tick(t, step)));
       }
     });
     svg.appendChild(ax);
     axis.gaps.forEach(function (g) {
       var gg = sv("g", { "class": "pt-gap", "data-after": g.g.after, "data-before": g.g.before });
       gg.appendChild(sv("rect", { x: X(g.start), y: TOP - 4, width: GAP_PX, height: H - TOP }));
-      gg.appendChild(sv("text", { x: X(g.start) + GAP_PX / 2, y: TOP + 14, "text-anchor": "middle" }, "crash"));
+      gg.appendChild(sv("text", { x: X(g.start) + GAP_PX / 2, y: TOP + 14, "text-anchor": "middle" }, "resumed"));
       gg.appendChild(sv("text", { x: X(g.start) + GAP_PX / 2, y: TOP + 28, "text-anchor": "middle" }, secs(g.g.end - g.g.start)));
       svg.appendChild(gg);
     });
@@ -638,6 +663,8 @@
       for (var c = 0; c < cols; c++) peak = Math.max(peak, ok[c] + bad[c]);
       var y0 = TOP + k * laneH, base = y0 + laneH - 6, hh = laneH - 12;
       var lane = sv("g", { "class": "pt-stage kind-" + g.kind, "data-tool": g.tool });
+      lane.appendChild(sv("title", null, g.tool + ": " + num(g.nodes.length) + " calls, " + num(g.failed) +
+        " failed, at most about " + Math.round(peak) + " in flight at once; click its row in the table below for its calls"));
       lane.appendChild(sv("text", { "class": "pt-stage-label", x: 6, y: y0 + 18 }, oneLine(g.tool, 20)));
       lane.appendChild(sv("text", { x: 6, y: y0 + 33, fill: "#656d76" }, num(g.nodes.length) + " calls, ≤" + Math.round(peak) + " at once"));
       function area(vals, under, color) {
