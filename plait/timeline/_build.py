@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from plait.cost import Prices, call_cost, load_prices, run_cost
 from plait.journal import Intent, Journal, JournalState, Result, RowRecord, open_journal
 from plait.timeline._model import (
     CriticalPath,
@@ -38,10 +39,14 @@ TEXT_LIMIT_MANY = 240
 _EPS = 0.002  # seconds: "ended before it started", allowing for clock rounding
 
 
-def build(journal: Journal | str, run_id: str, *, now: float | None = None) -> Timeline:
+def build(journal: Journal | str, run_id: str, *, now: float | None = None,
+          prices: Prices | None = None) -> Timeline:
     """The timeline of run `run_id` in `journal` (a `Journal`, or a spec to open
     and close). `now` (wall clock; default: now) is where the calls still running
-    in a live run are drawn to."""
+    in a live run are drawn to. `prices` price the calls (default: the user's price
+    table, `plait.cost.load_prices()`)."""
+    if prices is None:
+        prices = load_prices()
     own = isinstance(journal, str)
     j = open_journal(journal) if own else journal
     try:
@@ -54,7 +59,8 @@ def build(journal: Journal | str, run_id: str, *, now: float | None = None) -> T
     finally:
         if own:
             j.close()
-    return from_state(state, rows, live=live, now=time.time() if now is None else now)
+    return from_state(state, rows, live=live, now=time.time() if now is None else now,
+                      prices=prices)
 
 
 def _all_rows(j: Journal, run_id: str) -> Iterator[RowRecord]:
@@ -68,8 +74,11 @@ def _all_rows(j: Journal, run_id: str) -> Iterator[RowRecord]:
 
 
 def from_state(state: JournalState, rows: list[RowRecord] | None = None, *,
-               live: bool = False, now: float | None = None) -> Timeline:
-    """The timeline of a loaded run (`Journal.load`) and its row records."""
+               live: bool = False, now: float | None = None,
+               prices: Prices | None = None) -> Timeline:
+    """The timeline of a loaded run (`Journal.load`) and its row records, its calls
+    priced by `prices` (default: local and simulated models only, at 0)."""
+    prices = Prices() if prices is None else prices
     run = state.run
     intents = sorted(state.intents.values(), key=lambda i: (i.started_at, i.key))
     number = {intent.key: n for n, intent in enumerate(intents, 1)}
@@ -102,6 +111,7 @@ def from_state(state: JournalState, rows: list[RowRecord] | None = None, *,
             value=value_text(result.value, limit) if result is not None and result.ok else None,
             error=clean(result.error) if result is not None else None,
             stats=_stats(result),
+            cost=0.0 if result is None else call_cost(intent, result, prices).cost,
         ))
         if result is not None and result.ok and raw[-1]["kind"] == "llm":
             marks.extend(_marks(raw[-1], result))
@@ -124,6 +134,7 @@ def from_state(state: JournalState, rows: list[RowRecord] | None = None, *,
         tokens=run.tokens, error=clean(run.error), nodes=nodes, marks=tuple(marks),
         sessions=tuple(sessions), gaps=gaps, critical=critical_path(nodes, marks, gaps),
         rows=tuple(_rows(rows or [], nodes)), end=end,
+        cost=run_cost(state, prices).fields(),
     )
 
 

@@ -46,6 +46,7 @@ class TimelineNode:
     error: str | None
     stats: Mapping[str, Any] = field(default_factory=dict)  # the call's record (an LLM
     # call's token split, ttft, elapsed, finish reason, line times)
+    cost: float | None = 0.0  # priced by `plait.cost`; None: unknown (no price)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +129,4 @@ class Timeline:
     critical: CriticalPath
     rows: tuple[RowSummary, ...]  # a dataset job's rows; () otherwise
     end: float  # where the drawing ends (the last call's end, or now for a live run)
+    cost: Mapping[str, Any] = field(default_factory=dict)  # `plait.cost.RunCost.fields()`

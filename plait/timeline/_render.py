@@ -27,7 +27,7 @@ def to_json(timeline: Timeline) -> dict[str, Any]:
             "run_id": t.run_id, "what": t.what, "entry": t.entry, "status": t.status,
             "origin": t.origin, "created_at": _r(t.created_at),
             "finished_at": None if t.finished_at is None else _r(t.finished_at),
-            "tokens": t.tokens, "error": t.error,
+            "tokens": t.tokens, "error": t.error, **t.cost,
         },
         "end": _r(t.end),
         "nodes": [_node(nd) for nd in t.nodes],
@@ -50,7 +50,7 @@ def _node(nd: TimelineNode) -> dict[str, Any]:
         "end": None if nd.end is None else _r(nd.end), "until": _r(nd.until),
         "state": nd.state, "session": nd.session, "attempts": nd.attempts,
         "replayed": nd.replayed, "tokens": nd.tokens, "parents": list(nd.parents),
-        "args": nd.arguments, "value": nd.value, "error": nd.error,
+        "args": nd.arguments, "value": nd.value, "error": nd.error, "cost": nd.cost,
     }
     if nd.row:
         out["row"] = nd.row

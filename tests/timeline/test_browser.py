@@ -114,6 +114,7 @@ def test_a_question_with_its_plan_lines(journal: str, tmp_path: Path, open_page:
     assert 'fetch("Mount Everest")' in page.inner_text(".pt-tip")
     page.click(".pt-bar[data-tool=planner]")
     assert "lines, at the moment each was parsed" in page.inner_text(".pt-details")
+    assert "cost $0.00" in page.inner_text(".pt-sub")  # the sim model is free by default
     screenshot(page, "question.png")
 
 

@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 import plait
+import plait.cost
 import plait.timeline
 from plait.cli import app
 from plait.journal import open_journal
@@ -212,3 +213,24 @@ def test_a_run_without_calls(tmp_path: Path) -> None:
     assert t.nodes == () and t.sessions == () and t.gaps == ()
     assert t.critical == plait.timeline.CriticalPath((), 0.0, 0, False)
     assert 'id="plait-data"' in render_html(t)
+
+
+def test_calls_and_the_run_are_priced(journal: str) -> None:
+    # The question's LLM calls ran on `sim:...`: priced by the table given, per call
+    # by its own token split; tool calls cost nothing; no table: sim costs 0.
+    prices = plait.cost.Prices({"sim": (2.0, 8.0)})
+    t = build(journal, "q-1", prices=prices)
+    llm = [nd for nd in t.nodes if nd.kind == "llm"]
+    assert llm and all(nd.cost is not None and nd.cost > 0 for nd in llm)
+    for nd in llm:
+        assert nd.cost == pytest.approx((nd.stats["prompt_tokens"] * 2.0
+                                         + nd.stats["completion_tokens"] * 8.0) / 1e6)
+    assert all(nd.cost == 0 for nd in t.nodes if nd.kind == "tool")
+    assert t.cost["cost"] == pytest.approx(sum(nd.cost for nd in llm))
+    data = to_json(t)
+    assert data["run"]["cost"] == t.cost["cost"] and data["run"]["currency"] == "USD"
+    assert [n["cost"] for n in data["nodes"]] == [nd.cost for nd in t.nodes]
+    assert build(journal, "q-1").cost["cost"] == 0.0  # the default table: sim is free
+    unpriced = build(journal, "q-1", prices=plait.cost.Prices({}, defaults=False))
+    assert unpriced.cost["cost"] is None and all(nd.cost is None for nd in unpriced.nodes
+                                                  if nd.kind == "llm")

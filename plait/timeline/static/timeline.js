@@ -57,6 +57,13 @@
     return t.toFixed(d) + "s";
   }
   function num(x) { return (x || 0).toLocaleString("en-US"); }
+  // A cost as plait.cost gives it: null is unknown (a model without a price), never 0.
+  function money(amount, currency, estimated) {
+    if (amount === null || amount === undefined || !currency) return "?";
+    var digits = amount >= 1 || amount === 0 ? 2 : amount >= 0.0001 ? 4 : 6;
+    var text = currency === "USD" ? "$" + amount.toFixed(digits) : amount.toFixed(digits) + " " + currency;
+    return estimated ? "~" + text : text;
+  }
   function oneLine(s, n) {
     if (!s) return "";
     s = s.replace(/\s+/g, " ").trim();
@@ -214,6 +221,12 @@
     if (replayed) parts.push(num(replayed) + " replayed from the journal");
     if (doubt) parts.push(num(doubt) + " in doubt");
     parts.push(num(run.tokens) + " tokens");
+    if (run.currency) {
+      var cost = "cost " + money(run.cost, run.currency, run.cost_estimated);
+      if (run.cost_unpriced && run.cost_unpriced.length) cost += " (no price for " + run.cost_unpriced.join(", ") + ")";
+      if (run.replayed) cost += ", saved " + money(run.cost_saved, run.currency) + " by replaying " + num(run.replayed);
+      parts.push(cost);
+    }
     if (model.sessions.length > 1) parts.push(model.sessions.length + " sessions (resumed " + (model.sessions.length - 1) + "×)");
     box.appendChild(el("div", { "class": "pt-sub" }, parts.join(" · ")));
     if (run.error) box.appendChild(el("div", { "class": "pt-note", style: "color:#c4282e" }, run.error));
@@ -576,6 +589,7 @@
     row("session", (nd.session === null ? "?" : String(nd.session)) + (nd.replayed ? " (replayed by a later session: not paid again)" : ""));
     row("attempts", String(nd.attempts));
     if (nd.tokens) row("tokens", num(nd.tokens));
+    if (nd.tokens && model.data.run.currency) row("cost", money(nd.cost, model.data.run.currency, (nd.stats || {}).estimated));
     var s = nd.stats || {};
     if (s.prompt_tokens !== undefined) row("prompt / completion", num(s.prompt_tokens) + " / " + num(s.completion_tokens) + (s.estimated ? " (estimated)" : ""));
     if (typeof s.ttft === "number") row("time to first token", secs(s.ttft));
