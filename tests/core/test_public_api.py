@@ -73,7 +73,7 @@ EXPECTED = {
 }
 
 # Public subpackages may appear as attributes once imported; they are not in __all__.
-SUBPACKAGES = {"cli", "compiler", "data", "examples", "journal", "llm"}
+SUBPACKAGES = {"cli", "compiler", "data", "examples", "journal", "llm", "otel"}
 # `plait.generate` is the function; its package is plait.generate in sys.modules only.
 
 

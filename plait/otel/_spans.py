@@ -1,0 +1,306 @@
+"""Runs as OpenTelemetry traces: a listener per run turns its events into spans.
+
+A run is a span (one per session: a resumed run's new session is a second run
+span), each node a span under it: parallel calls are siblings whose times
+overlap, a node's inputs are named in `plait.node.parents`. With no span of the
+caller's current, the run's span starts a trace whose id is derived from the run
+id, so every session of a run, before and after a crash, lands in one trace. A
+dataset job is one trace: the job's span, a span per row under it, the row's
+nodes under that.
+
+A node's span is made when the node ends, with its start time: nothing is held
+per running node but its start time (and its LLM request), and an ended span
+goes straight to the span processor (batched), so a 100,000-row job holds only
+what its window of rows in flight holds.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from plait import _events as ev
+from plait.otel._attrs import content, input_messages, is_llm_request, llm_attributes
+from plait.otel._attrs import output_messages, scrub
+from plait.otel._hook import trace_id_of
+
+_VERSION = "0.1.0"
+# Event times are perf_counter seconds; spans want epoch nanoseconds.
+_BASE_NS = time.time_ns() - time.perf_counter_ns()
+_NO_CONTEXT = Context()  # a root span's parent: none, whatever is current
+
+
+def _ns(t: float) -> int:
+    return _BASE_NS + int(t * 1e9)
+
+
+class _RunIds:
+    """The SDK tracer's id generator, but a run's root span gets the run's trace id."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.next: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+            "plait_trace_id", default=None)
+
+    def generate_span_id(self) -> int:
+        return self.inner.generate_span_id()
+
+    def generate_trace_id(self) -> int:
+        trace_id = self.next.get()
+        return self.inner.generate_trace_id() if trace_id is None else trace_id
+
+    def is_trace_id_random(self) -> bool:  # a derived id is not random (W3C trace flags)
+        return False
+
+
+class Tracing:
+    """Tracing into one tracer provider."""
+
+    def __init__(self, provider: Any, *, capture: bool = False) -> None:
+        self.provider = provider
+        self.capture = capture
+        self.tracer = provider.get_tracer("plait", _VERSION)
+        inner = getattr(self.tracer, "id_generator", None)  # the SDK's Tracer has one
+        self.ids = _RunIds(inner) if inner is not None else None
+        if self.ids is not None:
+            self.tracer.id_generator = self.ids
+        self.jobs: dict[str, Any] = {}  # run id -> the span of a dataset job running now
+
+    def listener(self, run_id: str, entry: str) -> ev.Listener:
+        if entry.startswith("map:"):
+            return _JobTrace(self, run_id, entry)
+        return _RunTrace(self, run_id, entry, self.jobs.get(run_id))
+
+    def top_span(self, name: str, run_id: str, attributes: dict[str, Any], t: float) -> Any:
+        """The span of a run or job: under the caller's current span if there is one,
+        else the root of the run's own trace."""
+        if trace.get_current_span().get_span_context().is_valid:
+            return self.tracer.start_span(name, attributes=attributes, start_time=_ns(t))
+        if self.ids is None:
+            return self.tracer.start_span(name, context=_NO_CONTEXT, attributes=attributes,
+                                          start_time=_ns(t))
+        token = self.ids.next.set(trace_id_of(run_id))
+        try:
+            return self.tracer.start_span(name, context=_NO_CONTEXT, attributes=attributes,
+                                          start_time=_ns(t))
+        finally:
+            self.ids.next.reset(token)
+
+
+def _end_top(span: Any, status: str, t: float) -> None:
+    span.set_attribute("plait.run.status", status)
+    if status == "failed":
+        span.set_status(Status(StatusCode.ERROR, "the run failed"))
+    span.end(end_time=_ns(t))
+
+
+class _JobTrace:
+    """A dataset job's span: its rows' runs find it by the job's run id."""
+
+    __slots__ = ("tracing", "run_id", "entry", "span")
+
+    def __init__(self, tracing: Tracing, run_id: str, entry: str) -> None:
+        self.tracing = tracing
+        self.run_id = run_id
+        self.entry = entry
+        self.span: Any = None
+
+    def __call__(self, event: ev.Event) -> None:
+        kind = type(event)
+        if kind is ev.RunStarted:
+            name = self.entry[len("map:"):]
+            self.span = self.tracing.top_span(
+                f"plait.map {name.rpartition(':')[2] or name}", self.run_id,
+                {"plait.run.id": self.run_id, "plait.run.entry": scrub(self.entry)}, event.t)
+            self.tracing.jobs[self.run_id] = self.span
+        elif kind is ev.RunFinished and self.span is not None:
+            self.tracing.jobs.pop(self.run_id, None)
+            _end_top(self.span, event.status, event.t)  # type: ignore[attr-defined]
+            self.span = None
+
+
+class _RunTrace:
+    """One run's spans. Per-node state lives from the node's start to its end."""
+
+    __slots__ = ("tracing", "run_id", "entry", "job", "row", "span", "context", "nodes",
+                 "starts", "requests", "arguments", "parents", "retries", "attempts")
+
+    def __init__(self, tracing: Tracing, run_id: str, entry: str, job: Any) -> None:
+        self.tracing = tracing
+        self.run_id = run_id
+        self.entry = entry
+        self.job = job
+        self.row = ev.current_row.get() if job is not None else None
+        self.span: Any = None
+        self.context: Context | None = None  # the run span's, once it is recording
+        self.nodes = 0
+        self.starts: dict[int, float] = {}
+        self.requests: dict[int, dict[str, Any]] = {}  # LLM-call nodes: their request
+        self.arguments: dict[int, Mapping[str, Any]] = {}  # capture only
+        self.parents: dict[int, tuple[int, ...]] = {}
+        self.retries: dict[int, list[ev.NodeRetried]] = {}
+        self.attempts: dict[int, int] = {}
+
+    def __call__(self, event: ev.Event) -> None:
+        handle = _HANDLERS.get(type(event))
+        if handle is not None and (self.context is not None or type(event) is ev.RunStarted):
+            handle(self, event)
+
+    # ------------------------------------------------------------ the run
+
+    def _started(self, e: ev.RunStarted) -> None:
+        attributes: dict[str, Any] = {"plait.run.id": self.run_id,
+                                      "plait.run.entry": scrub(self.entry)}
+        if self.job is not None:
+            name = "plait.row"
+            if self.row is not None:
+                attributes["plait.row.ordinal"] = self.row[0]
+                if self.tracing.capture:  # a key column's value is the row's data
+                    attributes["plait.row.key"] = scrub(self.row[1])
+            self.span = self.tracing.tracer.start_span(
+                name, context=trace.set_span_in_context(self.job), attributes=attributes,
+                start_time=_ns(e.t))
+        else:
+            asked = self.entry.startswith("ask:")
+            attributes["gen_ai.operation.name"] = "invoke_agent" if asked else "invoke_workflow"
+            name = "plait.ask" if asked else f"plait.run {self.entry.rpartition(':')[2]}"
+            self.span = self.tracing.top_span(name, self.run_id, attributes, e.t)
+        if self.span.is_recording():  # sampled out: no node spans either
+            self.context = trace.set_span_in_context(self.span)
+
+    def _finished(self, e: ev.RunFinished) -> None:
+        self.span.set_attribute("plait.run.nodes", self.nodes)
+        _end_top(self.span, e.status, e.t)
+        self.context = None
+
+    # ------------------------------------------------------------ nodes
+
+    def _added(self, e: ev.NodeAdded) -> None:
+        self.nodes += 1
+        arguments = e.arguments
+        if arguments is not None:
+            if "request" in arguments:
+                request = is_llm_request(arguments)
+                if request is not None:
+                    self.requests[e.node] = request
+            if self.tracing.capture:
+                self.arguments[e.node] = arguments
+        if e.parents:
+            self.parents[e.node] = e.parents
+
+    def _node_started(self, e: ev.NodeStarted) -> None:
+        if e.attempt == 1 or e.node not in self.starts:  # a span covers all attempts
+            self.starts[e.node] = e.t
+        if e.attempt > 1:
+            self.attempts[e.node] = e.attempt
+
+    def _retried(self, e: ev.NodeRetried) -> None:
+        self.retries.setdefault(e.node, []).append(e)
+
+    def _node_finished(self, e: ev.NodeFinished) -> None:
+        self._node_span(e, e.t - e.duration, None, e.value, e.tokens, e.record, e.replayed)
+
+    def _failed(self, e: ev.NodeFailed) -> None:
+        self._node_span(e, None, e.error)
+
+    def _cancelled(self, e: ev.NodeCancelled) -> None:
+        self._node_span(e, None, None, cancelled=True)
+
+    def _skipped(self, e: ev.NodeSkipped) -> None:
+        # It never ran: no span of its own, a mark on the run's.
+        i = e.node
+        self._forget(i)
+        self.span.add_event("plait.node.skipped",
+                            {"plait.node.id": i, "gen_ai.tool.name": e.tool,
+                             "plait.node.cause": e.cause}, timestamp=_ns(e.t))
+
+    def _forget(self, i: int) -> None:
+        self.starts.pop(i, None)
+        self.requests.pop(i, None)
+        self.arguments.pop(i, None)
+        self.parents.pop(i, None)
+        self.retries.pop(i, None)
+        self.attempts.pop(i, None)
+
+    def _node_span(self, e: ev.NodeEvent, start: float | None, error: str | None,
+                   value: Any = None, tokens: int = 0, record: Mapping[str, Any] | None = None,
+                   replayed: bool = False, cancelled: bool = False) -> None:
+        i = e.node
+        began = self.starts.pop(i, None)
+        start = began if began is not None else start if start is not None else e.t
+        request = self.requests.pop(i, None) if self.requests else None
+        capture = self.tracing.capture
+        if request is not None:
+            attributes = llm_attributes(request, tokens, record, replayed)
+            attributes["plait.llm.role"] = e.tool
+            name = f"chat {attributes['gen_ai.request.model']}"
+            kind = SpanKind.CLIENT
+            if capture:
+                attributes["gen_ai.input.messages"] = input_messages(request)
+                if error is None and not cancelled:
+                    attributes["gen_ai.output.messages"] = output_messages(value, record)
+        else:
+            attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": e.tool,
+                          "gen_ai.tool.type": "function"}
+            if tokens:
+                attributes["plait.tokens"] = tokens
+            name = f"execute_tool {e.tool}"
+            kind = SpanKind.INTERNAL
+            if capture:
+                arguments = self.arguments.get(i)
+                if arguments is not None:
+                    attributes["gen_ai.tool.call.arguments"] = content(dict(arguments))
+                if error is None and not cancelled:
+                    attributes["gen_ai.tool.call.result"] = content(value)
+        if capture:
+            self.arguments.pop(i, None)
+        attributes["plait.node.id"] = i
+        if self.parents:
+            parents = self.parents.pop(i, None)
+            if parents:
+                attributes["plait.node.parents"] = parents
+        if replayed:
+            attributes["plait.replayed"] = True
+        if self.attempts:
+            attempts = self.attempts.pop(i, None)
+            if attempts:
+                attributes["plait.node.attempts"] = attempts
+        if cancelled:
+            attributes["plait.node.status"] = "cancelled"
+        span = self.tracing.tracer.start_span(name, context=self.context, kind=kind,
+                                              attributes=attributes, start_time=_ns(start))
+        if self.retries:
+            for r in self.retries.pop(i, ()):
+                kind_, _, message = r.error.partition(": ")
+                span.add_event("plait.node.retry", {
+                    "plait.node.attempt": r.attempt, "plait.retry.delay_s": r.delay,
+                    "exception.type": kind_, "exception.message": scrub(message or r.error)},
+                    timestamp=_ns(r.t))
+        if error is not None:
+            kind_, _, message = error.partition(": ")
+            text = scrub(error)
+            span.set_attribute("error.type", kind_)
+            span.add_event("exception", {"exception.type": kind_,
+                                         "exception.message": scrub(message or error)},
+                           timestamp=_ns(e.t))
+            span.set_status(Status(StatusCode.ERROR, text))
+        span.end(end_time=_ns(e.t))
+
+
+_HANDLERS: dict[type, Callable[[_RunTrace, Any], None]] = {
+    ev.RunStarted: _RunTrace._started,
+    ev.RunFinished: _RunTrace._finished,
+    ev.NodeAdded: _RunTrace._added,
+    ev.NodeStarted: _RunTrace._node_started,
+    ev.NodeRetried: _RunTrace._retried,
+    ev.NodeFinished: _RunTrace._node_finished,
+    ev.NodeFailed: _RunTrace._failed,
+    ev.NodeCancelled: _RunTrace._cancelled,
+    ev.NodeSkipped: _RunTrace._skipped,
+}
