@@ -23,7 +23,9 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from plait import _events as ev
 from plait.otel._attrs import content, input_messages, is_llm_request, llm_attributes
@@ -34,6 +36,7 @@ _VERSION = "0.1.0"
 # Event times are perf_counter seconds; spans want epoch nanoseconds.
 _BASE_NS = time.time_ns() - time.perf_counter_ns()
 _NO_CONTEXT = Context()  # a root span's parent: none, whatever is current
+_UNSET = Status(StatusCode.UNSET)
 
 
 def _ns(t: float) -> int:
@@ -71,11 +74,41 @@ class Tracing:
         if self.ids is not None:
             self.tracer.id_generator = self.ids
         self.jobs: dict[str, Any] = {}  # run id -> the span of a dataset job running now
+        # The SDK's tracer hands ended spans to its provider's processors: a node's
+        # span, made when it has ended, goes there as a finished ReadableSpan (3 us,
+        # not the 28 us of a span started and ended through the tracer; see
+        # docs/otel.md). Another tracer gets its spans through its own API.
+        self.processor = getattr(self.tracer, "span_processor", None)
+        self.resource = getattr(self.tracer, "resource", None)
+        self.scope = InstrumentationScope("plait", _VERSION)  # as get_tracer made it
+        if self.ids is None or self.resource is None:
+            self.processor = None
 
     def listener(self, run_id: str, entry: str) -> ev.Listener:
         if entry.startswith("map:"):
-            return _JobTrace(self, run_id, entry)
-        return _RunTrace(self, run_id, entry, self.jobs.get(run_id))
+            return _JobTrace(self, run_id, entry).on_event
+        return _RunTrace(self, run_id, entry, self.jobs.get(run_id)).on_event
+
+    def emit(self, run: _RunTrace, name: str, kind: SpanKind, attributes: dict[str, Any],
+             start: int, end: int, events: list[Event], status: Status) -> None:
+        """An ended node span under `run`'s span."""
+        processor = self.processor
+        if processor is not None:
+            parent = run.parent
+            assert self.ids is not None and parent is not None
+            context = SpanContext(parent.trace_id, self.ids.inner.generate_span_id(), False,
+                                  parent.trace_flags, parent.trace_state)
+            processor.on_end(ReadableSpan(name, context, parent, self.resource, attributes,
+                                          events, (), kind, None, status, start, end,
+                                          self.scope))
+            return
+        span = self.tracer.start_span(name, context=run.context, kind=kind,
+                                      attributes=attributes, start_time=start)
+        for event in events:
+            span.add_event(event.name, event.attributes, event.timestamp)
+        if status is not _UNSET:
+            span.set_status(status)
+        span.end(end_time=end)
 
     def top_span(self, name: str, run_id: str, attributes: dict[str, Any], t: float) -> Any:
         """The span of a run or job: under the caller's current span if there is one,
@@ -111,7 +144,7 @@ class _JobTrace:
         self.entry = entry
         self.span: Any = None
 
-    def __call__(self, event: ev.Event) -> None:
+    def on_event(self, event: ev.Event) -> None:
         kind = type(event)
         if kind is ev.RunStarted:
             name = self.entry[len("map:"):]
@@ -128,7 +161,7 @@ class _JobTrace:
 class _RunTrace:
     """One run's spans. Per-node state lives from the node's start to its end."""
 
-    __slots__ = ("tracing", "run_id", "entry", "job", "row", "span", "context", "nodes",
+    __slots__ = ("tracing", "run_id", "entry", "job", "row", "span", "context", "parent", "nodes",
                  "starts", "requests", "arguments", "parents", "retries", "attempts")
 
     def __init__(self, tracing: Tracing, run_id: str, entry: str, job: Any) -> None:
@@ -139,6 +172,7 @@ class _RunTrace:
         self.row = ev.current_row.get() if job is not None else None
         self.span: Any = None
         self.context: Context | None = None  # the run span's, once it is recording
+        self.parent: SpanContext | None = None  # the run span's
         self.nodes = 0
         self.starts: dict[int, float] = {}
         self.requests: dict[int, dict[str, Any]] = {}  # LLM-call nodes: their request
@@ -147,9 +181,16 @@ class _RunTrace:
         self.retries: dict[int, list[ev.NodeRetried]] = {}
         self.attempts: dict[int, int] = {}
 
-    def __call__(self, event: ev.Event) -> None:
-        handle = _HANDLERS.get(type(event))
-        if handle is not None and (self.context is not None or type(event) is ev.RunStarted):
+    def on_event(self, event: ev.Event) -> None:
+        kind = type(event)
+        if kind is _READY:  # nothing to trace: the first of a node's four events
+            return
+        if self.context is None:  # not started, sampled out or ended: only a start counts
+            if kind is ev.RunStarted:
+                self._started(event)  # type: ignore[arg-type]
+            return
+        handle = _HANDLERS.get(kind)
+        if handle is not None:
             handle(self, event)
 
     # ------------------------------------------------------------ the run
@@ -173,6 +214,7 @@ class _RunTrace:
             self.span = self.tracing.top_span(name, self.run_id, attributes, e.t)
         if self.span.is_recording():  # sampled out: no node spans either
             self.context = trace.set_span_in_context(self.span)
+            self.parent = self.span.get_span_context()
 
     def _finished(self, e: ev.RunFinished) -> None:
         self.span.set_attribute("plait.run.nodes", self.nodes)
@@ -195,9 +237,9 @@ class _RunTrace:
             self.parents[e.node] = e.parents
 
     def _node_started(self, e: ev.NodeStarted) -> None:
-        if e.attempt == 1 or e.node not in self.starts:  # a span covers all attempts
+        if e.attempt == 1:
             self.starts[e.node] = e.t
-        if e.attempt > 1:
+        else:  # the span covers every attempt: it keeps the first one's start
             self.attempts[e.node] = e.attempt
 
     def _retried(self, e: ev.NodeRetried) -> None:
@@ -273,28 +315,27 @@ class _RunTrace:
                 attributes["plait.node.attempts"] = attempts
         if cancelled:
             attributes["plait.node.status"] = "cancelled"
-        span = self.tracing.tracer.start_span(name, context=self.context, kind=kind,
-                                              attributes=attributes, start_time=_ns(start))
+        events: list[Event] = []
         if self.retries:
             for r in self.retries.pop(i, ()):
                 kind_, _, message = r.error.partition(": ")
-                span.add_event("plait.node.retry", {
+                events.append(Event("plait.node.retry", {
                     "plait.node.attempt": r.attempt, "plait.retry.delay_s": r.delay,
                     "exception.type": kind_, "exception.message": scrub(message or r.error)},
-                    timestamp=_ns(r.t))
+                    _ns(r.t)))
+        status = _UNSET
         if error is not None:
             kind_, _, message = error.partition(": ")
-            text = scrub(error)
-            span.set_attribute("error.type", kind_)
-            span.add_event("exception", {"exception.type": kind_,
-                                         "exception.message": scrub(message or error)},
-                           timestamp=_ns(e.t))
-            span.set_status(Status(StatusCode.ERROR, text))
-        span.end(end_time=_ns(e.t))
+            attributes["error.type"] = kind_
+            events.append(Event("exception", {"exception.type": kind_,
+                                              "exception.message": scrub(message or error)},
+                                _ns(e.t)))
+            status = Status(StatusCode.ERROR, scrub(error))
+        self.tracing.emit(self, name, kind, attributes, _ns(start), _ns(e.t), events, status)
 
 
+_READY = ev.NodeReady
 _HANDLERS: dict[type, Callable[[_RunTrace, Any], None]] = {
-    ev.RunStarted: _RunTrace._started,
     ev.RunFinished: _RunTrace._finished,
     ev.NodeAdded: _RunTrace._added,
     ev.NodeStarted: _RunTrace._node_started,
