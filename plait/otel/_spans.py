@@ -126,6 +126,11 @@ class Tracing:
             self.ids.next.reset(token)
 
 
+def _short(entry: str) -> str:
+    """A workflow's name for a span name: `module:outer.<locals>.wf` -> `wf`."""
+    return entry.rpartition(":")[2].rpartition(".")[2] or entry
+
+
 def _end_top(span: Any, status: str, t: float) -> None:
     span.set_attribute("plait.run.status", status)
     if status == "failed":
@@ -149,7 +154,7 @@ class _JobTrace:
         if kind is ev.RunStarted:
             name = self.entry[len("map:"):]
             self.span = self.tracing.top_span(
-                f"plait.map {name.rpartition(':')[2] or name}", self.run_id,
+                f"plait.map {_short(name)}", self.run_id,
                 {"plait.run.id": self.run_id, "plait.run.entry": scrub(self.entry)}, event.t)
             self.tracing.jobs[self.run_id] = self.span
         elif kind is ev.RunFinished and self.span is not None:
@@ -210,7 +215,7 @@ class _RunTrace:
         else:
             asked = self.entry.startswith("ask:")
             attributes["gen_ai.operation.name"] = "invoke_agent" if asked else "invoke_workflow"
-            name = "plait.ask" if asked else f"plait.run {self.entry.rpartition(':')[2]}"
+            name = "plait.ask" if asked else f"plait.run {_short(self.entry)}"
             self.span = self.tracing.top_span(name, self.run_id, attributes, e.t)
         if self.span.is_recording():  # sampled out: no node spans either
             self.context = trace.set_span_in_context(self.span)
@@ -252,11 +257,14 @@ class _RunTrace:
         self._node_span(e, None, e.error)
 
     def _cancelled(self, e: ev.NodeCancelled) -> None:
-        self._node_span(e, None, None, cancelled=True)
+        self._node_span(e, None, None, ended="cancelled")
 
     def _skipped(self, e: ev.NodeSkipped) -> None:
-        # It never ran: no span of its own, a mark on the run's.
         i = e.node
+        if i in self.starts:  # it ran and was waiting to retry when the run stopped
+            self._node_span(e, None, None, ended="skipped")
+            return
+        # It never ran: no span of its own, a mark on the run's.
         self._forget(i)
         self.span.add_event("plait.node.skipped",
                             {"plait.node.id": i, "gen_ai.tool.name": e.tool,
@@ -272,7 +280,7 @@ class _RunTrace:
 
     def _node_span(self, e: ev.NodeEvent, start: float | None, error: str | None,
                    value: Any = None, tokens: int = 0, record: Mapping[str, Any] | None = None,
-                   replayed: bool = False, cancelled: bool = False) -> None:
+                   replayed: bool = False, ended: str | None = None) -> None:
         i = e.node
         began = self.starts.pop(i, None)
         start = began if began is not None else start if start is not None else e.t
@@ -285,7 +293,7 @@ class _RunTrace:
             kind = SpanKind.CLIENT
             if capture:
                 attributes["gen_ai.input.messages"] = input_messages(request)
-                if error is None and not cancelled:
+                if error is None and ended is None:
                     attributes["gen_ai.output.messages"] = output_messages(value, record)
         else:
             attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": e.tool,
@@ -298,7 +306,7 @@ class _RunTrace:
                 arguments = self.arguments.get(i)
                 if arguments is not None:
                     attributes["gen_ai.tool.call.arguments"] = content(dict(arguments))
-                if error is None and not cancelled:
+                if error is None and ended is None:
                     attributes["gen_ai.tool.call.result"] = content(value)
         if capture:
             self.arguments.pop(i, None)
@@ -313,8 +321,8 @@ class _RunTrace:
             attempts = self.attempts.pop(i, None)
             if attempts:
                 attributes["plait.node.attempts"] = attempts
-        if cancelled:
-            attributes["plait.node.status"] = "cancelled"
+        if ended is not None:  # it did not end by itself: cancelled, or skipped mid-retry
+            attributes["plait.node.status"] = ended
         events: list[Event] = []
         if self.retries:
             for r in self.retries.pop(i, ()):
