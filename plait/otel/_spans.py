@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
@@ -37,6 +37,7 @@ _VERSION = "0.1.0"
 _BASE_NS = time.time_ns() - time.perf_counter_ns()
 _NO_CONTEXT = Context()  # a root span's parent: none, whatever is current
 _UNSET = Status(StatusCode.UNSET)
+_CLIENT, _INTERNAL = SpanKind.CLIENT, SpanKind.INTERNAL
 
 
 def _ns(t: float) -> int:
@@ -83,6 +84,8 @@ class Tracing:
         self.scope = InstrumentationScope("plait", _VERSION)  # as get_tracer made it
         if self.ids is None or self.resource is None:
             self.processor = None
+        else:
+            self.new_span_id = self.ids.inner.generate_span_id
 
     def listener(self, run_id: str, entry: str) -> ev.Listener:
         if entry.startswith("map:"):
@@ -90,18 +93,9 @@ class Tracing:
         return _RunTrace(self, run_id, entry, self.jobs.get(run_id)).on_event
 
     def emit(self, run: _RunTrace, name: str, kind: SpanKind, attributes: dict[str, Any],
-             start: int, end: int, events: list[Event], status: Status) -> None:
-        """An ended node span under `run`'s span."""
-        processor = self.processor
-        if processor is not None:
-            parent = run.parent
-            assert self.ids is not None and parent is not None
-            context = SpanContext(parent.trace_id, self.ids.inner.generate_span_id(), False,
-                                  parent.trace_flags, parent.trace_state)
-            processor.on_end(ReadableSpan(name, context, parent, self.resource, attributes,
-                                          events, (), kind, None, status, start, end,
-                                          self.scope))
-            return
+             start: int, end: int, events: Sequence[Event], status: Status) -> None:
+        """An ended node span under `run`'s span, through the tracing API (a tracer
+        that is not the SDK's; the SDK's is served inline, see `_node_span`)."""
         span = self.tracer.start_span(name, context=run.context, kind=kind,
                                       attributes=attributes, start_time=start)
         for event in events:
@@ -290,7 +284,7 @@ class _RunTrace:
             attributes = llm_attributes(request, tokens, record, replayed)
             attributes["plait.llm.role"] = e.tool
             name = f"chat {attributes['gen_ai.request.model']}"
-            kind = SpanKind.CLIENT
+            kind = _CLIENT
             if capture:
                 attributes["gen_ai.input.messages"] = input_messages(request)
                 if error is None and ended is None:
@@ -301,7 +295,7 @@ class _RunTrace:
             if tokens:
                 attributes["plait.tokens"] = tokens
             name = f"execute_tool {e.tool}"
-            kind = SpanKind.INTERNAL
+            kind = _INTERNAL
             if capture:
                 arguments = self.arguments.get(i)
                 if arguments is not None:
@@ -323,23 +317,37 @@ class _RunTrace:
                 attributes["plait.node.attempts"] = attempts
         if ended is not None:  # it did not end by itself: cancelled, or skipped mid-retry
             attributes["plait.node.status"] = ended
-        events: list[Event] = []
-        if self.retries:
-            for r in self.retries.pop(i, ()):
-                kind_, _, message = r.error.partition(": ")
-                events.append(Event("plait.node.retry", {
-                    "plait.node.attempt": r.attempt, "plait.retry.delay_s": r.delay,
-                    "exception.type": kind_, "exception.message": scrub(message or r.error)},
-                    _ns(r.t)))
+        events: list[Event] | tuple[()] = ()
+        if self.retries and i in self.retries:
+            events = [_retry_event(r) for r in self.retries.pop(i)]
         status = _UNSET
         if error is not None:
             kind_, _, message = error.partition(": ")
             attributes["error.type"] = kind_
-            events.append(Event("exception", {"exception.type": kind_,
-                                              "exception.message": scrub(message or error)},
-                                _ns(e.t)))
+            events = [*events, Event("exception", {"exception.type": kind_,
+                                                   "exception.message": scrub(message or error)},
+                                     _ns(e.t))]
             status = Status(StatusCode.ERROR, scrub(error))
-        self.tracing.emit(self, name, kind, attributes, _ns(start), _ns(e.t), events, status)
+        tracing = self.tracing
+        processor = tracing.processor
+        if processor is None:
+            tracing.emit(self, name, kind, attributes, _ns(start), _ns(e.t), events, status)
+            return
+        # The SDK's path, inline: it runs once per call of every traced run.
+        parent = self.parent
+        assert parent is not None
+        processor.on_end(ReadableSpan(
+            name, SpanContext(parent.trace_id, tracing.new_span_id(), False, parent.trace_flags,
+                              parent.trace_state),
+            parent, tracing.resource, attributes, events, (), kind, None, status,
+            _BASE_NS + int(start * 1e9), _BASE_NS + int(e.t * 1e9), tracing.scope))
+
+
+def _retry_event(r: ev.NodeRetried) -> Event:
+    kind, _, message = r.error.partition(": ")
+    return Event("plait.node.retry", {
+        "plait.node.attempt": r.attempt, "plait.retry.delay_s": r.delay,
+        "exception.type": kind, "exception.message": scrub(message or r.error)}, _ns(r.t))
 
 
 _READY = ev.NodeReady
