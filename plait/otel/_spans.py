@@ -180,17 +180,40 @@ class _RunTrace:
         self.retries: dict[int, list[ev.NodeRetried]] = {}
         self.attempts: dict[int, int] = {}
 
-    def on_event(self, event: ev.Event) -> None:
+    def on_event(self, event: Any) -> None:
+        # Called with every event of the run: a call's four (added, ready, started,
+        # finished) are handled here without a further call.
         kind = type(event)
-        if kind is _READY:  # nothing to trace: the first of a node's four events
+        if kind is _READY:  # nothing to trace
             return
         if self.context is None:  # not started, sampled out or ended: only a start counts
             if kind is ev.RunStarted:
-                self._started(event)  # type: ignore[arg-type]
+                self._started(event)
             return
-        handle = _HANDLERS.get(kind)
-        if handle is not None:
-            handle(self, event)
+        if kind is _STARTED:
+            if event.attempt == 1:
+                self.starts[event.node] = event.t
+            else:  # the span covers every attempt: it keeps the first one's start
+                self.attempts[event.node] = event.attempt
+        elif kind is _FINISHED:
+            self._node_span(event, event.t - event.duration, None, event.value, event.tokens,
+                            event.record, event.replayed)
+        elif kind is _ADDED:
+            self.nodes += 1
+            arguments = event.arguments
+            if arguments is not None:
+                if "request" in arguments:
+                    request = is_llm_request(arguments)
+                    if request is not None:
+                        self.requests[event.node] = request
+                if self.tracing.capture:
+                    self.arguments[event.node] = arguments
+            if event.parents:
+                self.parents[event.node] = event.parents
+        else:
+            handle = _HANDLERS.get(kind)
+            if handle is not None:
+                handle(self, event)
 
     # ------------------------------------------------------------ the run
 
@@ -222,30 +245,8 @@ class _RunTrace:
 
     # ------------------------------------------------------------ nodes
 
-    def _added(self, e: ev.NodeAdded) -> None:
-        self.nodes += 1
-        arguments = e.arguments
-        if arguments is not None:
-            if "request" in arguments:
-                request = is_llm_request(arguments)
-                if request is not None:
-                    self.requests[e.node] = request
-            if self.tracing.capture:
-                self.arguments[e.node] = arguments
-        if e.parents:
-            self.parents[e.node] = e.parents
-
-    def _node_started(self, e: ev.NodeStarted) -> None:
-        if e.attempt == 1:
-            self.starts[e.node] = e.t
-        else:  # the span covers every attempt: it keeps the first one's start
-            self.attempts[e.node] = e.attempt
-
     def _retried(self, e: ev.NodeRetried) -> None:
         self.retries.setdefault(e.node, []).append(e)
-
-    def _node_finished(self, e: ev.NodeFinished) -> None:
-        self._node_span(e, e.t - e.duration, None, e.value, e.tokens, e.record, e.replayed)
 
     def _failed(self, e: ev.NodeFailed) -> None:
         self._node_span(e, None, e.error)
@@ -350,13 +351,10 @@ def _retry_event(r: ev.NodeRetried) -> Event:
         "exception.type": kind, "exception.message": scrub(message or r.error)}, _ns(r.t))
 
 
-_READY = ev.NodeReady
+_READY, _STARTED, _FINISHED, _ADDED = ev.NodeReady, ev.NodeStarted, ev.NodeFinished, ev.NodeAdded
 _HANDLERS: dict[type, Callable[[_RunTrace, Any], None]] = {
     ev.RunFinished: _RunTrace._finished,
-    ev.NodeAdded: _RunTrace._added,
-    ev.NodeStarted: _RunTrace._node_started,
     ev.NodeRetried: _RunTrace._retried,
-    ev.NodeFinished: _RunTrace._node_finished,
     ev.NodeFailed: _RunTrace._failed,
     ev.NodeCancelled: _RunTrace._cancelled,
     ev.NodeSkipped: _RunTrace._skipped,
