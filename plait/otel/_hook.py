@@ -106,7 +106,12 @@ def _from_env() -> Tracing | None:
                       f"its extra ({exc.name} is missing): {EXTRA}", RuntimeWarning,
                       stacklevel=4)
         return None
-    provider = provider_from_env()
+    try:
+        provider = provider_from_env()
+    except Exception as exc:  # a bad OTEL_* value: tracing is off, the run goes on
+        warnings.warn(f"the OTEL_* environment could not configure tracing: {exc}",
+                      RuntimeWarning, stacklevel=4)
+        provider = None
     if provider is None:
         _state.env_failed = True
         return None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextvars
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +39,10 @@ _BASE_NS = time.time_ns() - time.perf_counter_ns()
 _NO_CONTEXT = Context()  # a root span's parent: none, whatever is current
 _UNSET = Status(StatusCode.UNSET)
 _CLIENT, _INTERNAL = SpanKind.CLIENT, SpanKind.INTERNAL
+
+
+def _warn(message: str) -> None:
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 def _ns(t: float) -> int:
@@ -145,16 +150,21 @@ class _JobTrace:
 
     def on_event(self, event: ev.Event) -> None:
         kind = type(event)
-        if kind is ev.RunStarted:
-            name = self.entry[len("map:"):]
-            self.span = self.tracing.top_span(
-                f"plait.map {_short(name)}", self.run_id,
-                {"plait.run.id": self.run_id, "plait.run.entry": scrub(self.entry)}, event.t)
-            self.tracing.jobs[self.run_id] = self.span
-        elif kind is ev.RunFinished and self.span is not None:
+        try:
+            if kind is ev.RunStarted:
+                name = self.entry[len("map:"):]
+                self.span = self.tracing.top_span(
+                    f"plait.map {_short(name)}", self.run_id,
+                    {"plait.run.id": self.run_id, "plait.run.entry": scrub(self.entry)},
+                    event.t)
+                self.tracing.jobs[self.run_id] = self.span
+            elif kind is ev.RunFinished and self.span is not None:
+                self.tracing.jobs.pop(self.run_id, None)
+                _end_top(self.span, event.status, event.t)  # type: ignore[attr-defined]
+                self.span = None
+        except Exception as exc:  # tracing never fails a job
             self.tracing.jobs.pop(self.run_id, None)
-            _end_top(self.span, event.status, event.t)  # type: ignore[attr-defined]
-            self.span = None
+            _warn(f"tracing of job {self.run_id} stopped: {ev.describe(exc)}")
 
 
 class _RunTrace:
@@ -182,38 +192,43 @@ class _RunTrace:
 
     def on_event(self, event: Any) -> None:
         # Called with every event of the run: a call's four (added, ready, started,
-        # finished) are handled here without a further call.
-        kind = type(event)
-        if kind is _READY:  # nothing to trace
-            return
-        if self.context is None:  # not started, sampled out or ended: only a start counts
-            if kind is ev.RunStarted:
-                self._started(event)
-            return
-        if kind is _STARTED:
-            if event.attempt == 1:
-                self.starts[event.node] = event.t
-            else:  # the span covers every attempt: it keeps the first one's start
-                self.attempts[event.node] = event.attempt
-        elif kind is _FINISHED:
-            self._node_span(event, event.t - event.duration, None, event.value, event.tokens,
-                            event.record, event.replayed)
-        elif kind is _ADDED:
-            self.nodes += 1
-            arguments = event.arguments
-            if arguments is not None:
-                if "request" in arguments:
-                    request = is_llm_request(arguments)
-                    if request is not None:
-                        self.requests[event.node] = request
-                if self.tracing.capture:
-                    self.arguments[event.node] = arguments
-            if event.parents:
-                self.parents[event.node] = event.parents
-        else:
-            handle = _HANDLERS.get(kind)
-            if handle is not None:
-                handle(self, event)
+        # finished) are handled here without a further call. Tracing never fails a
+        # run: an error here ends this run's tracing, once said.
+        try:
+            kind = type(event)
+            if kind is _READY:  # nothing to trace
+                return
+            if self.context is None:  # not started, sampled out or ended: a start counts
+                if kind is ev.RunStarted:
+                    self._started(event)
+                return
+            if kind is _STARTED:
+                if event.attempt == 1:
+                    self.starts[event.node] = event.t
+                else:  # the span covers every attempt: it keeps the first one's start
+                    self.attempts[event.node] = event.attempt
+            elif kind is _FINISHED:
+                self._node_span(event, event.t - event.duration, None, event.value,
+                                event.tokens, event.record, event.replayed)
+            elif kind is _ADDED:
+                self.nodes += 1
+                arguments = event.arguments
+                if arguments is not None:
+                    if "request" in arguments:
+                        request = is_llm_request(arguments)
+                        if request is not None:
+                            self.requests[event.node] = request
+                    if self.tracing.capture:
+                        self.arguments[event.node] = arguments
+                if event.parents:
+                    self.parents[event.node] = event.parents
+            else:
+                handle = _HANDLERS.get(kind)
+                if handle is not None:
+                    handle(self, event)
+        except Exception as exc:
+            self.context = None
+            _warn(f"tracing of run {self.run_id} stopped: {ev.describe(exc)}")
 
     # ------------------------------------------------------------ the run
 

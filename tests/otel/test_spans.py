@@ -388,3 +388,27 @@ def test_any_tracer_provider_gets_the_same_spans(provider: TracerProvider) -> No
     assert len(nodes) == 4 and all(n.parent.span_id == run.context.span_id for n in nodes)
     searches = by_name(got, "execute_tool search")
     assert max(s.start_time for s in searches) < min(s.end_time for s in searches)
+
+
+class _Broken:
+    """A span processor that fails on every span it is handed."""
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        pass
+
+    def on_end(self, span: Any) -> None:
+        raise OSError("the processor broke")
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def test_a_tracing_failure_never_fails_the_run(provider: TracerProvider) -> None:
+    provider.add_span_processor(_Broken())
+    plait.otel.enable(provider)
+    with pytest.warns(RuntimeWarning, match="tracing of run .* stopped: OSError: the processor"):
+        result = plait.run(fan, "x")
+    assert result.value == "found x | found x 2 | found x 3"
