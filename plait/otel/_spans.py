@@ -33,7 +33,6 @@ from plait.otel._attrs import content, input_messages, is_llm_request, llm_attri
 from plait.otel._attrs import output_messages, scrub
 from plait.otel._hook import trace_id_of
 
-_VERSION = "0.1.0"
 # Event times are perf_counter seconds; spans want epoch nanoseconds.
 _BASE_NS = time.time_ns() - time.perf_counter_ns()
 _NO_CONTEXT = Context()  # a root span's parent: none, whatever is current
@@ -74,7 +73,9 @@ class Tracing:
     def __init__(self, provider: Any, *, capture: bool = False) -> None:
         self.provider = provider
         self.capture = capture
-        self.tracer = provider.get_tracer("plait", _VERSION)
+        import plait  # loaded by now: a run is starting
+
+        self.tracer = provider.get_tracer("plait", plait.__version__)
         inner = getattr(self.tracer, "id_generator", None)  # the SDK's Tracer has one
         self.ids = _RunIds(inner) if inner is not None else None
         if self.ids is not None:
@@ -86,7 +87,7 @@ class Tracing:
         # docs/otel.md). Another tracer gets its spans through its own API.
         self.processor = getattr(self.tracer, "span_processor", None)
         self.resource = getattr(self.tracer, "resource", None)
-        self.scope = InstrumentationScope("plait", _VERSION)  # as get_tracer made it
+        self.scope = InstrumentationScope("plait", plait.__version__)  # as get_tracer made it
         if self.ids is None or self.resource is None:
             self.processor = None
         else:

@@ -412,3 +412,18 @@ def test_a_tracing_failure_never_fails_the_run(provider: TracerProvider) -> None
     with pytest.warns(RuntimeWarning, match="tracing of run .* stopped: OSError: the processor"):
         result = plait.run(fan, "x")
     assert result.value == "found x | found x 2 | found x 3"
+
+
+@pytest.mark.parametrize(("environ", "on"), [
+    ({}, False),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, True),
+    ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4318/v1/traces"}, True),
+    ({"OTEL_TRACES_EXPORTER": "console"}, True),
+    ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://h:4318"}, False),
+    ({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://h:4318"}, False),
+    ({"OTEL_SERVICE_NAME": "x"}, False),  # naming a service exports nothing
+])
+def test_which_environments_turn_tracing_on(environ: dict[str, str], on: bool) -> None:
+    from plait.otel._hook import env_configured
+
+    assert env_configured(environ) is on
