@@ -334,11 +334,11 @@ def test_a_long_job_holds_no_span_it_has_ended(provider: TracerProvider) -> None
     provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=512,
                                                    schedule_delay_millis=10))
     plait.otel.enable(provider)
-    small, large = _peak_mb(500), _peak_mb(2000)
+    small, large = _peak_mb(300), _peak_mb(1200)
     provider.force_flush()
-    assert exporter.count > 1000  # spans were made and exported (some may be dropped)
-    # 1,500 more rows of 2 spans (~2 KB each) would be ~6 MB if they were kept.
-    assert large - small < 1.5, (small, large)
+    assert exporter.count > 600  # spans were made and exported (some may be dropped)
+    # 900 more rows of 2 spans (~1.7 KB each) would be ~3 MB more if they were kept.
+    assert large - small < 1, (small, large)
 
 
 def test_tracing_off_gives_a_run_no_listener() -> None:
