@@ -150,7 +150,7 @@ class Run:
         self.run_id = run_id or new_run_id()
         self.entry = entry
         self.sched = Scheduler(max_concurrency=max_concurrency, on_error=on_error, seed=seed)
-        self.listeners = tuple(listeners)
+        self.listeners = ev.listeners_of(self.run_id, entry, listeners)
         self.durable = durable
         # A node's parts, by node id; `nodes` makes Node records of them when asked.
         self.node_tools: list[Tool] = []
@@ -276,7 +276,7 @@ class Run:
         self.started_at.append(None)
         self.finished_at.append(None)
         if self.listeners:
-            self._emit(ev.NodeAdded(self.run_id, t, i, tool.name, parents))
+            self._emit(ev.NodeAdded(self.run_id, t, i, tool.name, parents, arguments))
 
     def add_graph(self, graph: Graph, tools: dict[str, Tool]) -> None:
         """Add a whole static graph; priorities see all of it before anything starts."""
@@ -531,7 +531,8 @@ class Run:
             if self.listeners:
                 tool = self.node_tools[i].name
                 self._emit(ev.NodeFinished(self.run_id, t, i, tool, t - self.started_at[i],
-                                           value, replayed))
+                                           value, replayed, self.tokens.get(i, 0),
+                                           self.extra.get(i)))
             actions = self.sched.finish(i)
             if actions:
                 if hand_over:

@@ -6,7 +6,8 @@ process. Events are built only when a run has at least one listener.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,9 +42,11 @@ class NodeEvent(Event):
 
 @dataclass(frozen=True, slots=True)
 class NodeAdded(NodeEvent):
-    """A node joined the graph; `parents` are the nodes it waits for."""
+    """A node joined the graph; `parents` are the nodes it waits for; `arguments` are
+    its call's arguments as given (an upstream value is its `Ref`)."""
 
     parents: tuple[int, ...]
+    arguments: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +64,15 @@ class NodeStarted(NodeEvent):
 @dataclass(frozen=True, slots=True)
 class NodeFinished(NodeEvent):
     """The node returned `value` after `duration` seconds; `replayed`: the value came
-    from the journal (a resumed run), the call did not run again."""
+    from the journal (a resumed run), the call did not run again. `tokens` and
+    `record` are its record's (`NodeRecord.tokens`, `.extra`): an LLM call's token
+    split, time to first token and finish reason."""
 
     duration: float
     value: Any = None
     replayed: bool = False
+    tokens: int = 0
+    record: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +105,23 @@ class NodeCancelled(NodeEvent):
 
 Listener = Callable[[Event], None]
 
+# The dataset row whose run starts in this context: (ordinal, key). Set by the row
+# runner around a row's run, so an observer (tracing) can tell the row's run apart.
+current_row: ContextVar[tuple[int, str] | None] = ContextVar("plait_row", default=None)
+
+
+def listeners_of(run_id: str, entry: str, listeners: Sequence[Listener]) -> tuple[Listener, ...]:
+    """A run's listeners: its own, and the tracer's when OpenTelemetry is configured.
+
+    Asked once per run; tracing off, it adds none, so the run builds no event.
+    """
+    tracer = tracing(run_id, entry)
+    return tuple(listeners) if tracer is None else (*listeners, tracer)
+
 
 def describe(error: BaseException) -> str:
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+from plait.otel._hook import tracing  # noqa: E402  (imports no OpenTelemetry until it is on)

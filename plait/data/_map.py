@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plait import _events as ev
 from plait._api import Workflow, _sync, close_after, workflow
 from plait._durable import Durable, close_durable, code_version, open_durable
 from plait._engine import journal_failure, new_run_id
@@ -338,6 +339,7 @@ class _Opening:
         self.source = source
         self.options = options
         self.run: _JobRun | None = None
+        self.listeners: tuple[ev.Listener, ...] = ()
 
     async def __aenter__(self) -> _JobRun:
         # Every row's LLM calls share the job's models (and their limits).
@@ -390,6 +392,10 @@ class _Opening:
         self.run = self.cls(job, durable, run_id, own=isinstance(journal, str))
         if durable is not None:
             durable.watch(_stop_on_writer_failure(asyncio.current_task()))
+        # The job is a run to observers (tracing): its rows' runs are its parts.
+        self.listeners = ev.listeners_of(run_id, ENTRY_PREFIX + name, ())
+        for listener in self.listeners:
+            listener(ev.RunStarted(run_id, time.perf_counter(), ENTRY_PREFIX + name))
         return self.run
 
     async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
@@ -397,6 +403,12 @@ class _Opening:
             await self._close(exc)
         finally:
             await self.pool.__aexit__(None, None, None)
+            if self.listeners:
+                assert self.run is not None
+                status = ("done" if exc is None and self.run.error is None else
+                          "failed" if exc is None or isinstance(exc, Exception) else "cancelled")
+                for listener in self.listeners:
+                    listener(ev.RunFinished(self.run.run_id, time.perf_counter(), status))
 
     async def _close(self, exc: BaseException | None) -> None:
         run = self.run

@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from plait import _events as ev
 from plait._durable import Durable
 from plait._engine import NodeError, Run
 from plait._errors import PlaitError
@@ -392,6 +393,7 @@ class Job:
                     self.durable.journal.load_row, self.run_id, key)
             durable = self.durable.for_row(key, intents, results)
         assert srow.data is not None
+        ev.current_row.set((srow.ordinal, key))  # this row's task only: for observers
         result = await self.runner(srow.data, self.run_id, durable)
         elapsed = time.perf_counter() - started
         tokens = result.tokens

@@ -73,8 +73,8 @@ EXPECTED = {
 }
 
 # Public subpackages may appear as attributes once imported; they are not in __all__.
-SUBPACKAGES = {"cli", "compiler", "cost", "data", "examples", "journal", "llm", "timeline",
-               "ui"}
+SUBPACKAGES = {"cli", "compiler", "cost", "data", "examples", "journal", "llm", "otel",
+               "timeline", "ui"}
 # `plait.generate` is the function; its package is plait.generate in sys.modules only.
 
 
