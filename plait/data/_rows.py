@@ -21,6 +21,7 @@ of a row that was in flight at the crash, replaying what it had finished.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -125,7 +126,7 @@ def workflow_runner(body: Callable[[dict[str, Any]], Coroutine[Any, Any, Any]],
 
     async def run_row(data: dict[str, Any], run_id: str, durable: Durable | None) -> Outcome:
         run = Run(run_id=run_id, entry=entry, durable=durable)
-        result = await run.execute(lambda: body(data))
+        result = await run.execute(functools.partial(body, data))
         return Outcome(result.ok, result.value, result.error, result.tokens)
 
     return run_row
