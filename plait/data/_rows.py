@@ -318,11 +318,11 @@ class Job:
                                      "row: keys must be unique")
                         continue
                     in_flight.add(key)
+                if not self.look_up:  # nothing to ask the journal: start it now
+                    self._begin(srow, key, None, queue, in_flight)
+                    continue
                 batch.append((srow, key))
-                if not self.look_up:
-                    self._start(batch, {}, queue, in_flight)
-                    batch = []
-                elif len(batch) >= self.chunk:
+                if len(batch) >= self.chunk:
                     await self._admit(batch, queue, in_flight)
                     batch = []
             if batch and self.stopped is None:
@@ -372,11 +372,6 @@ class Job:
             journal, run_id = self.durable.journal, self.run_id
             keys = [k for _, k in batch]
             status = await asyncio.to_thread(journal.row_status, run_id, keys)
-        self._start(batch, status, queue, in_flight)
-
-    def _start(self, batch: list[tuple[SourceRow, str]], status: dict[str, str],
-               queue: _Window, in_flight: set[str]) -> None:
-        """Start a task for each row of `batch` (`status`: what the journal knows of it)."""
         for srow, key in batch:
             before = status.get(key)
             if before is not None and self.fresh:
@@ -390,9 +385,14 @@ class Job:
                 self.counts.skipped += 1
                 queue.put((srow.ordinal, _SKIPPED))
                 continue
-            self.counts.in_flight += 1
-            queue.tasks[srow.ordinal] = asyncio.create_task(
-                self._row(srow, key, before, queue, in_flight))
+            self._begin(srow, key, before, queue, in_flight)
+
+    def _begin(self, srow: SourceRow, key: str, before: str | None, queue: _Window,
+               in_flight: set[str]) -> None:
+        """Start the task running row `srow`."""
+        self.counts.in_flight += 1
+        queue.tasks[srow.ordinal] = asyncio.create_task(
+            self._row(srow, key, before, queue, in_flight))
 
     def _hand_out(self, queue: _Window, row: Row) -> None:
         counts = self.counts
