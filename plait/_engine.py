@@ -24,7 +24,7 @@ import contextvars
 import functools
 import os
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, overload
 
@@ -135,6 +135,16 @@ class NodeError(PlaitError):
 class Run:
     """The state of one run: its nodes, their values and timings, and the driver."""
 
+    # Slots: a dataset job makes a run per row; without an instance dict a run is one
+    # object fewer for the cyclic collector to track while the row is in flight.
+    __slots__ = (
+        "run_id", "entry", "sched", "listeners", "durable", "node_tools", "node_arguments",
+        "node_parents", "nodes", "tools", "values", "added_at", "started_at", "finished_at",
+        "errors", "tokens", "extra", "journal_forms", "scoped", "graph_ids", "_waiters",
+        "_tasks", "_cancelling", "_timers", "_queued", "_max_threads", "_pool", "_keys",
+        "_loop", "_done", "_host", "_host_cancelled", "_fault", "_taker", "_next",
+    )
+
     def __init__(
         self,
         *,
@@ -173,9 +183,11 @@ class Run:
         self.scoped: dict[str, Any] = {}
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._cancelling: set[int] = set()
+        # Sets of node ids as dicts: a dict of ints is not tracked by the cyclic
+        # collector (a set always is), and a run per dataset row makes many.
+        self._cancelling: dict[int, None] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}  # retries waiting out a backoff
-        self._queued: set[int] = set()  # nodes waiting for a slot (tracked for events only)
+        self._queued: dict[int, None] = {}  # nodes waiting for a slot (tracked for events only)
         self._max_threads = max_threads
         self._pool: ThreadPoolExecutor | None = None
         self._keys: tuple[list[str], Occurrences] | None = None  # computed on demand
@@ -301,15 +313,19 @@ class Run:
 
     # ------------------------------------------------------------ waiting
 
-    async def value_of(self, node: int) -> Any:
+    def value_of(self, node: int) -> Generator[Any, None, Any]:
+        """What `await ref` runs (`Ref.__await__`): node `node`'s value, once it has one.
+
+        An iterator, not a coroutine: awaiting a node costs no coroutine frame, and
+        waking the body one level of delegation less."""
         state = self.sched.state[node]
         if state == DONE:
-            return self.values[node]
+            return _at_once(self.values[node])
         if state < DONE:
             fut = self._waiters.get(node)
             if fut is None:
                 fut = self._waiters[node] = asyncio.get_running_loop().create_future()
-            return await fut
+            return fut.__await__()
         raise self._node_error(node)
 
     def _node_error(self, node: int) -> NodeError:
@@ -330,7 +346,7 @@ class Run:
                 self._launch(a.node, a.attempt)
             elif kind is Queued:
                 if self.listeners:
-                    self._queued.add(a.node)
+                    self._queued[a.node] = None
                     self._emit_node(ev.NodeReady, a.node)
             elif kind is RetryLater:
                 assert self._loop is not None
@@ -351,7 +367,7 @@ class Run:
             elif kind is Cancel:
                 task = self._tasks.get(a.node)
                 if task is not None:
-                    self._cancelling.add(a.node)
+                    self._cancelling[a.node] = None
                     task.cancel()
                     # A task cancelled before its first step ends without running a
                     # line of `_execute`, which would settle the node: settle it then.
@@ -362,7 +378,7 @@ class Run:
 
     def _cancelled_unstarted(self, i: int, task: asyncio.Task[None]) -> None:
         if i in self._cancelling and self._tasks.get(i) is task:
-            self._cancelling.discard(i)
+            self._cancelling.pop(i, None)
             self._settle(i, None, None, cancelled=True)
 
     def _wake(self, node: int) -> None:
@@ -379,7 +395,7 @@ class Run:
         if self.listeners:
             t = time.perf_counter()
             if i in self._queued:
-                self._queued.discard(i)  # NodeReady went out when it was queued
+                self._queued.pop(i, None)  # NodeReady went out when it was queued
             else:
                 self._emit(ev.NodeReady(self.run_id, t, i, self.node_tools[i].name))
             self._emit(ev.NodeStarted(self.run_id, t, i, self.node_tools[i].name, attempt))
@@ -433,7 +449,7 @@ class Run:
         except asyncio.CancelledError:
             if i not in self._cancelling:
                 raise  # the whole run is being cancelled; `execute` awaits this task
-            self._cancelling.discard(i)
+            self._cancelling.pop(i, None)
             self._settle(i, None, None, cancelled=True)
         except Exception as exc:
             # Arguments refused before the intent: nothing ran, nothing to journal.
@@ -458,7 +474,7 @@ class Run:
                 except asyncio.CancelledError:
                     if i not in self._cancelling:
                         raise
-                    self._cancelling.discard(i)
+                    self._cancelling.pop(i, None)
                     self._settle(i, None, None, cancelled=True)
                     return
                 turn = time.perf_counter()
@@ -639,7 +655,6 @@ class Run:
     ) -> RunResult:
         """Run `body` (a workflow) or the graph added before; return when all is done."""
         self._loop = asyncio.get_running_loop()
-        self._done = self._loop.create_future()
         started = time.perf_counter()
         if self.listeners:
             self._emit(ev.RunStarted(self.run_id, started, self.entry))
@@ -664,7 +679,9 @@ class Run:
                     self._end_body()
             if self._fault is None:
                 self._act(self.sched.close())
-                await self._done
+                if not self.sched.finished:  # nodes still run: wait for RunDone (or a fault)
+                    self._done = self._loop.create_future()
+                    await self._done
             if self._fault is not None:
                 raise self._fault
         except BaseException as exc:  # cancelled from outside, the journal, a driver fault
@@ -724,7 +741,7 @@ class _Nodes(Sequence[Node]):
         self._tools = tools
         self._arguments = arguments
         self._parents = parents
-        self._made: list[Node | None] = []
+        self._made: list[Node | None] | None = None  # made when a record is first asked
 
     def __len__(self) -> int:
         return len(self._tools)
@@ -744,12 +761,20 @@ class _Nodes(Sequence[Node]):
         if not 0 <= i < n:
             raise IndexError(f"node {i} is not in the run ({n} nodes)")
         made = self._made
+        if made is None:
+            made = self._made = []
         if len(made) < n:
             made.extend([None] * (n - len(made)))
         node = made[i]
         if node is None:
             node = made[i] = Node(i, self._tools[i].name, self._arguments[i], self._parents[i])
         return node
+
+
+def _at_once(value: Any) -> Generator[Any, None, Any]:
+    """An await that returns `value` without suspending."""
+    return value
+    yield  # a generator: `await` takes it as an iterator
 
 
 def journal_failure(run_id: str, exc: BaseException, what: str = "stopped") -> JournalError:
@@ -770,6 +795,9 @@ def new_run_id() -> str:
 
 def _resolve_refs(value: Any, run: Run) -> Any:
     """Replace refs in a workflow's return value by their nodes' values."""
+    kind = type(value)
+    if kind in ATOMS or (kind is dict and all(type(v) in ATOMS for v in value.values())):
+        return value  # nothing to replace (the common row value): no copy
 
     def value_of(ref: Ref) -> Any:
         if run.sched.state[ref.node] != DONE:

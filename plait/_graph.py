@@ -45,7 +45,7 @@ class Ref:
     def __await__(self) -> Generator[Any, None, Any]:
         if self._run is None:
             raise GraphError(f"{self!r} is not part of a running workflow")
-        return self._run.value_of(self.node).__await__()
+        return self._run.value_of(self.node)
 
     def __repr__(self) -> str:
         call = self._call_text()

@@ -96,6 +96,12 @@ _DEFAULT_POLICY = ToolPolicy()
 class Scheduler:
     """Dependency counters, a ready queue and limits for one run."""
 
+    __slots__ = (
+        "max_concurrency", "on_error", "seed", "_rng", "tool", "waiting", "children", "state",
+        "attempts", "prio", "cause", "policies", "limits", "running", "running_by_tool", "open",
+        "heap", "blocked", "closed", "stopping", "finished", "_prio_n",
+    )
+
     def __init__(
         self,
         *,

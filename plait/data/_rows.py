@@ -21,7 +21,9 @@ of a row that was in flight at the crash, replaying what it had finished.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -125,11 +127,57 @@ def workflow_runner(body: Callable[[dict[str, Any]], Coroutine[Any, Any, Any]],
 
     async def run_row(data: dict[str, Any], run_id: str, durable: Durable | None) -> Outcome:
         run = Run(run_id=run_id, entry=entry, durable=durable)
-        result = await run.execute(lambda: body(data))
+        result = await run.execute(functools.partial(body, data))
         return Outcome(result.ok, result.value, result.error, result.tokens)
 
     return run_row
 _SKIPPED = object()  # queue item: an ordinal finished before (resume), nothing to hand out
+
+
+class _Window:
+    """What a job's reader, row tasks and consumer share: the outcomes not yet
+    taken (a queue), the free slots of the window, and the row tasks.
+
+    One waiter each at most (the consumer for an outcome, the reader for a slot),
+    woken once however many outcomes or slots came meanwhile: the reader then
+    fills every free slot in one step, instead of one wake-up per row.
+    """
+
+    __slots__ = ("items", "free", "tasks", "_taker", "_reader")
+
+    def __init__(self, window: int) -> None:
+        self.items: deque[Any] = deque()
+        self.free = window
+        self.tasks: dict[int, asyncio.Task[None]] = {}  # row tasks by ordinal, until they end
+        self._taker: asyncio.Future[None] | None = None
+        self._reader: asyncio.Future[None] | None = None
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+        taker = self._taker
+        if taker is not None:
+            self._taker = None
+            if not taker.done():
+                taker.set_result(None)
+
+    async def wait_item(self) -> None:
+        while not self.items:
+            self._taker = asyncio.get_running_loop().create_future()
+            await self._taker
+
+    def release(self) -> None:
+        self.free += 1
+        reader = self._reader
+        if reader is not None:
+            self._reader = None
+            if not reader.done():
+                reader.set_result(None)
+
+    async def acquire(self) -> None:
+        while self.free <= 0:
+            self._reader = asyncio.get_running_loop().create_future()
+            await self._reader
+        self.free -= 1
 
 
 class Job:
@@ -206,16 +254,17 @@ class Job:
         Rows finished by an earlier process are counted (`counts.skipped`), not
         handed out. Raises `RowError` when the rows stop the job, `JournalError`
         when the journal fails; either way no row task outlives the stream."""
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        slots = asyncio.Semaphore(self.window)
-        tasks: set[asyncio.Task[None]] = set()
-        reader = asyncio.create_task(self._read(queue, slots, tasks))
+        queue = _Window(self.window)
+        items = queue.items
+        reader = asyncio.create_task(self._read(queue))
         waiting: dict[int, Any] = {}  # ordered: outcomes that came early
         next_ordinal = 0
         ended = False
         try:
             while True:
-                item = await queue.get()
+                if not items:
+                    await queue.wait_item()
+                item = items.popleft()
                 if item is None:  # the reader is done and every row has ended
                     break
                 if isinstance(item, BaseException):
@@ -226,24 +275,23 @@ class Job:
                     while next_ordinal in waiting:
                         out = waiting.pop(next_ordinal)
                         next_ordinal += 1
-                        slots.release()
+                        queue.release()
                         if out is not _SKIPPED:
                             yield out
                 else:
-                    slots.release()
+                    queue.release()
                     if outcome is not _SKIPPED:
                         yield outcome
             ended = True
         finally:
             if not ended or not reader.done():
                 reader.cancel()
-            for t in list(tasks):
+            tasks = list(queue.tasks.values())
+            for t in tasks:
                 t.cancel()
             await asyncio.gather(reader, *tasks, return_exceptions=True)
 
-    async def _read(
-        self, queue: asyncio.Queue[Any], slots: asyncio.Semaphore, tasks: set[asyncio.Task[None]]
-    ) -> None:
+    async def _read(self, queue: _Window) -> None:
         """Read the source into the window; start each row; end the queue."""
         batch: list[tuple[SourceRow, str]] = []
         # Keys of rows read and not ended: no twin may start while one runs.
@@ -252,10 +300,13 @@ class Job:
             async for srow in self.source.aiter_rows():
                 if self.stopped is not None:
                     break
-                if slots.locked() and batch:
-                    await self._admit(batch, queue, tasks, in_flight)
+                if batch and queue.free <= 0:
+                    await self._admit(batch, queue, in_flight)
                     batch = []
-                await slots.acquire()
+                if queue.free > 0:
+                    queue.free -= 1
+                else:
+                    await queue.acquire()
                 self.counts.read += 1
                 key, problem = self._key_or_error(srow)
                 if problem is not None:
@@ -268,22 +319,31 @@ class Job:
                                      "row: keys must be unique")
                         continue
                     in_flight.add(key)
+                if not self.look_up:  # nothing to ask the journal: start it now
+                    self._begin(srow, key, None, queue, in_flight)
+                    continue
                 batch.append((srow, key))
-                if not self.look_up or len(batch) >= self.chunk:
-                    await self._admit(batch, queue, tasks, in_flight)
+                if len(batch) >= self.chunk:
+                    await self._admit(batch, queue, in_flight)
                     batch = []
             if batch and self.stopped is None:
-                await self._admit(batch, queue, tasks, in_flight)
+                await self._admit(batch, queue, in_flight)
+            tasks = queue.tasks
             while tasks:
-                await asyncio.gather(*list(tasks), return_exceptions=True)
+                pending = list(tasks.items())
+                await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
+                for ordinal, t in pending:
+                    # A row task cancelled before its first step never ran its `finally`.
+                    if tasks.get(ordinal) is t:
+                        del tasks[ordinal]
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError):
-                queue.put_nowait(exc)
+                queue.put(exc)
             raise
         if self.stopped is not None:
-            queue.put_nowait(self.stopped)
+            queue.put(self.stopped)
         else:
-            queue.put_nowait(None)
+            queue.put(None)
 
     def _key_or_error(self, srow: SourceRow) -> tuple[str, str | None]:
         # A row without a key of its own is recorded under "#ordinal", which no
@@ -295,7 +355,7 @@ class Job:
         except KeyError as exc:
             return f"#{srow.ordinal}", str(exc.args[0] if exc.args else exc)
 
-    def _refuse(self, queue: asyncio.Queue[Any], ordinal: int, key: str, error: str) -> None:
+    def _refuse(self, queue: _Window, ordinal: int, key: str, error: str) -> None:
         """A row that cannot run (unreadable, no key, a duplicate key): it fails, and
         is recorded as failed, without running anything."""
         row = Row(ordinal, key, "failed", error=error)
@@ -304,11 +364,7 @@ class Job:
         self._hand_out(queue, row)
 
     async def _admit(
-        self,
-        batch: list[tuple[SourceRow, str]],
-        queue: asyncio.Queue[Any],
-        tasks: set[asyncio.Task[None]],
-        in_flight: set[str],
+        self, batch: list[tuple[SourceRow, str]], queue: _Window, in_flight: set[str]
     ) -> None:
         """Start the rows of `batch`, but those an earlier process finished."""
         status: dict[str, str] = {}
@@ -328,14 +384,18 @@ class Job:
             if before in ("done", "dropped") or (before == "failed" and not self.retry_failed):
                 in_flight.discard(key)
                 self.counts.skipped += 1
-                queue.put_nowait((srow.ordinal, _SKIPPED))
+                queue.put((srow.ordinal, _SKIPPED))
                 continue
-            self.counts.in_flight += 1
-            task = asyncio.create_task(self._row(srow, key, before, queue, in_flight))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            self._begin(srow, key, before, queue, in_flight)
 
-    def _hand_out(self, queue: asyncio.Queue[Any], row: Row) -> None:
+    def _begin(self, srow: SourceRow, key: str, before: str | None, queue: _Window,
+               in_flight: set[str]) -> None:
+        """Start the task running row `srow`."""
+        self.counts.in_flight += 1
+        queue.tasks[srow.ordinal] = asyncio.create_task(
+            self._row(srow, key, before, queue, in_flight))
+
+    def _hand_out(self, queue: _Window, row: Row) -> None:
         counts = self.counts
         if row.status == "done":
             counts.done += 1
@@ -345,10 +405,10 @@ class Job:
             counts.failed += 1
             self._check_failures(row)
         counts.tokens += row.tokens
-        queue.put_nowait((row.ordinal, row))
+        queue.put((row.ordinal, row))
         if self.stopped is not None and row.status == "failed":
             # At once: the stream raises it and cancels the rows still running.
-            queue.put_nowait(self.stopped)
+            queue.put(self.stopped)
 
     def _check_failures(self, row: Row) -> None:
         if self.stopped is not None:
@@ -362,17 +422,44 @@ class Job:
                 f"{row.error}", row)
 
     async def _row(
-        self, srow: SourceRow, key: str, before: str | None, queue: asyncio.Queue[Any],
+        self, srow: SourceRow, key: str, before: str | None, queue: _Window,
         in_flight: set[str],
     ) -> None:
         """Run one row to its end and hand its outcome out (errors become the outcome;
         only a journal failure, which ends the whole job, escapes)."""
         try:
-            row = await self._run_row(srow, key, before)
+            started = time.perf_counter()
+            durable = None
+            if self.durable is not None:
+                intents: dict[str, Any] = {}
+                results: dict[str, Any] = {}
+                if before is not None:  # in flight at a crash, or failed and retried
+                    intents, results = await asyncio.to_thread(
+                        self.durable.journal.load_row, self.run_id, key)
+                durable = self.durable.for_row(key, intents, results)
+            assert srow.data is not None
+            ev.current_row.set((srow.ordinal, key))  # this row's task only: for observers
+            result = await self.runner(srow.data, self.run_id, durable)
+            elapsed = time.perf_counter() - started
+            tokens = result.tokens
+            if result.ok:
+                value = result.value
+                if value is DROP:
+                    row = Row(srow.ordinal, key, "dropped", tokens=tokens, elapsed=elapsed)
+                else:
+                    row = Row(srow.ordinal, key, "done", value, tokens=tokens, elapsed=elapsed)
+            else:
+                row = Row(srow.ordinal, key, "failed", error=_row_error(result.error),
+                          tokens=tokens, elapsed=elapsed)
+            if durable is not None:
+                row = self._record(durable, row)
         except Exception as exc:  # the journal failed (or a fault of plait's): the job ends
-            queue.put_nowait(exc)
+            queue.put(exc)
             raise
         finally:
+            # The task ends in this step (nothing below awaits): it leaves the window's
+            # tasks itself, which a done-callback would do a loop turn later.
+            queue.tasks.pop(srow.ordinal, None)
             in_flight.discard(key)
             self.counts.in_flight -= 1
             if self.key is not None:
@@ -381,34 +468,6 @@ class Job:
                 if len(recent) > self._recent_max:
                     del recent[next(iter(recent))]
         self._hand_out(queue, row)
-
-    async def _run_row(self, srow: SourceRow, key: str, before: str | None) -> Row:
-        started = time.perf_counter()
-        durable = None
-        if self.durable is not None:
-            intents: dict[str, Any] = {}
-            results: dict[str, Any] = {}
-            if before is not None:  # in flight at a crash, or failed and retried
-                intents, results = await asyncio.to_thread(
-                    self.durable.journal.load_row, self.run_id, key)
-            durable = self.durable.for_row(key, intents, results)
-        assert srow.data is not None
-        ev.current_row.set((srow.ordinal, key))  # this row's task only: for observers
-        result = await self.runner(srow.data, self.run_id, durable)
-        elapsed = time.perf_counter() - started
-        tokens = result.tokens
-        if result.ok:
-            value = result.value
-            if value is DROP:
-                row = Row(srow.ordinal, key, "dropped", tokens=tokens, elapsed=elapsed)
-            else:
-                row = Row(srow.ordinal, key, "done", value, tokens=tokens, elapsed=elapsed)
-        else:
-            row = Row(srow.ordinal, key, "failed", error=_row_error(result.error),
-                      tokens=tokens, elapsed=elapsed)
-        if durable is not None:
-            row = self._record(durable, row)
-        return row
 
     def _record(self, durable: Durable, row: Row) -> Row:
         """Queue the row's record, after its results (the writer keeps the order). A
