@@ -4,6 +4,7 @@ executemany/unnest) and check the write order."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from plait.journal._protocol import (
     node_name,
     row_value_name,
 )
+
+_BY_KEY = operator.itemgetter(0, 1)  # (run_id, key) of a record's row
 
 __all__ = ["Batch", "check_no_result", "check_results", "check_runs", "prepare_batch"]
 
@@ -127,7 +130,7 @@ def prepare_batch(
         )
     # Rows in key order: concurrent transactions then take row locks in the same
     # order and cannot deadlock on overlapping keys (PostgreSQL).
-    result_rows.sort(key=lambda row: (row[0], row[1]))
+    result_rows.sort(key=_BY_KEY)
     ordered = sorted(intent_rows)
     return Batch(
         run_ids=sorted(runs),

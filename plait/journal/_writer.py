@@ -102,9 +102,12 @@ class _Waiter:
 
 
 _Item = _Waiter | Result | RowRecord
+_SEAL: Any = object()  # in the queue: what came before it is a complete group
 
 # The writer thread's state, as producers read it to decide whether to wake it.
-_BUSY, _IDLE, _LINGERING = 0, 1, 2  # writing | waiting for anything | for a waiter
+_BUSY, _IDLE, _LINGERING = 0, 1, 2  # writing | waiting for anything | for a seal
+
+
 
 LINGER = 0.02  # seconds a queued result may wait for intents to share their commit
 
@@ -152,6 +155,7 @@ class JournalWriter:
         self._queue: deque[_Item] = deque()
         self._wake = threading.Event()
         self._state = _BUSY
+        self._sealing: set[asyncio.AbstractEventLoop] = set()  # loops with a seal to come
         self._closing = False
         self._failure: BaseException | None = None
         self._fail_lock = threading.Lock()
@@ -187,14 +191,14 @@ class JournalWriter:
         """Queue a result; it is committed with the next intents (or `linger` seconds
         later). Thread-safe, no loop needed. Raises `JournalValueError` at once if the
         value cannot be journaled."""
-        self._put(encoded_result(item), False)
+        self._put(encoded_result(item))
 
     def row(self, record: RowRecord) -> None:
         """Queue a dataset row's outcome, like `result`: committed in the same
         transaction as (or after) every result queued before it. Queue the row's last
         result first. Raises `JournalValueError` at once if its value cannot be
         journaled."""
-        self._put(encoded_row(record), False)
+        self._put(encoded_row(record))
 
     async def flush(self) -> None:
         """Returns once everything queued before this call is committed."""
@@ -228,20 +232,34 @@ class JournalWriter:
     def _submit(self, intents: tuple[Intent, ...]) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._put(_Waiter(intents, future, loop), True)
+        self._put(_Waiter(intents, future, loop), loop)
         return future
 
-    def _put(self, item: _Item, waited: bool) -> None:
+    def _put(self, item: _Item, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Queue `item`; `loop` is the waiter's (results and row records have none)."""
         if self._failure is not None:
             self._raise_failure()
         if self._closing:
             raise JournalError(f"the journal writer for {self._where()} is closed")
         self._queue.append(item)
+        if loop is not None:
+            # The intents a turn of the loop queues are one group, sealed by one
+            # callback when the turn ends, after every task it ran queued theirs: the
+            # writer commits whole turns (see `_run`), with the results queued before.
+            sealing = self._sealing
+            if loop not in sealing:
+                sealing.add(loop)
+                loop.call_soon(self._seal, loop)
         # After the append: a thread that went to sleep before it is woken here; one
         # that goes to sleep after it sees the item first (`_run` checks the queue
-        # after publishing its state). A lingering thread is woken only for a waiter.
-        state = self._state
-        if state and (waited or state == _IDLE):
+        # after publishing its state). An idle thread starts the `linger` clock.
+        if self._state == _IDLE:
+            self._wake.set()
+
+    def _seal(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._sealing.discard(loop)
+        self._queue.append(_SEAL)
+        if self._state:
             self._wake.set()
 
     def _stop(self) -> None:
@@ -277,35 +295,40 @@ class JournalWriter:
     def _run(self) -> None:
         queue = self._queue
         wake = self._wake
-        batch: list[_Item] = []
-        waited = False  # someone awaits part of `batch`
-        since = 0.0  # when `batch` got its first item
+        staged: list[_Item] = []  # taken from the queue, not written yet
+        sealed = 0  # staged[:sealed] ends with a complete group of waiters
+        since = 0.0  # when the oldest staged item was taken
+        left = 0.0
         while True:
             while queue:
                 item = queue.popleft()
-                batch.append(item)
-                if type(item) is _Waiter:
-                    waited = True
-            if batch:
+                if item is _SEAL:
+                    sealed = len(staged)
+                else:
+                    staged.append(item)  # type: ignore[arg-type]
+            if staged:
+                now = time.monotonic()
                 if not since:
-                    since = time.monotonic()
-                left = since + self.linger - time.monotonic()
-                if waited or self._closing or left <= 0:
+                    since = now
+                left = since + self.linger - now
+                n = len(staged) if self._closing or left <= 0 else sealed
+                if n:
+                    batch, staged, sealed = staged[:n], staged[n:], 0
+                    since = now if staged else 0.0
                     try:
                         errors = self._commit(batch)
                     except BaseException as exc:  # noqa: BLE001 - a bug must not strand waiters
                         errors = [exc] * len(batch)
                     self._settle(batch, errors)
-                    batch, waited, since = [], False, 0.0
                     continue
             elif self._closing:
                 return  # everything queued is written
             # Sleep: clear, publish the state, look at the queue (and `_closing`, set
             # before `_stop` wakes us) once more, wait.
             wake.clear()
-            self._state = _LINGERING if batch else _IDLE
+            self._state = _LINGERING if staged else _IDLE
             if not queue and not self._closing:
-                wake.wait(left if batch else None)
+                wake.wait(left if staged else None)
             self._state = _BUSY
 
     def _commit(self, batch: list[_Item]) -> list[BaseException | None]:
