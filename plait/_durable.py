@@ -4,7 +4,8 @@ The engine calls three hooks: `add` when a node joins the graph (its key is
 computed from content, parents by their keys), `begin` before a call (replays a
 journaled result, or refuses an in-doubt call, or commits an intent and lets the
 call run), and `end` after it (queues the result; it is committed with the next
-group of intents or at the end of the run).
+group of intents, at most the writer's `linger` (20 ms) later, or at the end of
+the run).
 
 Why an intent is committed before the call: a crash between the call's effect
 and its result record would otherwise repeat the effect silently on resume. With

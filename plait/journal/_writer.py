@@ -21,7 +21,12 @@ Invariants:
   (intents, a `flush`), or go alone `linger` seconds (20 ms) after they were
   queued, whichever is first: a job's calls then cost one commit per group of
   intents, not one more for the results that came in between, and a finished
-  call is never left unwritten for longer than that.
+  call's result is not left queued for longer than that.
+* The intents one turn of an event loop queues are one group: the first schedules
+  a callback (`_seal`) that marks the group complete when the turn ends, and the
+  thread writes up to the last mark. So the rows of a dataset window that all
+  wait on the journal share one transaction, instead of being cut into several
+  wherever the thread happened to look at the queue.
 * A row record is committed with (or after) every result queued before it, never
   before: batches are written in queue order, and one `write` stores its rows
   after its results in the same transaction. If a queued result or row record
