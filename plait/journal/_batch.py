@@ -47,8 +47,15 @@ class Batch:
 
 
 def prepare_batch(
-    intents: Iterable[Intent], results: Iterable[Result], rows: Iterable[RowRecord] = ()
+    intents: Iterable[Intent],
+    results: Iterable[Result],
+    rows: Iterable[RowRecord] = (),
+    *,
+    null: str | None = None,
 ) -> Batch:
+    """`null` stands for SQL NULL in the columns of values, hashes and row keys
+    (never empty text when set). SQLite passes "" and maps it back with nullif: its
+    driver binds None through its adapter look-up, several times the cost of text."""
     blobs: dict[str, str] = {}
     intent_rows: dict[tuple[str, str], tuple] = {}  # last intent for a key wins
     runs: dict[str, None] = {}
@@ -67,10 +74,10 @@ def prepare_batch(
             it.tool,
             int(it.attempt),
             float(it.started_at),
-            None if enc.hash else enc.text,
-            enc.hash,
+            null if enc.hash else enc.text,
+            enc.hash or null,
             # NULL, not "": the row index holds only the calls of dataset rows.
-            it.row_key or None,
+            it.row_key or null,
         )
     result_rows: list[tuple] = []
     result_row_keys: dict[tuple[str, str], str] = {}
@@ -98,8 +105,8 @@ def prepare_batch(
                 r.run_id,
                 r.key,
                 bool(r.ok),
-                None if enc.hash else enc.text,
-                enc.hash,
+                null if enc.hash else enc.text,
+                enc.hash or null,
                 r.error,
                 float(r.started_at),
                 float(r.finished_at),
@@ -122,8 +129,8 @@ def prepare_batch(
             row.row_key,
             row.ordinal,
             row.status,
-            None if enc.hash else enc.text,
-            enc.hash,
+            null if enc.hash else enc.text,
+            enc.hash or null,
             row.error,
             int(row.tokens),
             float(row.finished_at),

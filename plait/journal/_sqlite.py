@@ -303,7 +303,7 @@ class SQLiteJournal:
         *,
         lease: Lease | None = None,
     ) -> None:
-        batch = prepare_batch(intents, results, rows)  # encode outside the lock
+        batch = prepare_batch(intents, results, rows, null="")  # encode outside the lock
         if not batch.run_ids:
             return
         with self._transaction("write intents and results") as conn:
@@ -359,14 +359,15 @@ class SQLiteJournal:
                 conn.executemany(
                     "INSERT INTO results (run_id, key, ok, value, value_hash, error, "
                     "started_at, finished_at, tokens, extra) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, nullif(?, ''), nullif(?, ''), ?, ?, ?, ?, ?)",
                     batch.result_rows,
                 )
             if batch.row_rows:
                 # After the results: a row's outcome commits with (never before) them.
                 conn.executemany(
                     "INSERT OR REPLACE INTO rows (run_id, row_key, ordinal, status, value, "
-                    "value_hash, error, tokens, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "value_hash, error, tokens, finished_at) "
+                    "VALUES (?, ?, ?, ?, nullif(?, ''), nullif(?, ''), ?, ?, ?)",
                     batch.row_rows,
                 )
 
@@ -510,9 +511,12 @@ class SQLiteJournal:
         return f"SQLiteJournal({self.location!r})"
 
 
+# Text columns that may be NULL come as "" (`prepare_batch(null="")`), never empty
+# text otherwise (canonical JSON, a hash, a row key).
 _INTENT = (
     "INSERT INTO intents (run_id, key, tool, attempt, started_at, arguments, "
-    "arguments_hash, row_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    "arguments_hash, row_key) VALUES (?, ?, ?, ?, ?, nullif(?, ''), nullif(?, ''), "
+    "nullif(?, ''))"
 )
 _UPSERT_INTENT = (
     f"{_INTENT} ON CONFLICT (run_id, key) DO UPDATE SET tool = excluded.tool, "
