@@ -257,14 +257,17 @@ class JournalWriter:
                 loop.call_soon(self._seal, loop)
         # After the append: a thread that went to sleep before it is woken here; one
         # that goes to sleep after it sees the item first (`_run` checks the queue
-        # after publishing its state). An idle thread starts the `linger` clock.
+        # after publishing its state). An idle thread starts the `linger` clock. The
+        # waker marks it busy first, so the puts until it runs do not wake it again.
         if self._state == _IDLE:
+            self._state = _BUSY
             self._wake.set()
 
     def _seal(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sealing.discard(loop)
         self._queue.append(_SEAL)
         if self._state:
+            self._state = _BUSY
             self._wake.set()
 
     def _stop(self) -> None:
