@@ -4,7 +4,8 @@ The engine calls three hooks: `add` when a node joins the graph (its key is
 computed from content, parents by their keys), `begin` before a call (replays a
 journaled result, or refuses an in-doubt call, or commits an intent and lets the
 call run), and `end` after it (queues the result; it is committed with the next
-group of intents or at the end of the run).
+group of intents, at most the writer's `linger` (20 ms) later, or at the end of
+the run).
 
 Why an intent is committed before the call: a crash between the call's effect
 and its result record would otherwise repeat the effect silently on resume. With
@@ -19,7 +20,7 @@ import functools
 import hashlib
 import inspect
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from plait._errors import InDoubtError
@@ -52,7 +53,7 @@ from plait.journal import (
 )
 from plait.journal._retry import retrying
 
-MISS = object()  # `begin`: nothing to replay, the call may run
+MISS = None  # what `begin`'s awaitable gives when there is nothing to replay
 _T = TypeVar("_T")
 
 class Durable:
@@ -140,32 +141,26 @@ class Durable:
             self.keys.append(key_of(node.tool, canonical, n))
         self.canonical.append(canonical)
 
-    async def begin(self, i: int, tool: Tool, attempt: int) -> Result | Any:
-        """Before node `i` runs: its journaled result, or MISS once its intent is durable."""
+    def begin(self, i: int, tool: Tool, attempt: int) -> Awaitable[Result | None]:
+        """Before node `i` runs: an awaitable of its journaled result, or of MISS once
+        its intent is durable. Not a coroutine: the writer's own future is awaited,
+        so a call's start costs no coroutine frames of ours (their resumption either)."""
         key = self.keys[i]
         done = self.results.get(key)
         if done is not None:
             self.replayed += 1
-            return done
+            replay: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+            replay.set_result(done)
+            return replay
         if key in self.in_doubt and attempt == 1:
             if not (tool.policy.idempotent or self.allow_rerun):
                 raise InDoubtError(self._doubt_message(i, tool))
             self.in_doubt.discard(key)
         self.ran += 1
-        await self.writer.intents(
-            [
-                Intent(
-                    self.run_id,
-                    key,
-                    tool.name,
-                    _encoded(self.canonical[i]),
-                    attempt,
-                    time.time(),
-                    row_key=self.row_key,
-                )
-            ]
+        return self.writer.intent(
+            Intent(self.run_id, key, tool.name, _encoded(self.canonical[i]), attempt,
+                   time.time(), self.row_key)
         )
-        return MISS
 
     def end(
         self, i: int, tool: str, value: Any, error: BaseException | None, started: float,

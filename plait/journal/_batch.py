@@ -4,6 +4,7 @@ executemany/unnest) and check the write order."""
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,8 @@ from plait.journal._protocol import (
     node_name,
     row_value_name,
 )
+
+_BY_KEY = operator.itemgetter(0, 1)  # (run_id, key) of a record's row
 
 __all__ = ["Batch", "check_no_result", "check_results", "check_runs", "prepare_batch"]
 
@@ -44,8 +47,15 @@ class Batch:
 
 
 def prepare_batch(
-    intents: Iterable[Intent], results: Iterable[Result], rows: Iterable[RowRecord] = ()
+    intents: Iterable[Intent],
+    results: Iterable[Result],
+    rows: Iterable[RowRecord] = (),
+    *,
+    null: str | None = None,
 ) -> Batch:
+    """`null` stands for SQL NULL in the columns of values, hashes and row keys
+    (never empty text when set). SQLite passes "" and maps it back with nullif: its
+    driver binds None through its adapter look-up, several times the cost of text."""
     blobs: dict[str, str] = {}
     intent_rows: dict[tuple[str, str], tuple] = {}  # last intent for a key wins
     runs: dict[str, None] = {}
@@ -64,10 +74,10 @@ def prepare_batch(
             it.tool,
             int(it.attempt),
             float(it.started_at),
-            None if enc.hash else enc.text,
-            enc.hash,
+            null if enc.hash else enc.text,
+            enc.hash or null,
             # NULL, not "": the row index holds only the calls of dataset rows.
-            it.row_key or None,
+            it.row_key or null,
         )
     result_rows: list[tuple] = []
     result_row_keys: dict[tuple[str, str], str] = {}
@@ -95,8 +105,8 @@ def prepare_batch(
                 r.run_id,
                 r.key,
                 bool(r.ok),
-                None if enc.hash else enc.text,
-                enc.hash,
+                null if enc.hash else enc.text,
+                enc.hash or null,
                 r.error,
                 float(r.started_at),
                 float(r.finished_at),
@@ -119,15 +129,15 @@ def prepare_batch(
             row.row_key,
             row.ordinal,
             row.status,
-            None if enc.hash else enc.text,
-            enc.hash,
+            null if enc.hash else enc.text,
+            enc.hash or null,
             row.error,
             int(row.tokens),
             float(row.finished_at),
         )
     # Rows in key order: concurrent transactions then take row locks in the same
     # order and cannot deadlock on overlapping keys (PostgreSQL).
-    result_rows.sort(key=lambda row: (row[0], row[1]))
+    result_rows.sort(key=_BY_KEY)
     ordered = sorted(intent_rows)
     return Batch(
         run_ids=sorted(runs),

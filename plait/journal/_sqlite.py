@@ -334,7 +334,7 @@ class SQLiteJournal:
         *,
         lease: Lease | None = None,
     ) -> None:
-        batch = prepare_batch(intents, results, rows)  # encode outside the lock
+        batch = prepare_batch(intents, results, rows, null="")  # encode outside the lock
         if not batch.run_ids:
             return
         with self._transaction("write intents and results") as conn:
@@ -351,9 +351,10 @@ class SQLiteJournal:
                     "INSERT INTO blobs (hash, data) VALUES (?, ?) ON CONFLICT DO NOTHING",
                     batch.blobs.items(),
                 )
-            if batch.intent_rows:
+            if batch.intent_rows and not _insert_new(conn, batch.intent_rows):
+                # Some of these calls were started before (a retry, a resumed run).
                 # One query per run for the whole batch (not one per intent): which of
-                # these calls already have a result.
+                # them already have a result.
                 done: list[tuple[str, str]] = []
                 failed: list[tuple[str, str]] = []
                 for run_id, keys in _by_run(batch.intent_keys):
@@ -368,15 +369,7 @@ class SQLiteJournal:
                 # failed result gives way to the new intent.
                 if failed:
                     conn.executemany("DELETE FROM results WHERE run_id = ? AND key = ?", failed)
-                conn.executemany(
-                    "INSERT INTO intents (run_id, key, tool, attempt, started_at, arguments, "
-                    "arguments_hash, row_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (run_id, key) DO UPDATE SET tool = excluded.tool, "
-                    "attempt = excluded.attempt, started_at = excluded.started_at, "
-                    "arguments = excluded.arguments, arguments_hash = excluded.arguments_hash, "
-                    "row_key = excluded.row_key",
-                    batch.intent_rows,
-                )
+                conn.executemany(_UPSERT_INTENT, batch.intent_rows)
             if batch.result_rows:
                 started: dict[tuple[str, str], str | None] = {}
                 finished: set[tuple[str, str]] = set()
@@ -397,14 +390,15 @@ class SQLiteJournal:
                 conn.executemany(
                     "INSERT INTO results (run_id, key, ok, value, value_hash, error, "
                     "started_at, finished_at, tokens, extra) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "VALUES (?, ?, ?, nullif(?, ''), nullif(?, ''), ?, ?, ?, ?, ?)",
                     batch.result_rows,
                 )
             if batch.row_rows:
                 # After the results: a row's outcome commits with (never before) them.
                 conn.executemany(
                     "INSERT OR REPLACE INTO rows (run_id, row_key, ordinal, status, value, "
-                    "value_hash, error, tokens, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "value_hash, error, tokens, finished_at) "
+                    "VALUES (?, ?, ?, ?, nullif(?, ''), nullif(?, ''), ?, ?, ?)",
                     batch.row_rows,
                 )
 
@@ -546,6 +540,39 @@ class SQLiteJournal:
 
     def __repr__(self) -> str:
         return f"SQLiteJournal({self.location!r})"
+
+
+# Text columns that may be NULL come as "" (`prepare_batch(null="")`), never empty
+# text otherwise (canonical JSON, a hash, a row key).
+_INTENT = (
+    "INSERT INTO intents (run_id, key, tool, attempt, started_at, arguments, "
+    "arguments_hash, row_key) VALUES (?, ?, ?, ?, ?, nullif(?, ''), nullif(?, ''), "
+    "nullif(?, ''))"
+)
+_UPSERT_INTENT = (
+    f"{_INTENT} ON CONFLICT (run_id, key) DO UPDATE SET tool = excluded.tool, "
+    "attempt = excluded.attempt, started_at = excluded.started_at, "
+    "arguments = excluded.arguments, arguments_hash = excluded.arguments_hash, "
+    "row_key = excluded.row_key"
+)
+
+
+def _insert_new(conn: sqlite3.Connection, intent_rows: list[tuple]) -> bool:
+    """Insert intents for calls never started before, the usual case, and say so; on
+    any conflict undo them and say not (the caller then checks each and upserts).
+
+    No intent, no result (a result is refused without its intent), so a batch whose
+    intents are all new needs no look-up of the results: their primary key, which
+    the insert probes anyway, answers for them."""
+    conn.execute("SAVEPOINT new_intents")
+    try:
+        conn.executemany(_INTENT, intent_rows)
+    except sqlite3.IntegrityError:
+        conn.execute("ROLLBACK TO new_intents")
+        conn.execute("RELEASE new_intents")
+        return False
+    conn.execute("RELEASE new_intents")
+    return True
 
 
 # One look-up per key: the rows table's primary key, then (only for keys without a

@@ -9,14 +9,24 @@ queued meanwhile) cost one commit, not 64.
     writer = JournalWriter(journal)
     await writer.intents([intent])   # returns once the intent is committed
     ...the call runs...
-    writer.result(result)            # queued; committed with the next batch
+    writer.result(result)            # queued; committed with the next intents
     writer.row(record)               # a dataset row's outcome: queued, after its results
     await writer.flush()             # everything queued so far is committed
     await writer.aclose()            # flush, stop the thread (the journal stays open)
 
 Invariants:
-* An intent is durable before `intents()` returns, so a call never starts
-  without its intent on disk.
+* An intent is durable before `intents()` returns (or the future `intent()`
+  gives is done), so a call never starts without its intent on disk.
+* Results and row records ride with the next transaction someone waits for
+  (intents, a `flush`), or go alone `linger` seconds (20 ms) after they were
+  queued, whichever is first: a job's calls then cost one commit per group of
+  intents, not one more for the results that came in between, and a finished
+  call's result is not left queued for longer than that.
+* The intents one turn of an event loop queues are one group: the first schedules
+  a callback (`_seal`) that marks the group complete when the turn ends, and the
+  thread writes up to the last mark. So the rows of a dataset window that all
+  wait on the journal share one transaction, instead of being cut into several
+  wherever the thread happened to look at the queue.
 * A row record is committed with (or after) every result queued before it, never
   before: batches are written in queue order, and one `write` stores its rows
   after its results in the same transaction. If a queued result or row record
@@ -51,6 +61,7 @@ import asyncio
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Self
 
@@ -78,29 +89,50 @@ __all__ = ["JournalWriter"]
 _RECORD_ERRORS = (JournalOrderError, JournalValueError, RunNotFoundError)
 
 
-class _Unit:
-    """One submission: a batch of intents (with a waiter), one result, one row
-    record, or a barrier."""
+class _Waiter:
+    """Intents (none for a barrier) whose caller awaits `future`. Results and row
+    records are queued as they are (no wrapper): nobody waits for them."""
 
-    __slots__ = ("future", "intents", "loop", "results", "rows")
+    __slots__ = ("future", "intents", "loop")
 
     def __init__(
         self,
         intents: tuple[Intent, ...],
-        results: tuple[Result, ...],
-        future: asyncio.Future[None] | None,
-        loop: asyncio.AbstractEventLoop | None,
-        rows: tuple[RowRecord, ...] = (),
+        future: asyncio.Future[None],
+        loop: asyncio.AbstractEventLoop,
     ):
         self.intents = intents
-        self.results = results
-        self.rows = rows
         self.future = future
         self.loop = loop
 
-    @property
-    def empty(self) -> bool:
-        return not (self.intents or self.results or self.rows)
+
+_Item = _Waiter | Result | RowRecord
+_SEAL: Any = object()  # in the queue: what came before it is a complete group
+
+# The writer thread's state, as producers read it to decide whether to wake it.
+_BUSY, _IDLE, _LINGERING = 0, 1, 2  # writing | waiting for anything | for a seal
+
+
+
+LINGER = 0.02  # seconds a queued result may wait for intents to share their commit
+
+
+def _parts(items: Sequence[_Item]) -> tuple[list[Intent], list[Result], list[RowRecord]]:
+    """The intents, results and row records of `items`, each in queue order."""
+    intents: list[Intent] = []
+    results: list[Result] = []
+    rows: list[RowRecord] = []
+    for item in items:
+        kind = type(item)
+        if kind is Result:
+            results.append(item)  # type: ignore[arg-type]
+        elif kind is _Waiter:
+            intents.extend(item.intents)  # type: ignore[union-attr]
+        elif isinstance(item, RowRecord):
+            rows.append(item)
+        else:
+            results.append(item)  # type: ignore[arg-type]
+    return intents, results, rows
 
 
 class JournalWriter:
@@ -114,6 +146,7 @@ class JournalWriter:
         lease: Lease | None = None,
         retry_for: float | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
+        linger: float = LINGER,
     ):
         self.journal = journal
         # A run's owner passes its lease: every write is fenced by it (Journal.write).
@@ -121,10 +154,16 @@ class JournalWriter:
         self.retry_for = retry_bound() if retry_for is None else retry_for
         # Called once, from the writer thread, when the writer becomes failed.
         self.on_failure = on_failure
-        self._cond = threading.Condition(threading.Lock())
-        self._queue: list[_Unit] = []
+        self.linger = linger
+        # A lock-free hand-over: the loop appends (atomic under the GIL) and wakes the
+        # thread only when it sleeps, at most once per sleep (see `_put`, `_run`).
+        self._queue: deque[_Item] = deque()
+        self._wake = threading.Event()
+        self._state = _BUSY
+        self._sealing: set[asyncio.AbstractEventLoop] = set()  # loops with a seal to come
         self._closing = False
         self._failure: BaseException | None = None
+        self._fail_lock = threading.Lock()
         self._failure_message = ""
         self._trouble_since: float | None = None  # first failing attempt, while retrying
         # Figures for benchmarks and tests: transactions and records written.
@@ -145,24 +184,30 @@ class JournalWriter:
         encoded = tuple(map(encoded_intent, items))
         if not encoded:
             return
-        await self._submit(encoded, ())
+        await self._submit(encoded)
+
+    def intent(self, item: Intent) -> asyncio.Future[None]:
+        """Queue one intent; the future is done once it is durable (or has the write's
+        error). For a caller on the event loop that awaits it at once: `intents`
+        without a coroutine of its own."""
+        return self._submit((encoded_intent(item),))
 
     def result(self, item: Result) -> None:
-        """Queue a result; it is committed with the next batch. Thread-safe, no loop
-        needed. Raises `JournalValueError` at once if the value cannot be journaled."""
-        unit = _Unit((), (encoded_result(item),), None, None)
-        self._put(unit)
+        """Queue a result; it is committed with the next intents (or `linger` seconds
+        later). Thread-safe, no loop needed. Raises `JournalValueError` at once if the
+        value cannot be journaled."""
+        self._put(encoded_result(item))
 
     def row(self, record: RowRecord) -> None:
-        """Queue a dataset row's outcome, like `result`: committed with the next
-        batch, in the same transaction as (or after) every result queued before it.
-        Queue the row's last result first. Raises `JournalValueError` at once if
-        its value cannot be journaled."""
-        self._put(_Unit((), (), None, None, (encoded_row(record),)))
+        """Queue a dataset row's outcome, like `result`: committed in the same
+        transaction as (or after) every result queued before it. Queue the row's last
+        result first. Raises `JournalValueError` at once if its value cannot be
+        journaled."""
+        self._put(encoded_row(record))
 
     async def flush(self) -> None:
         """Returns once everything queued before this call is committed."""
-        await self._submit((), ())
+        await self._submit(())
         self._raise_failure()
 
     async def aclose(self) -> None:
@@ -189,28 +234,45 @@ class JournalWriter:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _submit(self, intents: tuple[Intent, ...], results: tuple[Result, ...]) -> None:
+    def _submit(self, intents: tuple[Intent, ...]) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._put(_Unit(intents, results, future, loop))
-        await future
+        self._put(_Waiter(intents, future, loop), loop)
+        return future
 
-    def _put(self, unit: _Unit) -> None:
-        with self._cond:
+    def _put(self, item: _Item, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Queue `item`; `loop` is the waiter's (results and row records have none)."""
+        if self._failure is not None:
             self._raise_failure()
-            if self._closing:
-                raise JournalError(f"the journal writer for {self._where()} is closed")
-            queue = self._queue
-            queue.append(unit)
-            if len(queue) == 1:
-                # The writer waits only on an empty queue: it was woken when the queue
-                # stopped being empty, so a longer queue needs no second wake-up.
-                self._cond.notify()
+        if self._closing:
+            raise JournalError(f"the journal writer for {self._where()} is closed")
+        self._queue.append(item)
+        if loop is not None:
+            # The intents a turn of the loop queues are one group, sealed by one
+            # callback when the turn ends, after every task it ran queued theirs: the
+            # writer commits whole turns (see `_run`), with the results queued before.
+            sealing = self._sealing
+            if loop not in sealing:
+                sealing.add(loop)
+                loop.call_soon(self._seal, loop)
+        # After the append: a thread that went to sleep before it is woken here; one
+        # that goes to sleep after it sees the item first (`_run` checks the queue
+        # after publishing its state). An idle thread starts the `linger` clock. The
+        # waker marks it busy first, so the puts until it runs do not wake it again.
+        if self._state == _IDLE:
+            self._state = _BUSY
+            self._wake.set()
+
+    def _seal(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._sealing.discard(loop)
+        self._queue.append(_SEAL)
+        if self._state:
+            self._state = _BUSY
+            self._wake.set()
 
     def _stop(self) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
+        self._closing = True
+        self._wake.set()
 
     def _raise_failure(self) -> None:
         failure = self._failure
@@ -219,7 +281,7 @@ class JournalWriter:
 
     def _fail(self, error: BaseException, what: str) -> None:
         """Make the writer failed (sticky) and tell `on_failure`, once."""
-        with self._cond:
+        with self._fail_lock:
             if self._failure is not None:
                 return
             self._failure_message = f"the journal writer for {self._where()} {what}: {error}"
@@ -239,23 +301,46 @@ class JournalWriter:
     # --- the writer thread ------------------------------------------------------------
 
     def _run(self) -> None:
+        queue = self._queue
+        wake = self._wake
+        staged: list[_Item] = []  # taken from the queue, not written yet
+        sealed = 0  # staged[:sealed] ends with a complete group of waiters
+        since = 0.0  # when the oldest staged item was taken
+        left = 0.0
         while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    return  # closing, and everything queued is written
-                batch, self._queue = self._queue, []
-            try:
-                errors = self._commit(batch)
-            except BaseException as exc:  # noqa: BLE001 - a bug must not strand the waiters
-                errors = [exc] * len(batch)
-            self._settle(batch, errors)
+            while queue:
+                item = queue.popleft()
+                if item is _SEAL:
+                    sealed = len(staged)
+                else:
+                    staged.append(item)  # type: ignore[arg-type]
+            if staged:
+                now = time.monotonic()
+                if not since:
+                    since = now
+                left = since + self.linger - now
+                n = len(staged) if self._closing or left <= 0 else sealed
+                if n:
+                    batch, staged, sealed = staged[:n], staged[n:], 0
+                    since = now if staged else 0.0
+                    try:
+                        errors = self._commit(batch)
+                    except BaseException as exc:  # noqa: BLE001 - a bug must not strand waiters
+                        errors = [exc] * len(batch)
+                    self._settle(batch, errors)
+                    continue
+            elif self._closing:
+                return  # everything queued is written
+            # Sleep: clear, publish the state, look at the queue (and `_closing`, set
+            # before `_stop` wakes us) once more, wait.
+            wake.clear()
+            self._state = _LINGERING if staged else _IDLE
+            if not queue and not self._closing:
+                wake.wait(left if staged else None)
+            self._state = _BUSY
 
-    def _commit(self, batch: list[_Unit]) -> list[BaseException | None]:
-        intents = [i for u in batch for i in u.intents]
-        results = [r for u in batch for r in u.results]
-        rows = [r for u in batch for r in u.rows]
+    def _commit(self, batch: list[_Item]) -> list[BaseException | None]:
+        intents, results, rows = _parts(batch)
         try:
             if intents or results or rows:
                 self._write(intents, results, rows)
@@ -270,19 +355,20 @@ class JournalWriter:
         # The transaction was rolled back whole; write the parts alone, in order,
         # so only the offending submissions fail.
         errors: list[BaseException | None] = []
-        for unit in batch:
+        for item in batch:
             try:
-                if not unit.empty:
-                    self._write(unit.intents, unit.results, unit.rows)
+                intents, results, rows = _parts((item,))
+                if intents or results or rows:
+                    self._write(intents, results, rows)
                     self.batches += 1
-                    self.records += len(unit.intents) + len(unit.results) + len(unit.rows)
+                    self.records += len(intents) + len(results) + len(rows)
                 errors.append(None)
             except BaseException as exc:  # noqa: BLE001 - handed to the callers
                 errors.append(exc)
-                if unit.future is None:
+                if type(item) is not _Waiter:
                     # A queued result or row is lost: fail now, so nothing queued after
                     # it (a row record that depends on it) is written.
-                    self._fail_lost(exc, unit)
+                    self._fail_lost(exc, item)
         return errors
 
     def _write(
@@ -354,22 +440,21 @@ class JournalWriter:
                     same.add((run_id, r.key))
         return same
 
-    def _fail_lost(self, error: BaseException, unit: _Unit) -> None:
-        if unit.rows and not unit.results:
+    def _fail_lost(self, error: BaseException, item: _Item) -> None:
+        if isinstance(item, RowRecord):
             what = "a row's outcome, so the journal is missing a finished row"
         else:
             what = "a result, so the journal is missing a finished call"
         self._fail(error, f"failed to store {what}")
 
-    def _settle(self, batch: list[_Unit], errors: list[BaseException | None]) -> None:
+    def _settle(self, batch: list[_Item], errors: list[BaseException | None]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], Any]]] = {}
-        for unit, error in zip(batch, errors, strict=True):
-            if unit.future is None:
+        for item, error in zip(batch, errors, strict=True):
+            if type(item) is not _Waiter:
                 if error is not None and self._failure is None:
-                    self._fail_lost(error, unit)  # sticky
+                    self._fail_lost(error, item)  # sticky
                 continue
-            assert unit.loop is not None
-            by_loop.setdefault(unit.loop, []).append((unit.future, error))
+            by_loop.setdefault(item.loop, []).append((item.future, error))  # type: ignore[union-attr]
         for loop, pairs in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_resolve, pairs)
