@@ -20,7 +20,7 @@ from plait.compiler._react import parse_step
 from plait.compiler._session import LLM_ROLES
 from plait.cost import Prices, RunCost, call_cost, run_cost, session_of
 from plait.journal import Intent, Journal, JournalError, JournalState, Result, RunRecord
-from plait.journal._postgres import redact
+from plait.journal._postgres import redact_all
 
 QUESTION = "ask:"  # the entry of a question's run: ask:compiler, ask:react
 
@@ -254,12 +254,4 @@ def show_run(j: Journal, run_id: str, prices: Prices) -> dict[str, Any]:
     return {"run": run, "calls": calls, "question": describe_question(state.run, calls)}
 
 
-def clean(value: Any) -> Any:
-    """`value` with every string redacted (see the module doc)."""
-    if isinstance(value, str):
-        return redact(value) if "://" in value or "password" in value.lower() else value
-    if isinstance(value, dict):
-        return {k: clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    return value
+clean = redact_all  # every string in a value redacted (see the module doc)

@@ -132,6 +132,18 @@ def redact(dsn: str) -> str:
     )
 
 
+def redact_all(value: Any) -> Any:
+    """`value` with every string in it redacted (dicts, lists and tuples walked): what
+    `plait show`, the timeline and `plait ui` show of journaled data."""
+    if isinstance(value, str):
+        return redact(value) if "://" in value or "password" in value.lower() else value
+    if isinstance(value, dict):
+        return {k: redact_all(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_all(v) for v in value]
+    return value
+
+
 class PostgresJournal:
     """A journal in schema `schema` of the PostgreSQL database at `dsn`."""
 

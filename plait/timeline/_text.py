@@ -11,18 +11,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from plait.journal._postgres import redact
+from plait.journal._postgres import redact_all
 
 
-def clean(value: Any) -> Any:
-    """`value` with every string redacted (as `plait show` does)."""
-    if isinstance(value, str):
-        return redact(value) if "://" in value or "password" in value.lower() else value
-    if isinstance(value, dict):
-        return {k: clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    return value
+clean = redact_all  # every string in a value redacted (see the module doc)
 
 
 _COMPACT = json.JSONEncoder(ensure_ascii=False).encode
