@@ -112,7 +112,7 @@ def create_app(journal: Journal, prices: Prices | None = None,
 
         # `now`: a live run's calls still running are drawn up to this moment.
         return answer(lambda: clean(to_json(build(journal, request.path_params["run_id"],
-                                                  now=time.time()))))
+                                                  now=time.time(), prices=table))))
 
     def api_rows(request: Request) -> Response:
         def read() -> Any:

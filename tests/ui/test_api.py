@@ -99,6 +99,10 @@ def test_a_resume_and_what_it_saved(journal: str) -> None:
         listed = {r["run_id"]: r for r in get(ui, "/api/runs")["runs"]}
         assert listed["res1"]["cost_saved"] == run["cost_saved"]
         assert listed["ok1"]["cost_saved"] == 0.0 and listed["ok1"]["cost"] > 0
+        # The run's timeline is priced by the same table as its page.
+        timeline = get(ui, "/api/runs/res1/timeline")
+        assert timeline["run"]["cost"] == pytest.approx(run["cost"])
+        assert timeline["run"]["cost_saved"] == pytest.approx(run["cost_saved"])
 
 
 def test_a_runs_timeline_is_plait_timelines_data(ui: UIServer, journal: str) -> None:
