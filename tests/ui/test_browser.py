@@ -16,26 +16,11 @@ import pytest
 import plait
 from plait.cost import Prices
 from plait.ui import UIServer
-from tests.timeline.conftest import chromium_path
+# The timeline tests' browser: Debian's chromium driven by playwright, one per module.
+from tests.timeline.conftest import browser  # noqa: F401 - a fixture, used by name
 from tests.ui._runs import GATES, stepwise
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    path = chromium_path()  # the timeline tests' choice: $PLAIT_TEST_CHROMIUM, else Debian's
-    if path is None:
-        pytest.skip("no chromium to drive: install the Debian package `chromium` "
-                    "(`apt-get install chromium`; `make test` does so where it can)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is not installed: pip install 'plait[test]'")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, headless=True, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def wait_count(page: Any, selector: str, n: int, timeout: float = 15.0) -> None:
