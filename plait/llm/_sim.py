@@ -259,6 +259,8 @@ class SimScript:
         prompt = sum(count_tokens(m.content) + sum(1 + count_tokens(c.arguments)
                                                    for c in m.tool_calls)
                      for m in request.messages)
+        # The tools' definitions are part of the prompt a real model reads.
+        prompt += sum(count_tokens(json.dumps(t)) for t in request.tools)
         calls = rule.tool_calls
         if calls and finish == "stop":
             finish = "tool_calls"
