@@ -88,9 +88,10 @@ class AskView:
             self.status = {"plan": "planning", "repair": "repairing the plan",
                            "replan": "replanning", "react": f"step {event.round + 1}",
                            "tools": f"step {event.round + 1}"}[event.kind]
+            # A function-calling step shows as a plan does: its calls are its tasks.
             stepwise = event.kind in ("react", "tools")
             self.plan_title[event.plan] = self.status if stepwise else event.kind
-            if stepwise:
+            if event.kind == "react":
                 self._step_line(t)  # the step before, if no task of it has ended it
                 self.step = (event.plan, event.round + 1)  # its task has its number
             elif event.kind != "plan":
