@@ -365,7 +365,7 @@ def _revive(text: Any) -> Any:
     current = _current_node.get()
     assert current is not None
     run, i = current
-    if isinstance(text, dict) and "tool_calls" in text:
+    if "tools" in run.nodes[i].arguments["request"]:  # a call with tools: a Reply
         return Reply.revived(text)
     if isinstance(text, dict) and isinstance(text.get("text"), str):
         # Journaled before calls were plait.generate's node: {text, tokens, timings}.
