@@ -24,7 +24,8 @@ may answer with ``"tool_calls"``: ``[{"name": "search", "arguments": {...}}, ...
 (``"id"`` optional). They are streamed after the reply's text, as the OpenAI
 API streams them: each call's name is one token, then its arguments' JSON text
 token by token (so a call costs the tokens of the JSON a model would write);
-the finish reason is then ``tool_calls``.
+the finish reason is then ``tool_calls``. (``max_tokens`` and ``stop`` cut the
+text only: a scripted call always arrives whole.)
 
 A call's role is what its caller says it is for (`ask` says "planner",
 "joiner" or "react"; over HTTP it comes as the ``X-Plait-Role`` header), so a
