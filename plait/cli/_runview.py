@@ -124,6 +124,11 @@ def _llm_text(value: Any) -> str | None:
     """An LLM call's text: its value (journals before plait.generate: {"text": ...})."""
     if isinstance(value, str):
         return value
+    if isinstance(value, dict) and isinstance(value.get("tool_calls"), list):
+        # A function-calling step ({"content", "tool_calls"}): its text, then its calls.
+        calls = [f"{c[1]}({c[2]})" for c in value["tool_calls"] if isinstance(c, list)
+                 and len(c) == 3]
+        return "\n".join([str(value.get("content") or "")] + calls).strip()
     return value.get("text") if isinstance(value, dict) else None
 
 
@@ -162,6 +167,8 @@ def describe_question(run: RunRecord, calls: list[dict[str, Any]]) -> dict[str, 
             if role == "react":
                 last_step = text
                 answer = _react_finish(text)
+            elif role == "caller" and isinstance(value, dict) and not value["tool_calls"]:
+                answer = text  # the model answered in text: no more calls
         steps.append(step)
     if answer is None and run.status == "done" and last_step:
         # Out of steps without a finish(...): ReAct answers with the last thought.

@@ -86,8 +86,11 @@ class AskView:
         elif isinstance(event, rc.PlanStarted):
             self.plan_text[event.plan] = ""
             self.status = {"plan": "planning", "repair": "repairing the plan",
-                           "replan": "replanning", "react": f"step {event.round + 1}"}[event.kind]
-            self.plan_title[event.plan] = self.status if event.kind == "react" else event.kind
+                           "replan": "replanning", "react": f"step {event.round + 1}",
+                           "tools": f"step {event.round + 1}"}[event.kind]
+            # A function-calling step shows as a plan does: its calls are its tasks.
+            stepwise = event.kind in ("react", "tools")
+            self.plan_title[event.plan] = self.status if stepwise else event.kind
             if event.kind == "react":
                 self._step_line(t)  # the step before, if no task of it has ended it
                 self.step = (event.plan, event.round + 1)  # its task has its number
@@ -221,7 +224,7 @@ def summary(answer: Answer) -> str:
     for t in answer.tasks:
         states[t.state] = states.get(t.state, 0) + 1
     task_text = ", ".join(f"{n} {s}" for s, n in sorted(states.items())) or "none"
-    plans = sum(1 for p in answer.plans if p.kind != "react")
+    plans = sum(1 for p in answer.plans if p.kind not in ("react", "tools"))
     calls = len(answer.llm_calls)
     replayed = sum(c.replayed for c in answer.llm_calls)
     extra = (f"{plans} plan(s), {answer.replans} replan(s)" if answer.mode == "compiler"

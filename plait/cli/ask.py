@@ -1,4 +1,4 @@
-"""`plait ask "question" [--tools module|file.py] [--model SPEC] [--mode compiler|react]`
+"""`plait ask "question" [--tools module|file.py] [--model SPEC] [--mode compiler|react|tools]`
 
 Shows the plan as it streams and the tasks, with their values, as they run (a
 live view on a terminal, plain timestamped lines otherwise; see `_view`). The
@@ -63,7 +63,7 @@ def ask_command(
     tools: str = typer.Option(DEFAULT_TOOLS, "--tools",
                               help="module.name or path/to/file.py; every plait tool in it"),
     model: str = typer.Option("local", "--model", help="local | openai:MODEL | sim:..."),
-    mode: str = typer.Option("compiler", "--mode", help="compiler | react"),
+    mode: str = typer.Option("compiler", "--mode", help="compiler | react | tools"),
     max_replans: int = typer.Option(2, "--max-replans", min=0,
                                     help="new plans the joiner may ask for"),
     timeout: float = typer.Option(

@@ -6,7 +6,8 @@
 A planner LLM streams a numbered plan of tool calls (`1. search("K2")`, `$N`
 references, `N. join()`); each line becomes a node of a plait run as soon as it
 is parsed, and runs as soon as its inputs are done. A joiner then answers or
-asks for a new plan. `mode="react"` runs the ReAct baseline with the same tools.
+asks for a new plan. `mode="react"` runs the ReAct baseline with the same tools,
+`mode="tools"` the model's own parallel function calling (OpenAI `tools`).
 """
 
 from plait.compiler._ask import MODES, aask, ask, tools_of

@@ -1,4 +1,5 @@
-"""`ask` / `aask`: answer a question with tools, as LLMCompiler or as ReAct.
+"""`ask` / `aask`: answer a question with tools, as LLMCompiler, as ReAct, or
+by the model's own function calling.
 
 One question is one plait `Run` (on_error="continue": a failed task does not
 stop the others). Its body streams the planner, which submits each task the
@@ -22,6 +23,7 @@ from plait._events import Event
 from plait._ownership import DEFAULT_LEASE_TTL
 from plait._result import RunResult
 from plait._tools import Tool
+from plait.compiler._calling import FunctionCalling
 from plait.compiler._grammar import question_names
 from plait.compiler._joiner import Joiner
 from plait.compiler._parser import PlanError
@@ -33,7 +35,7 @@ from plait.compiler._session import LLM_ROLES, Session
 from plait.generate._pool import enter_pool, spec_of
 from plait.journal import Journal, JournalError
 
-MODES = ("compiler", "react")
+MODES = ("compiler", "react", "tools")
 # Plan words, and the tool names of the LLM calls' own nodes.
 RESERVED = frozenset({"join", "finish"}) | LLM_ROLES
 
@@ -83,7 +85,9 @@ async def aask(
     """Answer `question` with `tools`; see `Answer` for what comes back.
 
     model        a spec ("local", "openai:MODEL", "sim:...") or an LLM object
-    mode         "compiler" (plan, run in parallel, join) or "react" (one step at a time)
+    mode         "compiler" (plan, run in parallel, join), "react" (one step at a time)
+                 or "tools" (the model's native function calling, each batch of calls
+                 run in parallel; needs a model that calls functions)
     max_replans  how many times the joiner may ask for a new plan
     max_repairs  how many times a plan with bad lines is sent back for repair
     max_tasks    tasks per plan (the plan grammar's bound)
@@ -181,6 +185,10 @@ async def aask(
         if mode == "react":
             answer.append(await ReAct(session, max_steps=max_steps,
                                       max_tokens=joiner_max_tokens).answer(question))
+            return
+        if mode == "tools":
+            answer.append(await FunctionCalling(session, max_steps=max_steps,
+                                                max_tokens=planner_max_tokens).answer(question))
             return
         small = getattr(llm, "small", False) if grounded is None else grounded
         planner = Planner(session, max_tasks=max_tasks, max_tokens=planner_max_tokens,

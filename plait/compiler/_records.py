@@ -42,11 +42,12 @@ class TaskResult:
 
 @dataclass(frozen=True, slots=True)
 class PlanRecord:
-    """One planner call: a plan, a repair of one, a replan, or one ReAct step."""
+    """One planner call: a plan, a repair of one, a replan, one ReAct step, or one
+    function-calling step (its text: the reply's text, then a line per tool call)."""
 
     index: int
     round: int  # 0 for the first plan, 1 after the first replan, ...
-    kind: str  # plan | repair | replan | react
+    kind: str  # plan | repair | replan | react | tools
     text: str
     tasks: tuple[int, ...]  # numbers of the tasks it dispatched
     errors: tuple[PlanError, ...]
@@ -59,7 +60,7 @@ class PlanRecord:
 
 @dataclass(frozen=True, slots=True)
 class LLMCall:
-    role: str  # planner | joiner | react
+    role: str  # planner | joiner | react | caller
     prompt_tokens: int
     completion_tokens: int
     started_at: float
@@ -95,7 +96,7 @@ class Answer:
 
     question: str
     text: str
-    mode: str  # compiler | react
+    mode: str  # compiler | react | tools
     model: str
     plans: tuple[PlanRecord, ...]
     tasks: tuple[TaskResult, ...]
@@ -167,6 +168,11 @@ def _critical_path_bound(answer: Answer) -> float:
             for t in by_plan.get(p.index, ()):
                 now += t.duration or 0.0
         return now
+    if answer.mode == "tools":  # a step's calls run side by side, after its reply
+        for p in answer.plans:
+            now += p.finished_at - p.started_at
+            now += max((t.duration or 0.0 for t in by_plan.get(p.index, ())), default=0.0)
+        return now
     rounds = sorted({p.round for p in answer.plans})
     for r in rounds:
         ready = now  # the end of the planner calls so far in this round
@@ -196,7 +202,7 @@ class CompilerEvent:
 @dataclass(frozen=True, slots=True)
 class PlanStarted(CompilerEvent):
     plan: int
-    kind: str  # plan | repair | replan | react
+    kind: str  # plan | repair | replan | react | tools
     round: int
 
 

@@ -20,7 +20,14 @@ from plait._tools import Tool
 from plait.compiler._parser import ParsedTask, PlanError
 from plait.compiler._prompt import Shown, literal_names
 from plait.compiler._records import CompilerEvent, Decision, LLMCall, PlanRecord
-from plait.generate._node import CallHooks, llm_call_tool, llm_policy, llm_request, submit_call
+from plait.generate._node import (
+    CallHooks,
+    Reply,
+    llm_call_tool,
+    llm_policy,
+    llm_request,
+    submit_call,
+)
 from plait.llm import LLMOptionError, Message
 
 
@@ -137,16 +144,35 @@ class Session:
                 self.use_schema = True
             return text, grammar is not None or json_schema is not None
 
+    async def reply(
+        self,
+        role: str,
+        messages: Sequence[Message | list[Any]],
+        *,
+        tools: Sequence[Mapping[str, Any]],
+        on_delta: Callable[[str], bool] | None = None,
+        max_tokens: int | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
+    ) -> Reply:
+        """One call with `tools` (OpenAI function definitions): the reply's text and
+        the tool calls the model made. Messages may be request pairs (tool results)."""
+        reply: Reply = await self._stream(role, messages, on_delta, None, None, max_tokens,
+                                          None, tools=tools, tool_choice=tool_choice,
+                                          parallel_tool_calls=parallel_tool_calls)
+        return reply
+
     async def _stream(
         self,
         role: str,
-        messages: Sequence[Message],
+        messages: Sequence[Message | list[Any]],
         on_delta: Callable[[str], bool] | None,
         grammar: str | None,
         json_schema: dict[str, Any] | None,
         max_tokens: int | None,
         stop: Sequence[str] | None,
-    ) -> str:
+        **tool_options: Any,
+    ) -> Any:
         """One LLM call, as an LLM-call node of the run (plait.generate's node):
         journaled like any tool call, so a resumed question replays its plans and
         decisions instead of paying again.
@@ -159,14 +185,15 @@ class Session:
         """
         request = llm_request(self.model, messages, stop=stop, max_tokens=max_tokens,
                               temperature=self.temperature, grammar=grammar,
-                              json_schema=json_schema)
+                              json_schema=json_schema, **tool_options)
         hooks = CallHooks(on_delta=on_delta, timeout=self.llm_timeout,
                           timeout_option="llm_timeout")
         call = submit_call(self.run, LLM_TOOLS[role], request, hooks)
         try:
-            text: str = await call.ref
+            value = await call.ref
         except NodeError as exc:  # the model's own error, not its echo through the node
             raise exc.__cause__ or exc from None
+        text: str = value.text if isinstance(value, Reply) else value
         stats = call.stats()
         if call.replayed:
             if on_delta is not None:
@@ -185,7 +212,7 @@ class Session:
             role, prompt, completion, started, first, end, stats.get("estimated", True),
             call.replayed, stats.get("finish_reason"),
         ))
-        return text
+        return value
 
     @property
     def last_call(self) -> LLMCall:
@@ -197,8 +224,11 @@ class Session:
 # tell the calls apart, and it goes with the call to the model (`role=`), so a
 # simulated model's script can answer by role. Not retried: a plan's listener
 # has dispatched what it saw, and a stream told again would dispatch it twice.
+# The function-calling mode's calls ("caller") dispatch nothing until they end:
+# retried as plait.generate's are.
 LLM_TOOLS = {role: llm_call_tool(role, llm_policy(retries=0))
              for role in ("planner", "joiner", "react")}
+LLM_TOOLS["caller"] = llm_call_tool("caller")
 LLM_ROLES = frozenset(LLM_TOOLS)
 
 

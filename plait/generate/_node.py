@@ -14,6 +14,13 @@ deltas, the pydantic class of its schema, its timeout), waits in a run-scoped
 map under the node's id (`CallHooks`) until the node's call takes it. What the
 call measured (token split, time to first token, elapsed, finish reason) goes
 into the node's record (`NodeRecord.extra`, journaled in `Result.extra`).
+
+Tool calling: a request with `tools` (OpenAI function definitions, with
+`tool_choice` / `parallel_tool_calls`) has them in its identity, and its value
+is a `Reply` (text and the model's tool calls), journaled as a plain dict, so a
+replayed call hands back the same calls. Such a conversation's messages carry
+dict contents: an assistant's `{"content", "tool_calls"}`, a tool's
+`{"tool_call_id", "content"}` (still [role, content] pairs).
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from plait._identity import _ENCODER, canonical_arguments
 from plait._tools import Tool, ToolPolicy, make_tool
 from plait.generate._pool import current_pool
 from plait.generate._schema import Checked, SchemaError, check, repair_messages
-from plait.llm import LLMError, LLMTimeout, Message
+from plait.llm import LLMError, LLMTimeout, Message, ToolCall
 from plait.llm._protocol import approx_prompt_tokens, approx_tokens
 
 # After a listener ends a stream (the plan is done) it is drained for at most this
@@ -60,6 +67,43 @@ def llm_policy(retries: int = DEFAULT_RETRIES) -> ToolPolicy:
     but its cost, so a resume asks again. Retried on retryable LLM errors only."""
     return ToolPolicy(retries=retries, retry_on=(RetryableLLMError,), backoff=0.5,
                       idempotent=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The value of an LLM call made with tools: its text and the calls it asked for."""
+
+    text: str
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def journaled(self) -> dict[str, Any]:
+        return {"content": self.text,
+                "tool_calls": [[c.id, c.name, c.arguments] for c in self.tool_calls]}
+
+    @classmethod
+    def revived(cls, value: dict[str, Any]) -> Reply:
+        return cls(value["content"], tuple(ToolCall(*c) for c in value["tool_calls"]))
+
+
+def tool_message(call_id: str, content: str) -> list[Any]:
+    """A request's message answering the tool call `call_id`."""
+    return ["tool", {"tool_call_id": call_id, "content": content}]
+
+
+def assistant_message(reply: Reply) -> list[Any]:
+    """A request's message repeating a reply that made tool calls."""
+    return ["assistant", reply.journaled()]
+
+
+def _message(role: str, content: Any) -> Message:
+    if type(content) is str:
+        return Message(role, content)
+    if type(content) is dict and role == "tool":
+        return Message(role, str(content["content"]), (), str(content["tool_call_id"]))
+    if type(content) is dict and role == "assistant" and "tool_calls" in content:
+        return Message(role, str(content["content"]),
+                       tuple(ToolCall(*c) for c in content["tool_calls"]))
+    return Message(role, _text(content))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,16 +186,27 @@ def llm_request(
     grammar: str | None = None,
     json_schema: Mapping[str, Any] | None = None,
     seed: int | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    tool_choice: str | Mapping[str, Any] | None = None,
+    parallel_tool_calls: bool | None = None,
 ) -> dict[str, Any]:
     """The request dict: the node's argument, hence its identity.
 
     Messages are (role, content) pairs; a content may be a Ref or a Template (the
     call then waits for those nodes). Fields added after the first journals
-    (seed, sample) are left out when unset, so earlier requests keep their keys.
+    (seed, sample, tools...) are left out when unset, so earlier requests keep
+    their keys.
     """
-    return request_of(model, [_pair(m) for m in messages], stop=stop, max_tokens=max_tokens,
-                      temperature=temperature, grammar=grammar, json_schema=json_schema,
-                      seed=seed)
+    request = request_of(model, [_pair(m) for m in messages], stop=stop,
+                         max_tokens=max_tokens, temperature=temperature, grammar=grammar,
+                         json_schema=json_schema, seed=seed)
+    if tools:
+        request["tools"] = [dict(t) for t in tools]
+        if tool_choice is not None:
+            request["tool_choice"] = tool_choice
+        if parallel_tool_calls is not None:
+            request["parallel_tool_calls"] = parallel_tool_calls
+    return request
 
 
 def request_of(model: str, pairs: list[list[Any]], *, stop: Sequence[str] | None,
@@ -177,6 +232,10 @@ def _pair(m: Any) -> list[Any]:
     if type(m) is list and len(m) == 2:  # generate's own pairs: the common case, first
         return [m[0], m[1]]
     if isinstance(m, Message):
+        if m.tool_call_id is not None:
+            return tool_message(m.tool_call_id, m.content)
+        if m.tool_calls:
+            return assistant_message(Reply(m.content, m.tool_calls))
         return [m.role, m.content]
     if isinstance(m, Mapping):
         return [m["role"], m["content"]]
@@ -289,7 +348,11 @@ async def _llm_call(request: dict[str, Any]) -> Any:
             journal_as(bad.text)
             return bad.value if hooks.final else bad
         messages = repair_messages(messages, bad, request["json_schema"])
-    text = await stream_call(run, i, request, messages, hooks)
+    text, calls = await stream_call(run, i, request, messages, hooks)
+    if "tools" in request:
+        reply = Reply(text, calls)
+        journal_as(reply.journaled())
+        return reply
     if hooks.schema is None:
         return text
     value = _verdict(check(hooks.schema, text), hooks, request["model"])
@@ -302,6 +365,8 @@ def _revive(text: Any) -> Any:
     current = _current_node.get()
     assert current is not None
     run, i = current
+    if "tools" in run.nodes[i].arguments["request"]:  # a call with tools: a Reply
+        return Reply.revived(text)
     if isinstance(text, dict) and isinstance(text.get("text"), str):
         # Journaled before calls were plait.generate's node: {text, tokens, timings}.
         run.extra.setdefault(i, {k: v for k, v in text.items() if k != "text"})
@@ -326,23 +391,29 @@ def _verdict(checked: Checked, hooks: CallHooks, model: str) -> Any:
 
 
 async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[Any],
-                      hooks: CallHooks) -> str:
-    """Stream one request through the pool's model; count and record what it cost."""
+                      hooks: CallHooks) -> tuple[str, tuple[ToolCall, ...]]:
+    """Stream one request through the pool's model; count and record what it cost.
+    Returns the reply's text and the tool calls it made."""
     pool = current_pool()
     if pool is None:
         raise PlaitError("an LLM call ran outside plait.run / plait.ask, which open its "
                          "model: run the workflow with plait.run (or enter an LLMPool)")
     model = request["model"]
     llm = pool.get(model)
-    msgs = [Message(role, content if type(content) is str else _text(content))
+    msgs = [Message(role, content) if type(content) is str else _message(role, content)
             for role, content in messages]
     seed = request.get("seed")
+    tools = request.get("tools")
+    # only when set: a backend may not know the options
+    options: dict[str, Any] = {} if seed is None else {"seed": seed}
+    if tools:
+        options.update(tools=tools, tool_choice=request.get("tool_choice"),
+                       parallel_tool_calls=request.get("parallel_tool_calls"))
     stream = llm.stream(msgs, stop=request["stop"], max_tokens=request["max_tokens"],
                         temperature=request["temperature"], grammar=request["grammar"],
                         json_schema=request["json_schema"],
                         role=run.nodes[i].tool,  # the node's role: not part of the request
-                        # only when set: a backend may not know the option
-                        **({} if seed is None else {"seed": seed}))
+                        **options)
     on_delta = hooks.on_delta
     started = time.perf_counter()
     first: float | None = None
@@ -393,6 +464,9 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
     end = time.perf_counter()
     text = parts[0] if len(parts) == 1 else "".join(parts)
     usage = getattr(stream, "usage", None)
+    calls: tuple[ToolCall, ...] = getattr(stream, "tool_calls", ()) if usage is not None else ()
+    if first is None and calls:  # a reply of tool calls only: its stream timed them
+        first = started + usage.ttft_s  # type: ignore[union-attr]
     # Why the reply ended, kept with it so a replay knows a cut reply too. A stream
     # closed early (its listener was done) has no usage, and was not cut: None.
     if usage is not None:
@@ -413,7 +487,7 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
         run.extra[i] = record
     else:
         extra.update(record)
-    return text
+    return text, calls
 
 
 def _text(content: Any) -> str:

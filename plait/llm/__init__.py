@@ -21,6 +21,7 @@ from plait.llm._protocol import (
     LLMTruncated,
     Message,
     MissingExtraError,
+    ToolCall,
     UnknownModelSpec,
     Usage,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "SimLLM",
     "SimScript",
     "SimServer",
+    "ToolCall",
     "UnknownModelSpec",
     "Usage",
     "get_llm",

@@ -201,6 +201,18 @@ class LocalLLM(BaseLLM):
         # it is, so a question journaled with 2 threads resumes with 4.
         self.threads = threads or default_threads()
 
+    def _check(self, request: Request) -> None:
+        # llama_cpp's chat handler for a GGUF file's own template (the bundled
+        # SmolLM2's is plain ChatML, with no tools in it) drops `tools`: the model
+        # would answer in text, never with calls. (llama_cpp's server can put a
+        # ChatML model under "chatml-function-calling", a grammar that forces the
+        # calls' shape; that is a server option, tested in tests/llm.)
+        if request.tools:
+            raise LLMOptionError(
+                "the local model has no native tool calling (its chat template takes no "
+                "tools): use mode='compiler' or mode='react' with it, or mode='tools' with "
+                "a model that calls functions (openai:..., or sim: with scripted tool_calls)")
+
     def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
         return _Deltas(self._work, request, meter)
 

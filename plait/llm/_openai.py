@@ -52,8 +52,10 @@ from plait.llm._protocol import (
     LLMProtocolError,
     LLMTimeout,
     ROLE_HEADER,
+    Message,
     Meter,
     Request,
+    ToolCall,
     approx_prompt_tokens,
 )
 from plait.llm._limits import Limits, Retry, limited
@@ -162,8 +164,23 @@ class _Wire(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
 
 
+class _FunctionDelta(_Wire):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class _ToolCallDelta(_Wire):
+    """A fragment of one tool call: OpenAI sends the id and name in its first
+    fragment, then the arguments' JSON text in pieces, all under one `index`."""
+
+    index: NonNegativeInt = 0
+    id: str | None = None
+    function: _FunctionDelta | None = None
+
+
 class _Delta(_Wire):
     content: str | None = None
+    tool_calls: list[_ToolCallDelta] | None = None
 
 
 class _Choice(_Wire):
@@ -181,8 +198,19 @@ class _Chunk(_Wire):
     usage: _Usage | None = None
 
 
+class _Function(_Wire):
+    name: str
+    arguments: str
+
+
+class _ToolCall(_Wire):
+    id: str
+    function: _Function
+
+
 class _Message(_Wire):
     content: str | None = None
+    tool_calls: list[_ToolCall] | None = None
 
 
 class _WholeChoice(_Wire):
@@ -209,6 +237,44 @@ def snippet(text: str | bytes, limit: int = 200) -> str:
         text = f"HTML page: {title.group(1)}"
     text = " ".join(_SURROGATE.sub("\ufffd", text).split())
     return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+def wire_message(m: Message) -> dict[str, Any]:
+    """A message as the chat API takes it."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [c.as_openai() for c in m.tool_calls]
+        if not m.content:
+            out["content"] = None  # what the API itself sends back with tool calls
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+class _Calls:
+    """Tool calls put together from streamed fragments, by index."""
+
+    __slots__ = ("ids", "names", "args")
+
+    def __init__(self) -> None:
+        self.ids: dict[int, str] = {}
+        self.names: dict[int, str] = {}
+        self.args: dict[int, list[str]] = {}
+
+    def add(self, d: _ToolCallDelta) -> None:
+        if d.id:
+            self.ids[d.index] = d.id
+        self.args.setdefault(d.index, [])
+        fn = d.function
+        if fn is not None:
+            if fn.name:  # sent whole, once; some servers repeat it: the last wins
+                self.names[d.index] = fn.name
+            if fn.arguments:
+                self.args[d.index].append(fn.arguments)
+
+    def calls(self) -> list[ToolCall]:
+        return [ToolCall(self.ids.get(i) or f"call_{i}", self.names.get(i, ""),
+                         "".join(self.args[i]) or "{}") for i in sorted(self.args)]
 
 
 def _json_or_text(data: str) -> Any:
@@ -458,7 +524,7 @@ class OpenAILLM(BaseLLM):
     def body(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": [wire_message(m) for m in request.messages],
             "stream": self.stream_replies,
         }
         if self.stream_replies:
@@ -476,6 +542,12 @@ class OpenAILLM(BaseLLM):
             body[self.dialect.grammar_field] = request.grammar
         if request.json_schema is not None:
             body.update(self.dialect.schema_body(request.json_schema))
+        if request.tools:
+            body["tools"] = [dict(t) for t in request.tools]
+            if request.tool_choice is not None:
+                body["tool_choice"] = request.tool_choice
+            if request.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = request.parallel_tool_calls
         return body
 
     # ------------------------------------------------------------ the call
@@ -608,15 +680,20 @@ class OpenAILLM(BaseLLM):
             meter.prompt_tokens = whole.usage.prompt_tokens
             meter.completion_tokens = whole.usage.completion_tokens
         meter.finish_reason = whole.choices[0].finish_reason
-        content = whole.choices[0].message.content
-        if content:
-            yield _SURROGATE.sub("\ufffd", content)
+        message = whole.choices[0].message
+        meter.tool_calls = [ToolCall(c.id, c.function.name, c.function.arguments)
+                            for c in message.tool_calls or ()]
+        if message.content:
+            yield _SURROGATE.sub("\ufffd", message.content)
+        elif meter.tool_calls:
+            yield ""  # the reply began (and ended) here
 
     async def _attempt(self, body: dict[str, Any], headers: dict[str, str], meter: Meter
                        ) -> AsyncIterator[str]:
         where = f"{self.base_url}/chat/completions"
         done = False
         finish: str | None = None
+        calls = _Calls()
         with self._wire_errors(where):
             async with self._clients().use() as client, client.stream(
                 "POST", where, json=body, headers={**headers, **self._authorization()},
@@ -642,9 +719,15 @@ class OpenAILLM(BaseLLM):
                         meter.prompt_tokens = chunk.usage.prompt_tokens
                         meter.completion_tokens = chunk.usage.completion_tokens
                     for choice in chunk.choices or ():
-                        content = choice.delta.content if choice.delta is not None else None
+                        delta = choice.delta
+                        content = delta.content if delta is not None else None
                         if content:
                             yield _SURROGATE.sub("\ufffd", content)
+                        if delta is not None and delta.tool_calls:
+                            for fragment in delta.tool_calls:
+                                calls.add(fragment)
+                            meter.tool_calls = calls.calls()
+                            yield ""  # for the stream's ttft
                         finish = choice.finish_reason or finish
                         meter.finish_reason = finish
         if not done and finish is None:

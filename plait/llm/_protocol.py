@@ -4,10 +4,16 @@ A backend only writes `_produce(request, meter)`: an async generator of text
 deltas that fills in token counts when it can. `BaseLLM` turns that into the
 public `stream()` / `complete()` pair, so timing (ttft, total) is measured in
 one place and `complete()` is written once.
+
+Tool calling (OpenAI's `tools`): a request may carry function definitions, a
+completion the calls the model made (`tool_calls`). A producer reports the calls
+it heard in `meter.tool_calls` and yields "" after each fragment of one, so the
+stream's ttft counts a reply that is only tool calls.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -16,7 +22,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from plait._errors import PlaitError
 
-ROLES = frozenset({"system", "user", "assistant"})
+ROLES = frozenset({"system", "user", "assistant", "tool"})
 # The HTTP header that carries a call's `role` to an OpenAI-compatible server
 # (ignored by real ones; `plait sim-server` matches script rules on it).
 ROLE_HEADER = "X-Plait-Role"
@@ -28,9 +34,38 @@ TRUNCATED = frozenset({"length", "content_filter"})
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One function call the model asked for. `arguments` is the JSON text the
+    model wrote (it may not parse: the caller decides what a bad call means)."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+    def as_openai(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function",
+                "function": {"name": self.name, "arguments": self.arguments}}
+
+    @classmethod
+    def of(cls, value: ToolCall | Mapping[str, Any]) -> ToolCall:
+        """From a ToolCall, or a dict: plait's {id, name, arguments} or OpenAI's
+        {id, function: {name, arguments}}; dict arguments are written as JSON."""
+        if isinstance(value, ToolCall):
+            return value
+        fn = value.get("function") or value
+        args = fn.get("arguments", "{}")
+        if not isinstance(args, str):
+            args = json.dumps(args, ensure_ascii=False)
+        return cls(str(value.get("id") or ""), str(fn.get("name") or ""), args)
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
-    role: str  # "system" | "user" | "assistant"
+    role: str  # "system" | "user" | "assistant" | "tool"
     content: str
+    # An assistant message's calls; a tool message's answer is to `tool_call_id`.
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +86,7 @@ class Usage:
 class Completion:
     text: str
     usage: Usage
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +104,11 @@ class Request:
     role: str | None = None
     # The sampler's seed, for a backend that takes one (None: the backend's own).
     seed: int | None = None
+    # OpenAI function definitions ({"type": "function", "function": {...}}), and
+    # whether / how the model must call them.
+    tools: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
+    tool_choice: str | Mapping[str, Any] | None = field(default=None, hash=False)
+    parallel_tool_calls: bool | None = None
 
     @property
     def last_user(self) -> str:
@@ -82,7 +123,8 @@ class Request:
 
 @runtime_checkable
 class LLMStream(Protocol):
-    """An async iterator of text deltas; `usage` is set once it is exhausted."""
+    """An async iterator of text deltas; `usage` is set once it is exhausted (and
+    `tool_calls`, on a stream that has it, then holds the calls the model made)."""
 
     usage: Usage | None
 
@@ -104,6 +146,9 @@ class LLM(Protocol):
         json_schema: dict | None = None,
         role: str | None = None,
         seed: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
     ) -> LLMStream: ...
 
     async def complete(
@@ -117,6 +162,9 @@ class LLM(Protocol):
         json_schema: dict | None = None,
         role: str | None = None,
         seed: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
     ) -> Completion: ...
 
     async def aclose(self) -> None: ...
@@ -192,14 +240,36 @@ def approx_tokens(text: str) -> int:
 
 def approx_prompt_tokens(messages: Sequence[Message]) -> int:
     # ~4 tokens of chat-template framing per message, plus the text itself.
-    return sum(4 + approx_tokens(m.content) for m in messages)
+    return sum(4 + approx_tokens(m.content)
+               + sum(approx_tokens(c.name) + approx_tokens(c.arguments) for c in m.tool_calls)
+               for m in messages)
 
 
-def _as_message(m: Message | Mapping[str, str]) -> Message:
-    msg = m if isinstance(m, Message) else Message(str(m["role"]), str(m["content"]))
+def _as_message(m: Message | Mapping[str, Any]) -> Message:
+    if isinstance(m, Message):
+        msg = m
+    else:
+        calls = tuple(ToolCall.of(c) for c in m.get("tool_calls") or ())
+        call_id = m.get("tool_call_id")
+        msg = Message(str(m["role"]), str(m.get("content") or ""), calls,
+                      None if call_id is None else str(call_id))
     if msg.role not in ROLES:
         raise LLMOptionError(f"message role must be one of {sorted(ROLES)}, got {msg.role!r}")
+    if msg.role == "tool" and not msg.tool_call_id:
+        raise LLMOptionError("a tool message needs the tool_call_id of the call it answers")
     return msg
+
+
+def function_tool(definition: Mapping[str, Any]) -> dict[str, Any]:
+    """An OpenAI tool entry: {"type": "function", "function": {name, description,
+    parameters}}, from that or from the bare function definition."""
+    if definition.get("type") == "function" and isinstance(definition.get("function"), Mapping):
+        fn = definition["function"]
+    else:
+        fn = definition
+    if not isinstance(fn.get("name"), str) or not fn["name"]:
+        raise LLMOptionError(f"a tool definition needs a name: {dict(definition)!r:.120}")
+    return {"type": "function", "function": dict(fn)}
 
 
 def build_request(
@@ -212,6 +282,9 @@ def build_request(
     json_schema: Mapping[str, Any] | None = None,
     role: str | None = None,
     seed: int | None = None,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    tool_choice: str | Mapping[str, Any] | None = None,
+    parallel_tool_calls: bool | None = None,
 ) -> Request:
     msgs = tuple(_as_message(m) for m in messages)
     if not msgs:
@@ -222,9 +295,14 @@ def build_request(
         raise LLMOptionError(f"max_tokens must be >= 1, got {max_tokens}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise LLMOptionError(f"seed must be a whole number, got {seed!r}")
+    if (tool_choice is not None or parallel_tool_calls is not None) and not tools:
+        raise LLMOptionError("tool_choice and parallel_tool_calls need tools")
+    if tools and (grammar is not None or json_schema is not None):
+        raise LLMOptionError("pass either tools or a grammar / json_schema, not both")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     return Request(msgs, tuple(s for s in stops if s), max_tokens, temperature, grammar, json_schema,
-                   role, seed)
+                   role, seed, tuple(function_tool(t) for t in tools or ()), tool_choice,
+                   parallel_tool_calls)
 
 
 @dataclass(slots=True)
@@ -234,6 +312,7 @@ class Meter:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
 
 
 class MeteredStream:
@@ -243,12 +322,14 @@ class MeteredStream:
     is exhausted normally; an error or an early `aclose()` leaves it None.
     """
 
-    __slots__ = ("_gen", "_produce", "_request", "usage")  # one per call: no __dict__
+    __slots__ = ("_gen", "_produce", "_request", "tool_calls", "usage")  # one per call
 
     usage: Usage | None
+    tool_calls: tuple[ToolCall, ...]
 
     def __init__(self, request: Request, produce: Any) -> None:
         self.usage = None
+        self.tool_calls = ()
         self._request = request
         self._produce = produce  # Callable[[Request, Meter], AsyncIterator[str]]
         self._gen: Any = None
@@ -269,6 +350,8 @@ class MeteredStream:
         try:
             async for delta in deltas:
                 if not delta:
+                    if first is None and meter.tool_calls:  # a reply of tool calls began
+                        first = time.monotonic()
                     continue
                 if first is None:
                     first = time.monotonic()
@@ -281,9 +364,13 @@ class MeteredStream:
         end = time.monotonic()
         prompt = meter.prompt_tokens
         completion = meter.completion_tokens
+        self.tool_calls = tuple(meter.tool_calls)
+        if completion is None:
+            completion = approx_tokens("".join(chars)) + sum(
+                approx_tokens(c.name) + approx_tokens(c.arguments) for c in self.tool_calls)
         self.usage = Usage(
             prompt_tokens=prompt if prompt is not None else approx_prompt_tokens(self._request.messages),
-            completion_tokens=completion if completion is not None else approx_tokens("".join(chars)),
+            completion_tokens=completion,
             ttft_s=(first if first is not None else end) - start,
             total_s=end - start,
             finish_reason=meter.finish_reason,
@@ -324,6 +411,9 @@ class BaseLLM:
         json_schema: dict | None = None,
         role: str | None = None,
         seed: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        parallel_tool_calls: bool | None = None,
     ) -> MeteredStream:
         request = build_request(
             messages,
@@ -334,6 +424,9 @@ class BaseLLM:
             json_schema=json_schema,
             role=role,
             seed=seed,
+            tools=tools,
+            tool_choice=tool_choice,
+            parallel_tool_calls=parallel_tool_calls,
         )
         self._check(request)
         return MeteredStream(request, self._produce)
@@ -342,7 +435,7 @@ class BaseLLM:
         stream = self.stream(messages, **options)
         parts = [delta async for delta in stream]
         assert stream.usage is not None  # set on normal exhaustion
-        return Completion("".join(parts), stream.usage)
+        return Completion("".join(parts), stream.usage, stream.tool_calls)
 
     async def aclose(self) -> None:
         return None

@@ -19,6 +19,14 @@ Script forms (the ``script=`` option):
   anything; no "times" = unlimited). The first usable item wins.
 - a callable ``f(messages) -> str``, or ``f(messages, role) -> str``.
 
+A rule (or a callable's reply, as a dict ``{"content": ..., "tool_calls": [...]}``)
+may answer with ``"tool_calls"``: ``[{"name": "search", "arguments": {...}}, ...]``
+(``"id"`` optional). They are streamed after the reply's text, as the OpenAI
+API streams them: each call's name is one token, then its arguments' JSON text
+token by token (so a call costs the tokens of the JSON a model would write);
+the finish reason is then ``tool_calls``. (``max_tokens`` and ``stop`` cut the
+text only: a scripted call always arrives whole.)
+
 A call's role is what its caller says it is for (`ask` says "planner",
 "joiner" or "react"; over HTTP it comes as the ``X-Plait-Role`` header), so a
 script can answer a planner with a plan without knowing how its prompt reads.
@@ -44,6 +52,7 @@ import inspect
 import json
 import re
 import threading
+import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +69,7 @@ from plait.llm._protocol import (
     Message,
     Meter,
     Request,
+    ToolCall,
     approx_prompt_tokens,
 )
 
@@ -106,6 +116,28 @@ class Fault:
         return fault
 
 
+def scripted_calls(items: Any) -> tuple[ToolCall, ...]:
+    """A script's tool calls: dicts {name, arguments (a dict or JSON text), id?} or
+    ToolCalls. A call without an id gets one from its place and content, so the
+    same script gives the same ids (a rerun sends the same messages)."""
+    if items is None:
+        return ()
+    if not isinstance(items, (list, tuple)):
+        raise LLMOptionError(f"sim tool_calls must be a list, got {type(items).__name__}")
+    calls = []
+    for k, item in enumerate(items):
+        if not isinstance(item, (dict, ToolCall)):
+            raise LLMOptionError(f"a sim tool call must be a dict with a name, got {item!r:.80}")
+        call = ToolCall.of(item)
+        if not call.name:
+            raise LLMOptionError(f"a sim tool call needs a name: {item!r:.80}")
+        if not call.id:
+            tag = zlib.crc32(f"{k}|{call.name}|{call.arguments}".encode())
+            call = ToolCall(f"call_{k}_{tag:08x}", call.name, call.arguments)
+        calls.append(call)
+    return tuple(calls)
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     reply: str
@@ -113,12 +145,13 @@ class Rule:
     times: int | None = None  # None = unlimited
     fault: Fault | None = None
     role: str | None = None  # None = a call of any role
+    tool_calls: tuple[ToolCall, ...] = ()
 
     @classmethod
     def from_item(cls, item: str | dict[str, Any]) -> Rule:
         if isinstance(item, str):
             return cls(item, times=1)
-        unknown = set(item) - {"role", "match", "reply", "times", "fault"}
+        unknown = set(item) - {"role", "match", "reply", "times", "fault", "tool_calls"}
         if unknown:
             raise LLMOptionError(f"unknown sim rule fields {sorted(unknown)}")
         match = item.get("match")
@@ -133,6 +166,7 @@ class Rule:
             times=item.get("times"),
             fault=Fault.from_dict(fault) if fault is not None else None,
             role=None if item.get("role") is None else str(item["role"]),
+            tool_calls=scripted_calls(item.get("tool_calls")),
         )
 
 
@@ -142,8 +176,23 @@ class Plan:
 
     pieces: tuple[str, ...]
     prompt_tokens: int
-    finish_reason: str  # "stop" | "length"
+    finish_reason: str  # "stop" | "length" | "tool_calls"
     fault: Fault | None
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    @property
+    def units(self) -> tuple[tuple[int, str], ...]:
+        """What is streamed, one token each: (-1, text piece) for the reply's text,
+        then (k, name) and (k, argument pieces...) for its k-th tool call."""
+        out = [(-1, p) for p in self.pieces]
+        for k, call in enumerate(self.tool_calls):
+            out.append((k, call.name))
+            out.extend((k, p) for p in split_tokens(call.arguments))
+        return tuple(out)
+
+    @property
+    def tokens(self) -> int:
+        return len(self.pieces) + sum(1 + count_tokens(c.arguments) for c in self.tool_calls)
 
 
 class SimScript:
@@ -171,7 +220,15 @@ class SimScript:
 
     def pick(self, request: Request) -> Rule:
         if self._fn is not None:
-            return Rule(str(self._fn(request.messages, request.role)))
+            reply = self._fn(request.messages, request.role)
+            if isinstance(reply, dict):
+                unknown = set(reply) - {"content", "tool_calls"}
+                if unknown:
+                    raise LLMOptionError(f"a sim script's reply dict has unknown fields "
+                                         f"{sorted(unknown)}; it takes content, tool_calls")
+                return Rule(str(reply.get("content") or ""),
+                            tool_calls=scripted_calls(reply.get("tool_calls")))
+            return Rule(str(reply))
         text = request.last_user
         with self._lock:
             for i, rule in enumerate(self._rules):
@@ -200,8 +257,15 @@ class SimScript:
         pieces = split_tokens(reply)
         if request.max_tokens is not None and len(pieces) > request.max_tokens:
             pieces, finish = pieces[: request.max_tokens], "length"
-        prompt = sum(count_tokens(m.content) for m in request.messages)
-        return Plan(tuple(pieces), prompt, finish, rule.fault)
+        prompt = sum(count_tokens(m.content) + sum(1 + count_tokens(c.arguments)
+                                                   for c in m.tool_calls)
+                     for m in request.messages)
+        # The tools' definitions are part of the prompt a real model reads.
+        prompt += sum(count_tokens(json.dumps(t)) for t in request.tools)
+        calls = rule.tool_calls
+        if calls and finish == "stop":
+            finish = "tool_calls"
+        return Plan(tuple(pieces), prompt, finish, rule.fault, calls)
 
 
 def _takes_role(fn: Callable[..., Any]) -> bool:
@@ -276,22 +340,34 @@ class SimLLM(BaseLLM):
             await call.admit()
             limit = None if fault is None else (fault.drop_after if fault.drop_after is not None
                                                 else fault.stall_after)
-            pieces = plan.pieces if limit is None else plan.pieces[:limit]
+            units = plan.units if limit is None else plan.units[:limit]
+            calls = plan.tool_calls
             if self.stream_replies or fault is not None:
-                async for i in call.pieces(len(pieces)):
-                    yield pieces[i]
-            elif pieces:
-                await call.finish(len(pieces))
-                yield "".join(pieces)
+                async for i in call.pieces(len(units)):
+                    k, piece = units[i]
+                    if k < 0:
+                        yield piece
+                        continue
+                    if k == len(meter.tool_calls):  # a call's first token: its name
+                        meter.tool_calls.append(ToolCall(calls[k].id, piece, ""))
+                    else:
+                        c = meter.tool_calls[k]
+                        meter.tool_calls[k] = ToolCall(c.id, c.name, c.arguments + piece)
+                    yield ""
+            elif units:
+                await call.finish(len(units))
+                meter.tool_calls = list(calls)
+                yield "".join(plan.pieces)
             if fault is not None and fault.drop_after is not None:
-                raise LLMConnectionError(f"simulated drop after {len(pieces)} tokens")
+                raise LLMConnectionError(f"simulated drop after {len(units)} tokens")
             if fault is not None and fault.stall_after is not None:
                 await forever()
-            if not plan.pieces:
+            if not units:
                 await sleep_until(call.start + self.ttft)
+            meter.tool_calls = list(calls)
             meter.prompt_tokens = plan.prompt_tokens
-            meter.completion_tokens = len(plan.pieces)
-            call.served(len(plan.pieces))
+            meter.completion_tokens = plan.tokens
+            call.served(plan.tokens)
         finally:
             call.close()
 

@@ -13,6 +13,11 @@ the same as in-process. Faults from the script (`"fault": {...}` in a rule):
 - ``{"stall_after": K}``: K content chunks, then silence (connection kept).
 - ``{"hang": true}``: no answer at all.
 
+A rule's "tool_calls" are streamed as the OpenAI API streams them: a call's
+first chunk holds its index, id, type and name, the next ones pieces of its
+arguments' JSON text under the same index; the last chunk's finish_reason is
+`tool_calls`. Messages may carry tool calls and tool answers (`tool_call_id`).
+
 A rule's "role" is matched against the request's `X-Plait-Role` header, which
 plait's OpenAI client sends with every call that has a role (planner, joiner, react).
 
@@ -102,7 +107,7 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
         return f"data: {json.dumps(body)}\n\n"
 
     def usage(plan: Plan) -> dict[str, int]:
-        n = len(plan.pieces)
+        n = plan.tokens
         return {"prompt_tokens": plan.prompt_tokens, "completion_tokens": n,
                 "total_tokens": plan.prompt_tokens + n}
 
@@ -112,16 +117,28 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
             fault = plan.fault
             limit = None if fault is None else (
                 fault.drop_after if fault.drop_after is not None else fault.stall_after)
-            pieces = plan.pieces if limit is None else plan.pieces[:limit]
+            units = plan.units if limit is None else plan.units[:limit]
             yield chunk(cid, {"role": "assistant", "content": ""})
             await call.admit()  # queue time is part of the client's ttft
-            async for i in call.pieces(len(pieces)):
-                yield chunk(cid, {"content": pieces[i]})
+            begun = -1  # the last tool call whose first chunk went out
+            async for i in call.pieces(len(units)):
+                k, piece = units[i]
+                if k < 0:
+                    yield chunk(cid, {"content": piece})
+                elif k > begun:
+                    begun = k
+                    c = plan.tool_calls[k]
+                    yield chunk(cid, {"tool_calls": [{
+                        "index": k, "id": c.id, "type": "function",
+                        "function": {"name": piece, "arguments": ""}}]})
+                else:
+                    yield chunk(cid, {"tool_calls": [{
+                        "index": k, "function": {"arguments": piece}}]})
             if fault is not None and fault.drop_after is not None:
                 raise _Drop()
             if fault is not None and fault.stall_after is not None:
                 await forever()
-            if not plan.pieces:
+            if not units:
                 await call.finish(0)
             yield chunk(cid, {}, plan.finish_reason)
             if include_usage:
@@ -129,7 +146,7 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
                         "model": model, "choices": [], "usage": usage(plan)}
                 yield f"data: {json.dumps(body)}\n\n"
             yield "data: [DONE]\n\n"
-            call.served(len(plan.pieces))
+            call.served(plan.tokens)
         finally:
             call.close()
 
@@ -141,28 +158,35 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
                 if fault.drop_after is not None:
                     raise _Drop()
                 await forever()
-            await call.finish(len(plan.pieces))
-            call.served(len(plan.pieces))
+            await call.finish(plan.tokens)
+            call.served(plan.tokens)
         finally:
             call.close()
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(plan.pieces)}
+        if plan.tool_calls:
+            message["tool_calls"] = [c.as_openai() for c in plan.tool_calls]
+            message["content"] = message["content"] or None
         return JSONResponse({
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
             "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "finish_reason": plan.finish_reason,
-                         "message": {"role": "assistant", "content": "".join(plan.pieces)}}],
+                         "message": message}],
             "usage": usage(plan)})
 
     async def chat(request: HTTPRequest) -> Response:
         arrived = time.monotonic()
         try:
             body = await request.json()
-            messages = [{"role": m["role"], "content": _content(m.get("content"))}
+            messages = [{"role": m["role"], "content": _content(m.get("content")),
+                         "tool_calls": m.get("tool_calls"), "tool_call_id": m.get("tool_call_id")}
                         for m in body["messages"]]
             req = build_request(messages, stop=body.get("stop"),
                                 max_tokens=body.get("max_tokens") or body.get(
                                     "max_completion_tokens"),
                                 temperature=body.get("temperature"),
-                                role=request.headers.get(ROLE_HEADER))
+                                role=request.headers.get(ROLE_HEADER),
+                                tools=body.get("tools"), tool_choice=body.get("tool_choice"),
+                                parallel_tool_calls=body.get("parallel_tool_calls"))
         except (ValueError, KeyError, TypeError, LLMError) as e:
             return error(400, f"bad request: {e}")
         try:

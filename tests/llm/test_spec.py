@@ -31,7 +31,7 @@ def test_public_surface_is_curated() -> None:
          "LLMHTTPError", "LLMOptionError", "LLMProtocolError", "LLMStream", "LLMTimeout",
          "LLMTruncated", "LocalLLM", "Message",
          "MissingExtraError", "OpenAILLM", "RateLimiter", "SimLLM", "SimScript", "SimServer",
-         "UnknownModelSpec", "Usage", "get_llm"])
+         "ToolCall", "UnknownModelSpec", "Usage", "get_llm"])
     for name in llm_pkg.__all__:
         assert getattr(llm_pkg, name) is not None
 
