@@ -1,9 +1,11 @@
-"""An MCP server for the tests (mcp SDK's MCPServer, formerly FastMCP).
+"""An MCP server for the tests, written with the mcp SDK (`MCPServer`, FastMCP's
+name since mcp 2).
 
 `python mcp_server.py` serves over stdio; `python mcp_server.py http PORT` over
-streamable HTTP on 127.0.0.1:PORT at /mcp. Each call appends
-`name start end` (monotonic clock of this machine) to $MCP_TEST_LOG when set,
-so a test can check that calls overlapped.
+streamable HTTP on 127.0.0.1:PORT at /mcp. With $MCP_TEST_LOG set it appends
+lines there: `boot PID` when it starts, `start NAME T PID` and `end NAME T PID`
+around each call (T: the machine's monotonic clock, the same in every process),
+so a test can see its pid and whether calls overlapped.
 """
 
 from __future__ import annotations
@@ -21,19 +23,23 @@ from mcp.types import ToolAnnotations
 server = MCPServer("plait-test")
 
 
-def _log(name: str, start: float) -> None:
+def _log(*words: object) -> None:
     path = os.environ.get("MCP_TEST_LOG")
     if path:
         with open(path, "a") as f:
-            f.write(f"{name} {start:.6f} {time.monotonic():.6f} {os.getpid()}\n")
+            f.write(" ".join(str(w) for w in words) + "\n")
+
+
+async def _timed(name: str, seconds: float) -> None:
+    _log("start", name, f"{time.monotonic():.6f}", os.getpid())
+    await asyncio.sleep(seconds)
+    _log("end", name, f"{time.monotonic():.6f}", os.getpid())
 
 
 @server.tool()
 async def slow_echo(text: str, seconds: float = 0.5) -> str:
     """Echo `text` after waiting `seconds`."""
-    start = time.monotonic()
-    await asyncio.sleep(seconds)
-    _log("slow_echo", start)
+    await _timed("slow_echo", seconds)
     return text
 
 
@@ -46,20 +52,23 @@ async def fail(reason: str) -> str:
 @server.tool(annotations=ToolAnnotations(read_only_hint=True))
 async def height(mountain: Literal["K2", "Everest"], unit: Literal["m", "ft"] = "m") -> int:
     """Height of a mountain."""
-    start = time.monotonic()
-    await asyncio.sleep(0.3)
-    _log("height", start)
+    await _timed("height", 0.5)
     metres = {"K2": 8611, "Everest": 8849}[mountain]
     return metres if unit == "m" else round(metres * 3.28084)
 
 
 @server.tool()
-async def die() -> str:
-    """Ends the server process abruptly (a crash mid-call)."""
-    os._exit(3)
+async def die_once(marker: str) -> str:
+    """Ends the server abruptly (a crash mid-call) unless file `marker` exists,
+    which it creates: the first call crashes, a retry on a new server succeeds."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(3)
+    return "survived"
 
 
 if __name__ == "__main__":
+    _log("boot", os.getpid())
     if len(sys.argv) > 2 and sys.argv[1] == "http":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:
