@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+import tempfile
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
@@ -67,6 +68,9 @@ class _Session:
         self.closed = False
         self.starting: asyncio.Lock | None = None
         self.lock = threading.Lock()
+        # A stdio server's stderr: kept off the terminal (plait's live view is
+        # there) and quoted when the server fails to start or dies.
+        self.errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
 
     def open(self) -> list[Any]:
         """Start the server and the session; the server's tools (as the SDK lists them)."""
@@ -98,7 +102,8 @@ class _Session:
         mcp = _sdk()
         try:
             async with contextlib.AsyncExitStack() as stack:
-                read, write = await stack.enter_async_context(_transport(self.target))
+                read, write = await stack.enter_async_context(
+                    _transport(self.target, self.errlog))
                 session = await stack.enter_async_context(mcp.ClientSession(read, write))
                 await session.initialize()
                 tools: list[Any] = []
@@ -117,7 +122,8 @@ class _Session:
             self.ended = _why(exc)
             if not ready.done():
                 ready.set_exception(McpToolError(
-                    f"MCP server {self.target!r} could not be started: {self.ended}"))
+                    f"MCP server {self.target!r} could not be started: {self.ended}"
+                    f"{self.stderr_tail()}"))
         finally:
             self.session = None
 
@@ -138,12 +144,25 @@ class _Session:
         except (McpToolError, asyncio.CancelledError):
             raise
         except Exception as exc:
-            if isinstance(exc, mcp.MCPError) and exc.code == mcp.types.CONNECTION_CLOSED \
-                    and self.session is session and self.stop is not None:
-                self.session = None
-                self.stop.set()  # the transport's exit reaps the dead process
+            if isinstance(exc, mcp.MCPError) and exc.code == mcp.types.CONNECTION_CLOSED:
+                if self.session is session and self.stop is not None:
+                    self.session = None
+                    self.stop.set()  # the transport's exit reaps the dead process
+                raise McpToolError(f"MCP server {self.target!r}: tool {name!r}: "
+                                   f"{_why(exc)}{self.stderr_tail()}") from None
             raise McpToolError(f"MCP server {self.target!r}: tool {name!r}: "
                                f"{_why(exc)}") from None
+
+    def stderr_tail(self, limit: int = 300) -> str:
+        """`; its stderr ends: ...` (the server's last words), or ''."""
+        try:
+            self.errlog.flush()
+            size = self.errlog.seek(0, 2)
+            self.errlog.seek(max(0, size - limit))
+            text = " ".join(self.errlog.read().split())
+        except (OSError, ValueError):
+            return ""
+        return f"; its stderr ends: {text}" if text else ""
 
     async def _shutdown(self) -> None:
         self.closed = True
@@ -164,6 +183,7 @@ class _Session:
             self.thread.join(timeout=CLOSE_TIMEOUT)
             if not self.thread.is_alive():
                 self.loop.close()
+                self.errlog.close()
 
 
 def _why(exc: BaseException) -> str:
@@ -174,7 +194,7 @@ def _why(exc: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
-def _transport(target: str) -> Any:
+def _transport(target: str, errlog: Any) -> Any:
     mcp = _sdk()
     if target.startswith(("http://", "https://")):
         from mcp.client.streamable_http import streamable_http_client
@@ -183,7 +203,8 @@ def _transport(target: str) -> Any:
     argv = shlex.split(target)
     if not argv:
         raise ValueError("an MCP server needs a command line or an http(s) URL")
-    return mcp.stdio_client(mcp.StdioServerParameters(command=argv[0], args=argv[1:]))
+    return mcp.stdio_client(mcp.StdioServerParameters(command=argv[0], args=argv[1:]),
+                            errlog=errlog)
 
 
 class McpServer:

@@ -1,9 +1,9 @@
 """An MCP server for the tests, written with the mcp SDK (`MCPServer`, FastMCP's
 name since mcp 2).
 
-`python mcp_server.py` serves over stdio; `python mcp_server.py http PORT` over
-streamable HTTP on 127.0.0.1:PORT at /mcp. With $MCP_TEST_LOG set it appends
-lines there: `boot PID` when it starts, `start NAME T PID` and `end NAME T PID`
+`python mcp_server.py [--log FILE]` serves over stdio; `python mcp_server.py
+[--log FILE] http PORT` over streamable HTTP on 127.0.0.1:PORT at /mcp. With a
+log file it appends lines there: `boot PID` when it starts, `start NAME T PID` and `end NAME T PID`
 around each call (T: the machine's monotonic clock, the same in every process),
 so a test can see its pid and whether calls overlapped.
 """
@@ -23,8 +23,11 @@ from mcp.types import ToolAnnotations
 server = MCPServer("plait-test")
 
 
+LOG: str | None = None
+
+
 def _log(*words: object) -> None:
-    path = os.environ.get("MCP_TEST_LOG")
+    path = LOG
     if path:
         with open(path, "a") as f:
             f.write(" ".join(str(w) for w in words) + "\n")
@@ -68,8 +71,11 @@ async def die_once(marker: str) -> str:
 
 
 if __name__ == "__main__":
+    argv = sys.argv[1:]
+    if argv[:1] == ["--log"]:
+        LOG, argv = argv[1], argv[2:]
     _log("boot", os.getpid())
-    if len(sys.argv) > 2 and sys.argv[1] == "http":
-        server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    if argv[:1] == ["http"]:
+        server.run("streamable-http", host="127.0.0.1", port=int(argv[1]))
     else:
         server.run()
