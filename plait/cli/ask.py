@@ -153,10 +153,10 @@ def answer_question(question: str, tools: str | None, *, as_json: bool, timeout:
     except (LLMError, PlaitError) as exc:  # the model, or a journal that cannot be used
         _fail(f"error: {' '.join(str(exc).split())}", EXIT_ERROR)
     except TimeoutError:
-        _fail(f"error: no answer within {timeout:g}s (--timeout){_resumable(options)}",
-              EXIT_TIMEOUT)
+        _fail(f"error: no answer within {timeout:g}s (--timeout)"
+              f"{_resumable(options, tools, mcp)}", EXIT_TIMEOUT)
     except KeyboardInterrupt:  # asyncio.run has cancelled the question and waited for it
-        _fail(f"interrupted{_resumable(options)}", EXIT_INTERRUPTED)
+        _fail(f"interrupted{_resumable(options, tools, mcp)}", EXIT_INTERRUPTED)
     if as_json:
         print(answer_json(answer))
         return
@@ -196,6 +196,12 @@ def _tool_source(tools: str | None, mcp: Sequence[str], asked_with: Sequence[str
     found = list(tools_of(_tools_module(tools, None))[0]) if tools else []
     for target in mcp:
         found.extend(servers.enter_context(mcp_tools(target)))
+    names = sorted(t.name for t in found)
+    if asked_with is not None and names != sorted(asked_with):
+        raise typer.BadParameter(
+            f"the question was asked with tools {', '.join(sorted(asked_with))}; these "
+            f"have {', '.join(names)}. Pass the --tools and --mcp it was asked with.",
+            param_hint="--mcp")
     return found
 
 
@@ -218,9 +224,12 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _resumable(options: dict[str, Any]) -> str:
+def _resumable(options: dict[str, Any], tools: str | None = None,
+               mcp: Sequence[str] = ()) -> str:
     """For a journaled question (recorded as cancelled): the command that resumes it
-    (its tools module is in the journal: no --tools)."""
+    (its tools module is in the journal: no --tools; its MCP servers are not)."""
     if options.get("journal") is None:
         return ""
-    return resume_hint(options["run_id"], options["journal"])
+    extra = [*(["--tools", tools] if mcp and tools else []),
+             *(w for target in mcp for w in ("--mcp", target))]
+    return resume_hint(options["run_id"], options["journal"], extra)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -177,3 +178,48 @@ def test_a_server_that_cannot_start_is_one_clear_error(tmp_path):
                          capture_output=True, text=True, env=ENV, timeout=50)
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith("error: MCP server "), run.stderr
+
+
+@pytest.mark.timeout(150)
+def test_a_question_asked_with_mcp_resumes_with_the_command_it_prints(
+        stdio_target, server_log, tmp_path):
+    """The joiner hangs; Ctrl-C once both calls are done: the message's command
+    (with its --mcp) resumes the question, replaying both calls from the journal."""
+    script, journal = tmp_path / "script.json", tmp_path / "j.db"
+    plan = '1. slow_echo("a", seconds=0.2)\n2. height("K2")\n3. join()'
+
+    def write(joiner: dict) -> None:
+        script.write_text(json.dumps([{"match": "Results:", **joiner},
+                                      {"match": "Question:", "reply": plan}]))
+
+    write({"fault": {"hang": True}})
+    cmd = cli_command("ask", "Compare them", "--mcp", stdio_target, "--journal", str(journal),
+                      "--run-id", "q1", "--model", f"sim:ttft=0,tps=2000,script={script}")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV)
+    try:
+        deadline = time.monotonic() + 60
+        while len(server_log.spans("slow_echo") + server_log.spans("height")) < 2 \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # the results journaled, the joiner waiting on its model
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 130, err
+    command = shlex.split(err.strip().splitlines()[-1].split("with: ", 1)[1])
+    assert command == ["plait", "resume", "q1", "--journal", str(journal),
+                       "--mcp", stdio_target]
+    calls = len(server_log.lines())
+
+    write({"reply": json.dumps({"action": "finish", "answer": "K2 is 8611 m"})})
+    resumed = subprocess.run(cli_command(*command[1:]), capture_output=True, text=True,
+                             env=ENV, timeout=90)
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout == "K2 is 8611 m\n"
+    new = server_log.lines()[calls:]
+    assert [w[0] for w in new] == ["boot"], new  # started, but no call ran again
+    assert gone_within(server_log.pids())
