@@ -13,7 +13,7 @@ import typing
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, NotRequired, Protocol, Required
+from typing import Annotated, Any, NotRequired, Required
 
 import docstring_parser
 import pydantic
@@ -66,35 +66,15 @@ class ToolPolicy:
         return base * (1 - self.jitter + 2 * self.jitter * unit_random)
 
 
-class ArgumentCheck(Protocol):
-    """How a tool checks argument values: the one seam between a Python tool (its
-    type hints, through pydantic) and a schema tool (its JSON schema)."""
-
-    def __call__(self, tool: str, arguments: Mapping[str, Any],
-                 partial: bool) -> Mapping[str, Any]:
-        """The checked (maybe coerced or completed) values; raises ToolArgumentError
-        naming `tool` and the argument. `partial`: only the values given."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class _PydanticCheck:
-    full: pydantic.TypeAdapter[Any]
-    partial: pydantic.TypeAdapter[Any]  # every parameter optional
-
-    def __call__(self, tool: str, arguments: Mapping[str, Any],
-                 partial: bool) -> Mapping[str, Any]:
-        try:
-            return (self.partial if partial else self.full).validate_python(arguments)
-        except pydantic.ValidationError as exc:
-            err = exc.errors()[0]
-            loc = err.get("loc") or ()
-            arg = str(loc[0]) if loc else None
-            got = err.get("input") if err.get("type") != "missing" else None
-            expected = str(err.get("msg", "a valid value")).removeprefix("Input should be ")
-            if err.get("type") == "missing":
-                expected = "a value (it is required)"
-            raise ToolArgumentError(tool, arg, expected, got) from None
+def _pydantic_error(tool: str, exc: pydantic.ValidationError) -> ToolArgumentError:
+    err = exc.errors()[0]
+    loc = err.get("loc") or ()
+    arg = str(loc[0]) if loc else None
+    got = err.get("input") if err.get("type") != "missing" else None
+    expected = str(err.get("msg", "a valid value")).removeprefix("Input should be ")
+    if err.get("type") == "missing":
+        expected = "a value (it is required)"
+    return ToolArgumentError(tool, arg, expected, got)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -111,7 +91,13 @@ class Tool:
     is_async: bool
     param_names: tuple[str, ...]
     required: frozenset[str]
-    _check: ArgumentCheck = field(repr=False)
+    # How argument values are checked: the one seam between a Python tool (pydantic,
+    # from its type hints) and a schema tool (jsonschema). Each takes the values
+    # and returns them checked (maybe coerced or completed); `_validate_some` checks
+    # only the values given (the others are not known yet). They raise
+    # ToolArgumentError, or pydantic's ValidationError (mapped in `_checked`).
+    _validate: Callable[[Mapping[str, Any]], Mapping[str, Any]] = field(repr=False)
+    _validate_some: Callable[[Mapping[str, Any]], Mapping[str, Any]] = field(repr=False)
     _positional: tuple[str, ...] = field(repr=False)
     _fast_min: int = field(repr=False)  # fewest positional args that bind without checks
     # How a journaled value becomes the call's value again on replay (None: as it is),
@@ -204,7 +190,10 @@ class Tool:
                 if (partial or len(arguments) == len(self.param_names)
                         or self.required.issubset(arguments)):
                     return arguments
-        return self._check(self.name, arguments, partial)
+        try:
+            return (self._validate_some if partial else self._validate)(arguments)
+        except pydantic.ValidationError as exc:
+            raise _pydantic_error(self.name, exc) from None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Inside a workflow run: add a node and return its `Ref`. Outside: call the function."""
@@ -333,7 +322,8 @@ def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPo
         is_async=inspect.iscoroutinefunction(fn),
         param_names=tuple(names),
         required=frozenset(required),
-        _check=_PydanticCheck(adapter, pydantic.TypeAdapter(partial_type)),
+        _validate=adapter.validate_python,
+        _validate_some=pydantic.TypeAdapter(partial_type).validate_python,
         _positional=tuple(positional),
         _fast_min=len(required) if required <= set(positional) else len(positional) + 1,
         revive=revive,

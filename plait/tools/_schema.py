@@ -1,8 +1,9 @@
 """Tools described by a JSON schema: checked with `jsonschema`, shown as a signature.
 
-A schema tool is the same `Tool` as a Python one; only its `ArgumentCheck` (the
-JSON schema, through jsonschema's validator) and its callable differ, so the
-engine, the planner prompt and the plan grammar serve both through one path.
+A schema tool is the same `Tool` as a Python one; only how it checks arguments
+(its `_validate`: the JSON schema, through jsonschema's validator, not pydantic)
+and its callable differ, so the engine, the planner prompt and the plan grammar
+serve both through one path.
 
 Every construct a schema may use is either supported (checked by jsonschema,
 shown to a planner, expressible in a plan) or refused when the tool is built,
@@ -101,7 +102,8 @@ def schema_tool(name: str, description: str, parameters: Mapping[str, Any] | Non
         is_async=inspect.iscoroutinefunction(fn),
         param_names=tuple(required + optional),
         required=frozenset(required),
-        _check=check,
+        _validate=check.validate,
+        _validate_some=check.validate_some,
         _positional=tuple(required),
         _fast_min=len(required),
         _signature=inspect.Signature(params),
@@ -187,9 +189,11 @@ def _refuse_unsupported(tool: str, root: Mapping[str, Any]) -> None:
 
 @dataclass(frozen=True, slots=True)
 class SchemaCheck:
-    """A schema tool's `ArgumentCheck`: jsonschema's validator for the schema, and
-    one for the partial case (the same schema without the top-level `required`)."""
+    """How a schema tool checks its arguments: jsonschema's validator for the
+    schema, and one for the partial case (the schema without its top-level
+    `required`). Its `validate` and `validate_some` are the tool's."""
 
+    tool: str
     schema: Mapping[str, Any]
     full: Any  # a jsonschema Validator
     partial: Any
@@ -207,20 +211,26 @@ class SchemaCheck:
                              f"{exc.message}") from None
         partial = {k: v for k, v in schema.items() if k != "required"}
         checker = kind.FORMAT_CHECKER
-        return cls(schema, kind(schema, format_checker=checker),
+        return cls(tool, schema, kind(schema, format_checker=checker),
                    kind(partial, format_checker=checker))
 
-    def __call__(self, tool: str, arguments: Mapping[str, Any],
-                 partial: bool) -> Mapping[str, Any]:
+    def validate(self, arguments: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The arguments checked, every absent default filled in (a new dict)."""
+        values = self._checked(arguments, self.full)
+        _fill_defaults(values, self.schema, self.schema)
+        return values
+
+    def validate_some(self, arguments: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The values given checked, the others not known yet (a new dict)."""
+        return self._checked(arguments, self.partial)
+
+    def _checked(self, arguments: Mapping[str, Any], validator: Any) -> dict[str, Any]:
         import jsonschema
 
         values = dict(arguments)
-        validator = self.partial if partial else self.full
         error = jsonschema.exceptions.best_match(validator.iter_errors(values))
         if error is not None:
-            raise _argument_error(tool, error) from None
-        if not partial:
-            _fill_defaults(values, self.schema, self.schema)
+            raise _argument_error(self.tool, error) from None
         return values
 
 
