@@ -26,11 +26,11 @@ import typer
 
 from plait._engine import new_run_id
 from plait._errors import PlaitError
+from plait._tools import Tool
 from plait.cli._app import app
 from plait.cli._journal import NO_JOURNAL_HELP, WRITE_HELP, for_run, resume_hint
 from plait.cli._load import load_module
 from plait.cli._view import AskView, next_steps, summary
-from plait._tools import Tool
 from plait.compiler import MODES, Answer, aask, tools_of
 
 DEFAULT_TOOLS = "plait.examples.tools"

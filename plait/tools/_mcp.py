@@ -24,12 +24,13 @@ import contextlib
 import shlex
 import tempfile
 import threading
+import warnings
 import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plait._errors import PlaitError
-from plait._tools import Tool
+from plait._tools import Tool, ToolWarning
 from plait.tools._schema import identifier
 
 OPEN_TIMEOUT = 30.0  # seconds to start a server, initialize the session and list tools
@@ -166,10 +167,14 @@ class _Session:
 
     async def _shutdown(self) -> None:
         self.closed = True
-        if self.stop is not None:
-            self.stop.set()
-        if self.task is not None:
-            await asyncio.wait([self.task])
+        task = self.task
+        if task is None:
+            return
+        if self.session is None:
+            task.cancel()  # still starting (a server that does not answer): give up on it
+        elif self.stop is not None:
+            self.stop.set()  # leave the transport's context: the SDK stops the server
+        await asyncio.wait([task], timeout=CLOSE_TIMEOUT)
 
     def close(self) -> None:
         """Close the session and stop the server (bounded waits); idempotent."""
@@ -219,7 +224,25 @@ class McpServer:
         self._session = _Session(target)
         self._finalize = weakref.finalize(self, self._session.close)
         listed = self._session.open()
-        self.tools: tuple[Tool, ...] = tuple(self._tool(t, policy) for t in listed)
+        tools: dict[str, Tool] = {}
+        try:
+            for spec in listed:
+                try:
+                    made = self._tool(spec, policy)
+                except ValueError as exc:
+                    # One tool whose schema plait cannot offer a planner does not
+                    # make the server's other tools unusable: leave it out, say so.
+                    warnings.warn(f"MCP server {target!r}: left out tool {spec.name!r}: {exc}",
+                                  ToolWarning, stacklevel=3)
+                    continue
+                if made.name in tools:
+                    raise ValueError(f"MCP server {target!r}: two tools are named "
+                                     f"{made.name!r} as plait tools")
+                tools[made.name] = made
+        except BaseException:
+            self.close()
+            raise
+        self.tools: tuple[Tool, ...] = tuple(tools.values())
 
     def _tool(self, spec: Any, policy: Mapping[str, Any]) -> Tool:
         hints = spec.annotations
@@ -233,6 +256,9 @@ class McpServer:
         wrapped = set((output.get("properties") or {})) == {"result"}
 
         async def call(**arguments: Any) -> Any:
+            if session.closed or session.loop.is_closed():
+                raise McpToolError(f"MCP server {target!r} is closed: call its tools inside "
+                                   "its `with` block")
             future = asyncio.run_coroutine_threadsafe(session.call(name, arguments), session.loop)
             result = await asyncio.wrap_future(future)
             return _value(target, name, result, wrapped)

@@ -14,7 +14,9 @@ import asyncio
 import os
 import sys
 import time
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -68,6 +70,12 @@ async def die_once(marker: str) -> str:
         open(marker, "w").close()
         os._exit(3)
     return "survived"
+
+
+@server.tool()
+async def read_file(path: Annotated[str, Field(alias="file-path")]) -> str:
+    """A parameter a plan cannot name (`file-path`): plait leaves this tool out."""
+    return path
 
 
 if __name__ == "__main__":

@@ -27,7 +27,10 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
 
 @pytest.mark.timeout(90)
 def test_the_tools_are_listed_with_their_schemas_and_hints(target):
-    with plait.mcp_tools(target) as server:
+    with pytest.warns(plait.ToolWarning, match="left out tool 'read_file': .*'file-path' is "
+                      "not an identifier"):
+        server = plait.mcp_tools(target)
+    with server:
         tools = {t.name: t for t in server}
         assert sorted(tools) == ["die_once", "fail", "height", "slow_echo"]
         height = tools["height"]
@@ -39,6 +42,14 @@ def test_the_tools_are_listed_with_their_schemas_and_hints(target):
         with pytest.raises(plait.ToolArgumentError,
                            match="tool 'height': argument 'mountain': expected one of 'K2'"):
             height.validate({"mountain": "Fuji"})
+
+    @plait.workflow
+    async def late() -> int:
+        return await height("K2")
+
+    result = plait.run(late, raise_on_error=False)  # after the `with`: a node error
+    [node] = [n for n in result.nodes if n.tool == "height"]
+    assert isinstance(node.error, plait.McpToolError) and "is closed" in str(node.error)
 
 
 @pytest.mark.timeout(90)
