@@ -220,6 +220,7 @@ class McpServer:
     """
 
     def __init__(self, target: str, **policy: Any) -> None:
+        _sdk()  # a missing extra says so here, not as a server that "could not start"
         self.target = target
         self._session = _Session(target)
         self._finalize = weakref.finalize(self, self._session.close)

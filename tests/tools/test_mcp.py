@@ -234,3 +234,9 @@ def test_a_question_asked_with_mcp_resumes_with_the_command_it_prints(
     new = server_log.lines()[calls:]
     assert [w[0] for w in new] == ["boot"], new  # started, but no call ran again
     assert gone_within(server_log.pids())
+
+
+def test_without_the_mcp_extra_the_error_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mcp", None)  # as if `mcp` were not installed
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'plait\[mcp\]'"):
+        plait.mcp_tools("python server.py")
