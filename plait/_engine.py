@@ -138,8 +138,8 @@ class Run:
     # Slots: a dataset job makes a run per row; without an instance dict a run is one
     # object fewer for the cyclic collector to track while the row is in flight.
     __slots__ = (
-        "run_id", "entry", "sched", "listeners", "tracer", "_watched", "durable", "node_tools",
-        "node_arguments",
+        "run_id", "entry", "sched", "listeners", "tracer", "_watched", "_observed", "durable",
+        "node_tools", "node_arguments",
         "node_parents", "nodes", "tools", "values", "added_at", "started_at", "finished_at",
         "errors", "tokens", "extra", "journal_forms", "scoped", "graph_ids", "_waiters",
         "_tasks", "_cancelling", "_timers", "_queued", "_max_threads", "_pool", "_keys",
@@ -175,6 +175,7 @@ class Run:
         self.listeners, self.tracer = ev.observers_of(self.run_id, entry, listeners,
                                                       self.nodes)
         self._watched = bool(listeners)
+        self._observed = self._watched or self.tracer is not None  # one test on the hot path
         self.tools: dict[str, Tool] = {}
         # Per-node columns, indexed by node id (read by RunResult).
         self.values: list[Any] = []
@@ -399,17 +400,8 @@ class Run:
 
     def _launch(self, i: int, attempt: int) -> None:
         assert self._loop is not None, "nodes start only inside a running run"
-        if self._watched:
-            t = time.perf_counter()
-            if i in self._queued:
-                self._queued.pop(i, None)  # NodeReady went out when it was queued
-            else:
-                self._emit(ev.NodeReady(self.run_id, t, i, self.node_tools[i].name))
-            self._emit(ev.NodeStarted(self.run_id, t, i, self.node_tools[i].name, attempt))
-            if self.tracer is not None:
-                self.tracer.started(i, t, attempt)
-        elif self.tracer is not None:
-            self.tracer.started(i, time.perf_counter(), attempt)
+        if self._observed:
+            self._started(i, attempt)
         task = self._taker
         if task is not None:  # the task of the node settling now runs this one next
             self._taker = None
@@ -555,14 +547,8 @@ class Run:
                 self._act(actions)
                 return
             self.values[i] = value
-            if self._watched:
-                tool = self.node_tools[i].name
-                self._emit(ev.NodeFinished(self.run_id, t, i, tool, t - self.started_at[i],
-                                           value, replayed, self.tokens.get(i, 0),
-                                           self.extra.get(i)))
-            if self.tracer is not None:
-                self.tracer.finished(i, t, value, replayed, self.tokens.get(i, 0),
-                                     self.extra.get(i))
+            if self._observed:
+                self._finished(i, t, value, replayed)
             actions = self.sched.finish(i)
             if actions:
                 if hand_over:
@@ -657,6 +643,26 @@ class Run:
     def _emit(self, event: ev.Event) -> None:
         for listener in self.listeners:
             listener(event)
+
+    def _started(self, i: int, attempt: int) -> None:
+        t = time.perf_counter()
+        if self._watched:
+            if i in self._queued:
+                self._queued.pop(i, None)  # NodeReady went out when it was queued
+            else:
+                self._emit(ev.NodeReady(self.run_id, t, i, self.node_tools[i].name))
+            self._emit(ev.NodeStarted(self.run_id, t, i, self.node_tools[i].name, attempt))
+        if self.tracer is not None:
+            self.tracer.started(i, t, attempt)
+
+    def _finished(self, i: int, t: float, value: Any, replayed: bool) -> None:
+        tokens = self.tokens.get(i, 0) if self.tokens else 0
+        record = self.extra.get(i) if self.extra else None
+        if self._watched:
+            self._emit(ev.NodeFinished(self.run_id, t, i, self.node_tools[i].name,
+                                       t - self.started_at[i], value, replayed, tokens, record))
+        if self.tracer is not None:
+            self.tracer.finished(i, t, value, replayed, tokens, record)
 
     def _emit_node(self, kind: Callable[..., ev.Event], node: int, *rest: Any) -> None:
         self._emit(kind(self.run_id, time.perf_counter(), node, self.node_tools[node].name,
