@@ -187,7 +187,7 @@ class _RunTrace:
     run's node columns when its span is made."""
 
     __slots__ = ("tracing", "run_id", "entry", "job", "row", "span", "context", "parent",
-                 "tools", "arguments", "parents", "starts", "retries", "attempts")
+                 "trace", "tools", "arguments", "parents", "starts", "retries", "attempts")
 
     def __init__(self, tracing: Tracing, run_id: str, entry: str, job: Any, nodes: Any) -> None:
         self.tracing = tracing
@@ -198,6 +198,7 @@ class _RunTrace:
         self.span: Any = None
         self.context: Context | None = None  # the run span's, once it is recording
         self.parent: SpanContext | None = None  # the run span's
+        self.trace: tuple[int, Any, Any] = (0, None, None)  # its trace id, flags and state
         # The run's columns by node id (lists it appends to; see plait._engine._Nodes).
         self.tools: Sequence[Any] = nodes.tools
         self.arguments: Sequence[Mapping[str, Any]] = nodes.arguments
@@ -267,7 +268,8 @@ class _RunTrace:
             self.span = self.tracing.top_span(name, self.run_id, attributes, e.t)
         if self.span.is_recording():  # sampled out: no node spans either
             self.context = trace.set_span_in_context(self.span)
-            self.parent = self.span.get_span_context()
+            parent = self.parent = self.span.get_span_context()
+            self.trace = (parent.trace_id, parent.trace_flags, parent.trace_state)
 
     def _finished(self, e: ev.RunFinished) -> None:
         self.span.set_attribute("plait.run.nodes", len(self.tools))
@@ -356,12 +358,10 @@ class _RunTrace:
             tracing.emit(self, name, kind, attributes, _ns(start), _ns(t), events, status)
             return
         # The SDK's path, inline: it runs once per call of every traced run.
-        parent = self.parent
-        assert parent is not None
+        trace_id, flags, state = self.trace
         processor.on_end(ReadableSpan(
-            name, SpanContext(parent.trace_id, tracing.new_span_id(), False, parent.trace_flags,
-                              parent.trace_state),
-            parent, tracing.resource, attributes, events, (), kind, None, status,
+            name, SpanContext(trace_id, tracing.new_span_id(), False, flags, state),
+            self.parent, tracing.resource, attributes, events, (), kind, None, status,
             _BASE_NS + int(start * 1e9), _BASE_NS + int(t * 1e9), tracing.scope))
 
 
