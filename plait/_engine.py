@@ -139,11 +139,11 @@ class Run:
     # object fewer for the cyclic collector to track while the row is in flight.
     __slots__ = (
         "run_id", "entry", "sched", "listeners", "tracer", "_watched", "_observed", "durable",
-        "node_tools", "node_arguments",
-        "node_parents", "nodes", "tools", "values", "added_at", "started_at", "finished_at",
-        "errors", "tokens", "extra", "journal_forms", "scoped", "graph_ids", "_waiters",
-        "_tasks", "_cancelling", "_timers", "_queued", "_max_threads", "_pool", "_keys",
-        "_loop", "_done", "_host", "_host_cancelled", "_fault", "_taker", "_next",
+        "node_tools", "node_arguments", "node_parents", "nodes", "tools", "values", "added_at",
+        "started_at", "finished_at", "errors", "tokens", "extra", "journal_forms", "scoped",
+        "graph_ids", "_waiters", "_tasks", "_cancelling", "_timers", "_queued", "_max_threads",
+        "_pool", "_keys", "_loop", "_done", "_host", "_host_cancelled", "_fault", "_taker",
+        "_next",
     )
 
     def __init__(
@@ -172,9 +172,9 @@ class Run:
         # finished) are built only for a listener of the caller's (`_watched`): the
         # tracer, when tracing is on, gets a call's start and end as plain calls
         # instead and reads the rest from the node columns.
-        self.listeners, self.tracer = ev.observers_of(self.run_id, entry, listeners,
-                                                      self.nodes)
-        self._watched = bool(listeners)
+        own = tuple(listeners)
+        self.listeners, self.tracer = ev.observers_of(self.run_id, entry, own, self.nodes)
+        self._watched = bool(own)
         self._observed = self._watched or self.tracer is not None  # one test on the hot path
         self.tools: dict[str, Tool] = {}
         # Per-node columns, indexed by node id (read by RunResult).

@@ -1,7 +1,9 @@
 """Typed events of a run, for progress displays, journals and tracing.
 
 Timestamps `t` are `time.perf_counter()` seconds: monotonic, comparable within one
-process. Events are built only when a run has at least one listener.
+process. Events are built only when a run has at least one listener; a call's own
+four (added, ready, started, finished) only for a listener of the caller's: the
+tracer learns of a call's start and end without them (`CallTracer`).
 """
 
 from __future__ import annotations

@@ -411,7 +411,8 @@ def test_a_listener_sees_the_same_events_with_tracing_on(provider: TracerProvide
     assert sorted(traced) == sorted(untraced)  # parallel calls may interleave differently
     for node in range(5):  # per call: added, then ready and started per attempt, finished
         kinds = [k for k, n, _ in traced if n == node]
-        assert kinds[:3] == ["NodeAdded", "NodeReady", "NodeStarted"] and kinds[-1] == "NodeFinished"
+        assert kinds[:3] == ["NodeAdded", "NodeReady", "NodeStarted"]
+        assert kinds[-1] == "NodeFinished"
         assert kinds.count("NodeReady") == kinds.count("NodeStarted") == (2 if node == 4 else 1)
     got = exporter.get_finished_spans()
     assert len(by_name(got, "execute_tool")) == 5
