@@ -85,14 +85,15 @@ from plait.journal._rows import (
 __all__ = ["SQLiteJournal"]
 
 DEFAULT_TIMEOUT = 2.0  # seconds to wait for another process's write lock (see above)
-# Node keys are content hashes, so a dataset job's inserts land on random pages of
-# the intents and results tables: once the file outgrows SQLite's default 2 MB page
-# cache, nearly every insert reads its page back from the OS, and each commit's
-# random pages are written to the WAL and again, a checkpoint later, to the file.
-# A 64 MB cache (allocated as used) keeps a 100k-row job's pages in memory, and a
-# checkpoint every 10,000 WAL pages (about 40 MB) writes a page dirtied by many
-# commits once instead of once per 1,000 pages. Durability is unchanged: a commit
-# is in the WAL, whenever the checkpoint comes.
+# Node keys are content hashes, so each call's entry in the (run_id, key) index
+# lands on a random page (calls themselves are clustered by row, migration 004):
+# once the file outgrows SQLite's default 2 MB page cache, such an insert reads its
+# page back from the OS, and each commit's dirty pages are written to the WAL and
+# again, a checkpoint later, to the file. A 64 MB cache (allocated as used) keeps
+# those pages in memory for a job of 100k rows, and a checkpoint every 10,000 WAL
+# pages (about 40 MB) writes a page dirtied by many commits once instead of once
+# per 1,000 pages. Durability is unchanged: a commit is in the WAL, whenever the
+# checkpoint comes.
 _WRITER_PRAGMAS = ("PRAGMA cache_size=-65536", "PRAGMA wal_autocheckpoint=10000")
 _RUN_COLUMNS = (
     "run_id, entry, arguments, status, code_version, created_at, updated_at, "
