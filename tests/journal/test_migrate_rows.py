@@ -5,6 +5,8 @@ resume through the engine without calling a finished tool again.
 The SQLite journal is a committed fixture made by the old plait
 (`make_old_journal.py`); the PostgreSQL one is built from it: the 001 + 002
 schema (never edited, so it is the old one), then the fixture's tables copied in.
+A SQLite journal with the 001-003 schema and a dataset job in it, built from those
+migrations, is moved to the calls-by-row tables of 004 and reads the same.
 """
 
 from __future__ import annotations
