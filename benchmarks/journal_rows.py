@@ -11,8 +11,8 @@
    and the same rows without their records (what the records add), alternated.
 2. Resuming: a run of `--big` rows (three calls each, bulk-written), then
    `row_status` for chunks of 1,000 keys at random places: all finished, and
-   a chunk past the end (never started: every key also probes the intents'
-   row index). Also `load_row`, an `iter_rows` page and `count_rows`.
+   a chunk past the end (never started: every key also probes the intents by
+   row). Also `load_row`, an `iter_rows` page and `count_rows`.
 Prints medians.
 
 `--rows-cost`: what the journal adds to `plait.map` itself. A 3-call chain of a

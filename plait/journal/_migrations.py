@@ -155,6 +155,55 @@ SQLITE_MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX rows_by_status ON rows (run_id, status, ordinal)",
         ),
     ),
+    Migration(
+        "004_calls_by_row",
+        (
+            # Calls clustered by their row. A node key is a content hash, so with
+            # (run_id, key) as the clustering key each of a job's intents and results
+            # landed on a random page of a large table: a commit wrote as many pages
+            # as it had records, and the cost per row grew with the file. Keyed by
+            # (run_id, row_key, key), the rows in flight share pages; only the
+            # narrow (run_id, key) index, which keeps a key unique in its run, stays
+            # random. A plain run's calls have the row key "" (a key column is never
+            # NULL). A result is stored under its intent's row key.
+            """CREATE TABLE intents_by_row_key (
+                run_id TEXT NOT NULL,
+                row_key TEXT NOT NULL,
+                key TEXT NOT NULL,
+                tool TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                started_at REAL NOT NULL,
+                arguments TEXT,
+                arguments_hash TEXT,
+                PRIMARY KEY (run_id, row_key, key)
+            ) WITHOUT ROWID""",
+            "INSERT INTO intents_by_row_key SELECT run_id, coalesce(row_key, ''), key, tool, "
+            "attempt, started_at, arguments, arguments_hash FROM intents",
+            """CREATE TABLE results_by_row_key (
+                run_id TEXT NOT NULL,
+                row_key TEXT NOT NULL,
+                key TEXT NOT NULL,
+                ok INTEGER NOT NULL,
+                value TEXT,
+                value_hash TEXT,
+                error TEXT,
+                started_at REAL NOT NULL,
+                finished_at REAL NOT NULL,
+                tokens INTEGER NOT NULL,
+                extra TEXT NOT NULL,
+                PRIMARY KEY (run_id, row_key, key)
+            ) WITHOUT ROWID""",
+            "INSERT INTO results_by_row_key SELECT r.run_id, coalesce((SELECT i.row_key "
+            "FROM intents i WHERE i.run_id = r.run_id AND i.key = r.key), ''), r.key, r.ok, "
+            "r.value, r.value_hash, r.error, r.started_at, r.finished_at, r.tokens, r.extra "
+            "FROM results r",
+            "DROP TABLE intents",  # its index intents_by_row with it
+            "DROP TABLE results",
+            "ALTER TABLE intents_by_row_key RENAME TO intents",
+            "ALTER TABLE results_by_row_key RENAME TO results",
+            "CREATE UNIQUE INDEX intents_by_key ON intents (run_id, key)",
+        ),
+    ),
 )
 
 # --- PostgreSQL (``{s}`` is the quoted schema name) -----------------------------------

@@ -142,7 +142,8 @@ def test_a_journal_from_before_leases_is_upgraded(
     listed = _cli("runs", "--journal", str(path))
     assert "crashed" in listed.stdout and "plait resume old" in listed.stdout, listed
     with open_journal(str(path)) as j:
-        assert sorted(j.applied_migrations()) == ["001_initial", "002_leases", "003_rows"]
+        assert sorted(j.applied_migrations()) == [
+            "001_initial", "002_leases", "003_rows", "004_calls_by_row"]
     result = plait.run(oc.owner_workflow, "o1", journal=str(path), run_id="old")
     assert result.value == "paid-ready-o1"
     with open_journal(str(path)) as j:

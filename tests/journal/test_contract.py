@@ -392,14 +392,16 @@ def test_migrations_apply_once(store: Store) -> None:
     b = store.open()
     try:
         names = ["001_initial", "002_leases", "003_rows"]
+        if store.kind == "sqlite":  # its calls are clustered by row (SQLite only)
+            names.append("004_calls_by_row")
         assert a.applied_migrations() == b.applied_migrations() == names
-        assert store.count("_plait_migrations") == 3
+        assert store.count("_plait_migrations") == len(names)
     finally:
         a.close()
         b.close()
     c = store.open()
     c.close()
-    assert store.count("_plait_migrations") == 3
+    assert store.count("_plait_migrations") == len(names)
 
 
 # --- through the group-commit writer ------------------------------------------------

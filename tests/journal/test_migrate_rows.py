@@ -5,6 +5,8 @@ resume through the engine without calling a finished tool again.
 The SQLite journal is a committed fixture made by the old plait
 (`make_old_journal.py`); the PostgreSQL one is built from it: the 001 + 002
 schema (never edited, so it is the old one), then the fixture's tables copied in.
+A SQLite journal with the 001-003 schema and a dataset job in it, built from those
+migrations, is moved to the calls-by-row tables of 004 and reads the same.
 """
 
 from __future__ import annotations
@@ -86,11 +88,18 @@ def _fixture_counts() -> dict[str, int]:
         return {t: old.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in OLD_TABLES}
 
 
+def _upgraded(spec: str) -> list[str]:
+    names = ["001_initial", "002_leases", "003_rows"]
+    if spec.endswith(".db"):
+        names.append("004_calls_by_row")  # SQLite only: calls clustered by row
+    return names
+
+
 def test_an_old_journal_is_migrated_and_its_runs_resume(old_spec: str) -> None:
     counts = _fixture_counts()
     journal: Journal = open_journal(old_spec)
     try:
-        assert journal.applied_migrations() == ["001_initial", "002_leases", "003_rows"]
+        assert journal.applied_migrations() == _upgraded(old_spec)
         runs = {r.run_id: r for r in journal.list_runs()}
         assert {k: r.status for k, r in runs.items()} == {"done": "done", "half": "failed"}
         done = journal.load("done")
@@ -126,6 +135,82 @@ def test_an_old_journal_is_migrated_and_its_runs_resume(old_spec: str) -> None:
             ("join", True), ("shout", True), ("shout", True), ("shout", True)]
         journal.write(rows=[RowRecord("half", "row-1", 0, "done", 1)])
         assert journal.row_status("half", ["row-1"]) == {"row-1": "done"}
-        assert journal.applied_migrations() == ["001_initial", "002_leases", "003_rows"]
+        assert journal.applied_migrations() == _upgraded(old_spec)
     finally:
         journal.close()
+
+
+def _journal_003(path: Path) -> None:
+    """A SQLite journal as plait left it before 004_calls_by_row: the 001-003 schema,
+    a dataset job's calls keyed by (run_id, key), one plain call, one blob."""
+    from plait.journal._migrations import SQLITE_MIGRATIONS
+
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"CREATE TABLE {MIGRATIONS_TABLE} (name TEXT PRIMARY KEY, "
+                     "applied_at REAL NOT NULL)")
+        for migration in SQLITE_MIGRATIONS[:3]:
+            assert migration.name in ("001_initial", "002_leases", "003_rows")
+            for statement in migration.statements:
+                conn.execute(statement)
+            conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} VALUES (?, 1.0)", (migration.name,))
+        conn.execute("INSERT INTO runs VALUES ('job', 'map:job', '{}', 'failed', 'v1', 1.0, "
+                     "2.0, 2.0, 0, 'killed')")
+        big = '"' + "x" * 300 + '"'
+        conn.execute("INSERT INTO blobs VALUES ('h1', ?)", (big,))
+        intents = [  # (key, row_key, arguments, arguments_hash)
+            ("a/0", "a", '{"i":0}', None), ("a/1", "a", None, "h1"),
+            ("b/0", "b", '{"i":2}', None), ("b/1", "b", '{"i":3}', None),
+            ("plain", None, '{"p":1}', None),
+        ]
+        conn.executemany("INSERT INTO intents (run_id, key, tool, attempt, started_at, "
+                         "arguments, arguments_hash, row_key) VALUES ('job', ?, 't', 1, 1.5, "
+                         "?, ?, ?)", [(k, a, h, r) for k, r, a, h in intents])
+        conn.executemany(
+            "INSERT INTO results VALUES ('job', ?, ?, ?, NULL, ?, 1.5, 1.6, 2, '{}')",
+            [("a/0", 1, '"A0"', None), ("a/1", 1, '"A1"', None),
+             ("b/0", 0, "null", "RuntimeError: b0"), ("plain", 1, '"P"', None)])
+        conn.execute("INSERT INTO rows VALUES ('job', 'a', 0, 'done', '\"A\"', NULL, NULL, 4, "
+                     "1.7)")
+
+
+def test_a_003_journal_keeps_its_rows_clustered_by_row(tmp_path: Path) -> None:
+    """004_calls_by_row (SQLite) moves a dataset job's calls to tables keyed by row:
+    every call, result, row look-up and check reads the same as before the move, and
+    the job resumes on it: a failed call runs again, a finished one is refused."""
+    from plait.journal import Intent, JournalOrderError, Result
+
+    old = tmp_path / "old.db"
+    _journal_003(old)
+    fresh = open_journal(str(tmp_path / "fresh.db"))
+    journal = open_journal(str(old))
+    try:
+        assert journal.applied_migrations() == _upgraded(str(old))
+        schema = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name"
+        with journal._use("read") as a, fresh._use("read") as b:  # type: ignore[attr-defined]
+            assert a.execute(schema).fetchall() == b.execute(schema).fetchall()
+        state = journal.load("job")
+        assert {k: i.row_key for k, i in state.intents.items()} == {
+            "a/0": "a", "a/1": "a", "b/0": "b", "b/1": "b", "plain": ""}
+        assert state.intents["a/1"].arguments == "x" * 300  # through its blob
+        assert {k: (r.ok, r.row_key) for k, r in state.results.items()} == {
+            "a/0": (True, "a"), "a/1": (True, "a"), "b/0": (False, "b"), "plain": (True, "")}
+        intents, results = journal.load_row("job", "b")
+        assert sorted(intents) == ["b/0", "b/1"] and list(results) == ["b/0"]
+        assert results["b/0"].error == "RuntimeError: b0"
+        assert journal.row_status("job", ["a", "b", "c"]) == {"a": "done", "b": "started"}
+
+        journal.update_run("job", status="running")
+        with pytest.raises(JournalOrderError, match="already has a result"):
+            journal.write([Intent("job", "a/0", "t", {"i": 0}, row_key="a")])
+        # The failed call runs again: its failed result gives way to the new intent.
+        journal.write([Intent("job", "b/0", "t", {"i": 2}, attempt=2, row_key="b")])
+        assert journal.load_row("job", "b")[1] == {}
+        with pytest.raises(JournalOrderError, match=r"in doubt|intent without result: b/0, b/1"):
+            journal.update_run("job", status="done")
+        journal.write([], [Result("job", "b/0", True, "B0"), Result("job", "b/1", True, "B1")],
+                      [RowRecord("job", "b", 1, "done", "B")])
+        assert journal.load_row("job", "b")[1]["b/1"].row_key == "b"
+        assert journal.update_run("job", status="done").status == "done"
+    finally:
+        journal.close()
+        fresh.close()
