@@ -2,7 +2,7 @@
 model, LLMCompiler-style suites.
 
     python benchmarks/compiler.py [--questions 20] [--quick] [--ttft 0.4] [--tps 60]
-                                  [--search-latency 0.3 1.5] [--no-joiner-thought]
+                                  [--search-latency 0.3 1.5]
 
 Model: plait's simulated backend (`plait.llm.SimLLM`), timed like a hosted model
 (ttft 0.4 s, then 60 tokens/s; a token is a word with the space before it).
@@ -95,7 +95,7 @@ class Question:
     suite: str
     text: str
     plans: list[str]  # the planner's replies: the first plan, then replans
-    joins: list[dict[str, str]]  # the joiner's replies, in order
+    joins: list[tuple[str, str]]  # the joiner's decisions, in order: (action, answer)
     react: list[str]  # ReAct's replies, step by step
     answer: str
     # Function calling: each step's batch of calls (name, arguments), then `final`.
@@ -119,7 +119,7 @@ def hotpot(i: int, rng: random.Random, world: World) -> Question:
     return Question(
         f"hotpot-{i}", "HotpotQA-like", f"Which is taller, {a} or {b}?",
         plans=[f'1. search("{a}")\n2. search("{b}")\n3. join()'],
-        joins=[{"thought": final, "action": "finish", "answer": winner}],
+        joins=[("finish", winner)],
         react=[
             f"Thought: I need to search {a} and {b}, find their heights, then find which one "
             f'is taller.\nAction: search("{a}")',
@@ -165,7 +165,7 @@ def movie(i: int, rng: random.Random, world: World) -> Question:
     return Question(
         f"movie-{i}", "Movie-like", text,
         plans=["\n".join(lines + ["9. join()"])],
-        joins=[{"thought": final, "action": "finish", "answer": winner}],
+        joins=[("finish", winner)],
         react=react + [f'Thought: {final}\nAction: finish("{winner}")'],
         answer=winner,
         calls=[[("search", {"entity": t}) for t in titles]],
@@ -194,7 +194,7 @@ def parallelqa(i: int, rng: random.Random, world: World) -> Question:
         f"parallelqa-{i}", "ParallelQA-like",
         f"What is the combined height of {', '.join(names[:2])} and {names[2]}?",
         plans=["\n".join(lines)],
-        joins=[{"thought": final, "action": "finish", "answer": f"{_num(total)} m"}],
+        joins=[("finish", f"{_num(total)} m")],
         react=react,
         answer=f"{_num(total)} m",
         calls=[[("lookup", {"entity": n, "attribute": "height"}) for n in names],
@@ -221,8 +221,7 @@ def replan(i: int, rng: random.Random, world: World) -> Question:
         f"replan-{i}", "Replan-like", f"Which mountain is taller, {a} or {b}?",
         plans=[f'1. search("{a}")\n2. search("{b}")\n3. join()',
                f'3. search("{a} (mountain)")\n4. join()'],
-        joins=[{"thought": f"{a} is ambiguous.", "action": "replan", "answer": reason},
-               {"thought": final, "action": "finish", "answer": winner}],
+        joins=[("replan", reason), ("finish", winner)],
         react=[
             f"Thought: I need to search {a} and {b}, find their heights, then find which one "
             f'is taller.\nAction: search("{a}")',
@@ -247,7 +246,7 @@ def single(i: int, rng: random.Random, world: World) -> Question:
     return Question(
         f"single-{i}", "Single-like", f"How tall is {name}?",
         plans=[f'1. lookup("{name}", "height")\n2. join()'],
-        joins=[{"thought": final, "action": "finish", "answer": f"{_num(h)} m"}],
+        joins=[("finish", f"{_num(h)} m")],
         react=[f"Thought: I need the height of {name}.\n"
                f'Action: lookup("{name}", "height")',
                f'Thought: {final}\nAction: finish("{_num(h)} m")'],
@@ -297,11 +296,11 @@ def make_tools(world: World, seed: int, qid: str,
     return [search, lookup, calculator]
 
 
-def make_model(q: Question, ttft: float, tps: float, joiner_thought: bool = True) -> SimLLM:
+def make_model(q: Question, ttft: float, tps: float) -> SimLLM:
     """Scripted replies for one question: planner, joiner and ReAct steps.
 
-    The joiner writes the same final reasoning sentence as ReAct's last step, as
-    the optional "thought" field; `joiner_thought=False` leaves it out.
+    The joiner writes what plait's joiner prompt asks for, one line and no
+    thought: `Finish: <answer>` or `Replan: <what is missing>`.
     """
 
     calls = {"planner": 0, "joiner": 0}  # a question's calls of each role, in order
@@ -322,10 +321,8 @@ def make_model(q: Question, ttft: float, tps: float, joiner_thought: bool = True
         k, calls[role] = calls[role], calls[role] + 1
         if role == "planner":
             return q.plans[min(k, len(q.plans) - 1)]
-        reply = dict(q.joins[min(k, len(q.joins) - 1)])
-        if not joiner_thought:
-            reply.pop("thought", None)
-        return json.dumps(reply)
+        action, answer = q.joins[min(k, len(q.joins) - 1)]
+        return f"{action.capitalize()}: {answer}"
 
     return SimLLM(script, ttft=ttft, tps=tps)
 
@@ -363,7 +360,7 @@ def prepare(questions: list[Question], world: World, args: argparse.Namespace
     event loop under every question already in flight, a cost of this harness, not
     of either mode."""
     return {mode: [(q, make_tools(world, args.seed, q.id, tuple(args.search_latency)),
-                    make_model(q, args.ttft, args.tps, args.joiner_thought)) for q in questions]
+                    make_model(q, args.ttft, args.tps)) for q in questions]
             for mode in MODES}
 
 
@@ -400,8 +397,6 @@ async def main(argv: Sequence[str] | None = None) -> int:
                    metavar=("LO", "HI"), help="seconds a search or lookup takes (uniform)")
     p.add_argument("--concurrency", type=int, default=40,
                    help="questions in flight at once, over all suites and modes")
-    p.add_argument("--no-joiner-thought", dest="joiner_thought", action="store_false",
-                   help="the simulated joiner answers without a thought (a leaner joiner)")
     p.add_argument("--json", action="store_true", help="also print the medians as JSON")
     args = p.parse_args(argv)
     n = 5 if args.quick else args.questions
@@ -409,8 +404,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     world = World()
     wall = time.perf_counter()
     rows = []
-    print(f"simulated model: ttft {args.ttft} s, {args.tps:g} tokens/s; joiner "
-          f"{'with' if args.joiner_thought else 'without'} a thought; "
+    print(f"simulated model: ttft {args.ttft} s, {args.tps:g} tokens/s; "
           f"{n} questions per suite; search/lookup "
           f"{args.search_latency[0]:g}-{args.search_latency[1]:g} s, "
           f"calculator {CALC_LATENCY[0]}-{CALC_LATENCY[1]} s", file=sys.stderr)

@@ -1,9 +1,11 @@
 """The joiner: after a plan's tasks are done, finish with an answer or replan.
 
-The decision is asked for as JSON (`json_schema=`, so a constrained backend
-always writes it) and parsed robustly: JSON anywhere in the text, a cut-off
-JSON object, LLMCompiler's `Action: Finish(...)` / `Action: Replan(...)`, and
-as a last resort the whole text as the answer.
+The decision is asked for as one line, `Finish: <answer>` or `Replan: <what is
+missing>` (under a grammar where the backend takes one): the shortest reply that
+says which. It is parsed robustly: that line anywhere in the text (after a
+thought, say), JSON anywhere in the text, a cut-off JSON object, LLMCompiler's
+`Action: Finish(...)` / `Action: Replan(...)`, and as a last resort the whole
+text as the answer.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import json
 import re
 from typing import Any
 
-from plait.compiler._grammar import choice_grammar
+from plait.compiler._grammar import Chars, Grammar, Rep, alt, choice_grammar, seq
 from plait.compiler._prompt import (
-    FINISH_SCHEMA,
-    JOINER_SCHEMA,
+    FINISH,
+    REPLAN,
     answer_choices,
     grounded_messages,
     joiner_messages,
@@ -26,6 +28,8 @@ from plait.compiler._session import Session
 from plait.llm import LLMTruncated, Message
 
 _FIELD = r'"{name}"\s*:\s*"((?:[^"\\]|\\.)*)'
+_LINE = re.compile(r"^[ \t]*(?:Action\s*:\s*)?(Finish|Replan)[ \t]*:[ \t]*(.*)", re.I | re.M | re.S)
+MAX_ANSWER = 300  # characters of a constrained reply
 _ACTION_TEXT = re.compile(r"Action\s*:\s*(Finish|Replan)\s*\((.*)\)?\s*$", re.I | re.S)
 _THOUGHT_TEXT = re.compile(r"Thought\s*:\s*(.*?)(?:\n|$)", re.I)
 GROUNDED_PREFIX = "Answer: "  # a grounded joiner's reply: this, then its choice
@@ -38,9 +42,14 @@ def parse_decision(text: str, *, may_replan: bool = True) -> Decision:
     text = text.strip()
     if text.startswith(GROUNDED_PREFIX):  # a grounded joiner's choice
         return Decision("finish", read_choice(text), "", raw)
-    data = _json_object(text)
+    line = _LINE.search(text)
+    data = _json_object(text) if line is None else None
     action, answer, thought = "finish", None, ""
-    if data is not None:
+    if line is not None:
+        action, answer = line.group(1).lower(), line.group(2).strip() or None
+        t = _THOUGHT_TEXT.search(text[: line.start()])
+        thought = t.group(1).strip() if t else ""
+    elif data is not None:
         action = str(data.get("action", "finish")).strip().lower()
         for key in _ANSWER_KEYS:
             if isinstance(data.get(key), (str, int, float)) and str(data[key]).strip():
@@ -75,6 +84,14 @@ def parse_decision(text: str, *, may_replan: bool = True) -> Decision:
     if answer is None:
         answer = "" if action == "finish" else "the results were not enough"
     return Decision(action, answer, thought.strip(), raw)
+
+
+def decision_grammar(may_replan: bool) -> str:
+    """GBNF for the joiner's line: `Finish: ` (or `Replan: `) and a one-line text."""
+    g = Grammar()
+    head = alt(FINISH, REPLAN) if may_replan else FINISH
+    g.define("root", seq(head, Rep(Chars("\n", negated=True), 1, MAX_ANSWER)))
+    return g.render()
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
@@ -148,8 +165,7 @@ class Joiner:
             decision = await self._grounded(question, round, may_replan)
         else:
             messages = joiner_messages(question, s.shown(), may_replan=may_replan)
-            schema = JOINER_SCHEMA if may_replan else FINISH_SCHEMA
-            text = await self._reply(messages, schema)
+            text = await self._reply(messages, decision_grammar(may_replan))
             decision = parse_decision(text, may_replan=may_replan)
         s.decisions.append(decision)
         s.send(Decided, decision)
@@ -173,11 +189,11 @@ class Joiner:
         text, _ = await s.complete("joiner", messages, grammar=grammar, max_tokens=bound)
         return parse_grounded(text, choices)
 
-    async def _reply(self, messages: list[Message], schema: dict[str, Any]) -> str:
+    async def _reply(self, messages: list[Message], grammar: str) -> str:
         s = self.session
         max_tokens = self.max_tokens
         for attempt in range(2):
-            text, _ = await s.complete("joiner", messages, json_schema=schema,
+            text, _ = await s.complete("joiner", messages, grammar=grammar,
                                        max_tokens=max_tokens)
             if not s.last_call.truncated:
                 return text
