@@ -300,7 +300,8 @@ def make_model(q: Question, ttft: float, tps: float) -> SimLLM:
     """Scripted replies for one question: planner, joiner and ReAct steps.
 
     The joiner writes what plait's joiner prompt asks for, one line and no
-    thought: `Finish: <answer>` or `Replan: <what is missing>`.
+    thought: `Finish: <answer>`, or `Replan: <what is missing>` and the new plan
+    (the planner's scripted replan, which it writes when a joiner's reply has none).
     """
 
     calls = {"planner": 0, "joiner": 0}  # a question's calls of each role, in order
@@ -322,7 +323,9 @@ def make_model(q: Question, ttft: float, tps: float) -> SimLLM:
         if role == "planner":
             return q.plans[min(k, len(q.plans) - 1)]
         action, answer = q.joins[min(k, len(q.joins) - 1)]
-        return f"{action.capitalize()}: {answer}"
+        if action == "replan":  # as the prompt asks: the line, then the new plan
+            return f"Replan: {answer}\n{q.plans[min(k + 1, len(q.plans) - 1)]}"
+        return f"Finish: {answer}"
 
     return SimLLM(script, ttft=ttft, tps=tps)
 
