@@ -8,11 +8,12 @@ Model: plait's simulated backend (`plait.llm.SimLLM`), timed like a hosted model
 (ttft 0.4 s, then 60 tokens/s; a token is a word with the space before it).
 Its replies are scripted per question, by each call's role (planner, joiner,
 ReAct step, function-calling step), so that the planner writes a correct plan,
-the joiner a correct decision, ReAct correct steps, and function calling what a
-good function-calling model sends (every independent call of a step in one
-parallel batch, a call that needs results in a later step, then the answer as the
-same final reasoning sentence): the same facts and the same final sentence in
-every mode. Prompts are plait's real prompts (and the tools' JSON schemas, for
+the joiner a correct decision in the format plait's joiner prompt asks for (one
+line, `Finish: <answer>`, or `Replan: <what is missing>` and then the new plan),
+ReAct correct steps, and function calling what a good function-calling model
+sends (every independent call of a step in one parallel batch, a call that needs
+results in a later step, then the answer as the same final reasoning sentence
+as ReAct's last step): the same facts in every mode. Prompts are plait's real prompts (and the tools' JSON schemas, for
 function calling), so prompt tokens are what a real model would be sent; a tool
 call's completion tokens are those of its name and the JSON of its arguments.
 
