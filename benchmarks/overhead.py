@@ -14,8 +14,10 @@ interleaved so that drift hits both alike:
 
 * tracing (issue 12): the same fan-out and chain with OpenTelemetry tracing on
   (`plait.otel.enable`, a BatchSpanProcessor to an exporter that drops what it is
-  given) against tracing off, interleaved; microseconds of overhead per node, and
-  how much of it is the events the engine builds for any listener (a no-op one).
+  given; the export thread's CPU time counts) against tracing off, interleaved;
+  microseconds of overhead per node. For scale, a no-op listener of the caller's:
+  the four events per call the engine builds for a listener (the CLI's live view
+  pays them), which tracing does without.
 
     python benchmarks/overhead.py [--repeat 5] [--scale 1.0] [--quick] [--clock cpu|wall]
     python benchmarks/overhead.py --tracing-only   # just the tracing lines
@@ -254,7 +256,7 @@ def tracing_lines(repeat: int, scale: float) -> int:
     head = (f"{'tracing':<11} {'size':>7} {'off us':>8} {'events us':>9} {'on us':>8} "
             f"{'overhead':>9} {'target':>10}  {'met':<6}")
     print(f"\nOpenTelemetry tracing, median of {repeat} samples: us per node with tracing "
-          "off, with a no-op listener (the events alone), with tracing on")
+          "off, with a no-op listener (the per-call events), with tracing on")
     print(head)
     print("-" * len(head))
     missed = 0

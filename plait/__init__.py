@@ -30,6 +30,7 @@ from plait.compiler import Answer, aask, ask, asker
 from plait.data import DROP, MapResult, Row, RowError, amap, map, stream
 from plait.generate import LLMTool, SchemaError, generate, llm_tool
 from plait.journal import RunOwnedError
+from plait.tools import McpToolError, mcp_tools, tools_from_openai
 
 __version__ = "0.1.0"
 
@@ -41,6 +42,7 @@ __all__ = [
     "GraphError",
     "InDoubtError",
     "MapResult",
+    "McpToolError",
     "LLMTool",
     "Node",
     "NodeAdded",
@@ -79,6 +81,7 @@ __all__ = [
     "ask",
     "asker",
     "map",
+    "mcp_tools",
     "generate",
     "llm_tool",
     "node_key",
@@ -87,6 +90,7 @@ __all__ = [
     "run_graph",
     "stream",
     "tool",
+    "tools_from_openai",
     "workflow",
 ]
 

@@ -138,11 +138,12 @@ class Run:
     # Slots: a dataset job makes a run per row; without an instance dict a run is one
     # object fewer for the cyclic collector to track while the row is in flight.
     __slots__ = (
-        "run_id", "entry", "sched", "listeners", "durable", "node_tools", "node_arguments",
-        "node_parents", "nodes", "tools", "values", "added_at", "started_at", "finished_at",
-        "errors", "tokens", "extra", "journal_forms", "scoped", "graph_ids", "_waiters",
-        "_tasks", "_cancelling", "_timers", "_queued", "_max_threads", "_pool", "_keys",
-        "_loop", "_done", "_host", "_host_cancelled", "_fault", "_taker", "_next",
+        "run_id", "entry", "sched", "listeners", "tracer", "_watched", "_observed", "durable",
+        "node_tools", "node_arguments", "node_parents", "nodes", "tools", "values", "added_at",
+        "started_at", "finished_at", "errors", "tokens", "extra", "journal_forms", "scoped",
+        "graph_ids", "_waiters", "_tasks", "_cancelling", "_timers", "_queued", "_max_threads",
+        "_pool", "_keys", "_loop", "_done", "_host", "_host_cancelled", "_fault", "_taker",
+        "_next",
     )
 
     def __init__(
@@ -160,7 +161,6 @@ class Run:
         self.run_id = run_id or new_run_id()
         self.entry = entry
         self.sched = Scheduler(max_concurrency=max_concurrency, on_error=on_error, seed=seed)
-        self.listeners = ev.listeners_of(self.run_id, entry, listeners)
         self.durable = durable
         # A node's parts, by node id; `nodes` makes Node records of them when asked.
         self.node_tools: list[Tool] = []
@@ -168,6 +168,14 @@ class Run:
         self.node_parents: list[tuple[int, ...]] = []
         self.nodes: Sequence[Node] = _Nodes(self.node_tools, self.node_arguments,
                                             self.node_parents)
+        # `listeners` get every event; the per-call ones (added, ready, started,
+        # finished) are built only for a listener of the caller's (`_watched`): the
+        # tracer, when tracing is on, gets a call's start and end as plain calls
+        # instead and reads the rest from the node columns.
+        own = tuple(listeners)
+        self.listeners, self.tracer = ev.observers_of(self.run_id, entry, own, self.nodes)
+        self._watched = bool(own)
+        self._observed = self._watched or self.tracer is not None  # one test on the hot path
         self.tools: dict[str, Tool] = {}
         # Per-node columns, indexed by node id (read by RunResult).
         self.values: list[Any] = []
@@ -287,7 +295,7 @@ class Run:
         self.added_at.append(t)
         self.started_at.append(None)
         self.finished_at.append(None)
-        if self.listeners:
+        if self._watched:
             self._emit(ev.NodeAdded(self.run_id, t, i, tool.name, parents, arguments))
 
     def add_graph(self, graph: Graph, tools: dict[str, Tool]) -> None:
@@ -345,7 +353,7 @@ class Run:
             if kind is Start:
                 self._launch(a.node, a.attempt)
             elif kind is Queued:
-                if self.listeners:
+                if self._watched:
                     self._queued[a.node] = None
                     self._emit_node(ev.NodeReady, a.node)
             elif kind is RetryLater:
@@ -392,13 +400,8 @@ class Run:
 
     def _launch(self, i: int, attempt: int) -> None:
         assert self._loop is not None, "nodes start only inside a running run"
-        if self.listeners:
-            t = time.perf_counter()
-            if i in self._queued:
-                self._queued.pop(i, None)  # NodeReady went out when it was queued
-            else:
-                self._emit(ev.NodeReady(self.run_id, t, i, self.node_tools[i].name))
-            self._emit(ev.NodeStarted(self.run_id, t, i, self.node_tools[i].name, attempt))
+        if self._observed:
+            self._started(i, attempt)
         task = self._taker
         if task is not None:  # the task of the node settling now runs this one next
             self._taker = None
@@ -544,11 +547,8 @@ class Run:
                 self._act(actions)
                 return
             self.values[i] = value
-            if self.listeners:
-                tool = self.node_tools[i].name
-                self._emit(ev.NodeFinished(self.run_id, t, i, tool, t - self.started_at[i],
-                                           value, replayed, self.tokens.get(i, 0),
-                                           self.extra.get(i)))
+            if self._observed:
+                self._finished(i, t, value, replayed)
             actions = self.sched.finish(i)
             if actions:
                 if hand_over:
@@ -644,6 +644,26 @@ class Run:
         for listener in self.listeners:
             listener(event)
 
+    def _started(self, i: int, attempt: int) -> None:
+        t = time.perf_counter()
+        if self._watched:
+            if i in self._queued:
+                self._queued.pop(i, None)  # NodeReady went out when it was queued
+            else:
+                self._emit(ev.NodeReady(self.run_id, t, i, self.node_tools[i].name))
+            self._emit(ev.NodeStarted(self.run_id, t, i, self.node_tools[i].name, attempt))
+        if self.tracer is not None:
+            self.tracer.started(i, t, attempt)
+
+    def _finished(self, i: int, t: float, value: Any, replayed: bool) -> None:
+        tokens = self.tokens.get(i, 0) if self.tokens else 0
+        record = self.extra.get(i) if self.extra else None
+        if self._watched:
+            self._emit(ev.NodeFinished(self.run_id, t, i, self.node_tools[i].name,
+                                       t - self.started_at[i], value, replayed, tokens, record))
+        if self.tracer is not None:
+            self.tracer.finished(i, t, value, replayed, tokens, record)
+
     def _emit_node(self, kind: Callable[..., ev.Event], node: int, *rest: Any) -> None:
         self._emit(kind(self.run_id, time.perf_counter(), node, self.node_tools[node].name,
                         *rest))
@@ -734,17 +754,18 @@ class _Nodes(Sequence[Node]):
     It holds the columns, not the run: a run in no reference cycle is freed at once.
     """
 
-    __slots__ = ("_tools", "_arguments", "_parents", "_made")
+    __slots__ = ("tools", "arguments", "parents", "_made")
 
     def __init__(self, tools: list[Tool], arguments: list[Mapping[str, Any]],
                  parents: list[tuple[int, ...]]) -> None:
-        self._tools = tools
-        self._arguments = arguments
-        self._parents = parents
+        # The run's columns, read as they grow (the tracer reads a call's parts here).
+        self.tools = tools
+        self.arguments = arguments
+        self.parents = parents
         self._made: list[Node | None] | None = None  # made when a record is first asked
 
     def __len__(self) -> int:
-        return len(self._tools)
+        return len(self.tools)
 
     @overload
     def __getitem__(self, i: int) -> Node: ...
@@ -767,7 +788,7 @@ class _Nodes(Sequence[Node]):
             made.extend([None] * (n - len(made)))
         node = made[i]
         if node is None:
-            node = made[i] = Node(i, self._tools[i].name, self._arguments[i], self._parents[i])
+            node = made[i] = Node(i, self.tools[i].name, self.arguments[i], self.parents[i])
         return node
 
 

@@ -1,7 +1,9 @@
 """Typed events of a run, for progress displays, journals and tracing.
 
 Timestamps `t` are `time.perf_counter()` seconds: monotonic, comparable within one
-process. Events are built only when a run has at least one listener.
+process. Events are built only when a run has at least one listener; a call's own
+four (added, ready, started, finished) only for a listener of the caller's: the
+tracer learns of a call's start and end without them (`CallTracer`).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,13 +112,45 @@ Listener = Callable[[Event], None]
 current_row: ContextVar[tuple[int, str] | None] = ContextVar("plait_row", default=None)
 
 
-def listeners_of(run_id: str, entry: str, listeners: Sequence[Listener]) -> tuple[Listener, ...]:
-    """A run's listeners: its own, and the tracer's when OpenTelemetry is configured.
+class CallTracer(Protocol):
+    """What traces a run (OpenTelemetry): a listener of its events, but told of a
+    call's start and end by plain calls, without the four events a call would
+    otherwise build (they were most of tracing's cost per call). It reads the rest
+    of a call (tool, arguments, parents) from the run's node columns. It gets the
+    per-call events too when a listener of the caller's has them built: it ignores
+    them."""
+
+    def on_event(self, event: Event) -> None: ...
+
+    def started(self, node: int, t: float, attempt: int) -> None:
+        """An attempt of `node` began at `t` (NodeStarted)."""
+
+    def finished(self, node: int, t: float, value: Any, replayed: bool, tokens: int,
+                 record: Mapping[str, Any] | None) -> None:
+        """`node` returned `value` at `t` (NodeFinished)."""
+
+
+def observers_of(run_id: str, entry: str, listeners: Sequence[Listener],
+                 nodes: Any) -> tuple[tuple[Listener, ...], CallTracer | None]:
+    """A run's listeners (its own, and the tracer's when OpenTelemetry is
+    configured) and its tracer. `nodes`: the run's node columns (`tools`,
+    `arguments`, `parents`: lists by node id), which the tracer reads.
 
     Asked once per run; tracing off, it adds none, so the run builds no event.
     """
-    tracer = tracing(run_id, entry)
-    return tuple(listeners) if tracer is None else (*listeners, tracer)
+    tracing = tracing_now()
+    if tracing is None:
+        return tuple(listeners), None
+    tracer = tracing.run_tracer(run_id, entry, nodes)
+    return (*listeners, tracer.on_event), tracer
+
+
+def listeners_of(run_id: str, entry: str, listeners: Sequence[Listener]) -> tuple[Listener, ...]:
+    """The listeners of what is not a run of nodes (a dataset job): its own, and
+    the tracer's when OpenTelemetry is configured."""
+    tracing = tracing_now()
+    return tuple(listeners) if tracing is None else (*listeners,
+                                                     tracing.listener(run_id, entry))
 
 
 def describe(error: BaseException) -> str:
@@ -124,4 +158,4 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-from plait.otel._hook import tracing  # noqa: E402  (imports no OpenTelemetry until it is on)
+from plait.otel._hook import tracing_now  # noqa: E402  (imports no OpenTelemetry until it is on)

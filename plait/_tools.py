@@ -66,9 +66,22 @@ class ToolPolicy:
         return base * (1 - self.jitter + 2 * self.jitter * unit_random)
 
 
+def _pydantic_error(tool: str, exc: pydantic.ValidationError) -> ToolArgumentError:
+    err = exc.errors()[0]
+    loc = err.get("loc") or ()
+    arg = str(loc[0]) if loc else None
+    got = err.get("input") if err.get("type") != "missing" else None
+    expected = str(err.get("msg", "a valid value")).removeprefix("Input should be ")
+    if err.get("type") == "missing":
+        expected = "a value (it is required)"
+    return ToolArgumentError(tool, arg, expected, got)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Tool:
-    """A callable the runtime may schedule. Build one with `@plait.tool`."""
+    """A callable the runtime may schedule. Build one with `@plait.tool`, from a
+    JSON schema with `Tool.from_schema`, or from an MCP server with `plait.mcp_tools`.
+    """
 
     fn: Callable[..., Any]
     name: str
@@ -78,8 +91,13 @@ class Tool:
     is_async: bool
     param_names: tuple[str, ...]
     required: frozenset[str]
-    _validator: pydantic.TypeAdapter[Any] = field(repr=False)
-    _partial: pydantic.TypeAdapter[Any] = field(repr=False)  # every parameter optional
+    # How argument values are checked: the one seam between a Python tool (pydantic,
+    # from its type hints) and a schema tool (jsonschema). Each takes the values
+    # and returns them checked (maybe coerced or completed); `_validate_some` checks
+    # only the values given (the others are not known yet). They raise
+    # ToolArgumentError, or pydantic's ValidationError (mapped in `_checked`).
+    _validate: Callable[[Mapping[str, Any]], Mapping[str, Any]] = field(repr=False)
+    _validate_some: Callable[[Mapping[str, Any]], Mapping[str, Any]] = field(repr=False)
     _positional: tuple[str, ...] = field(repr=False)
     _fast_min: int = field(repr=False)  # fewest positional args that bind without checks
     # How a journaled value becomes the call's value again on replay (None: as it is),
@@ -88,11 +106,29 @@ class Tool:
     # Per parameter whose type pydantic passes through unchanged for some exact value
     # types: (its position, those types). See `_checked`.
     _exact: Mapping[str, tuple[int, frozenset[type]]] = field(default_factory=dict, repr=False)
+    # The signature a planner sees; None: the function's own (a Python tool's).
+    _signature: inspect.Signature | None = field(default=None, repr=False)
 
     @property
     def signature(self) -> str:
         """`name(a: int, b: str = 'x')`, as shown to a planner."""
-        return f"{self.name}{inspect.signature(self.fn, eval_str=True)}"
+        sig = self._signature or inspect.signature(self.fn, eval_str=True)
+        return f"{self.name}{sig}"
+
+    @classmethod
+    def from_schema(cls, name: str, description: str, parameters: Mapping[str, Any] | None,
+                    call: Callable[..., Any], **policy: Any) -> Tool:
+        """A tool whose arguments are described by a JSON schema (an OpenAI function's
+        `parameters`, an MCP tool's `inputSchema`) and checked against it.
+
+        `call` receives the checked arguments as keywords (defaults filled in);
+        sync or async. `policy`: the keywords of `@plait.tool` (retries, timeout,
+        concurrency, idempotent, ...). A schema construct plait cannot show a
+        planner or check is refused here, naming the construct and the tool.
+        """
+        from plait.tools._schema import schema_tool
+
+        return schema_tool(name, description, parameters, call, policy=tool_policy(**policy))
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Map a call's positional and keyword arguments to parameter names.
@@ -155,16 +191,9 @@ class Tool:
                         or self.required.issubset(arguments)):
                     return arguments
         try:
-            return (self._partial if partial else self._validator).validate_python(arguments)
+            return (self._validate_some if partial else self._validate)(arguments)
         except pydantic.ValidationError as exc:
-            err = exc.errors()[0]
-            loc = err.get("loc") or ()
-            arg = str(loc[0]) if loc else None
-            got = err.get("input") if err.get("type") != "missing" else None
-            expected = str(err.get("msg", "a valid value")).removeprefix("Input should be ")
-            if err.get("type") == "missing":
-                expected = "a value (it is required)"
-            raise ToolArgumentError(self.name, arg, expected, got) from None
+            raise _pydantic_error(self.name, exc) from None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Inside a workflow run: add a node and return its `Ref`. Outside: call the function."""
@@ -188,16 +217,9 @@ def tool(
     idempotent: bool = False,
 ) -> Any:
     """Make a function a plait tool: `@plait.tool` or `@plait.tool(retries=3, timeout=5)`."""
-    policy = ToolPolicy(
-        retries=retries,
-        retry_on=tuple(retry_on),
-        backoff=backoff,
-        max_backoff=max_backoff,
-        jitter=jitter,
-        timeout=timeout,
-        concurrency=concurrency,
-        idempotent=idempotent,
-    )
+    policy = tool_policy(retries=retries, retry_on=retry_on, backoff=backoff,
+                         max_backoff=max_backoff, jitter=jitter, timeout=timeout,
+                         concurrency=concurrency, idempotent=idempotent)
 
     def wrap(f: Callable[..., Any]) -> Tool:
         made = make_tool(f, name=name, policy=policy)
@@ -207,6 +229,12 @@ def tool(
         return made
 
     return wrap(fn) if fn is not None else wrap
+
+
+def tool_policy(*, retry_on: tuple[type[BaseException], ...] = (Exception,),
+                **keywords: Any) -> ToolPolicy:
+    """The policy of `@plait.tool`'s keywords; an unknown keyword is a TypeError."""
+    return ToolPolicy(retry_on=tuple(retry_on), **keywords)
 
 
 class ToolWarning(UserWarning):
@@ -294,8 +322,8 @@ def make_tool(fn: Callable[..., Any], *, name: str | None = None, policy: ToolPo
         is_async=inspect.iscoroutinefunction(fn),
         param_names=tuple(names),
         required=frozenset(required),
-        _validator=adapter,
-        _partial=pydantic.TypeAdapter(partial_type),
+        _validate=adapter.validate_python,
+        _validate_some=pydantic.TypeAdapter(partial_type).validate_python,
         _positional=tuple(positional),
         _fast_min=len(required) if required <= set(positional) else len(positional) + 1,
         revive=revive,

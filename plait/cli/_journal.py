@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -54,15 +55,17 @@ def for_run(journal: str | None, no_journal: bool) -> str | None:
     return spec
 
 
-def resume_hint(run_id: str, journal: str | None) -> str:
+def resume_hint(run_id: str, journal: str | None, extra: Sequence[str] = ()) -> str:
     """For a run that stopped before its end: how to continue it, as a command that
     works verbatim in this shell (no --journal when `plait resume` would find the
-    journal by itself; a DSN's password is never shown)."""
+    journal by itself; a DSN's password is never shown). `extra`: options the
+    journal does not hold (a question's `--mcp` servers)."""
     if journal is None:
         return ""
     command = ["plait", "resume", run_id]
     if journal != journal_option():
         command += ["--journal", redact(journal)]
+    command += extra
     return f"; resume run {run_id} with: {shlex.join(command)}"
 
 

@@ -1,4 +1,5 @@
-"""`plait ask "question" [--tools module|file.py] [--model SPEC] [--mode compiler|react|tools]`
+"""`plait ask "question" [--tools module|file.py] [--mcp CMD|URL]... [--model SPEC]
+[--mode compiler|react|tools]`
 
 Shows the plan as it streams and the tasks, with their values, as they run (a
 live view on a terminal, plain timestamped lines otherwise; see `_view`). The
@@ -15,6 +16,7 @@ resume it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -25,6 +27,7 @@ import typer
 
 from plait._engine import new_run_id
 from plait._errors import PlaitError
+from plait._tools import Tool
 from plait.cli._app import app
 from plait.cli._journal import NO_JOURNAL_HELP, WRITE_HELP, for_run, resume_hint
 from plait.cli._load import load_module
@@ -60,8 +63,13 @@ def answer_json(answer: Answer) -> str:
 @app.command("ask")
 def ask_command(
     question: str = typer.Argument(None, help="the question to answer (or --questions FILE)"),
-    tools: str = typer.Option(DEFAULT_TOOLS, "--tools",
-                              help="module.name or path/to/file.py; every plait tool in it"),
+    tools: str = typer.Option(None, "--tools", show_default=DEFAULT_TOOLS,
+                              help="module.name or path/to/file.py; every plait tool in it "
+                              f"(default: {DEFAULT_TOOLS}, unless --mcp gives the tools)"),
+    mcp: list[str] = typer.Option(
+        None, "--mcp", metavar="CMD|URL",
+        help="an MCP server's tools: a command line (started over stdio, no shell) or an "
+        "http(s) URL (streamable HTTP); repeatable. Stopped when the question ends"),
     model: str = typer.Option("local", "--model", help="local | openai:MODEL | sim:..."),
     mode: str = typer.Option("compiler", "--mode", help="compiler | react | tools"),
     max_replans: int = typer.Option(2, "--max-replans", min=0,
@@ -104,22 +112,27 @@ def ask_command(
         raise typer.BadParameter(f"must be one of {', '.join(MODES)}", param_hint="--mode")
     if (question is None) == (questions is None):
         raise typer.BadParameter("give a QUESTION or --questions FILE (one of them)")
+    mcp = list(mcp or ())
+    if tools is None and not mcp:
+        tools = DEFAULT_TOOLS
     if questions is not None:
-        _ask_each(questions, tools, out=out, key=key, window=window, as_json=as_json,
+        _ask_each(questions, tools, mcp=mcp, out=out, key=key, window=window, as_json=as_json,
                   model=model, mode=mode, max_replans=max_replans, timeout=timeout,
                   journal=for_run(journal, no_journal), run_id=run_id, wait=wait)
         return
     if out is not None or key is not None:
         raise typer.BadParameter("--out and --key go with --questions")
-    answer_question(question, tools, as_json=as_json, model=model, mode=mode,
+    answer_question(question, tools, mcp=mcp, as_json=as_json, model=model, mode=mode,
                     max_replans=max_replans, timeout=timeout,
                     journal=for_run(journal, no_journal), run_id=run_id,
                     allow_rerun=allow_rerun, wait=wait)
 
 
-def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
-                    asked_with: Sequence[str] | None = None, **options: Any) -> None:
-    """Ask with the tools of module or file `tools`, showing the work; print the answer.
+def answer_question(question: str, tools: str | None, *, as_json: bool, timeout: float,
+                    asked_with: Sequence[str] | None = None, mcp: Sequence[str] = (),
+                    **options: Any) -> None:
+    """Ask with the tools of module or file `tools` and of the MCP servers `mcp`,
+    showing the work; print the answer.
 
     Shared by `plait ask` and `plait resume` (of a journaled question, whose
     journal names the tools it was `asked_with`: the module must still have them).
@@ -130,18 +143,21 @@ def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
         # Named here, not in aask, so that an interrupted run can be resumed by it.
         options["run_id"] = new_run_id()
     try:
-        module = _tools_module(tools, asked_with)
-        view = AskView()
-        with view:
-            answer = asyncio.run(aask(question, module, timeout=timeout, on_event=view,
-                                      **options))
+        # The MCP servers are stopped on every way out of this block (an answer, an
+        # error, Ctrl-C, --timeout) before the exit code is set.
+        with contextlib.ExitStack() as servers:
+            chosen = _tool_source(tools, mcp, asked_with, servers)
+            view = AskView()
+            with view:
+                answer = asyncio.run(aask(question, chosen, timeout=timeout, on_event=view,
+                                          **options))
     except (LLMError, PlaitError) as exc:  # the model, or a journal that cannot be used
         _fail(f"error: {' '.join(str(exc).split())}", EXIT_ERROR)
     except TimeoutError:
-        _fail(f"error: no answer within {timeout:g}s (--timeout){_resumable(options)}",
-              EXIT_TIMEOUT)
+        _fail(f"error: no answer within {timeout:g}s (--timeout)"
+              f"{_resumable(options, tools, mcp)}", EXIT_TIMEOUT)
     except KeyboardInterrupt:  # asyncio.run has cancelled the question and waited for it
-        _fail(f"interrupted{_resumable(options)}", EXIT_INTERRUPTED)
+        _fail(f"interrupted{_resumable(options, tools, mcp)}", EXIT_INTERRUPTED)
     if as_json:
         print(answer_json(answer))
         return
@@ -152,9 +168,9 @@ def answer_question(question: str, tools: str, *, as_json: bool, timeout: float,
         print(line, file=sys.stderr)
 
 
-def _ask_each(questions: str, tools: str, *, out: str | None, key: str | None, window: int,
-              as_json: bool, model: str, journal: str | None, run_id: str | None,
-              wait: float, **options: Any) -> None:
+def _ask_each(questions: str, tools: str | None, *, mcp: Sequence[str], out: str | None,
+              key: str | None, window: int, as_json: bool, model: str, journal: str | None,
+              run_id: str | None, wait: float, **options: Any) -> None:
     """Every row's question of a dataset, `window` at a time (`plait.asker`)."""
     from plait.cli.map import StdoutRows, run_job
     from plait.compiler import asker
@@ -162,11 +178,32 @@ def _ask_each(questions: str, tools: str, *, out: str | None, key: str | None, w
 
     if journal is not None and not run_id:
         run_id = new_run_id()
-    runner = asker(_tools_module(tools, None), model=model, **options)
-    run_job(lambda: amap(runner, questions, key=key, out=out or StdoutRows(), window=window,
-                         journal=journal,
-                         run_id=run_id, wait=wait, progress=True, raise_on_error=False),
-            as_json, run_id, journal)
+    with contextlib.ExitStack() as servers:
+        runner = asker(_tool_source(tools, mcp, None, servers), model=model, **options)
+        run_job(lambda: amap(runner, questions, key=key, out=out or StdoutRows(), window=window,
+                             journal=journal,
+                             run_id=run_id, wait=wait, progress=True, raise_on_error=False),
+                as_json, run_id, journal)
+
+
+def _tool_source(tools: str | None, mcp: Sequence[str], asked_with: Sequence[str] | None,
+                 servers: contextlib.ExitStack) -> ModuleType | list[Tool]:
+    """The tools module alone, or its tools and every MCP server's (each server
+    started here and stopped when `servers` closes)."""
+    if not mcp:
+        return _tools_module(tools or DEFAULT_TOOLS, asked_with)
+    from plait.tools import mcp_tools
+
+    found = list(tools_of(_tools_module(tools, None))[0]) if tools else []
+    for target in mcp:
+        found.extend(servers.enter_context(mcp_tools(target)))
+    names = sorted(t.name for t in found)
+    if asked_with is not None and names != sorted(asked_with):
+        raise typer.BadParameter(
+            f"the question was asked with tools {', '.join(sorted(asked_with))}; these "
+            f"have {', '.join(names)}. Pass the --tools and --mcp it was asked with.",
+            param_hint="--mcp")
+    return found
 
 
 def _tools_module(tools: str, asked_with: Sequence[str] | None) -> ModuleType:
@@ -188,9 +225,12 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _resumable(options: dict[str, Any]) -> str:
+def _resumable(options: dict[str, Any], tools: str | None = None,
+               mcp: Sequence[str] = ()) -> str:
     """For a journaled question (recorded as cancelled): the command that resumes it
-    (its tools module is in the journal: no --tools)."""
+    (its tools module is in the journal: no --tools; its MCP servers are not)."""
     if options.get("journal") is None:
         return ""
-    return resume_hint(options["run_id"], options["journal"])
+    extra = [*(["--tools", tools] if mcp and tools else []),
+             *(w for target in mcp for w in ("--mcp", target))]
+    return resume_hint(options["run_id"], options["journal"], extra)

@@ -38,6 +38,10 @@ def resume_command(
         help="for a question (`plait ask`): its tools module, when the recorded one "
         "cannot be imported",
     ),
+    mcp: list[str] = typer.Option(
+        None, "--mcp", metavar="CMD|URL",
+        help="for a question asked with --mcp: its MCP servers, as it was asked (the "
+        "journal does not hold them)"),
     wait: float = typer.Option(
         0.0, "--wait", min=0.0, metavar="SECONDS",
         help="if another process is running this run id, wait this long for it to end",
@@ -72,7 +76,7 @@ def resume_command(
         fail(f"run {run_id} is not a dataset job: --retry-failed is for `plait map` jobs")
     if record.entry.startswith("ask:"):  # a question: ask it again under its run id
         _resume_question(record, journal, tools, as_json=as_json, allow_rerun=allow_rerun,
-                         wait=wait)
+                         wait=wait, mcp=list(mcp or ()))
         return
     wf = load_object(workflow) if workflow else None
     start_run(
@@ -83,13 +87,15 @@ def resume_command(
 
 
 def _resume_question(record: RunRecord, journal: str, tools: str | None, *, as_json: bool,
-                     **options: Any) -> None:
+                     mcp: list[str], **options: Any) -> None:
     arguments = record.arguments or {}
     kept = dict(arguments.get("options") or {})
     source = kept.pop("tools_module", None)
     timeout = kept.pop("timeout", None)
+    if tools is None and not (mcp and source is None):  # asked with --mcp alone: no module
+        tools = _recorded_tools(source)
     answer_question(
-        arguments["question"], tools or _recorded_tools(source), as_json=as_json,
+        arguments["question"], tools, mcp=mcp, as_json=as_json,
         timeout=600.0 if timeout is None else timeout, model=arguments["model"],
         mode=record.entry.removeprefix("ask:"), journal=journal, run_id=record.run_id,
         asked_with=arguments.get("tools"), **kept, **options,

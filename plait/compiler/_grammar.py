@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plait._tools import Tool
+from plait.tools._schema import inline_refs
 
 # ---------------------------------------------------------------- expressions
 
@@ -271,6 +272,17 @@ class _Values:
                 return Lit("[]")
             body = seq(item, Rep(seq(", ", item), max(lo - 1, 0), hi - 1))
             return seq("[", body if lo > 0 else opt(body), "]")
+        props = schema.get("properties")
+        if (kind == "object" or kind is None) and isinstance(props, Mapping) and props \
+                and depth < 2:
+            # `{"key": value, ...}`: required keys in order, then optional ones.
+            needed = set(schema.get("required", ()))
+            fields = [(k in needed, seq(Lit(_literal_text(k) + ": "),
+                                         self.for_schema(v if isinstance(v, Mapping) else {},
+                                                         depth + 1)))
+                      for k, v in props.items() if isinstance(k, str)]
+            return seq("{", *_listed([f for r, f in fields if r],
+                                     [f for r, f in fields if not r]), "}")
         return self.generic()
 
     def g_int(self) -> Rule:
@@ -371,7 +383,7 @@ def _call(tool: Tool, values: _Values, fixed: Mapping[str, Expr] | None = None) 
     """`name(required, ..., key=optional, ...)`: required parameters in order
     (positionally when they can be), then optional ones by keyword, in order,
     each of which may be left out. `fixed` gives some parameters' values."""
-    props = tool.parameters.get("properties", {}) if isinstance(tool.parameters, Mapping) else {}
+    props = _properties(tool)
 
     def value(name: str) -> Expr:
         if fixed is not None and name in fixed:
@@ -386,7 +398,13 @@ def _call(tool: Tool, values: _Values, fixed: Mapping[str, Expr] | None = None) 
             required.append(v if _positional(tool, name) else seq(f"{name}=", v))
     optional = [seq(f"{name}=", value(name)) for name in tool.param_names
                 if name not in tool.required]
-    parts: list[Expr] = [Lit(f"{tool.name}(")]
+    return seq(Lit(f"{tool.name}("), *_listed(required, optional), Lit(")"))
+
+
+def _listed(required: list[Expr], optional: list[Expr]) -> list[Expr]:
+    """Comma-separated: every `required` item in order, then any of the `optional`
+    ones, in order (a call's arguments, a dict's keys)."""
+    parts: list[Expr] = []
     for i, r in enumerate(required):
         parts.extend([Lit(", "), r] if i else [r])
     if required:
@@ -396,13 +414,12 @@ def _call(tool: Tool, values: _Values, fixed: Mapping[str, Expr] | None = None) 
         heads = [seq(o, *(opt(seq(", ", later)) for later in optional[i + 1 :]))
                  for i, o in enumerate(optional)]
         parts.append(opt(alt(*heads)))
-    parts.append(Lit(")"))
-    return seq(*parts)
+    return parts
 
 
 def _name_slot(tool: Tool) -> str | None:
     """The first required free-text parameter: where a grounded plan puts a name."""
-    props = tool.parameters.get("properties", {}) if isinstance(tool.parameters, Mapping) else {}
+    props = _properties(tool)
     for name in tool.param_names:
         schema = props.get(name, {})
         if name in tool.required and isinstance(schema, Mapping) \
@@ -412,13 +429,16 @@ def _name_slot(tool: Tool) -> str | None:
 
 
 def _positional(tool: Tool, name: str) -> bool:
-    import inspect
+    return name in tool._positional
 
-    try:
-        p = inspect.signature(tool.fn).parameters.get(name)
-    except (TypeError, ValueError):
-        return False
-    return p is not None and p.kind is p.POSITIONAL_OR_KEYWORD
+
+def _properties(tool: Tool) -> Mapping[str, Any]:
+    """The schemas of `tool`'s parameters, `$ref`s followed (pydantic and many JSON
+    schemas keep nested objects in `$defs`)."""
+    if not isinstance(tool.parameters, Mapping):
+        return {}
+    props = inline_refs(tool.parameters).get("properties", {})
+    return props if isinstance(props, Mapping) else {}
 
 
 def _calls(g: Grammar, tools: Iterable[Tool], level: str, refs: Sequence[int],

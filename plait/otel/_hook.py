@@ -17,7 +17,6 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from plait._events import Listener
     from plait.otel._spans import Tracing
 
 EXTRA = "pip install 'plait[otel]'"
@@ -35,8 +34,8 @@ class _State:
 _state = _State()
 
 
-def tracing(run_id: str, entry: str) -> Listener | None:
-    """The listener that traces run `run_id`, or None when tracing is off."""
+def tracing_now() -> Tracing | None:
+    """What traces a run starting now, or None when tracing is off."""
     state = _state
     t = state.explicit
     if t is None:
@@ -51,7 +50,7 @@ def tracing(run_id: str, entry: str) -> Listener | None:
                 t = _from_env()
                 if t is None:
                     return None
-    return t.listener(run_id, entry)
+    return t
 
 
 def trace_id_of(run_id: str) -> int:

@@ -1,4 +1,5 @@
-"""Runs as OpenTelemetry traces: a listener per run turns its events into spans.
+"""Runs as OpenTelemetry traces: a tracer per run (`_RunTrace`, an ev.CallTracer)
+turns its calls' starts and ends, and its events, into spans.
 
 A run is a span (one per session: a resumed run's new session is a second run
 span), each node a span under it: parallel calls are siblings whose times
@@ -9,9 +10,10 @@ dataset job is one trace: the job's span, a span per row under it, the row's
 nodes under that.
 
 A node's span is made when the node ends, with its start time: nothing is held
-per running node but its start time (and its LLM request), and an ended span
-goes straight to the span processor (batched), so a 100,000-row job holds only
-what its window of rows in flight holds.
+per running node but its start time (its tool, arguments and parents are the
+run's own records, read then), and an ended span goes straight to the span
+processor (batched), so a 100,000-row job holds only what its window of rows in
+flight holds.
 """
 
 from __future__ import annotations
@@ -81,9 +83,10 @@ class Tracing:
         if self.ids is not None:
             self.tracer.id_generator = self.ids
         self.jobs: dict[str, Any] = {}  # run id -> the span of a dataset job running now
+        self.tool_spans: dict[str, tuple[str, dict[str, Any]]] = {}  # see `tool_span`
         # The SDK's tracer hands ended spans to its provider's processors: a node's
-        # span, made when it has ended, goes there as a finished ReadableSpan (3 us,
-        # not the 28 us of a span started and ended through the tracer; see
+        # span, made when it has ended, goes there as a finished ReadableSpan (2.7 us,
+        # not the 20 us of a span started and ended through the tracer; see
         # docs/otel.md). Another tracer gets its spans through its own API.
         self.processor = getattr(self.tracer, "span_processor", None)
         self.resource = getattr(self.tracer, "resource", None)
@@ -94,9 +97,21 @@ class Tracing:
             self.new_span_id = self.ids.inner.generate_span_id
 
     def listener(self, run_id: str, entry: str) -> ev.Listener:
-        if entry.startswith("map:"):
-            return _JobTrace(self, run_id, entry).on_event
-        return _RunTrace(self, run_id, entry, self.jobs.get(run_id)).on_event
+        """The listener of a dataset job `run_id` (its rows' runs find its span)."""
+        return _JobTrace(self, run_id, entry).on_event
+
+    def run_tracer(self, run_id: str, entry: str, nodes: Any) -> _RunTrace:
+        """What traces run `run_id`, whose node columns are `nodes` (see ev.CallTracer)."""
+        return _RunTrace(self, run_id, entry, self.jobs.get(run_id), nodes)
+
+    def tool_span(self, tool: str) -> tuple[str, dict[str, Any]]:
+        """The name and constant attributes of tool `tool`'s spans (kept per tool)."""
+        known = (f"execute_tool {tool}", {"gen_ai.operation.name": "execute_tool",
+                                          "gen_ai.tool.name": tool,
+                                          "gen_ai.tool.type": "function"})
+        if len(self.tool_spans) < 1024:
+            self.tool_spans[tool] = known
+        return known
 
     def emit(self, run: _RunTrace, name: str, kind: SpanKind, attributes: dict[str, Any],
              start: int, end: int, events: Sequence[Event], status: Status) -> None:
@@ -169,12 +184,14 @@ class _JobTrace:
 
 
 class _RunTrace:
-    """One run's spans. Per-node state lives from the node's start to its end."""
+    """One run's spans. Per-node state lives from the node's start to its end (its
+    start time, its retries); a call's tool, arguments and parents are read from the
+    run's node columns when its span is made."""
 
-    __slots__ = ("tracing", "run_id", "entry", "job", "row", "span", "context", "parent", "nodes",
-                 "starts", "requests", "arguments", "parents", "retries", "attempts")
+    __slots__ = ("tracing", "run_id", "entry", "job", "row", "span", "context", "parent",
+                 "trace", "tools", "arguments", "parents", "starts", "retries", "attempts")
 
-    def __init__(self, tracing: Tracing, run_id: str, entry: str, job: Any) -> None:
+    def __init__(self, tracing: Tracing, run_id: str, entry: str, job: Any, nodes: Any) -> None:
         self.tracing = tracing
         self.run_id = run_id
         self.entry = entry
@@ -183,53 +200,54 @@ class _RunTrace:
         self.span: Any = None
         self.context: Context | None = None  # the run span's, once it is recording
         self.parent: SpanContext | None = None  # the run span's
-        self.nodes = 0
+        self.trace: tuple[int, Any, Any] = (0, None, None)  # its trace id, flags and state
+        # The run's columns by node id (lists it appends to; see plait._engine._Nodes).
+        self.tools: Sequence[Any] = nodes.tools
+        self.arguments: Sequence[Mapping[str, Any]] = nodes.arguments
+        self.parents: Sequence[tuple[int, ...]] = nodes.parents
         self.starts: dict[int, float] = {}
-        self.requests: dict[int, dict[str, Any]] = {}  # LLM-call nodes: their request
-        self.arguments: dict[int, Mapping[str, Any]] = {}  # capture only
-        self.parents: dict[int, tuple[int, ...]] = {}
         self.retries: dict[int, list[ev.NodeRetried]] = {}
         self.attempts: dict[int, int] = {}
 
-    def on_event(self, event: Any) -> None:
-        # Called with every event of the run: a call's four (added, ready, started,
-        # finished) are handled here without a further call. Tracing never fails a
-        # run: an error here ends this run's tracing, once said.
+    # Tracing never fails a run: an error in any of these ends this run's tracing,
+    # once said.
+
+    def started(self, i: int, t: float, attempt: int) -> None:
+        if self.context is None:  # not started, sampled out or ended: nothing to keep
+            return
+        if attempt == 1:
+            self.starts[i] = t
+        else:  # the span covers every attempt: it keeps the first one's start
+            self.attempts[i] = attempt
+
+    def finished(self, i: int, t: float, value: Any, replayed: bool, tokens: int,
+                 record: Mapping[str, Any] | None) -> None:
+        if self.context is None:
+            return
         try:
-            kind = type(event)
-            if kind is _READY:  # nothing to trace
-                return
+            self._node_span(i, t, None, value, tokens, record, replayed)
+        except Exception as exc:
+            self._stop(exc)
+
+    def on_event(self, event: Any) -> None:
+        # Every event of the run; a call's start and end come as `started` and
+        # `finished`, so the per-call events (when a listener has them built) have
+        # no handler here.
+        try:
             if self.context is None:  # not started, sampled out or ended: a start counts
-                if kind is ev.RunStarted:
+                if type(event) is ev.RunStarted:
                     self._started(event)
                 return
-            if kind is _STARTED:
-                if event.attempt == 1:
-                    self.starts[event.node] = event.t
-                else:  # the span covers every attempt: it keeps the first one's start
-                    self.attempts[event.node] = event.attempt
-            elif kind is _FINISHED:
-                self._node_span(event, event.t - event.duration, None, event.value,
-                                event.tokens, event.record, event.replayed)
-            elif kind is _ADDED:
-                self.nodes += 1
-                arguments = event.arguments
-                if arguments is not None:
-                    if "request" in arguments:
-                        request = is_llm_request(arguments)
-                        if request is not None:
-                            self.requests[event.node] = request
-                    if self.tracing.capture:
-                        self.arguments[event.node] = arguments
-                if event.parents:
-                    self.parents[event.node] = event.parents
-            else:
-                handle = _HANDLERS.get(kind)
-                if handle is not None:
-                    handle(self, event)
+            handle = _HANDLERS.get(type(event))
+            if handle is not None:
+                handle(self, event)
         except Exception as exc:
-            self.context = None
-            _warn(f"tracing of run {self.run_id} stopped: {ev.describe(exc)}")
+            self._stop(exc)
+
+    def _stop(self, exc: Exception) -> None:
+        self.context = None
+        self.starts.clear()
+        _warn(f"tracing of run {self.run_id} stopped: {ev.describe(exc)}")
 
     # ------------------------------------------------------------ the run
 
@@ -252,10 +270,11 @@ class _RunTrace:
             self.span = self.tracing.top_span(name, self.run_id, attributes, e.t)
         if self.span.is_recording():  # sampled out: no node spans either
             self.context = trace.set_span_in_context(self.span)
-            self.parent = self.span.get_span_context()
+            parent = self.parent = self.span.get_span_context()
+            self.trace = (parent.trace_id, parent.trace_flags, parent.trace_state)
 
     def _finished(self, e: ev.RunFinished) -> None:
-        self.span.set_attribute("plait.run.nodes", self.nodes)
+        self.span.set_attribute("plait.run.nodes", len(self.tools))
         _end_top(self.span, e.status, e.t)
         self.context = None
 
@@ -265,41 +284,36 @@ class _RunTrace:
         self.retries.setdefault(e.node, []).append(e)
 
     def _failed(self, e: ev.NodeFailed) -> None:
-        self._node_span(e, None, e.error)
+        self._node_span(e.node, e.t, e.error)
 
     def _cancelled(self, e: ev.NodeCancelled) -> None:
-        self._node_span(e, None, None, ended="cancelled")
+        self._node_span(e.node, e.t, None, ended="cancelled")
 
     def _skipped(self, e: ev.NodeSkipped) -> None:
         i = e.node
         if i in self.starts:  # it ran and was waiting to retry when the run stopped
-            self._node_span(e, None, None, ended="skipped")
+            self._node_span(i, e.t, None, ended="skipped")
             return
         # It never ran: no span of its own, a mark on the run's.
-        self._forget(i)
+        self.retries.pop(i, None)
+        self.attempts.pop(i, None)
         self.span.add_event("plait.node.skipped",
                             {"plait.node.id": i, "gen_ai.tool.name": e.tool,
                              "plait.node.cause": e.cause}, timestamp=_ns(e.t))
 
-    def _forget(self, i: int) -> None:
-        self.starts.pop(i, None)
-        self.requests.pop(i, None)
-        self.arguments.pop(i, None)
-        self.parents.pop(i, None)
-        self.retries.pop(i, None)
-        self.attempts.pop(i, None)
-
-    def _node_span(self, e: ev.NodeEvent, start: float | None, error: str | None,
-                   value: Any = None, tokens: int = 0, record: Mapping[str, Any] | None = None,
+    def _node_span(self, i: int, t: float, error: str | None, value: Any = None,
+                   tokens: int = 0, record: Mapping[str, Any] | None = None,
                    replayed: bool = False, ended: str | None = None) -> None:
-        i = e.node
-        began = self.starts.pop(i, None)
-        start = began if began is not None else start if start is not None else e.t
-        request = self.requests.pop(i, None) if self.requests else None
-        capture = self.tracing.capture
+        """The span of call `i`, which ended at `t`: made and handed over now."""
+        start = self.starts.pop(i, t)
+        tool = self.tools[i].name
+        arguments = self.arguments[i]
+        request = is_llm_request(arguments) if "request" in arguments else None
+        tracing = self.tracing
+        capture = tracing.capture
         if request is not None:
             attributes = llm_attributes(request, tokens, record, replayed)
-            attributes["plait.llm.role"] = e.tool
+            attributes["plait.llm.role"] = tool
             name = f"chat {attributes['gen_ai.request.model']}"
             kind = _CLIENT
             if capture:
@@ -307,25 +321,21 @@ class _RunTrace:
                 if error is None and ended is None:
                     attributes["gen_ai.output.messages"] = output_messages(value, record)
         else:
-            attributes = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": e.tool,
-                          "gen_ai.tool.type": "function"}
+            known = tracing.tool_spans.get(tool)
+            if known is None:
+                known = tracing.tool_span(tool)
+            name, attributes = known[0], known[1].copy()
             if tokens:
                 attributes["plait.tokens"] = tokens
-            name = f"execute_tool {e.tool}"
             kind = _INTERNAL
             if capture:
-                arguments = self.arguments.get(i)
-                if arguments is not None:
-                    attributes["gen_ai.tool.call.arguments"] = content(dict(arguments))
+                attributes["gen_ai.tool.call.arguments"] = content(dict(arguments))
                 if error is None and ended is None:
                     attributes["gen_ai.tool.call.result"] = content(value)
-        if capture:
-            self.arguments.pop(i, None)
         attributes["plait.node.id"] = i
-        if self.parents:
-            parents = self.parents.pop(i, None)
-            if parents:
-                attributes["plait.node.parents"] = parents
+        parents = self.parents[i]
+        if parents:
+            attributes["plait.node.parents"] = parents
         if replayed:
             attributes["plait.replayed"] = True
         if self.attempts:
@@ -343,21 +353,18 @@ class _RunTrace:
             attributes["error.type"] = kind_
             events = [*events, Event("exception", {"exception.type": kind_,
                                                    "exception.message": scrub(message or error)},
-                                     _ns(e.t))]
+                                     _ns(t))]
             status = Status(StatusCode.ERROR, scrub(error))
-        tracing = self.tracing
         processor = tracing.processor
         if processor is None:
-            tracing.emit(self, name, kind, attributes, _ns(start), _ns(e.t), events, status)
+            tracing.emit(self, name, kind, attributes, _ns(start), _ns(t), events, status)
             return
         # The SDK's path, inline: it runs once per call of every traced run.
-        parent = self.parent
-        assert parent is not None
+        trace_id, flags, state = self.trace
         processor.on_end(ReadableSpan(
-            name, SpanContext(parent.trace_id, tracing.new_span_id(), False, parent.trace_flags,
-                              parent.trace_state),
-            parent, tracing.resource, attributes, events, (), kind, None, status,
-            _BASE_NS + int(start * 1e9), _BASE_NS + int(e.t * 1e9), tracing.scope))
+            name, SpanContext(trace_id, tracing.new_span_id(), False, flags, state),
+            self.parent, tracing.resource, attributes, events, (), kind, None, status,
+            _BASE_NS + int(start * 1e9), _BASE_NS + int(t * 1e9), tracing.scope))
 
 
 def _retry_event(r: ev.NodeRetried) -> Event:
@@ -367,7 +374,6 @@ def _retry_event(r: ev.NodeRetried) -> Event:
         "exception.type": kind, "exception.message": scrub(message or r.error)}, _ns(r.t))
 
 
-_READY, _STARTED, _FINISHED, _ADDED = ev.NodeReady, ev.NodeStarted, ev.NodeFinished, ev.NodeAdded
 _HANDLERS: dict[type, Callable[[_RunTrace, Any], None]] = {
     ev.RunFinished: _RunTrace._finished,
     ev.NodeRetried: _RunTrace._retried,

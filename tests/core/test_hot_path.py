@@ -293,7 +293,7 @@ def test_arguments_pydantic_passes_through_are_checked_without_it_and_alike(
     t = _tool(annotation)
     for value in VALUES:
         try:
-            expected = t._validator.validate_python({"v": value})
+            expected = t._validate({"v": value})
         except pydantic.ValidationError:
             with pytest.raises(ToolArgumentError):
                 t.validate({"v": value})

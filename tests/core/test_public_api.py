@@ -29,6 +29,9 @@ EXPECTED = {
     "Tool",
     "ToolPolicy",
     "ToolWarning",
+    # tools from anywhere
+    "tools_from_openai",
+    "mcp_tools",
     "node_key",
     "add_tokens",
     # datasets
@@ -58,6 +61,7 @@ EXPECTED = {
     "RefMisuseError",
     "RunOwnedError",
     "SchemaError",
+    "McpToolError",
     # events
     "Event",
     "RunStarted",
@@ -74,7 +78,7 @@ EXPECTED = {
 
 # Public subpackages may appear as attributes once imported; they are not in __all__.
 SUBPACKAGES = {"cli", "compiler", "cost", "data", "examples", "journal", "llm", "otel",
-               "timeline", "ui"}
+               "timeline", "tools", "ui"}
 # `plait.generate` is the function; its package is plait.generate in sys.modules only.
 
 

@@ -342,13 +342,87 @@ def test_a_long_job_holds_no_span_it_has_ended(provider: TracerProvider) -> None
 
 
 def test_tracing_off_gives_a_run_no_listener() -> None:
-    assert Run().listeners == ()  # so the engine builds no event at all
+    run = Run()
+    assert run.listeners == () and run.tracer is None  # so the engine builds no event at all
+
+
+def _per_call_events_built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Count the per-call events the engine builds from here on (it builds them
+    through the module, so a stand-in there sees each one)."""
+    from plait import _events as ev
+
+    built: list[str] = []
+    for name in ("NodeAdded", "NodeReady", "NodeStarted", "NodeFinished"):
+        kind = getattr(ev, name)
+
+        def make(*args: Any, _kind: Any = kind) -> Any:
+            built.append(_kind.__name__)
+            return _kind(*args)
+
+        monkeypatch.setattr(ev, name, make)
+    return built
+
+
+def test_tracing_alone_builds_no_per_call_event(spans: InMemorySpanExporter,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tracing learns of a call's start and end without the four events a listener
+    gets: they were most of what tracing cost per call."""
+    built = _per_call_events_built(monkeypatch)
+    plait.run(fan, "x", max_concurrency=1)
+    assert built == []
+    got = spans.get_finished_spans()
+    assert len(by_name(got, "execute_tool")) == 4
+    assert the(got, "execute_tool combine").attributes["plait.node.parents"] == (0, 1, 2)
+    plait.run(fan, "x", listeners=[lambda event: None])  # a listener of the caller's: built
+    assert sorted(set(built)) == ["NodeAdded", "NodeFinished", "NodeReady", "NodeStarted"]
+
+
+def test_a_listener_sees_the_same_events_with_tracing_on(provider: TracerProvider) -> None:
+    """The tracer takes the per-call events' short cut; a listener of the caller's
+    still gets every event, once, in the same order as without tracing."""
+    tries: list[int] = []
+
+    @plait.tool(retries=1, backoff=0.001, jitter=0)
+    async def flaky(x: int) -> int:
+        """Fails once."""
+        tries.append(x)
+        if len(tries) % 2:
+            raise ConnectionError("reset")
+        return x
+
+    @plait.workflow
+    async def wf() -> list[str]:
+        a, b = search("a"), search("b")
+        return [await combine(a, b, search("c")), await flaky(1)]
+
+    def events_of_a_run() -> list[tuple[Any, ...]]:
+        seen: list[Any] = []
+        tries.clear()
+        plait.run(wf, max_concurrency=2, listeners=[seen.append])  # some wait for a slot
+        return [(type(e).__name__, getattr(e, "node", None), getattr(e, "attempt", None))
+                for e in seen]
+
+    plait.otel.disable()
+    untraced = events_of_a_run()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    plait.otel.enable(provider)
+    traced = events_of_a_run()
+    assert sorted(traced) == sorted(untraced)  # parallel calls may interleave differently
+    for node in range(5):  # per call: added, then ready and started per attempt, finished
+        kinds = [k for k, n, _ in traced if n == node]
+        assert kinds[:3] == ["NodeAdded", "NodeReady", "NodeStarted"]
+        assert kinds[-1] == "NodeFinished"
+        assert kinds.count("NodeReady") == kinds.count("NodeStarted") == (2 if node == 4 else 1)
+    got = exporter.get_finished_spans()
+    assert len(by_name(got, "execute_tool")) == 5
+    assert the(got, "execute_tool flaky").attributes["plait.node.attempts"] == 2
 
 
 def test_disable_wins_over_a_configured_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
     plait.otel.disable()
-    assert Run().listeners == ()
+    assert Run().listeners == () and Run().tracer is None
 
 
 def test_enable_without_anywhere_to_send_says_so() -> None:
