@@ -13,9 +13,10 @@ line, `Finish: <answer>`, or `Replan: <what is missing>` and then the new plan),
 ReAct correct steps, and function calling what a good function-calling model
 sends (every independent call of a step in one parallel batch, a call that needs
 results in a later step, then the answer as the same final reasoning sentence
-as ReAct's last step): the same facts in every mode. Prompts are plait's real prompts (and the tools' JSON schemas, for
-function calling), so prompt tokens are what a real model would be sent; a tool
-call's completion tokens are those of its name and the JSON of its arguments.
+as ReAct's last step): the same facts in every mode. Prompts are plait's real
+prompts (and the tools' JSON schemas, for function calling), so prompt tokens are
+what a real model would be sent; a tool call's completion tokens are those of its
+name and the JSON of its arguments.
 
 Tools: `search` and `lookup` take 0.3-1.5 s (`--search-latency`), `calculator`
 0.1-0.3 s. Each call's latency is drawn from an RNG seeded by (seed, question,
