@@ -2,19 +2,21 @@
 model, LLMCompiler-style suites.
 
     python benchmarks/compiler.py [--questions 20] [--quick] [--ttft 0.4] [--tps 60]
-                                  [--search-latency 0.3 1.5] [--no-joiner-thought]
+                                  [--search-latency 0.3 1.5]
 
 Model: plait's simulated backend (`plait.llm.SimLLM`), timed like a hosted model
 (ttft 0.4 s, then 60 tokens/s; a token is a word with the space before it).
 Its replies are scripted per question, by each call's role (planner, joiner,
 ReAct step, function-calling step), so that the planner writes a correct plan,
-the joiner a correct decision, ReAct correct steps, and function calling what a
-good function-calling model sends (every independent call of a step in one
-parallel batch, a call that needs results in a later step, then the answer as the
-same final reasoning sentence): the same facts and the same final sentence in
-every mode. Prompts are plait's real prompts (and the tools' JSON schemas, for
-function calling), so prompt tokens are what a real model would be sent; a tool
-call's completion tokens are those of its name and the JSON of its arguments.
+the joiner a correct decision in the format plait's joiner prompt asks for (one
+line, `Finish: <answer>`, or `Replan: <what is missing>` and then the new plan),
+ReAct correct steps, and function calling what a good function-calling model
+sends (every independent call of a step in one parallel batch, a call that needs
+results in a later step, then the answer as the same final reasoning sentence
+as ReAct's last step): the same facts in every mode. Prompts are plait's real
+prompts (and the tools' JSON schemas, for function calling), so prompt tokens are
+what a real model would be sent; a tool call's completion tokens are those of its
+name and the JSON of its arguments.
 
 Tools: `search` and `lookup` take 0.3-1.5 s (`--search-latency`), `calculator`
 0.1-0.3 s. Each call's latency is drawn from an RNG seeded by (seed, question,
@@ -95,7 +97,7 @@ class Question:
     suite: str
     text: str
     plans: list[str]  # the planner's replies: the first plan, then replans
-    joins: list[dict[str, str]]  # the joiner's replies, in order
+    joins: list[tuple[str, str]]  # the joiner's decisions, in order: (action, answer)
     react: list[str]  # ReAct's replies, step by step
     answer: str
     # Function calling: each step's batch of calls (name, arguments), then `final`.
@@ -119,7 +121,7 @@ def hotpot(i: int, rng: random.Random, world: World) -> Question:
     return Question(
         f"hotpot-{i}", "HotpotQA-like", f"Which is taller, {a} or {b}?",
         plans=[f'1. search("{a}")\n2. search("{b}")\n3. join()'],
-        joins=[{"thought": final, "action": "finish", "answer": winner}],
+        joins=[("finish", winner)],
         react=[
             f"Thought: I need to search {a} and {b}, find their heights, then find which one "
             f'is taller.\nAction: search("{a}")',
@@ -165,7 +167,7 @@ def movie(i: int, rng: random.Random, world: World) -> Question:
     return Question(
         f"movie-{i}", "Movie-like", text,
         plans=["\n".join(lines + ["9. join()"])],
-        joins=[{"thought": final, "action": "finish", "answer": winner}],
+        joins=[("finish", winner)],
         react=react + [f'Thought: {final}\nAction: finish("{winner}")'],
         answer=winner,
         calls=[[("search", {"entity": t}) for t in titles]],
@@ -194,7 +196,7 @@ def parallelqa(i: int, rng: random.Random, world: World) -> Question:
         f"parallelqa-{i}", "ParallelQA-like",
         f"What is the combined height of {', '.join(names[:2])} and {names[2]}?",
         plans=["\n".join(lines)],
-        joins=[{"thought": final, "action": "finish", "answer": f"{_num(total)} m"}],
+        joins=[("finish", f"{_num(total)} m")],
         react=react,
         answer=f"{_num(total)} m",
         calls=[[("lookup", {"entity": n, "attribute": "height"}) for n in names],
@@ -221,8 +223,7 @@ def replan(i: int, rng: random.Random, world: World) -> Question:
         f"replan-{i}", "Replan-like", f"Which mountain is taller, {a} or {b}?",
         plans=[f'1. search("{a}")\n2. search("{b}")\n3. join()',
                f'3. search("{a} (mountain)")\n4. join()'],
-        joins=[{"thought": f"{a} is ambiguous.", "action": "replan", "answer": reason},
-               {"thought": final, "action": "finish", "answer": winner}],
+        joins=[("replan", reason), ("finish", winner)],
         react=[
             f"Thought: I need to search {a} and {b}, find their heights, then find which one "
             f'is taller.\nAction: search("{a}")',
@@ -247,7 +248,7 @@ def single(i: int, rng: random.Random, world: World) -> Question:
     return Question(
         f"single-{i}", "Single-like", f"How tall is {name}?",
         plans=[f'1. lookup("{name}", "height")\n2. join()'],
-        joins=[{"thought": final, "action": "finish", "answer": f"{_num(h)} m"}],
+        joins=[("finish", f"{_num(h)} m")],
         react=[f"Thought: I need the height of {name}.\n"
                f'Action: lookup("{name}", "height")',
                f'Thought: {final}\nAction: finish("{_num(h)} m")'],
@@ -297,11 +298,12 @@ def make_tools(world: World, seed: int, qid: str,
     return [search, lookup, calculator]
 
 
-def make_model(q: Question, ttft: float, tps: float, joiner_thought: bool = True) -> SimLLM:
+def make_model(q: Question, ttft: float, tps: float) -> SimLLM:
     """Scripted replies for one question: planner, joiner and ReAct steps.
 
-    The joiner writes the same final reasoning sentence as ReAct's last step, as
-    the optional "thought" field; `joiner_thought=False` leaves it out.
+    The joiner writes what plait's joiner prompt asks for, one line and no
+    thought: `Finish: <answer>`, or `Replan: <what is missing>` and the new plan
+    (the planner's scripted replan, which it writes when a joiner's reply has none).
     """
 
     calls = {"planner": 0, "joiner": 0}  # a question's calls of each role, in order
@@ -322,10 +324,10 @@ def make_model(q: Question, ttft: float, tps: float, joiner_thought: bool = True
         k, calls[role] = calls[role], calls[role] + 1
         if role == "planner":
             return q.plans[min(k, len(q.plans) - 1)]
-        reply = dict(q.joins[min(k, len(q.joins) - 1)])
-        if not joiner_thought:
-            reply.pop("thought", None)
-        return json.dumps(reply)
+        action, answer = q.joins[min(k, len(q.joins) - 1)]
+        if action == "replan":  # as the prompt asks: the line, then the new plan
+            return f"Replan: {answer}\n{q.plans[min(k + 1, len(q.plans) - 1)]}"
+        return f"Finish: {answer}"
 
     return SimLLM(script, ttft=ttft, tps=tps)
 
@@ -363,7 +365,7 @@ def prepare(questions: list[Question], world: World, args: argparse.Namespace
     event loop under every question already in flight, a cost of this harness, not
     of either mode."""
     return {mode: [(q, make_tools(world, args.seed, q.id, tuple(args.search_latency)),
-                    make_model(q, args.ttft, args.tps, args.joiner_thought)) for q in questions]
+                    make_model(q, args.ttft, args.tps)) for q in questions]
             for mode in MODES}
 
 
@@ -400,8 +402,6 @@ async def main(argv: Sequence[str] | None = None) -> int:
                    metavar=("LO", "HI"), help="seconds a search or lookup takes (uniform)")
     p.add_argument("--concurrency", type=int, default=40,
                    help="questions in flight at once, over all suites and modes")
-    p.add_argument("--no-joiner-thought", dest="joiner_thought", action="store_false",
-                   help="the simulated joiner answers without a thought (a leaner joiner)")
     p.add_argument("--json", action="store_true", help="also print the medians as JSON")
     args = p.parse_args(argv)
     n = 5 if args.quick else args.questions
@@ -409,8 +409,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     world = World()
     wall = time.perf_counter()
     rows = []
-    print(f"simulated model: ttft {args.ttft} s, {args.tps:g} tokens/s; joiner "
-          f"{'with' if args.joiner_thought else 'without'} a thought; "
+    print(f"simulated model: ttft {args.ttft} s, {args.tps:g} tokens/s; "
           f"{n} questions per suite; search/lookup "
           f"{args.search_latency[0]:g}-{args.search_latency[1]:g} s, "
           f"calculator {CALC_LATENCY[0]}-{CALC_LATENCY[1]} s", file=sys.stderr)

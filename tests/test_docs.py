@@ -56,7 +56,6 @@ NOT_RUN = {
     "make test": "the whole suite, this test included",
     "python benchmarks/compiler.py": "a benchmark (~50 s), not a test; `make bench` runs it",
     "python benchmarks/compiler.py --quick": "a benchmark (~10 s), not a test",
-    "python benchmarks/compiler.py --no-joiner-thought": "a benchmark (~50 s), not a test",
     "python benchmarks/compiler.py --search-latency 1.5 2.5": "a benchmark (~50 s), not a test",
 }
 # Lines whose output must hold a text: the command -> the text.

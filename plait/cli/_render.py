@@ -203,7 +203,7 @@ def _transcript(console: Console, q: dict[str, Any], full: bool) -> None:
     for step in q["steps"]:
         if step["kind"] == "plan":
             plans += 1
-            what = "plan" if step["role"] == "planner" else "step"
+            what = "step" if step["role"] in ("react", "caller") else "plan"
             title = f"{what} {plans} (#{step['call']} {step['role']})"
             body = step.get("text")
             if body is None:

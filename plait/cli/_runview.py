@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plait.compiler._joiner import parse_decision
+from plait.compiler._joiner import parse_decision, replan_plan
 from plait.compiler._parser import SyntaxProblem, parse_call
 from plait.compiler._react import parse_step
 from plait.compiler._session import LLM_ROLES
@@ -162,6 +162,10 @@ def describe_question(run: RunRecord, calls: list[dict[str, Any]]) -> dict[str, 
             step.update(action=decision.action, answer=decision.answer,
                         thought=decision.thought)
             answer = decision.answer if decision.action == "finish" else None
+            plan = replan_plan(text) if decision.action == "replan" else None
+            if plan:  # a replan written in the decision's reply: the next plan
+                steps.append(step)
+                step = {"kind": "plan", "call": call["n"], "role": role, "text": plan}
         else:
             step["text"] = text
             if role == "react":

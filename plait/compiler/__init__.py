@@ -12,9 +12,9 @@ asks for a new plan. `mode="react"` runs the ReAct baseline with the same tools,
 
 from plait.compiler._ask import MODES, aask, ask, tools_of
 from plait.compiler._grammar import plan_grammar, react_grammar
-from plait.compiler._joiner import parse_decision
+from plait.compiler._joiner import decision_grammar, parse_decision
 from plait.compiler._parser import ParsedTask, PlanError, PlanParser, parse_call, parse_plan
-from plait.compiler._prompt import JOINER_SCHEMA, joiner_messages, planner_messages
+from plait.compiler._prompt import joiner_messages, planner_messages
 from plait.compiler._rows import Asker, asker
 from plait.compiler._records import (
     Answer,
@@ -33,7 +33,6 @@ from plait.compiler._records import (
 )
 
 __all__ = [
-    "JOINER_SCHEMA",
     "MODES",
     "Answer",
     "Asker",
@@ -55,6 +54,7 @@ __all__ = [
     "aask",
     "ask",
     "asker",
+    "decision_grammar",
     "joiner_messages",
     "parse_call",
     "parse_decision",

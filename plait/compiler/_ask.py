@@ -196,16 +196,21 @@ async def aask(
                           spans=question_names(question) if small else None,
                           uses=slot_uses(plan_examples) if small else None)
         joiner = Joiner(session, max_tokens=joiner_max_tokens, grounded=small,
-                        examples=plan_examples)
+                        examples=plan_examples, planner=planner)
         reason: str | None = None
         for round in range(max_replans + 1):
-            first = session.next_number
-            messages = planner_messages(
-                question, tool_list, examples=plan_examples, first=first, max_tasks=max_tasks,
-                previous=session.shown() if round else (), reason=reason,
-            )
-            record = await planner.write(messages, kind="replan" if round else "plan",
-                                         round=round)
+            # A replan the joiner wrote in its reply is this round's plan, its tasks
+            # running already; else (a first plan, a bare `Replan:`) the planner writes.
+            record = joiner.plan
+            if record is None:
+                first = session.next_number
+                messages = planner_messages(
+                    question, tool_list, examples=plan_examples, first=first,
+                    max_tasks=max_tasks, previous=session.shown() if round else (),
+                    reason=reason,
+                )
+                record = await planner.write(messages, kind="replan" if round else "plan",
+                                             round=round)
             for _ in range(max_repairs):
                 broken = [e for e in record.errors if e.repairable]
                 if not broken:

@@ -1,31 +1,38 @@
 """The joiner: after a plan's tasks are done, finish with an answer or replan.
 
-The decision is asked for as JSON (`json_schema=`, so a constrained backend
-always writes it) and parsed robustly: JSON anywhere in the text, a cut-off
-JSON object, LLMCompiler's `Action: Finish(...)` / `Action: Replan(...)`, and
-as a last resort the whole text as the answer.
+The decision is asked for as one line, `Finish: <answer>` or `Replan: <what is
+missing>` (under a grammar where the backend takes one): the shortest reply that
+says which. It is parsed robustly: that line anywhere in the text (after a
+thought, say), JSON anywhere in the text, a cut-off JSON object, LLMCompiler's
+`Action: Finish(...)` / `Action: Replan(...)`, and as a last resort the whole
+text as the answer.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
-from plait.compiler._grammar import choice_grammar
+from plait.compiler._grammar import Chars, Grammar, Rep, Rule, alt, choice_grammar, seq
 from plait.compiler._prompt import (
-    FINISH_SCHEMA,
-    JOINER_SCHEMA,
+    FINISH,
+    REPLAN,
     answer_choices,
     grounded_messages,
     joiner_messages,
     show_value,
 )
-from plait.compiler._records import Decided, Decision, JoinerStarted
+from plait.compiler._planner import Planner, PlanStream
+from plait.compiler._records import Decided, Decision, JoinerStarted, PlanRecord
 from plait.compiler._session import Session
 from plait.llm import LLMTruncated, Message
 
 _FIELD = r'"{name}"\s*:\s*"((?:[^"\\]|\\.)*)'
+_LINE = re.compile(r"^[ \t]*(?:Action\s*:\s*)?(Finish|Replan)[ \t]*:[ \t]*(.*)", re.I | re.M | re.S)
+_HEAD = re.compile(r"^[ \t]*(?:Action\s*:\s*)?(Finish|Replan)[ \t]*:", re.I | re.M)
+MAX_ANSWER = 300  # characters of a constrained reply
 _ACTION_TEXT = re.compile(r"Action\s*:\s*(Finish|Replan)\s*\((.*)\)?\s*$", re.I | re.S)
 _THOUGHT_TEXT = re.compile(r"Thought\s*:\s*(.*?)(?:\n|$)", re.I)
 GROUNDED_PREFIX = "Answer: "  # a grounded joiner's reply: this, then its choice
@@ -38,9 +45,17 @@ def parse_decision(text: str, *, may_replan: bool = True) -> Decision:
     text = text.strip()
     if text.startswith(GROUNDED_PREFIX):  # a grounded joiner's choice
         return Decision("finish", read_choice(text), "", raw)
-    data = _json_object(text)
+    line = _LINE.search(text)
+    data = _json_object(text) if line is None else None
     action, answer, thought = "finish", None, ""
-    if data is not None:
+    if line is not None:
+        action, answer = line.group(1).lower(), line.group(2)
+        if action == "replan":  # its line; a plan may follow it
+            answer = answer.split("\n", 1)[0]
+        answer = answer.strip() or None
+        t = _THOUGHT_TEXT.search(text[: line.start()])
+        thought = t.group(1).strip() if t else ""
+    elif data is not None:
         action = str(data.get("action", "finish")).strip().lower()
         for key in _ANSWER_KEYS:
             if isinstance(data.get(key), (str, int, float)) and str(data[key]).strip():
@@ -75,6 +90,38 @@ def parse_decision(text: str, *, may_replan: bool = True) -> Decision:
     if answer is None:
         answer = "" if action == "finish" else "the results were not enough"
     return Decision(action, answer, thought.strip(), raw)
+
+
+def replan_plan(text: str) -> str | None:
+    """The plan a `Replan:` reply carries after its line (None: not a replan, or
+    nothing after the line yet)."""
+    m = _HEAD.search(text)
+    if m is None or m.group(1).lower() != "replan":
+        return None
+    nl = text.find("\n", m.end())
+    return None if nl < 0 else text[nl + 1 :]
+
+
+def decision_grammar(may_replan: bool, plan: Grammar | None = None) -> str:
+    """GBNF for the joiner's line: `Finish: ` (or `Replan: `) and a one-line text;
+    with `plan` (a plan grammar), a replan's line is followed by its plan."""
+    return decision_grammar_tree(may_replan, plan).render()
+
+
+def decision_grammar_tree(may_replan: bool, plan: Grammar | None = None) -> Grammar:
+    g = Grammar()
+    line = Rep(Chars("\n", negated=True), 1, MAX_ANSWER)
+    if not may_replan:
+        g.define("root", seq(FINISH, line))
+    elif plan is None:
+        g.define("root", seq(alt(FINISH, REPLAN), line))
+    else:
+        g.define("root", alt(seq(FINISH, line), seq(REPLAN, line, "\n", Rule("plan"))))
+        rules = dict(plan.rules)
+        g.define("plan", rules.pop("root"))
+        for name, expr in rules.items():
+            g.define(name, expr)
+    return g
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
@@ -125,7 +172,13 @@ def parse_grounded(text: str, choices: dict[str, str]) -> Decision:
 
 class Joiner:
     """A reply cut at `max_tokens` is never read as a decision: its answer may be cut
-    mid-word. It is asked for once more with twice the tokens, then it is an error.
+    mid-word. It is asked for once more with twice the tokens, then it is an error
+    (unless it had begun a plan: what that dispatched stands, as a cut plan's does).
+
+    With a `planner`, a replan is written in the decision's own reply, after its
+    `Replan:` line, streamed through the planner's `PlanStream` (its tasks are
+    dispatched as they come), and left in `plan` for the next round: a replan
+    round costs one LLM call, not a joiner's and a planner's.
 
     `grounded` (for small models): the answer is one of the choices the results
     give (the highest or lowest of several numbers, their difference or sum, a
@@ -135,21 +188,29 @@ class Joiner:
     whether the answer needed it."""
 
     def __init__(self, session: Session, *, max_tokens: int | None = 200,
-                 grounded: bool = False, examples: list[str] | None = None) -> None:
+                 grounded: bool = False, examples: list[str] | None = None,
+                 planner: Planner | None = None) -> None:
         self.session = session
         self.max_tokens = max_tokens
         self.grounded = grounded
         self.examples = examples or []
+        self.planner = None if grounded else planner
+        self.plan: PlanRecord | None = None  # the replan the last decision wrote
 
     async def decide(self, question: str, *, round: int, may_replan: bool) -> Decision:
         s = self.session
+        self.plan = None
         s.send(JoinerStarted, round)
         if self.grounded:
             decision = await self._grounded(question, round, may_replan)
         else:
-            messages = joiner_messages(question, s.shown(), may_replan=may_replan)
-            schema = JOINER_SCHEMA if may_replan else FINISH_SCHEMA
-            text = await self._reply(messages, schema)
+            planner = self.planner if may_replan else None
+            messages = joiner_messages(
+                question, s.shown(), may_replan=may_replan,
+                tools=list(s.tools.values()) if planner is not None else (),
+                first=s.next_number,
+                max_tasks=planner.max_tasks if planner is not None else 9)
+            text = await self._reply(messages, may_replan, planner, round)
             decision = parse_decision(text, may_replan=may_replan)
         s.decisions.append(decision)
         s.send(Decided, decision)
@@ -173,12 +234,40 @@ class Joiner:
         text, _ = await s.complete("joiner", messages, grammar=grammar, max_tokens=bound)
         return parse_grounded(text, choices)
 
-    async def _reply(self, messages: list[Message], schema: dict[str, Any]) -> str:
+    async def _reply(self, messages: list[Message], may_replan: bool,
+                     planner: Planner | None, round: int) -> str:
         s = self.session
         max_tokens = self.max_tokens
+        tree = planner.grammar_tree() if planner is not None else None
+        if tree is not None and max_tokens is not None:
+            # Room for the plan: what the planner may write, and the grammar's bound.
+            max_tokens += max(planner.max_tokens or 0, tree.max_len())  # type: ignore[union-attr]
+        grammar = decision_grammar(may_replan, tree)
         for attempt in range(2):
-            text, _ = await s.complete("joiner", messages, json_schema=schema,
-                                       max_tokens=max_tokens)
+            stream: list[PlanStream] = []
+            seen: list[str] = []
+            started = time.perf_counter()
+
+            def on_delta(delta: str) -> bool:
+                if stream:
+                    return stream[0].feed(delta)
+                seen.append(delta)
+                if planner is None or "\n" not in delta:
+                    return False
+                plan = replan_plan("".join(seen))
+                if plan is None:
+                    return False
+                stream.append(planner.open("replan", round + 1, writer="joiner",
+                                           started=started))
+                return stream[0].feed(plan) if plan else False
+
+            text, constrained = await s.complete("joiner", messages, grammar=grammar,
+                                                 max_tokens=max_tokens, on_delta=on_delta)
+            if stream:  # its tasks are out: this reply is the one, cut or not
+                plan = stream[0].close(replan_plan(text) or "", constrained)
+                if plan.tasks or any(e.repairable for e in plan.errors):
+                    self.plan = plan  # else the planner is asked, as for a bare `Replan:`
+                return text
             if not s.last_call.truncated:
                 return text
             if max_tokens is None:  # the server's own limit: more of the same cannot help

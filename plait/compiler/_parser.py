@@ -15,11 +15,13 @@ task N itself (a `Ref`); inside a longer string it is formatted in (a
 `Template`). Write `\\$` in a string for a literal dollar sign.
 
 The text is tokenized by hand and never evaluated. The parser is incremental:
-`feed()` takes deltas of any size (several lines, half a line) and returns each
-line's task or error the moment the line is complete, so a planner can dispatch
-task 1 while the model is still writing task 2. Its running time is linear in
-the input: every line is scanned a bounded number of times, and a line longer
-than `max_line` characters is reported and skipped without being buffered.
+`feed()` takes deltas of any size (several lines, half a line) and returns a
+task the moment its call is complete, at its closing parenthesis, before the
+newline, so a planner can dispatch task 1 while the model is still writing task
+2. That is safe because a task line's call ends at that parenthesis: text after
+it on the line (a comment, prose) is never part of the call. Its running time is
+linear in the input: every line is scanned a bounded number of times, and a line
+longer than `max_line` characters is reported and skipped without being buffered.
 """
 
 from __future__ import annotations
@@ -313,13 +315,23 @@ def parse_call(text: str) -> tuple[str, list[Any], dict[str, Any]]:
 
     Anything after the closing parenthesis other than a `# comment` is an error.
     """
+    name, args, kwargs, end = parse_call_prefix(text)
+    rest = text[end:].strip()
+    if rest and not rest.startswith("#"):
+        raise SyntaxProblem(f"unexpected text after the call: {rest[:30]!r} at column {end + 1}")
+    return name, args, kwargs
+
+
+def parse_call_prefix(text: str) -> tuple[str, list[Any], dict[str, Any], int]:
+    """The call `text` starts with -> (name, args, kwargs, index just past its `)`).
+
+    Raises SyntaxProblem. Nothing after that index is read (the scanner's only
+    lookahead stays inside the call), so the result is known the moment the
+    closing parenthesis is: what a streaming parser needs to dispatch it then.
+    """
     sc = _Scanner(text)
     name, args, kwargs = sc.call()
-    sc.ws()
-    rest = sc.s[sc.i :].strip()
-    if rest and not rest.startswith("#"):
-        raise sc.error(f"unexpected text after the call: {rest[:30]!r}")
-    return name, args, kwargs
+    return name, args, kwargs, sc.i
 
 
 def refs_in(value: Any, found: list[int] | None = None) -> list[int]:
@@ -364,6 +376,7 @@ _JOIN = re.compile(r"join\s*\(\s*\)")  # at the start of a line's body: the plan
 _PARTIAL_JOIN = re.compile(r"\s*(?:\d{1,6}\s*\.\s*)?join\s*\(\s*\)\s*$")
 _CALL_START = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\s*\(")
 _END_MARK = "<END_OF_PLAN>"
+_EARLY_TRIES = 8  # early parses of one open line, at most
 
 
 class PlanParser:
@@ -375,7 +388,10 @@ class PlanParser:
     max_tasks   tasks beyond this many are errors ("too_many")
     max_line    characters per line; longer lines are errors ("too_long")
 
-    `feed(delta)` returns the tasks and errors of the lines it completed.
+    `feed(delta)` returns the tasks and errors it completed: a task line's at its
+    call's closing parenthesis (if that is within `max_line` characters), any
+    other line's at its newline. Text after a task line's call is not part of it:
+    a `# comment` is dropped, anything else is reported ("ignored").
     `close()` handles the last line (with no newline after it), and reports an
     "incomplete" plan if no `join()` came. After `join()` the plan is over:
     `joined` is set, later calls (on its line or after it) are "after_join" errors.
@@ -409,6 +425,10 @@ class PlanParser:
         self._line = first_line - 1  # number of the last completed line
         self._thought: str | None = None
         self._text: list[str] = []
+        # The current line's call was parsed before its newline: where it ended in
+        # the line (None: not yet), and how many early tries the line has had.
+        self._call_end: int | None = None
+        self._tries = 0
 
     @property
     def text(self) -> str:
@@ -443,6 +463,11 @@ class PlanParser:
             if _PARTIAL_JOIN.match("".join(self._buf)):
                 self.joined = True
                 self._thought = None
+        # A call may have closed in this delta. The tries per line are bounded (so
+        # the work stays linear); the newline or the line's overflow parses it anyway.
+        if ")" in piece and self._call_end is None and self._tries < _EARLY_TRIES:
+            self._tries += 1
+            self._early("".join(self._buf), out)
         return out
 
     def close(self) -> list[ParsedTask | PlanError]:
@@ -474,21 +499,33 @@ class PlanParser:
         self._buf_len += len(piece)
         if self._buf_len > self.max_line:
             self._overlong = True
+            line = "".join(self._buf)
+            # A call that closed within max_line characters stands, however the line
+            # was fed: the early parse may have missed it (its tries ran out).
+            if self._call_end is None:
+                self._early(line[: self.max_line], out)
             # The buffer holds at least max_line + 1 characters now, however it was fed.
-            self._overlong_head = "".join(self._buf)[: min(80, self.max_line + 1)]
+            self._overlong_head = line[: min(80, self.max_line + 1)]
+            if self._call_end is not None:
+                self._overlong_head = line[self._call_end : self.max_line + 1][:80]
             self._buf, self._buf_len = [], 0
 
     def _end_line(self, out: list[ParsedTask | PlanError]) -> None:
         self._line += 1
-        if self._overlong:
-            self._overlong = False
-            item = self._overlong_line(self._overlong_head)
+        if self._call_end is not None:  # its call is out already: only its tail is left
+            tail = self._overlong_head if self._overlong else "".join(self._buf)[self._call_end :]
+            items = [self._tail(tail, tail if self._overlong else "".join(self._buf))]
+        elif self._overlong:
+            items = [self._overlong_line(self._overlong_head)]
         else:
-            line = "".join(self._buf)
-            self._buf, self._buf_len = [], 0
-            item = self._parse_line(line)
-        if item is not None:
-            self._record(item, out)
+            items = self._parse_line("".join(self._buf))
+        self._buf, self._buf_len = [], 0
+        self._overlong = False
+        self._call_end = None
+        self._tries = 0
+        for item in items:
+            if item is not None:
+                self._record(item, out)
 
     def _record(self, item: ParsedTask | PlanError, out: list[ParsedTask | PlanError]) -> None:
         out.append(item)
@@ -503,25 +540,49 @@ class PlanParser:
         body = m.group(2).strip() if m else head.strip()
         if self.joined or _JOIN.match(body):
             # The plan ended at this line or before it: what is long is after the plan.
-            return self._parse_line(head)
+            items = self._parse_line(head)
+            return items[0] if items else None
         if number is not None:
             self.invalid.add(number)
         return self._err(number, TOO_LONG, f"line longer than {self.max_line} characters",
                          head + "...")
 
-    def _err(self, task: int | None, kind: str, message: str, text: str) -> PlanError:
-        return PlanError(self._line, task, kind, message, text.strip()[:200])
+    def _err(self, task: int | None, kind: str, message: str, text: str,
+             line: int | None = None) -> PlanError:
+        return PlanError(self._line if line is None else line, task, kind, message,
+                         text.strip()[:200])
 
-    def _parse_line(self, raw: str) -> ParsedTask | PlanError | None:
+    def _early(self, raw: str, out: list[ParsedTask | PlanError]) -> None:
+        """Parse the open line's call if it is complete: the same task or error the
+        whole line gives, since nothing after the call's `)` is part of it."""
+        if self.joined:
+            return
+        line = raw.lstrip()
+        if line.startswith("```") or _THOUGHT.match(line):
+            return
+        m = _TASK_LINE.match(line)
+        if m is None or _JOIN.match(m.group(2).strip()):
+            return
+        body = m.group(2).lstrip()
+        try:
+            parsed = parse_call_prefix(body)
+        except SyntaxProblem:
+            return  # not complete yet, or wrong: the newline says which
+        offset = len(raw) - len(line) + m.start(2) + (len(m.group(2)) - len(body))
+        self._call_end = offset + parsed[3]
+        head = raw[: self._call_end].strip()
+        self._record(self._task(int(m.group(1)), parsed, head, self._line + 1), out)
+
+    def _parse_line(self, raw: str) -> list[ParsedTask | PlanError | None]:
         line = raw.strip()
         if not line or line.startswith("```") or line == _END_MARK:
-            return None
+            return []
         if line.endswith(_END_MARK):
             line = line[: -len(_END_MARK)].rstrip()
         m = _THOUGHT.match(line)
         if m:
             self._thought = m.group(1).strip() or None
-            return None
+            return []
         m = _TASK_LINE.match(line)
         number = int(m.group(1)) if m else None
         body = m.group(2).strip() if m else line
@@ -531,30 +592,42 @@ class PlanParser:
             # in feed() cannot know what follows, and both must agree.
             self.joined = True
             self._thought = None
-            return self._after_join(body[join.end() :].strip(), line)
+            return [self._after_join(body[join.end() :].strip(), line)]
         if self.joined:
-            return self._after_join(line, line)
+            return [self._after_join(line, line)]
         looks_like_call = _CALL_START.match(body) is not None
         if number is None:
             if looks_like_call:
-                return self._err(None, SYNTAX, "a call without a task number ('N. tool(...)')",
-                                 line)
-            return self._err(None, IGNORED, "not a task, a thought or join()", line)
+                return [self._err(None, SYNTAX, "a call without a task number ('N. tool(...)')",
+                                  line)]
+            return [self._err(None, IGNORED, "not a task, a thought or join()", line)]
+        try:
+            parsed = parse_call_prefix(body)
+        except SyntaxProblem as exc:
+            self._thought = None
+            if number in self.taken:
+                return [self._err(number, DUPLICATE, f"task {number} is already defined", line)]
+            self.invalid.add(number)
+            return [self._err(number, SYNTAX, str(exc), line)]
+        end = len(line) - len(body) + parsed[3]
+        return [self._task(number, parsed, line[:end], self._line),
+                self._tail(line[end:], line)]
+
+    def _task(self, number: int, parsed: tuple[str, list[Any], dict[str, Any], int],
+              line: str, at: int) -> ParsedTask | PlanError:
+        """A task line whose call parsed -> its task, or why it is not one."""
+        name, args, kwargs, _ = parsed
         thought, self._thought = self._thought, None
         if number in self.taken:
-            return self._err(number, DUPLICATE, f"task {number} is already defined", line)
-        try:
-            name, args, kwargs = parse_call(body)
-        except SyntaxProblem as exc:
-            self.invalid.add(number)
-            return self._err(number, SYNTAX, str(exc), line)
-        problem = self._check(number, name, args, kwargs, line)
+            return self._err(number, DUPLICATE, f"task {number} is already defined", line, at)
+        problem = self._check(number, name, args, kwargs, line, at)
         if problem is not None:
             self.invalid.add(number)
             return problem
         if self.max_tasks is not None and len(self.tasks) >= self.max_tasks:
             self.invalid.add(number)
-            return self._err(number, TOO_MANY, f"at most {self.max_tasks} tasks per plan", line)
+            return self._err(number, TOO_MANY, f"at most {self.max_tasks} tasks per plan",
+                             line, at)
         tool = self.tools.get(name) if self.tools is not None else None
         if tool is not None:
             arguments = tool.bind(tuple(args), kwargs)
@@ -564,7 +637,18 @@ class PlanParser:
         self.defined.add(number)
         self.taken.add(number)
         self.invalid.discard(number)
-        return ParsedTask(number, name, arguments, refs, self._line, line, body, thought)
+        call = _TASK_LINE.match(line).group(2).strip()  # type: ignore[union-attr]
+        return ParsedTask(number, name, arguments, refs, at, line, call, thought)
+
+    def _tail(self, tail: str, line: str) -> PlanError | None:
+        """What followed a task's call on its line: a comment or nothing is fine."""
+        tail, line = tail.strip(), line.strip()
+        if tail.endswith(_END_MARK):
+            tail, line = tail[: -len(_END_MARK)].rstrip(), line[: -len(_END_MARK)].rstrip()
+        if not tail or tail.startswith("#"):
+            return None
+        return self._err(None, IGNORED, f"text after the call was not run: {tail[:40]!r}",
+                         line)
 
     def _after_join(self, text: str, line: str) -> PlanError | None:
         """Text after the plan: a call is reported (it was not run), prose is dropped."""
@@ -576,28 +660,31 @@ class PlanParser:
         return self._err(number, AFTER_JOIN, "the plan ended at join(); this was not run", line)
 
     def _check(
-        self, number: int, name: str, args: list[Any], kwargs: dict[str, Any], line: str
+        self, number: int, name: str, args: list[Any], kwargs: dict[str, Any], line: str,
+        at: int,
     ) -> PlanError | None:
         if name == "join":
-            return self._err(number, SYNTAX, "join takes no arguments: write 'N. join()'", line)
+            return self._err(number, SYNTAX, "join takes no arguments: write 'N. join()'",
+                             line, at)
         for r in refs_in([args, kwargs]):
             if r >= number and r not in self.defined:
                 what = "itself" if r == number else f"the later task {r}"
-                return self._err(number, FORWARD_REF, f"${r} refers to {what}", line)
+                return self._err(number, FORWARD_REF, f"${r} refers to {what}", line, at)
             if r not in self.defined:
                 why = "had an error" if r in self.invalid else "does not exist"
                 return self._err(number, MISSING_REF, f"${r} refers to task {r}, which {why}",
-                                 line)
+                                 line, at)
         if self.tools is None:
             return None
         tool = self.tools.get(name)
         if tool is None:
             known = ", ".join(sorted(self.tools)) or "none"
-            return self._err(number, UNKNOWN_TOOL, f"no tool {name!r} (tools: {known})", line)
+            return self._err(number, UNKNOWN_TOOL, f"no tool {name!r} (tools: {known})",
+                             line, at)
         try:
             check_arguments(tool, args, kwargs)
         except ToolArgumentError as exc:
-            return self._err(number, BAD_ARGUMENTS, str(exc), line)
+            return self._err(number, BAD_ARGUMENTS, str(exc), line, at)
         return None
 
 

@@ -1,9 +1,10 @@
 """The streaming planner: the LLM writes a plan, each line is dispatched at once.
 
 This is LLMCompiler's task-fetching unit folded into the stream: every delta
-goes through the incremental parser, and a completed line becomes a node of the
-run right away (`run.submit`). The engine starts it the moment its inputs are
-done, so task 1 runs while the model is still writing task 2.
+goes through the incremental parser, and a completed call becomes a node of the
+run right away (`run.submit`), at its closing parenthesis. The engine starts it
+the moment its inputs are done, so task 1 runs while the model is still writing
+task 2. A joiner's replan streams its plan through the same `PlanStream`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from plait._errors import GraphError, ToolArgumentError
 from plait._graph import Ref, Template
-from plait.compiler._grammar import plan_grammar_tree
+from plait.compiler._grammar import Grammar, plan_grammar_tree
 from plait.compiler._parser import BAD_ARGUMENTS, ParsedTask, PlanError, PlanParser
 from plait.compiler._records import (
     PlanFinished,
@@ -50,73 +51,42 @@ class Planner:
         self.spans = spans  # grounded: text arguments quote the question (or hold $N)
         self.uses = uses  # grounded: what each tool's first argument takes
 
-    def grammar(self) -> tuple[str, int]:
-        """The plan grammar, and the most tokens a plan under it can take."""
+    def grammar_tree(self) -> Grammar:
+        """The plan grammar, numbered from the session's next task."""
         s = self.session
         # Calls that failed: a grounded replan cannot write them again.
         failed = [(e.task.tool, dict(e.task.arguments)) for n, e in s.entries.items()
                   if not s.outcomes.get(n, (True, None))[0]]
-        tree = plan_grammar_tree(
+        return plan_grammar_tree(
             s.tools.values(), first=s.next_number, known=sorted(s.entries),
             max_tasks=self.max_tasks, max_string=self.max_string, thoughts=self.thoughts,
             spans=self.spans, uses=self.uses, failed=failed,
         )
+
+    def grammar(self) -> tuple[str, int]:
+        """The plan grammar, and the most tokens a plan under it can take."""
+        tree = self.grammar_tree()
         return tree.render(), tree.max_len()
 
     async def write(self, messages: Sequence[Message], *, kind: str, round: int) -> PlanRecord:
-        """Stream one plan from the model, dispatching each task as its line completes."""
+        """Stream one plan from the model, dispatching each task as its call is complete."""
         s = self.session
-        index = len(s.plans)
-        parser = PlanParser(s.tools, known=s.entries.keys(), max_tasks=self.max_tasks)
-        dispatched: list[int] = []
-        errors: list[PlanError] = []
-        started = time.perf_counter()
-        first_token: float | None = None
-        joined_at: float | None = None
-        s.send(PlanStarted, index, kind, round)
-
-        def handle(items: list[ParsedTask | PlanError]) -> None:
-            for item in items:
-                if isinstance(item, ParsedTask):
-                    problem = self._dispatch(item, parser, index, round)
-                    if problem is None:
-                        dispatched.append(item.number)
-                        continue
-                    item = problem
-                errors.append(item)
-                s.send(PlanProblem, item)
-
-        def on_delta(delta: str) -> bool:
-            nonlocal first_token, joined_at
-            if first_token is None:
-                first_token = time.perf_counter()
-            s.send(PlanText, index, delta)
-            handle(parser.feed(delta))
-            if parser.joined and joined_at is None:
-                joined_at = time.perf_counter()
-            return parser.joined
-
+        stream = self.open(kind, round)
         grammar, bound = self.grammar()
         # Under the grammar a plan ends by itself within `bound` tokens: a smaller
         # limit could only cut it mid-line. Without it, `max_tokens` is the limit.
         max_tokens = None if self.max_tokens is None else max(self.max_tokens, bound)
         text, constrained = await s.complete(
-            "planner", messages, on_delta=on_delta, grammar=grammar,
+            "planner", messages, on_delta=stream.feed, grammar=grammar,
             max_tokens=max_tokens, stop=["<END_OF_PLAN>"],
         )
-        handle(parser.close())
-        s.numbers_seen |= parser.taken | parser.invalid
-        finished = joined_at if joined_at is not None else time.perf_counter()
-        record = PlanRecord(
-            index=index, round=round, kind=kind, text=text, tasks=tuple(dispatched),
-            errors=tuple(errors), joined=parser.joined, constrained=constrained,
-            started_at=s.rel(started),
-            first_token_at=None if first_token is None else s.rel(first_token),
-            finished_at=s.rel(finished),
-        )
-        s.plans.append(record)
-        s.send(PlanFinished, index, len(dispatched), len(errors))
-        return record
+        return stream.close(text, constrained)
+
+    def open(self, kind: str, round: int, *, writer: str = "planner",
+             started: float | None = None) -> PlanStream:
+        """A plan about to be streamed (by the planner, or by a joiner's reply)."""
+        return PlanStream(self, kind, round, writer,
+                          time.perf_counter() if started is None else started)
 
     def _dispatch(
         self, task: ParsedTask, parser: PlanParser, index: int, round: int
@@ -141,6 +111,62 @@ class Planner:
         s.entries[task.number] = TaskEntry(task, ref, index, round, time.perf_counter(), task.call)
         s.send(TaskDispatched, task.number, task.tool, task.call, ref.node, task.refs)
         return None
+
+
+class PlanStream:
+    """One plan as it streams in: `feed` each delta (True once the plan has ended at
+    its join()), then `close` with the whole text. Every task is dispatched the
+    moment the parser completes it. One mechanism for every writer of plans."""
+
+    def __init__(self, planner: Planner, kind: str, round: int, writer: str,
+                 started: float) -> None:
+        s = self.session = planner.session
+        self.planner = planner
+        self.kind, self.round, self.writer, self.started = kind, round, writer, started
+        self.index = len(s.plans)
+        self.parser = PlanParser(s.tools, known=s.entries.keys(), max_tasks=planner.max_tasks)
+        self.dispatched: list[int] = []
+        self.errors: list[PlanError] = []
+        self.first_token: float | None = None
+        self.joined_at: float | None = None
+        s.send(PlanStarted, self.index, kind, round)
+
+    def _handle(self, items: list[ParsedTask | PlanError]) -> None:
+        s = self.session
+        for item in items:
+            if isinstance(item, ParsedTask):
+                problem = self.planner._dispatch(item, self.parser, self.index, self.round)
+                if problem is None:
+                    self.dispatched.append(item.number)
+                    continue
+                item = problem
+            self.errors.append(item)
+            s.send(PlanProblem, item)
+
+    def feed(self, delta: str) -> bool:
+        if self.first_token is None:
+            self.first_token = time.perf_counter()
+        self.session.send(PlanText, self.index, delta)
+        self._handle(self.parser.feed(delta))
+        if self.parser.joined and self.joined_at is None:
+            self.joined_at = time.perf_counter()
+        return self.parser.joined
+
+    def close(self, text: str, constrained: bool) -> PlanRecord:
+        s, parser = self.session, self.parser
+        self._handle(parser.close())
+        s.numbers_seen |= parser.taken | parser.invalid
+        finished = self.joined_at if self.joined_at is not None else time.perf_counter()
+        record = PlanRecord(
+            index=self.index, round=self.round, kind=self.kind, text=text,
+            tasks=tuple(self.dispatched), errors=tuple(self.errors), joined=parser.joined,
+            constrained=constrained, started_at=s.rel(self.started),
+            first_token_at=None if self.first_token is None else s.rel(self.first_token),
+            finished_at=s.rel(finished), writer=self.writer,
+        )
+        s.plans.append(record)
+        s.send(PlanFinished, self.index, len(self.dispatched), len(self.errors))
+        return record
 
 
 def to_nodes(value: Any, entries: Mapping[int, TaskEntry]) -> Any:

@@ -217,34 +217,43 @@ def repair_messages(
 
 # ---------------------------------------------------------------- joiner
 
-JOINER_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "thought": {"type": "string", "maxLength": 160},
-        "action": {"enum": ["finish", "replan"]},
-        "answer": {"type": "string", "minLength": 1, "maxLength": 300},
-    },
-    "required": ["action", "answer"],
-}
+FINISH = "Finish: "  # a joiner's reply: this and the answer, or
+REPLAN = "Replan: "  # this and what is missing
 
-FINISH_SCHEMA: dict[str, Any] = {
-    **JOINER_SCHEMA,
-    "properties": {**JOINER_SCHEMA["properties"], "action": {"enum": ["finish"]}},
-}
-
+# One line, no thought: the shortest reply that still says which of the two it is.
+# (LLMCompiler's `Action: Finish(...)` is two tokens longer, a JSON object four.)
 _JOINER = """\
-Answer the question from the results of tool calls. Reply with JSON: \
-{{"action": "finish", "answer": <the answer, short>}}{replan}. A "thought" field \
-with your reasoning may come first."""
+Answer the question from the results of tool calls. Reply with one line: \
+`Finish: <the answer, short>`{replan}."""
 
 _REPLAN = """, or, only if a result the answer needs is missing or failed, \
-{"action": "replan", "answer": <what is missing>}"""
+`Replan: <what is missing>`"""
+
+# A replan written in the joiner's own reply: one LLM call per replan round, not a
+# joiner's then a planner's. Its plan is streamed and dispatched like a planner's.
+# The tools go by signature only (their descriptions were the planner's to read;
+# the results show calls made with them), to keep every joiner prompt short.
+_REPLAN_PLAN = """, or, only if a result the answer needs is missing or failed, \
+`Replan: <what is missing>` and then the calls that get it, one per line, \
+`N. tool(arguments)` numbered from {first} (at most {max_tasks}), ending with \
+`N. join()`; $N is the result of call N (${{N}} inside text)"""
 
 
-def joiner_messages(question: str, shown: Sequence[Shown], *, may_replan: bool) -> list[Message]:
+def joiner_messages(question: str, shown: Sequence[Shown], *, may_replan: bool,
+                    tools: Sequence[Tool] = (), first: int = 1,
+                    max_tasks: int = 9) -> list[Message]:
     """The free-form joiner, for capable models. No example answer: a model that
-    copies one would answer another question."""
-    system = _JOINER.format(replan=_REPLAN if may_replan else "")
+    copies one would answer another question. Given `tools`, a replan carries its
+    new plan, numbered from `first`."""
+    if not may_replan:
+        replan = ""
+    elif tools:
+        replan = _REPLAN_PLAN.format(first=first, max_tasks=max_tasks)
+    else:
+        replan = _REPLAN
+    system = _JOINER.format(replan=replan)
+    if may_replan and tools:
+        system += "\n\nTools:\n" + "\n".join(t.signature for t in tools)
     user = f"Question: {question}\n\nResults:\n{show_results(shown)}"
     if not may_replan:
         user += "\n\nAnswer now, as well as the results allow."

@@ -56,6 +56,9 @@ class PlanRecord:
     started_at: float
     first_token_at: float | None
     finished_at: float
+    # The LLM call that wrote it: the planner, or the joiner (a replan written in
+    # its decision's reply, after its `Replan:` line; timed from that call's start).
+    writer: str = "planner"
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,11 +181,15 @@ def _critical_path_bound(answer: Answer) -> float:
         ready = now  # the end of the planner calls so far in this round
         for p in (p for p in answer.plans if p.round == r):
             start = ready
+            if p.writer == "joiner" and 0 < r <= len(joiner_calls):
+                # Written by the last round's joiner call, counted there whole: its
+                # tasks start as its lines are written, from that call's start.
+                start = now - joiner_calls[r - 1].duration
             for t in sorted(by_plan.get(p.index, ()), key=lambda t: t.parsed_at):
                 line = start + (t.parsed_at - p.started_at)
                 begin = max([line] + [done_at.get(n, 0.0) for n in t.refs])
                 done_at[t.number] = begin + (t.duration or 0.0)
-            ready = start + (p.finished_at - p.started_at)
+            ready = max(ready, start + (p.finished_at - p.started_at))
         round_tasks = [done_at[t.number] for p in answer.plans if p.round == r
                        for t in by_plan.get(p.index, ())]
         now = max([ready] + round_tasks)

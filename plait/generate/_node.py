@@ -418,11 +418,12 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
     started = time.perf_counter()
     first: float | None = None
     parts: list[str] = []
-    # A listened call (the compiler's plans) records when each line was complete and
-    # handed to its listener, in seconds since the node started (the start its
-    # result is journaled with): the timeline marks task lines at their dispatch.
+    # A listened call (the compiler's plans) records when each line was complete (its
+    # last text handed to its listener), in seconds since the node started (the start
+    # its result is journaled with): the timeline marks task lines at their dispatch.
     lines: list[float] | None = [] if on_delta is not None else None
     node_start = run.started_at[i] if on_delta is not None else 0.0
+    text_at: float | None = None  # when the open line last got text
     done = False
     drained = 0
     deadline: asyncio.Timeout | None = None
@@ -442,9 +443,17 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
                         continue
                     if on_delta is not None:
                         done = bool(on_delta(delta))
-                        if "\n" in delta:
-                            at = round(time.perf_counter() - node_start, 4)
-                            lines.extend([at] * delta.count("\n"))  # type: ignore[union-attr]
+                        at = round(time.perf_counter() - node_start, 4)
+                        nl = delta.find("\n")
+                        if nl >= 0:
+                            # A line is complete with its last text, not its newline
+                            # (a plan's task is dispatched at its `)`, a token before).
+                            head = at if delta[:nl].strip() or text_at is None else text_at
+                            more = delta.count("\n", nl + 1)
+                            lines.extend([head] + [at] * more)  # type: ignore[union-attr]
+                            text_at = at if delta[delta.rfind("\n") + 1 :].strip() else None
+                        elif delta.strip():
+                            text_at = at
         finally:
             if getattr(stream, "usage", None) is None:  # not exhausted: close it now
                 closer = getattr(stream, "aclose", None)

@@ -37,7 +37,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 def role_of(messages: Sequence[Message]) -> str:
     """Which prompt this is: plan | repair | replan | joiner | react."""
     system, user = messages[0].content, messages[-1].content
-    if '"action"' in system or "one of the choices" in system:
+    if "Finish:" in system or "one of the choices" in system:
         return "joiner"
     if "Observation" in system:
         return "react"

@@ -155,9 +155,11 @@ def test_multi_line_deltas_and_half_lines():
 
 def test_close_flushes_the_last_line():
     p = PlanParser(TOOLS)
-    assert p.feed('1. search("a")') == []
+    assert [t.number for t in p.feed('1. search("a")')] == [1]  # at its `)`
+    assert p.feed(" and more") == []
     out = p.close()
-    assert [t.number for t in out[:1]] == [1] and out[1].kind == "incomplete"
+    assert [e.kind for e in out] == ["ignored", "incomplete"]
+    assert out[0].line == 1 and out[0].task is None and "and more" in out[0].message
     with pytest.raises(RuntimeError):
         p.feed("x")
 

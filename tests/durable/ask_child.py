@@ -46,7 +46,7 @@ def _count(line: str) -> None:
 
 
 def script(messages: Sequence[Message]) -> str:
-    joiner = '"action"' in messages[0].content
+    joiner = "Finish:" in messages[0].content
     _count("llm joiner" if joiner else "llm planner")
     return ANSWER if joiner else PLAN
 

@@ -28,7 +28,7 @@ FINISH = '{"action": "finish", "answer": "x and y"}'
 
 def _model(calls: list[str]) -> SimLLM:
     def script(messages: Sequence[Message]) -> str:
-        joiner = '"action"' in messages[0].content
+        joiner = "Finish:" in messages[0].content
         calls.append("joiner" if joiner else "planner")
         return FINISH if joiner else PLAN
 

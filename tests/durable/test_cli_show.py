@@ -187,7 +187,7 @@ FINISH = '{"action": "finish", "answer": "Everest is taller than K2"}'
 
 
 def _role(messages: Sequence[Message]) -> str:
-    if '"action"' in messages[0].content:
+    if "Finish:" in messages[0].content:
         return "joiner"
     if "Observation" in messages[0].content:
         return "react"

@@ -165,7 +165,7 @@ def test_ask_has_one_owner_too(tmp_path: Path) -> None:
 
     def script(messages: Sequence[Message]) -> str:
         calls.append("llm")
-        return ('{"action": "finish", "answer": "x"}' if '"action"' in messages[0].content
+        return ('{"action": "finish", "answer": "x"}' if "Finish:" in messages[0].content
                 else '1. lookup("x")\n2. join()')
 
     @plait.tool

@@ -60,7 +60,7 @@ async def review(row: dict) -> dict:
 
 
 def _model(messages: Sequence[Message]) -> str:
-    if '"action"' in messages[0].content:
+    if "Finish:" in messages[0].content:
         return json.dumps({"action": "finish", "answer": "SHOUTED"})
     return '1. shout("everest")\n2. join()'
 
