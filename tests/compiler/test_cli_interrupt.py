@@ -152,7 +152,8 @@ def test_a_journaled_question_interrupted_is_cancelled_and_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout == "Everest\n"  # the answer alone: the summary is on stderr
     assert "2 LLM calls, 1 replayed from the journal" in resumed.stderr
-    assert counter.read_text().split() == ["Everest", "K2"]  # each ran once, in the first run
+    # each ran once, in the first run (side by side: in either order)
+    assert sorted(counter.read_text().split()) == ["Everest", "K2"]
 
 
 def test_an_answer_a_cut_left_a_lone_surrogate_in_still_prints(tmp_path):

@@ -42,8 +42,8 @@ class Request:
     body: dict[str, Any]
 
     @property
-    def joiner(self) -> bool:  # the joiner asks for JSON (json_schema -> response_format)
-        return "response_format" in self.body
+    def joiner(self) -> bool:  # plait names a call's role in a header real servers ignore
+        return self.headers.get("x-plait-role") == "joiner"
 
     @property
     def max_tokens(self) -> int | None:
@@ -117,12 +117,20 @@ def scripted(planner: bytes, joiner: Callable[[Request], bytes]) -> Shape:
 
 
 PLAN = chunk('1. search("K2")\n') + chunk("2. join()\n", "stop")
-CUT_JOINER = chunk('{"action": "finish", "answer": "Eight thousand six hun', "length")
-WHOLE_JOINER = chunk('{"action": "finish", "answer": "8611 m"}', "stop")
+CUT_JOINER = chunk("Finish: Eight thousand six hun", "length")
+WHOLE_JOINER = chunk("Finish: 8611 m", "stop")
 
 
-def cut_then_whole(r: Request) -> bytes:
-    return CUT_JOINER if r.max_tokens == 200 else WHOLE_JOINER
+def cut_then_whole() -> Callable[[Request], bytes]:
+    """The joiner's first reply is cut; the one asked again, with twice the tokens, is whole."""
+    asked: set[int | None] = set()
+
+    def joiner(r: Request) -> bytes:
+        if r.max_tokens is not None and r.max_tokens // 2 in asked:
+            return WHOLE_JOINER
+        asked.add(r.max_tokens)
+        return CUT_JOINER
+    return joiner
 
 
 SHAPES: dict[str, Shape] = {
@@ -152,7 +160,7 @@ SHAPES: dict[str, Shape] = {
     "echo_401": echo_401,
     "v1_only": v1_only,
     "ask_cut": scripted(PLAN, lambda r: CUT_JOINER),
-    "ask_cut_once": scripted(PLAN, cut_then_whole),
+    "ask_cut_once": scripted(PLAN, cut_then_whole()),
     "react_cut": const(head(), chunk("Thought: I will think about this at gre", "length"),
                        USAGE, DONE),
 }

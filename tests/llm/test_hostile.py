@@ -170,8 +170,10 @@ def test_a_cut_joiner_reply_is_asked_again_then_an_error(server, monkeypatch) ->
         plait.ask("How high is K2?", [search], model="openai:m", timeout=20)
     assert time.monotonic() - start < 10
     joiner = [r.max_tokens for r in server.requests[before:] if r.joiner]
-    assert joiner == [200, 400]  # one bounded repair with twice the tokens
-    assert "max_tokens=400" in str(caught.value) and "Eight thousand" in str(caught.value)
+    # One bounded repair with twice the tokens (200, plus room for a plan it may write).
+    assert len(joiner) == 2 and joiner[0] > 200 and joiner[1] == 2 * joiner[0]
+    assert f"max_tokens={joiner[1]}" in str(caught.value)
+    assert "Eight thousand" in str(caught.value)
 
 
 def test_a_repaired_cut_is_recorded_journaled_and_replayed(server, monkeypatch,
