@@ -26,7 +26,7 @@ from plait._errors import GraphError, ToolArgumentError
 from plait._tools import Tool
 from plait.compiler._parser import ParsedTask, check_arguments
 from plait.compiler._prompt import show_value
-from plait.compiler._records import PlanRecord, PlanStarted, PlanText, TaskDispatched
+from plait.compiler._records import PlanRecord, TaskDispatched
 from plait.compiler._session import Session, TaskEntry, _short_error, stop_if_in_doubt
 from plait.generate._node import Reply, assistant_message, tool_message
 from plait.llm import LLMTruncated, ToolCall
@@ -63,16 +63,8 @@ class FunctionCalling:
         messages: list[Any] = [["system", SYSTEM], ["user", question]]
         for step in range(1, self.max_steps + 2):
             last = step > self.max_steps  # out of steps: the model must answer now
-            index = len(s.plans)
-            s.send(PlanStarted, index, "tools", step - 1)
-            started = time.perf_counter()
-            first: list[float] = []
-
-            def on_delta(delta: str, index: int = index, first: list[float] = first) -> bool:
-                if not first:
-                    first.append(time.perf_counter())
-                s.send(PlanText, index, delta)
-                return False
+            record, on_delta = s.open_step("tools", step - 1)
+            index = record.index
 
             # On the last step the model may not call a tool (tool_choice "none"),
             # but still sees the tools: the conversation holds calls of them.
@@ -81,8 +73,8 @@ class FunctionCalling:
                 on_delta=on_delta, max_tokens=self.max_tokens,
                 tool_choice="none" if last else None, parallel_tool_calls=None if last else True)
             written = time.perf_counter()
-            if not first and s.last_call.first_token_at is not None:
-                first.append(s.t0 + s.last_call.first_token_at)
+            if record.first is None and s.last_call.first_token_at is not None:
+                record.first = s.t0 + s.last_call.first_token_at
             calls = () if last else reply.tool_calls
             numbers = tuple(range(s.next_number, s.next_number + len(calls)))
             results = await asyncio.gather(*(
@@ -92,8 +84,8 @@ class FunctionCalling:
                 index=index, round=step - 1, kind="tools", text=text,
                 tasks=tuple(n for n, (ran, _) in zip(numbers, results) if ran),
                 errors=(), joined=not calls, constrained=False,
-                started_at=s.rel(started),
-                first_token_at=s.rel(first[0]) if first else None,
+                started_at=s.rel(record.started),
+                first_token_at=None if record.first is None else s.rel(record.first),
                 finished_at=s.rel(written),
             ))
             if not calls:

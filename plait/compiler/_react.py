@@ -15,7 +15,7 @@ from plait._errors import GraphError, ToolArgumentError
 from plait.compiler._grammar import Chars, Grammar, Rep, react_grammar, seq
 from plait.compiler._parser import ParsedTask, SyntaxProblem, check_arguments, parse_call, refs_in
 from plait.compiler._prompt import react_messages
-from plait.compiler._records import PlanRecord, PlanStarted, PlanText, TaskDispatched
+from plait.compiler._records import PlanRecord, TaskDispatched
 from plait.compiler._session import Session, TaskEntry, _short_error, stop_if_in_doubt
 from plait.llm import LLMTruncated, Message
 
@@ -58,16 +58,8 @@ class ReAct:
             messages = react_messages(question, tools, steps)
             if last:
                 messages.append(Message("user", "No more actions: give the final answer now."))
-            index = len(s.plans)
-            s.send(PlanStarted, index, "react", step - 1)
-            started = time.perf_counter()
-            first: list[float] = []
-
-            def on_delta(delta: str, index: int = index, first: list[float] = first) -> bool:
-                if not first:
-                    first.append(time.perf_counter())
-                s.send(PlanText, index, delta)
-                return False
+            record, on_delta = s.open_step("react", step - 1)
+            index = record.index
 
             text, constrained = await s.complete(
                 "react", messages, on_delta=on_delta,
@@ -100,8 +92,8 @@ class ReAct:
             s.plans.append(PlanRecord(
                 index=index, round=step - 1, kind="react", text=text, tasks=numbers,
                 errors=(), joined=answer is not None, constrained=constrained,
-                started_at=s.rel(started),
-                first_token_at=s.rel(first[0]) if first else None,
+                started_at=s.rel(record.started),
+                first_token_at=None if record.first is None else s.rel(record.first),
                 finished_at=s.rel(written),
             ))
             if answer is not None:

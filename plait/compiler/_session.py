@@ -19,7 +19,14 @@ from plait._graph import Ref
 from plait._tools import Tool
 from plait.compiler._parser import ParsedTask, PlanError
 from plait.compiler._prompt import Shown, literal_names
-from plait.compiler._records import CompilerEvent, Decision, LLMCall, PlanRecord
+from plait.compiler._records import (
+    CompilerEvent,
+    Decision,
+    LLMCall,
+    PlanRecord,
+    PlanStarted,
+    PlanText,
+)
 from plait.generate._node import (
     CallHooks,
     Reply,
@@ -41,6 +48,16 @@ class TaskEntry:
     round: int
     parsed_at: float  # perf_counter
     call: str
+
+
+@dataclass(slots=True)
+class Step:
+    """One ReAct or function-calling reply as it streams: the index of its plan
+    record, when it was asked for and when its first text came (perf_counter)."""
+
+    index: int
+    started: float
+    first: float | None = None
 
 
 @dataclass(slots=True)
@@ -68,6 +85,20 @@ class Session:
     def send(self, event_type: type[CompilerEvent], *args: Any) -> None:
         if self.emit is not None:
             self.emit(event_type(time.perf_counter(), *args))
+
+    def open_step(self, kind: str, round: int) -> tuple[Step, Callable[[str], bool]]:
+        """Announce a step's reply (a plan record of `kind`); its record so far and
+        the listener that streams its text to the live view."""
+        step = Step(len(self.plans), time.perf_counter())
+        self.send(PlanStarted, step.index, kind, round)
+
+        def on_delta(delta: str) -> bool:
+            if step.first is None:
+                step.first = time.perf_counter()
+            self.send(PlanText, step.index, delta)
+            return False
+
+        return step, on_delta
 
     @property
     def next_number(self) -> int:
