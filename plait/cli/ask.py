@@ -197,12 +197,7 @@ def _tool_source(tools: str | None, mcp: Sequence[str], asked_with: Sequence[str
     found = list(tools_of(_tools_module(tools, None))[0]) if tools else []
     for target in mcp:
         found.extend(servers.enter_context(mcp_tools(target)))
-    names = sorted(t.name for t in found)
-    if asked_with is not None and names != sorted(asked_with):
-        raise typer.BadParameter(
-            f"the question was asked with tools {', '.join(sorted(asked_with))}; these "
-            f"have {', '.join(names)}. Pass the --tools and --mcp it was asked with.",
-            param_hint="--mcp")
+    _same_tools(found, asked_with, "these have", "the --tools and --mcp", "--mcp")
     return found
 
 
@@ -211,13 +206,18 @@ def _tools_module(tools: str, asked_with: Sequence[str] | None) -> ModuleType:
     found, _ = tools_of(module)
     if not found:
         raise typer.BadParameter(f"no plait tools in {tools}", param_hint="--tools")
+    _same_tools(found, asked_with, f"{tools} has", "the module or file", "--tools")
+    return module
+
+
+def _same_tools(found: Sequence[Tool], asked_with: Sequence[str] | None, these: str,
+                source: str, hint: str) -> None:
+    """A resumed question needs the tools it was asked with: their names, at least."""
     names = sorted(t.name for t in found)
     if asked_with is not None and names != sorted(asked_with):
         raise typer.BadParameter(
-            f"the question was asked with tools {', '.join(sorted(asked_with))}; {tools} has "
-            f"{', '.join(names)}. Pass the module or file it was asked with.",
-            param_hint="--tools")
-    return module
+            f"the question was asked with tools {', '.join(sorted(asked_with))}; {these} "
+            f"{', '.join(names)}. Pass {source} it was asked with.", param_hint=hint)
 
 
 def _fail(message: str, code: int) -> NoReturn:
