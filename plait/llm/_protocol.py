@@ -26,6 +26,9 @@ ROLES = frozenset({"system", "user", "assistant", "tool"})
 # The HTTP header that carries a call's `role` to an OpenAI-compatible server
 # (ignored by real ones; `plait sim-server` matches script rules on it).
 ROLE_HEADER = "X-Plait-Role"
+# The role of the calls that probe what a server can do (whether it continues an
+# assistant prefix): `plait sim-server` answers them without using its script.
+PROBE_ROLE = "plait-probe"
 # Finish reasons of a reply that did not end where the model meant it to.
 TRUNCATED = frozenset({"length", "content_filter"})
 

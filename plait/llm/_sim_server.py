@@ -43,13 +43,14 @@ from typing import Any, Self
 
 from plait.llm._capacity import DEFAULT_TPS, DEFAULT_TTFT, Capacity, SimCall, SimStats
 from plait.llm._protocol import (
+    PROBE_ROLE,
     ROLE_HEADER,
     LLMError,
     LLMHTTPError,
     MissingExtraError,
     build_request,
 )
-from plait.llm._sim import Plan, SimScript, forever, prompt_read
+from plait.llm._sim import Plan, SimScript, forever, prompt_read, prompt_tokens
 
 
 def require_sim_extra() -> None:
@@ -207,6 +208,15 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
                                 parallel_tool_calls=body.get("parallel_tool_calls"))
         except (ValueError, KeyError, TypeError, LLMError) as e:
             return error(400, f"bad request: {e}")
+        if req.role == PROBE_ROLE:  # a client asking what the server can do: no script
+            return JSONResponse({
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
+                "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "finish_reason": "length",
+                             "message": {"role": "assistant", "content": ""}}],
+                "usage": {"prompt_tokens": prompt_tokens(req, cap.tokens),
+                          "completion_tokens": 0,
+                          "total_tokens": prompt_tokens(req, cap.tokens)}})
         try:
             call = cap.open(arrived)
         except LLMHTTPError as e:  # over rate_limit
