@@ -184,4 +184,6 @@ def test_the_probe_decides_by_the_prompt_count(arun, status, extra, continues) -
             await llm.aclose()
 
     assert arun(go()) is continues and _CONTINUES[f"{url} m vllm"] is continues
-    assert seen[-1]["continue_final_message"] is True and seen[-1]["max_tokens"] == 1
+    assert all(b["max_tokens"] == 1 for b in seen)
+    if extra is not None:  # (without usage the first call already says nothing can be told)
+        assert seen[-1]["continue_final_message"] is True
