@@ -303,7 +303,8 @@ class Capacity:
         self.tokens = Tokens.named(tokens)
         self.pps = None if pps is None else float(pps)
         self.contention = float(contention)
-        # Touched on the bound loop only, like the slots.
+        # Under `_lock`: unlike the slots it holds no futures, so a sim used from
+        # several threads' loops at once shares one cache, as one server would.
         self.prefix: PrefixCache | None = None if pps is None else PrefixCache()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()  # counters and the bucket: stats are read from any thread

@@ -9,6 +9,11 @@ Tool calling (OpenAI's `tools`): a request may carry function definitions, a
 completion the calls the model made (`tool_calls`). A producer reports the calls
 it heard in `meter.tool_calls` and yields "" after each fragment of one, so the
 stream's ttft counts a reply that is only tool calls.
+
+Prefill: a request's `prefill` is an assistant prefix the model continues (a
+reasoning thread continuing its parent's text); the reply is the continuation
+only, and the prefix is prompt. A backend that cannot continue one raises
+`LLMOptionError` naming the fallback (docs/llm.md).
 """
 
 from __future__ import annotations
