@@ -37,7 +37,7 @@ def sim_process(tmp_path: Path):
     path.write_text(json.dumps(SCRIPT))
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-c", CLI, "sim-server", "--script", str(path),
-                             "--ttft", "0.05", "--tps", "200", "--port", str(port)],
+                             "--ttft", "0.05", "--tps", "50", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/v1"
     try:
@@ -96,7 +96,9 @@ def test_http_backend_puts_calls_together_streamed_and_whole(sim_process, arun) 
     assert local.tool_calls == streamed[1]
     assert local.usage.completion_tokens == streamed[2].completion_tokens
     # ttft counts the first tool-call fragment: the arguments streamed after it
-    assert streamed[2].ttft_s < streamed[2].total_s - 0.02
+    # (at 50 tokens/s the arguments after the first fragment take >= 0.1 s; a loaded
+    # machine may bunch the chunks, so the margin asked for is well under that)
+    assert streamed[2].ttft_s < streamed[2].total_s - 0.04
 
 
 def test_tool_messages_go_on_the_wire_and_a_text_answer_follows(sim_server, arun) -> None:
