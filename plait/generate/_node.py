@@ -292,7 +292,8 @@ def _identity(request: dict[str, Any], run: Run) -> str:
     """
     stop = request["stop"]
     if all(type(c) is str for _, c in request["messages"]) and (
-            stop is None or all(type(s) is str for s in stop)):
+            stop is None or all(type(s) is str for s in stop)) and (
+            type(request.get("prefill", "")) is str):  # a Template prefill: canonical
         return _ENCODER.encode(request)
     return canonical_arguments({"request": request}, run.key_of)
 
