@@ -28,7 +28,7 @@ async def pdr(question: str, *, model: Any = None, drafts: int = 4, rounds: int 
         raise ValueError(f"pdr: distill is one of {DISTILL}, 1 <= k <= drafts, rounds >= 1")
     answer: Any = ""
     for r in range(rounds):
-        ask = Template((f"Question: {question}\nEarlier answer and notes: ", answer,
+        ask = _text((f"Question: {question}\nEarlier answer and notes: ", answer,
                         "\nWrite a draft solution."))
         ds = [generate(ask, model=model, temperature=temperature, seed=seed + r * drafts + i,
                        max_tokens=max_tokens, name="draft") for i in range(drafts)]  # at once
@@ -37,7 +37,7 @@ async def pdr(question: str, *, model: Any = None, drafts: int = 4, rounds: int 
                                 f"on and where they differ:"]
             for i, d in enumerate(ds):
                 parts += [f"\n--- draft {i + 1}\n", d]
-            notes: Any = generate(Template(tuple(parts)), model=model, max_tokens=max_tokens,
+            notes: Any = generate(_text(parts), model=model, max_tokens=max_tokens,
                                   name="distill")
         else:
             texts = [await d for d in ds]
@@ -47,7 +47,13 @@ async def pdr(question: str, *, model: Any = None, drafts: int = 4, rounds: int 
             else:
                 picked = sorted(random.Random(seed + r).sample(range(drafts), k))
             notes = "\n---\n".join(texts[i] for i in picked)
-        answer = await generate(Template((f"Question: {question}\nNotes from drafts:\n", notes,
+        answer = await generate(_text((f"Question: {question}\nNotes from drafts:\n", notes,
                                           "\nWrite the final, refined solution.")),
                                 model=model, max_tokens=max_tokens, name="refine")
     return answer
+
+
+def _text(parts: Any) -> Any:
+    """A prompt of literal text and earlier calls' Refs: a Template when it has Refs."""
+    parts = tuple(parts)
+    return Template(parts) if any(not isinstance(p, str) for p in parts) else "".join(parts)
