@@ -71,9 +71,11 @@ class ForkParser:
         """The segment's text: up to and with the trigger once a block is found."""
         whole = "".join(self._parts)
         if self.block is not None:
-            if len(whole) < self.block.end:  # the server stopped at the trigger
-                return whole + self.fork.trigger
-            return whole[: self.block.end]
+            trigger = self.fork.trigger
+            end = self.block.end
+            if whole[end - len(trigger): end] != trigger:  # the server stopped at it
+                return whole[: end - len(trigger)] + trigger
+            return whole[:end]
         return whole
 
     @property
@@ -111,7 +113,11 @@ class ForkParser:
             return self.block
         self.closed = True
         if self.block is None and self._opener >= 0 and finish_reason in ("stop", None):
-            return self._found(self._len + len(self.fork.trigger))
+            # A server may let a piece of the stop string through before it stops
+            # (llama-cpp-python's stream does): it is the trigger's start, not text.
+            keep = self._len - partial_tail(self._tail(max(0, self._len - self._overlap)),
+                                            self.fork.trigger)
+            return self._found(keep + len(self.fork.trigger))
         return self.block
 
     def _found(self, end: int) -> Opening:
@@ -134,6 +140,14 @@ class ForkParser:
                 break
         joined = "".join(reversed(got))
         return joined[len(joined) - need:]
+
+
+def partial_tail(text: str, tag: str) -> int:
+    """How many of `text`'s last characters are a proper start of `tag` (0: none)."""
+    for k in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:k]):
+            return k
+    return 0
 
 
 def parse(fork: ForkFormat, text: str, finish_reason: str | None = "stop") -> ForkParser:

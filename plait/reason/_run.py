@@ -134,7 +134,7 @@ async def _chain(state: _State, context: _Context, *, depth: int,
         parser = P.parse(fork, value, finish) if (forks or not thread) else None
         opening = parser.block if parser is not None else None
         if opening is None:  # the chain ends here: at its close tag, EOS or a bound
-            text = _cut_at(value, stops) if thread else value
+            text = _cut_at(value, stops, finish) if thread else value
             items.append(_record(state, call, text, stats))
             added = added.extended([call] if text == value else [text], text)
             return added.text, Chain(tuple(items)), finish == "length", added.parts
@@ -243,10 +243,16 @@ def _join_parts(fork: ForkFormat, threads: tuple[Thread, ...]) -> tuple[list[Par
     return parts, text
 
 
-def _cut_at(value: str, stops: list[str]) -> str:
-    """A thread's text up to its first stop string (a server that ignored it)."""
+def _cut_at(value: str, stops: list[str], finish: str | None) -> str:
+    """A thread's text up to its first stop string (a server that ignored it), less
+    a piece of the stop string a server let through as it stopped."""
     cut = [i for s in stops if s and (i := value.find(s)) >= 0]
-    return value[: min(cut)] if cut else value
+    if cut:
+        return value[: min(cut)]
+    if finish in ("stop", None):
+        return value[: len(value) - max((P.partial_tail(value, s) for s in stops if s),
+                                        default=0)]
+    return value
 
 
 async def _segment(state: _State, context: _Context, stops: list[str], thread: bool,

@@ -71,3 +71,12 @@ def test_feed_is_linear() -> None:
     for ch in "abc <Outline" * 50_000:
         parser.feed(ch)
     assert parser.close("length") is None and len(parser.text) == 600_000
+
+
+def test_a_piece_of_the_trigger_let_through_is_the_trigger() -> None:
+    # llama-cpp-python's stream may send "</Outlines" before it stops at "</Outlines>".
+    fork = ThreadWeaver()
+    text = "<Parallel>\n<Outlines>\n<Outline>1: a</Outline>\n</Outlines"
+    p = parse(fork, text, "stop")
+    assert p.text == text + ">" and p.block is not None and p.block.numbers == ("1",)
+    assert parse(fork, text[:-1] + "x", "stop").text == text[:-1] + "x</Outlines>"
