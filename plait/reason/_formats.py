@@ -18,7 +18,8 @@ Sources the bytes are pinned against (tests/reason/test_formats.py):
   then `<Thread>\\n{n}:{text}</Thread>` for each thread with nothing between, then
   "\\n"; the model writes `</Parallel>` itself. A thread cut by its length bound
   gets "\\n</Thread>" (the rollout), and the trajectory is closed with
-  "\\n</Parallel>" and ends (the rollout's `no_conclusion` closing).
+  "\\n</Parallel>" in place of the join's last "\\n" and ends (the rollout's
+  `no_conclusion` closing).
 - Multiverse (Infini-AI-Lab/Multiverse@4cbc487, data/prompt/step3-prompt.txt, the
   published block layout; its engine merges KV inside SGLang, not reachable over an
   API): `<Goal>` holds `<Outline>\\n{n}: ...</Outline>` items, each path is
@@ -141,10 +142,12 @@ class ForkFormat:
         return parent + self.appended(threads)
 
     def appended(self, threads: Sequence[Thread]) -> str:
-        """What a "threads" join appends to the parent."""
+        """What a "threads" join appends to the parent. After a cut thread the
+        trajectory ends: `closing` takes the place of `tail` (the driver adds it)."""
         parts = [self.item_join.format(n=t.number) + t.text
                  + (self.cut_close if t.cut else self.close) for t in threads]
-        return self.lead + self.sep.join(parts) + self.tail
+        cut = any(t.cut for t in threads)
+        return self.lead + self.sep.join(parts) + ("" if cut else self.tail)
 
 
 def ThreadWeaver(*, max_threads: int = 8, max_blocks: int = 32) -> ForkFormat:  # noqa: N802

@@ -132,7 +132,7 @@ class Reasoning:
     replayed: int  # LLM calls replayed from the journal
     run_id: str
     fork: str
-    status: Literal["done", "cut"] = "done"  # cut: a thread's length bound ended it
+    status: Literal["done", "cut"] = "done"  # cut: a length bound (a call's, the budget) ended it
 
     @property
     def blocks(self) -> tuple[Block, ...]:

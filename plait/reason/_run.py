@@ -137,6 +137,10 @@ async def _chain(state: _State, context: _Context, *, depth: int,
             text = _cut_at(value, stops, finish) if thread else value
             items.append(_record(state, call, text, stats))
             added = added.extended([call] if text == value else [text], text)
+            if finish == "length":
+                state.cut = True
+                if remaining < state.options.max_tokens:  # the budget was its bound
+                    state.problems.append((P.BUDGET, f"{state.spent} tokens spent"))
             return added.text, Chain(tuple(items)), finish == "length", added.parts
         seg_text = parser.text  # type: ignore[union-attr]
         items.append(_record(state, call, seg_text, stats))
@@ -239,7 +243,8 @@ def _join_parts(fork: ForkFormat, threads: tuple[Thread, ...]) -> tuple[list[Par
         parts.append(fork.item_join.format(n=t.number))
         parts.extend(t.parts)
         parts.append(fork.cut_close if t.cut else fork.close)
-    parts.append(fork.tail)
+    if not any(t.cut for t in threads):
+        parts.append(fork.tail)
     return parts, text
 
 

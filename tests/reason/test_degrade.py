@@ -13,7 +13,14 @@ import pytest
 import plait
 from plait.llm._sim import SimLLM
 from plait.reason import ThreadWeaver
-from plait.reason._parser import BUDGET, DUPLICATES, NO_ITEMS, THREAD_FAILED, TOO_MANY
+from plait.reason._parser import (
+    BUDGET,
+    DUPLICATES,
+    NO_ITEMS,
+    THREAD_CUT,
+    THREAD_FAILED,
+    TOO_MANY,
+)
 
 HEAD = "Split.\n<Parallel>\n<Outlines>\n"
 
@@ -88,3 +95,17 @@ def test_a_failed_parent_raises() -> None:
     llm = SimLLM([{"role": "reason", "fault": {"status": 400}}], ttft=0.001)
     with pytest.raises(plait.PlaitError):
         plait.reason("q", model=llm)
+
+
+def test_a_thread_cut_by_its_length_bound_is_closed_and_ends_the_trajectory() -> None:
+    llm = SimLLM([{"role": "reason", "reply": _block("1", "2"), "times": 1},
+                  {"role": "thread", "reply": "".join(f" w{i}" for i in range(40)) + "</Thread>"},
+                  {"role": "reason", "reply": "never asked"}], ttft=0.001, tps=5000)
+    r = plait.reason("q", model=llm, fork=ThreadWeaver(), max_tokens=20)
+    cut = "".join(f" w{i}" for i in range(20))
+    # The rollout's closing: "\n</Thread>" after the cut thread, "\n</Parallel>" after
+    # the block, and no continuation.
+    assert r.text == (_block("1", "2") + f"\n<Thread>\n1:{cut}\n</Thread><Thread>\n2:{cut}"
+                      "\n</Thread>\n</Parallel>")
+    assert r.status == "cut" and THREAD_CUT in [p for p, _ in r.problems]
+    assert all(t.cut for t in r.blocks[0].threads)

@@ -53,8 +53,9 @@ def test_threadweaver_outline_numbers_are_read_after_the_last_outlines_and_dedup
 def test_threadweaver_cut_thread_gets_the_rollouts_closing() -> None:
     fork = ThreadWeaver()
     got = fork.joined(TW_PARENT, [Thread("1", " a", cut=True), Thread("2", " b\n")])
-    assert got == TW_PARENT + "\n<Thread>\n1: a\n</Thread><Thread>\n2: b\n</Thread>\n"
-    assert fork.closing == "\n</Parallel>"
+    # The rollout: "\n</Thread>" after a cut thread, then "\n</Parallel>" and the end.
+    assert got + fork.closing == (TW_PARENT + "\n<Thread>\n1: a\n</Thread><Thread>\n2: b\n"
+                                  "</Thread>\n</Parallel>")
 
 
 MV_PARENT = ("<Parallel>\n<Goal>\n<Outline>\n1: [goal 1]\n</Outline>\n<Outline>\n2: [goal 2]\n"
