@@ -90,7 +90,8 @@ class Trajectory:
                 lead = "</Parallel>\n" if threads and not text else ""
                 text += lead + _words(item - count_tokens(lead), f"s{k}w")
                 continue
-            outlines = "".join(f"<Outline>{n}: part{n}</Outline>\n" for n in range(1, len(item) + 1))
+            outlines = "".join(f"<Outline>{n}: part{n}</Outline>\n"
+                               for n in range(1, len(item) + 1))
             block = f"\n<Parallel>\n<Outlines>\n{outlines}</Outlines>"
             segments.append(text + block)
             threads.append(tuple(_words(n, f"b{k}t{j}w") + "\n" for j, n in enumerate(item, 1)))

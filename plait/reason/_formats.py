@@ -176,7 +176,8 @@ def Multiverse(*, max_threads: int = 8, max_depth: int = 2,  # noqa: N802
 _APR_ITEM = r"<Start Sub Search (\d+) at level \d+>[ \t]*(?P<spec>[^\n]*)"
 
 
-def APR(*, max_threads: int = 8, max_depth: int = 1, max_blocks: int = 32) -> ForkFormat:  # noqa: N802
+def APR(*, max_threads: int = 8, max_depth: int = 1,  # noqa: N802
+        max_blocks: int = 32) -> ForkFormat:
     """APR's spawn/join: `<Calling Sub Searches>` … `<End Calling Sub Searches>`,
     children in fresh contexts, their results in `<Sub Searches>` … `<End Sub Searches>`."""
     return ForkFormat(

@@ -29,7 +29,8 @@ def _block(*numbers: str) -> str:
     return HEAD + "".join(f"<Outline>{n}: part {n}</Outline>\n" for n in numbers) + "</Outlines>"
 
 
-def _sim(parent: str, thread: object = " done\n</Thread>", tail: str = "\n</Parallel>\nend") -> SimLLM:
+def _sim(parent: str, thread: object = " done\n</Thread>",
+         tail: str = "\n</Parallel>\nend") -> SimLLM:
     rules = [{"role": "reason", "reply": parent, "times": 1},
              {"role": "thread", **(thread if isinstance(thread, dict) else {"reply": thread})},
              {"role": "reason", "reply": tail}]

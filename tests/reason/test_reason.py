@@ -12,7 +12,8 @@ from plait.llm import SimLLM
 from plait.reason import APR, Multiverse, ThreadWeaver
 from plait.reason._formats import Thread as Joined
 
-TW_BLOCK = ("Let me split this into parts.\n<Parallel>\n<Outlines>\n<Outline>1: the tens</Outline>\n"
+TW_BLOCK = ("Let me split this into parts.\n<Parallel>\n<Outlines>\n"
+            "<Outline>1: the tens</Outline>\n"
             "<Outline>2: the units</Outline>\n<Outline>3: the check</Outline>\n</Outlines>")
 TW_THREADS = {"1": " 12 x 10 = 120\n", "2": " 12 x 3 = 36\n", "3": " 13 x 12 = 156\n"}
 TW_END = "</Parallel>\nSo 12 x 13 = 156."
@@ -58,8 +59,10 @@ def test_threadweaver_trajectory_is_joined_as_the_reference_does(tmp_path) -> No
     assert [t.text for t in again.blocks[0].threads] == list(TW_THREADS.values())
 
 
-MV_BLOCK = "Split.\n<Parallel>\n<Goal>\n<Outline>\n1: left\n</Outline>\n<Outline>\n2: right\n</Outline>\n</Goal>"
-MV_NESTED = " left has two parts\n<Parallel>\n<Goal>\n<Outline>\n1.1: a\n</Outline>\n<Outline>\n1.2: b\n</Outline>\n</Goal>"
+MV_BLOCK = ("Split.\n<Parallel>\n<Goal>\n<Outline>\n1: left\n</Outline>\n<Outline>\n2: right\n"
+            "</Outline>\n</Goal>")
+MV_NESTED = (" left has two parts\n<Parallel>\n<Goal>\n<Outline>\n1.1: a\n</Outline>\n<Outline>\n"
+             "1.2: b\n</Outline>\n</Goal>")
 
 
 def mv_script(messages, role, prefill):
@@ -108,7 +111,9 @@ def test_apr_children_run_isolated_and_report_results() -> None:
     r = plait.reason("q", model=SimLLM(apr_script, ttft=0.01, tps=500), fork=APR())
     # apr_script's continuation sees the results block and writes "solved".
     assert r.text.startswith("Moving to Node #1\nCurrent State: 10:[4, 6], Operations: []\n"
-                             "<Sub Searches>\n<Goal Reached in Sub Search 0 at level 1 at Node #1,0>\n"
-                             "Goal Reached\n4+6=10\n<No Solution in Sub Search 1 at level 1 at Node #1,1>\n"
+                             "<Sub Searches>\n"
+                             "<Goal Reached in Sub Search 0 at level 1 at Node #1,0>\n"
+                             "Goal Reached\n4+6=10\n"
+                             "<No Solution in Sub Search 1 at level 1 at Node #1,1>\n"
                              "<End Sub Searches>\nsolved")
     assert r.text.count("<Calling Sub Searches>") == 0  # the call block is replaced
