@@ -22,7 +22,7 @@ from plait._events import Listener
 from plait._tools import Tool, ToolPolicy, make_tool
 from plait.generate._node import DEFAULT_TIMEOUT, run_calls
 from plait.generate._pool import current_pool, spec_of
-from plait.llm import LLM
+from plait.llm import LLM, LLMOptionError, Message
 from plait.reason._formats import FORMATS, ForkFormat, ThreadWeaver
 from plait.reason._records import Reasoning
 from plait.reason._run import Options, drive
@@ -81,9 +81,9 @@ async def areason(
         assert run is not None
         pool = current_pool()
         assert pool is not None
-        spec = spec_of(pool.llm(model))
-        options = Options(spec, messages, holder["fork"], max_tokens, budget, temperature,
-                          seed, timeout, dict(grammar or {}))
+        llm = pool.llm(model)
+        options = Options(spec_of(llm), messages, holder["fork"], max_tokens, budget,
+                          temperature, seed, timeout, dict(grammar or {}), _continues(llm))
         text, chain, state = await drive(run, options)
         holder.update(text=text, chain=chain, state=state, run=run)
         return text
@@ -109,6 +109,16 @@ async def areason(
         calls=len(ran), replayed=total - len(ran), run_id=result.run_id, fork=fork.name,
         status="cut" if state.cut else "done",
     )
+
+
+def _continues(llm: LLM) -> bool:
+    """Whether `llm` continues an assistant prefix: its options are checked when a
+    stream is made, before any call (the stream is never started)."""
+    try:
+        llm.stream([Message("user", "?")], prefill="?")  # type: ignore[call-arg]
+    except (LLMOptionError, TypeError):
+        return False
+    return True
 
 
 def reason(question: str, **options: Any) -> Reasoning:

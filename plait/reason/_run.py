@@ -51,6 +51,14 @@ class Options:
     seed: int | None
     timeout: float | None
     grammars: Mapping[str, str] = field(default_factory=dict)  # by call kind
+    # The server continues an assistant prefix (prefill); else each call is re-prompted
+    # with its context quoted in a user message (lower fidelity: a model trained on
+    # prefix continuation reads a new turn).
+    continues: bool = True
+
+
+QUOTE = ("Continue the following text exactly where it stops. Write only what comes "
+         "next, nothing of the text itself:\n\n")
 
 
 class _State:
@@ -265,12 +273,16 @@ async def _segment(state: _State, context: _Context, stops: list[str], thread: b
     options = state.options
     role = "thread" if thread else "reason"
     kind = "thread" if thread else ("continue" if context.text else "parent")
+    messages: list[list[Any]] = [[r, c] for r, c in options.messages]
+    prefill = context.prefill()
+    if prefill is not None and not options.continues:
+        messages.append(["user", Template((QUOTE, *prefill.parts))
+                         if isinstance(prefill, Template) else QUOTE + prefill])
     request = request_of(
-        options.model, [[r, c] for r, c in options.messages], stop=stops,
+        options.model, messages, stop=stops,
         max_tokens=min(options.max_tokens, remaining), temperature=options.temperature,
         grammar=options.grammars.get(kind), json_schema=None, seed=options.seed)
-    prefill = context.prefill()
-    if prefill is not None:
+    if prefill is not None and options.continues:
         request["prefill"] = prefill
     hooks = CallHooks(timeout=options.timeout)
     call = submit_call(state.run, state.tool(role), request, hooks)

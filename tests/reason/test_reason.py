@@ -117,3 +117,24 @@ def test_apr_children_run_isolated_and_report_results() -> None:
                              "<No Solution in Sub Search 1 at level 1 at Node #1,1>\n"
                              "<End Sub Searches>\nsolved")
     assert r.text.count("<Calling Sub Searches>") == 0  # the call block is replaced
+
+
+def test_a_server_that_cannot_continue_a_prefix_gets_it_quoted(tmp_path) -> None:
+    from plait.llm import OpenAILLM, SimServer
+    from plait.reason._run import QUOTE
+
+    seen: list[str] = []
+
+    def quoted(messages, role, prefill):
+        assert prefill is None  # the OpenAI dialect cannot continue a prefix
+        last = messages[-1].content
+        context = last[len(QUOTE):] if last.startswith(QUOTE) else None
+        seen.append(role)
+        return tw_script(messages, role, context)
+
+    with SimServer(quoted, ttft=0.0, tps=2000.0) as server:
+        llm = OpenAILLM("sim", base_url=server.base_url, dialect="openai")
+        r = plait.reason("What is 12 x 13?", model=llm, fork=ThreadWeaver())
+    joined = ThreadWeaver().joined(TW_BLOCK, [Joined(n, t) for n, t in TW_THREADS.items()])
+    assert r.text == joined + TW_END  # the same trajectory, each call re-prompted
+    assert sorted(seen) == ["reason", "reason", "thread", "thread", "thread"]
