@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from typing import Any
 
 import typer
 
@@ -22,7 +23,9 @@ from plait._progress import Progress
 from plait.cli._app import app
 from plait.cli._fail import fail
 from plait.cli._journal import NO_JOURNAL_HELP, WRITE_HELP, for_run, resume_hint
+from plait.journal import RunRecord
 from plait.reason import Reasoning, areason
+from plait.reason._api import ENTRY, resume_options
 from plait.reason._formats import FORMATS
 
 EXIT_INTERRUPTED = 130
@@ -49,18 +52,29 @@ def reason_command(
     if fork.lower() not in FORMATS:
         raise typer.BadParameter(f"must be one of {', '.join(sorted(FORMATS))}",
                                  param_hint="--fork")
-    from plait.llm import LLMError
-
     spec = for_run(journal, no_journal)
     if spec is not None and not run_id:
         run_id = new_run_id()
+    show(dict(question=question, model=model, fork=fork, max_tokens=max_tokens, budget=budget,
+              timeout=timeout), spec, run_id, as_json)
+
+
+def resume_reasoning(record: RunRecord, journal: str, as_json: bool) -> None:
+    """`plait resume RUN_ID` of a reasoning run: reason again under its run id."""
+    show(resume_options(record.arguments or {}), journal, record.run_id, as_json)
+
+
+def show(options: dict[str, Any], journal: str | None, run_id: str | None,
+         as_json: bool) -> None:
+    """Reason under the live view; print the joined text, then the blocks."""
+    from plait.llm import LLMError
+
     failure: Exception | None = None
     interrupted = False
     with Progress() as progress:
         try:
-            result = asyncio.run(areason(
-                question, model=model, fork=fork, max_tokens=max_tokens, budget=budget,
-                timeout=timeout, journal=spec, run_id=run_id, listeners=[progress]))
+            result = asyncio.run(areason(**options, journal=journal, run_id=run_id,
+                                         listeners=[progress]))
         except (LLMError, PlaitError) as exc:
             failure = exc
         except KeyboardInterrupt:
@@ -68,7 +82,7 @@ def reason_command(
     if failure is not None:
         fail(f"error: {' '.join(str(failure).split())}")
     if interrupted:
-        print(f"interrupted{resume_hint(run_id, spec) if run_id else ''}", file=sys.stderr)
+        print(f"interrupted{resume_hint(run_id, journal) if run_id else ''}", file=sys.stderr)
         raise typer.Exit(EXIT_INTERRUPTED)
     if as_json:
         print(json.dumps(as_dict(result)))
@@ -76,6 +90,9 @@ def reason_command(
     print(result.text, flush=True)
     for line in summary(result):
         print(line, file=sys.stderr)
+
+
+__all__ = ["ENTRY", "reason_command", "resume_reasoning"]
 
 
 def as_dict(r: Reasoning) -> dict:

@@ -28,6 +28,19 @@ from plait.reason._records import Reasoning
 from plait.reason._run import Options, drive
 
 DEFAULT_MAX_TOKENS = 2048
+ENTRY = "reason:"  # a reasoning run's entry in the journal: reason:threadweaver
+
+
+def resume_options(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """`areason`'s arguments for a journaled reasoning run, from its recorded ones."""
+    args = arguments.get("args") or ["", "threadweaver"]
+    kwargs = dict(arguments.get("kwargs") or {})
+    fork = FORMATS[args[1]]
+    bounds = {k: kwargs.pop(k) for k in ("max_threads", "max_depth", "max_blocks")
+              if k in kwargs}
+    if args[1] == "threadweaver":
+        bounds.pop("max_depth", None)  # fixed at 1: ThreadWeaver's threads do not nest
+    return {"question": args[0], "fork": fork(**bounds), **kwargs}
 
 
 def _fork_of(fork: ForkFormat | str | None) -> ForkFormat:
@@ -76,7 +89,8 @@ async def areason(
     messages = ((("system", system),) if system is not None else ()) + (("user", question),)
     holder: dict[str, Any] = {}
 
-    async def reasoning(question: str, fork: str) -> str:
+    async def reasoning(question: str, fork: str, **settings: Any) -> str:
+        # `settings` are recorded with the run (for `plait resume`), not read here.
         run = current_run()
         assert run is not None
         pool = current_pool()
@@ -88,13 +102,19 @@ async def areason(
         holder.update(text=text, chain=chain, state=state, run=run)
         return text
 
-    from plait._api import arun, workflow  # the api layer sits above this one
+    from plait._api import Workflow, arun  # the api layer sits above this one
 
     holder["fork"] = fork
     started = time.perf_counter()
-    result = await arun(workflow(reasoning), question, fork.name, run_id=run_id,
-                        journal=journal, on_error="continue", listeners=listeners,
-                        raise_on_error=False)
+    # What `plait resume RUN_ID` needs to reason again under the run id.
+    settings = {"model": model if isinstance(model, str) else getattr(model, "spec", None),
+                "max_threads": fork.max_threads, "max_depth": fork.max_depth,
+                "max_blocks": fork.max_blocks, "system": system, "max_tokens": max_tokens,
+                "budget": budget, "temperature": temperature, "seed": seed,
+                "timeout": timeout, "grammar": dict(grammar) if grammar else None}
+    result = await arun(Workflow(fn=reasoning, name=f"{ENTRY}{fork.name}"), question,
+                        fork.name, run_id=run_id, journal=journal, on_error="continue",
+                        listeners=listeners, raise_on_error=False, **settings)
     if "state" not in holder:  # the trajectory itself failed (not a thread: those degrade)
         error = result.error
         cause = getattr(error, "__cause__", None)

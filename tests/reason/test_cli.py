@@ -34,3 +34,16 @@ def test_an_unknown_fork_is_refused() -> None:
     result = runner.invoke(app, ["reason", "q", "--model", "sim", "--fork", "nope",
                                  "--no-journal"])
     assert result.exit_code == 2 and "--fork" in result.output
+
+
+def test_plait_resume_reasons_again_under_the_run_id(tmp_path: Path) -> None:
+    journal = str(tmp_path / "runs.db")
+    first = runner.invoke(app, ["reason", "What is 12 x 13?", "--model",
+                                f"sim:ttft=0.01,script={SCRIPT}", "--journal", journal,
+                                "--run-id", "r2", "--max-tokens", "300"])
+    assert first.exit_code == 0, first.output
+    resumed = runner.invoke(app, ["resume", "r2", "--journal", journal, "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    record = json.loads(resumed.stdout)
+    assert record["calls"] == 0 and record["replayed"] == 4
+    assert record["text"] == first.stdout[:-1]  # printed with a newline after it
