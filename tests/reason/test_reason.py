@@ -3,6 +3,7 @@ prefill (the context it continues): the parent, each thread, each continuation."
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
@@ -138,3 +139,24 @@ def test_a_server_that_cannot_continue_a_prefix_gets_it_quoted(tmp_path) -> None
     joined = ThreadWeaver().joined(TW_BLOCK, [Joined(n, t) for n, t in TW_THREADS.items()])
     assert r.text == joined + TW_END  # the same trajectory, each call re-prompted
     assert sorted(seen) == ["reason", "reason", "thread", "thread", "thread"]
+
+
+def test_a_stopped_reasoning_resumes_paying_only_what_did_not_finish(tmp_path) -> None:
+    import asyncio
+
+    journal = str(tmp_path / "runs.db")
+    slow = SimLLM([{"role": "reason", "prefill": "</Outlines>", "reply": TW_END},
+                   {"role": "reason", "reply": TW_BLOCK},
+                   {"role": "thread", "fault": {"hang": True}}], ttft=0.01, tps=500)
+
+    async def stopped() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(plait.areason("What is 12 x 13?", model=slow,
+                                                 journal=journal, run_id="cut"), 1.0)
+
+    asyncio.run(stopped())
+    assert slow.stats.received == 4  # the parent and the three threads started
+    llm = SimLLM(tw_script, ttft=0.01, tps=500)
+    r = plait.reason("What is 12 x 13?", model=llm, journal=journal, run_id="cut")
+    assert r.replayed == 1 and r.calls == 4  # the parent replayed; threads and the rest paid
+    assert r.text.startswith(TW_BLOCK + "\n<Thread>\n1: 12 x 10 = 120\n</Thread>")
