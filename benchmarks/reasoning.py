@@ -47,11 +47,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import math
 import os
 import random
 import re
 import statistics
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -279,6 +281,11 @@ def _mark(ok: bool) -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
+    knobs = inspect.signature(SimLLM).parameters
+    if "pps" not in knobs or "contention" not in knobs:
+        print("this benchmark needs the sim's pps (prefill with a prefix cache) and "
+              "contention knobs: SimLLM(pps=, contention=)", file=sys.stderr)
+        return 2
     global REPEATS
     REPEATS = args.repeats
     sim = Sim(args.ttft, args.tps, args.pps)
