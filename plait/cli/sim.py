@@ -35,6 +35,12 @@ def sim_server(
     tokens: Annotated[str, typer.Option(
         help="what a token is: word (a word and the space before it) or bpe "
              "(~4 characters, as real tokenizers cut English)")] = "word",
+    pps: Annotated[float | None, typer.Option(
+        help="prefill tokens/s: a call waits ttft + its prompt tokens not in the "
+             "prefix cache / pps for its first token (default: prefill is free)")] = None,
+    contention: Annotated[float, typer.Option(
+        help="c: n calls decoding at once each get a per-token interval x "
+             "(1 + c (n - 1)); 1 = one decoder shared by all")] = 0.0,
 ) -> None:
     """Serve a simulated model at http://HOST:PORT/v1 (chat completions, models)
     and its counters at http://HOST:PORT/stats.
@@ -50,7 +56,8 @@ def sim_server(
     if not 0 <= port <= 65535:
         fail(f"--port must be within 0..65535, got {port}")
     options = {"slots": slots, "capacity": capacity, "lengths": lengths, "seed": seed,
-               "rate_limit": rate_limit, "tokens": tokens}
+               "rate_limit": rate_limit, "tokens": tokens, "pps": pps,
+               "contention": contention}
     try:
         cap = Capacity(ttft=ttft, tps=tps, **options)
     except LLMError as e:  # a bad --slots, --capacity, --lengths or --rate-limit
@@ -59,7 +66,7 @@ def sim_server(
         replies = SimScript(script if script is not None or cap.lengths is None else "")
     except LLMError as e:  # a script that is missing, not JSON, or with a bad rule
         fail(str(e) if str(script) in str(e) else f"sim script {script}: {e}")
-    defaults = {"tokens": "word"}  # said only when changed
+    defaults = {"tokens": "word", "contention": 0.0}  # said only when changed
     extra = "".join(f" {k}={v}" for k, v in cap.options().items()
                     if v is not None and k not in ("ttft", "tps", "seed")
                     and defaults.get(k, ...) != v)

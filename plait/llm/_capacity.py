@@ -14,8 +14,8 @@ What a call goes through, in order:
    none of the shared token rate).
 4. decode: each further token costs one unit of the shared rate. The n calls
    decoding at once each go at ``r(n) = min(tps, capacity / n)`` tokens/s
-   (processor sharing; without ``capacity``, ``r = tps`` whatever n is, as
-   before). Token i of a call is sent when its decode progress reaches i.
+   (processor sharing; without ``capacity`` or ``contention``, ``r = tps``
+   whatever n is). Token i of a call is sent when its decode progress reaches i.
 
 Ceiling. For replies of mean length L tokens, calls/s can never exceed::
 
@@ -32,7 +32,25 @@ from a seeded generator (``seed=``): a call whose script gives no reply text
 gets that many tokens of filler; a scripted reply keeps its own text.
 
 Counters (`SimStats`): calls received, served whole, refused by the rate limit,
-in flight now and at most, waiting for a slot now, completion tokens sent.
+in flight now and at most, waiting for a slot now, completion tokens sent, and
+(with ``pps``) prompt tokens prefilled and found cached.
+
+Knobs for reasoning and speculation figures (all off by default: the timing
+above is then exactly as it was):
+
+- ``tokens="bpe"``: ~4 characters a token instead of a word (`plait.llm._tokens`).
+- ``pps=P`` (prefill tokens/s): a call's first token comes ``ttft + u / P``
+  after admission, u = the prompt tokens (messages + prefill) not in the
+  prefix cache (`plait.llm._prefix`): a bounded LRU of prompts read (each from
+  the end of its prefill) and of prompts + the replies written after them (from
+  the end of the call), so a continuation pays only its new suffix. Prefill
+  uses none of the shared decode rate.
+- ``contention=c``: n calls decoding at once each go at
+  ``r(n) = tps / (1 + c (n - 1))`` (a per-token interval x (1 + c (n - 1)); with
+  ``capacity`` too, the smaller of the two rates), on the shared virtual clock
+  below, so a call's pace changes the moment another starts or ends decoding.
+  c = 1 is one decoder serving every stream in turn (the bundled model); c = 0
+  free parallel decode.
 
 Slots and capacity hold asyncio futures and a timer: while calls are in
 flight, they serve one event loop (the server's; `SimLLM` rebinds when idle).
@@ -53,6 +71,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from plait.llm._prefix import PrefixCache
 from plait.llm._protocol import LLMError, LLMHTTPError, LLMOptionError
 from plait.llm._tokens import WORD, Tokens
 
@@ -161,6 +180,9 @@ class SimStats:
     max_in_flight: int  # the most in flight at once since the start
     queued: int  # waiting for a slot now
     completion_tokens: int  # tokens of the whole replies served
+    # With `pps` (else 0): prompt tokens prefilled (paid), and found in the prefix cache.
+    prefill_tokens: int = 0
+    cached_tokens: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -175,9 +197,11 @@ class _SharedRate:
     joins at v0 has its token i due when v reaches v0 + i. One timer, set for
     the earliest target, is moved whenever n changes the rate."""
 
-    def __init__(self, tps: float, capacity: float, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, tps: float, capacity: float | None, loop: asyncio.AbstractEventLoop,
+                 contention: float = 0.0) -> None:
         self.tps = tps
         self.capacity = capacity
+        self.contention = contention
         self.loop = loop
         self.n = 0
         self.v = 0.0
@@ -187,7 +211,11 @@ class _SharedRate:
         self._timer: asyncio.TimerHandle | None = None
 
     def rate(self) -> float:
-        return min(self.tps, self.capacity / self.n) if self.n else self.tps
+        n = self.n
+        if not n:
+            return self.tps
+        r = self.tps / (1 + self.contention * (n - 1)) if self.contention else self.tps
+        return min(r, self.capacity / n) if self.capacity is not None else r
 
     def _advance(self) -> None:
         now = time.monotonic()
@@ -252,7 +280,8 @@ class Capacity:
                  slots: int | None = None, capacity: float | None = None,
                  lengths: Lengths | str | None = None, seed: int = 0,
                  rate_limit: float | str | None = None,
-                 tokens: Tokens | str = WORD) -> None:
+                 tokens: Tokens | str = WORD, pps: float | None = None,
+                 contention: float = 0.0) -> None:
         if not ttft >= 0 or not tps > 0:
             raise LLMOptionError(f"sim needs ttft >= 0 and tps > 0, got ttft={ttft}, tps={tps}")
         if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int)
@@ -260,6 +289,10 @@ class Capacity:
             raise LLMOptionError(f"sim slots must be a whole number >= 1, got {slots!r}")
         if capacity is not None and not capacity > 0:
             raise LLMOptionError(f"sim capacity (tokens/s) must be > 0, got {capacity!r}")
+        if pps is not None and not (pps > 0 and not math.isinf(pps)):
+            raise LLMOptionError(f"sim pps (prefill tokens/s) must be > 0, got {pps!r}")
+        if not (contention >= 0 and not math.isinf(contention)):
+            raise LLMOptionError(f"sim contention must be >= 0, got {contention!r}")
         self.ttft = float(ttft)
         self.tps = float(tps)
         self.slots = slots
@@ -268,12 +301,18 @@ class Capacity:
         self.seed = seed
         self.rate_limit = None if rate_limit is None else parse_rate(rate_limit)
         self.tokens = Tokens.named(tokens)
+        self.pps = None if pps is None else float(pps)
+        self.contention = float(contention)
+        # Under `_lock`: unlike the slots it holds no futures, so a sim used from
+        # several threads' loops at once shares one cache, as one server would.
+        self.prefix: PrefixCache | None = None if pps is None else PrefixCache()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()  # counters and the bucket: stats are read from any thread
         self._bucket = self.rate_limit and max(1.0, self.rate_limit)
         self._bucket_t = time.monotonic()
         self._received = self._served = self._rejected = self._tokens = 0
         self._in_flight = self._max_in_flight = 0
+        self._prefilled = self._cached = 0
         # Slots and the shared rate: touched on the bound loop only.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._active = 0
@@ -284,7 +323,8 @@ class Capacity:
         return {"ttft": self.ttft, "tps": self.tps, "slots": self.slots,
                 "capacity": self.capacity, "rate_limit": self.rate_limit,
                 "lengths": None if self.lengths is None else str(self.lengths),
-                "seed": self.seed, "tokens": self.tokens.name}
+                "seed": self.seed, "tokens": self.tokens.name, "pps": self.pps,
+                "contention": self.contention}
 
     # ------------------------------------------------------------ the ceiling
 
@@ -300,6 +340,8 @@ class Capacity:
         bounds = [math.inf]
         if self.capacity is not None and decode > 0:
             bounds.append(self.capacity / decode)
+        if self.contention and decode > 0:  # n streams decode n tps / (1 + c (n-1)) < tps / c
+            bounds.append(self.tps / self.contention / decode)
         if self.slots is not None:
             hold = self.ttft + decode / self.tps
             bounds.append(self.slots / hold if hold > 0 else math.inf)
@@ -333,12 +375,14 @@ class Capacity:
     def stats(self) -> SimStats:
         with self._lock:
             return SimStats(self._received, self._served, self._rejected, self._in_flight,
-                            self._max_in_flight, len(self._queue), self._tokens)
+                            self._max_in_flight, len(self._queue), self._tokens,
+                            self._prefilled, self._cached)
 
     def reset_stats(self) -> None:
         """Zero the totals (calls in flight stay counted), e.g. after a warm-up."""
         with self._lock:
             self._received = self._served = self._rejected = self._tokens = 0
+            self._prefilled = self._cached = 0
             self._max_in_flight = self._in_flight
 
     # ------------------------------------------------------------ calls
@@ -363,7 +407,7 @@ class Capacity:
                 self._bucket = level - 1
             self._in_flight += 1
             self._max_in_flight = max(self._max_in_flight, self._in_flight)
-        if self.slots is not None or self.capacity is not None:
+        if self._shares:
             self._bind()
         return SimCall(self, now if arrived is None else arrived)
 
@@ -372,11 +416,50 @@ class Capacity:
         if self._loop is loop:
             return
         if self._active or self._queue or (self._shared is not None and self._shared.n):
-            raise LLMError("a sim with slots or capacity serves one event loop at a time; "
-                           "this one is busy on another")
+            raise LLMError("a sim with slots, capacity or contention serves one event loop "
+                           "at a time; this one is busy on another")
         self._loop = loop
-        self._shared = (None if self.capacity is None
-                        else _SharedRate(self.tps, self.capacity, loop))
+        self._shared = (_SharedRate(self.tps, self.capacity, loop, self.contention)
+                        if self.capacity is not None or self.contention else None)
+
+    @property
+    def _shares(self) -> bool:
+        """Whether calls wait on each other (slots, a shared rate): bound to one loop."""
+        return self.slots is not None or self.capacity is not None or bool(self.contention)
+
+    def _prefill(self, text: str, segments: list[tuple[str, int | None]], now: float
+                 ) -> float:
+        """Seconds to prefill a prompt (its `text`, and its `segments`: (text, tokens,
+        None = counted)) read at `now`: its tokens not in the prefix cache / pps."""
+        assert self.prefix is not None and self.pps is not None
+        with self._lock:  # the cache is shared by the loops (threads) calling this sim
+            cached_chars = self.prefix.match(text, now)
+        total = cached = 0
+        at = 0  # where the segment starts in `text`
+        count, split = self.tokens.count, self.tokens.split
+        for seg, fixed in segments:
+            n = count(seg) if fixed is None else fixed
+            total += n
+            room = cached_chars - at
+            if room >= len(seg):
+                cached += n
+            elif room > 0 and fixed is None:  # partly read: its whole tokens in the prefix
+                for piece in split(seg):
+                    room -= len(piece)
+                    if room < 0:
+                        break
+                    cached += 1
+            at += len(seg)
+        paid = total - cached
+        with self._lock:
+            self._prefilled += paid
+            self._cached += cached
+        return paid / self.pps
+
+    def _cache(self, text: str, at: float) -> None:
+        assert self.prefix is not None
+        with self._lock:
+            self.prefix.add(text, at)
 
     def _served_one(self, tokens: int) -> None:
         with self._lock:
@@ -417,45 +500,65 @@ class Capacity:
 
 
 class SimCall:
-    """One call's passage through the model: `admit()`, then `pieces(n)` or
-    `finish(n)`, then `close()` (always)."""
+    """One call's passage through the model: `read()` (with pps), `admit()`, then
+    `pieces(n)` or `finish(n)`, then `close()` (always)."""
 
-    __slots__ = ("_cap", "_closed", "_decoding", "_slot", "start")
+    __slots__ = ("_cap", "_closed", "_decoding", "_prompt", "_slot", "_ttft", "sent", "start")
 
     def __init__(self, cap: Capacity, arrived: float) -> None:
         self._cap = cap
         self.start = arrived  # ttft counts from here: arrival, or admission after a wait
+        self._ttft = cap.ttft  # + the prefill of the uncached prompt (pps), at admission
         self._slot = False
         self._decoding = False
         self._closed = False
+        self._prompt: tuple[str, list[tuple[str, int | None]], tuple[str, ...]] | None = None
+        self.sent = 0  # tokens sent so far
+
+    @property
+    def first_due(self) -> float:
+        """When the first token is due (admission + ttft + prefill)."""
+        return self.start + self._ttft
+
+    def read(self, text: str, segments: list[tuple[str, int | None]],
+             reply: tuple[str, ...]) -> None:
+        """With pps: the prompt this call reads (as text with role markers, and as
+        (text, tokens or None = counted) segments) and the reply pieces it may write,
+        which the prefix cache keeps after it as far as they were sent."""
+        self._prompt = (text, segments, reply)
 
     async def admit(self) -> None:
         cap = self._cap
-        if cap.slots is None:
-            return
-        if await cap._admit():
-            self.start = time.monotonic()
-        self._slot = True
+        if cap.slots is not None:
+            if await cap._admit():
+                self.start = time.monotonic()
+            self._slot = True
+        if self._prompt is not None and cap.pps is not None:
+            text, segments = self._prompt[0], self._prompt[1]
+            self._ttft = cap.ttft + cap._prefill(text, segments, self.start)
+            cap._cache(text, self.first_due)  # read once its prefill is done
 
     async def pieces(self, count: int) -> AsyncIterator[int]:
         """Yield 0..count-1, each when that token is due."""
         cap, shared = self._cap, self._cap._shared
         if shared is None:
             for i in range(count):  # absolute deadlines: a late wake-up catches up
-                await sleep_until(self.start + cap.ttft + i / cap.tps)
+                await sleep_until(self.start + self._ttft + i / cap.tps)
                 if i == count - 1:
                     self._end_decode()
+                self.sent = i + 1
                 yield i
             self._end_decode()
             return
         if count:
-            await sleep_until(self.start + cap.ttft)
+            await sleep_until(self.start + self._ttft)
         v0 = self._join(count)
         for i in range(count):
             if i:
                 await shared.until(v0 + i)
             if i == count - 1:
                 self._end_decode()
+            self.sent = i + 1
             yield i
         self._end_decode()
 
@@ -463,11 +566,12 @@ class SimCall:
         """Wait until the last of `count` tokens is due (a reply sent whole)."""
         cap, shared = self._cap, self._cap._shared
         if shared is None or count <= 1:
-            await sleep_until(self.start + cap.ttft + max(0, count - 1) / cap.tps)
+            await sleep_until(self.start + self._ttft + max(0, count - 1) / cap.tps)
         else:
-            await sleep_until(self.start + cap.ttft)
+            await sleep_until(self.start + self._ttft)
             v0 = self._join(count)
             await shared.until(v0 + count - 1)
+        self.sent = count
         self._end_decode()
 
     def served(self, tokens: int) -> None:
@@ -495,4 +599,8 @@ class SimCall:
             return
         self._closed = True
         self._end_decode()
+        if self._prompt is not None and self._cap.pps is not None and self.sent:
+            # The model has read its prompt and what it wrote after it, as far as it got.
+            text, _, reply = self._prompt
+            self._cap._cache(text + "".join(reply[: self.sent]), time.monotonic())
         self._cap._closed()

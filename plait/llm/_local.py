@@ -21,6 +21,7 @@ import asyncio
 import atexit
 import importlib.metadata
 import importlib.util
+import json
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -78,6 +79,9 @@ class _Loaded:
     llama: Any  # llama_cpp.Llama
     lock: threading.Lock
     count_prompt: Callable[[list[dict[str, str]]], int | None]
+    # The model's chat template (None: the GGUF file has none): renders messages as
+    # the prompt text a new assistant turn follows.
+    template: Any = None  # llama_cpp.llama_chat_format.Jinja2ChatFormatter
     # The cancel event of the call holding `lock` (None between calls): what
     # the abort callback reads. Set and cleared only under `lock`.
     cancel: threading.Event | None = None
@@ -90,19 +94,26 @@ _models_lock = threading.Lock()
 _worker = threading.local()  # .cancel: the cancel event of this thread's call
 
 
-def _prompt_counter(llama: Any) -> Callable[[list[dict[str, str]]], int | None]:
-    """Count prompt tokens exactly as llama_cpp's default chat handler builds
-    the prompt (its streamed chunks carry no usage)."""
+def _chat_template(llama: Any) -> Any:
+    """The GGUF file's chat template as llama_cpp's default chat handler renders it
+    (None: the file has none)."""
     template = llama.metadata.get("tokenizer.chat_template")
     if not template:
-        return lambda messages: None
+        return None
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     def text(token: int) -> str:
         return llama._model.token_get_text(token) if token != -1 else ""
 
-    formatter = Jinja2ChatFormatter(template, eos_token=text(llama.token_eos()),
-                                    bos_token=text(llama.token_bos()))
+    return Jinja2ChatFormatter(template, eos_token=text(llama.token_eos()),
+                               bos_token=text(llama.token_bos()))
+
+
+def _prompt_counter(llama: Any, formatter: Any) -> Callable[[list[dict[str, str]]], int | None]:
+    """Count prompt tokens exactly as llama_cpp's default chat handler builds
+    the prompt (its streamed chunks carry no usage)."""
+    if formatter is None:
+        return lambda messages: None
 
     def count(messages: list[dict[str, str]]) -> int | None:
         prompt = formatter(messages=messages).prompt  # type: ignore[arg-type]
@@ -125,7 +136,8 @@ def _load(path: str, n_ctx: int, seed: int, threads: int) -> _Loaded:
                 _quiet_aborts()
             llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, seed=seed, verbose=False,
                                     n_threads=threads, n_threads_batch=threads)
-            loaded = _Loaded(llama, threading.Lock(), _prompt_counter(llama))
+            template = _chat_template(llama)
+            loaded = _Loaded(llama, threading.Lock(), _prompt_counter(llama, template), template)
             _set_abort_callback(loaded)
             _models[(path, n_ctx, threads)] = loaded
         return loaded
@@ -212,6 +224,7 @@ class LocalLLM(BaseLLM):
                 "the local model has no native tool calling (its chat template takes no "
                 "tools): use mode='compiler' or mode='react' with it, or mode='tools' with "
                 "a model that calls functions (openai:..., or sim: with scripted tool_calls)")
+        # (A prefill needs the file's chat template: checked once it is loaded.)
 
     def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
         return _Deltas(self._work, request, meter)
@@ -274,15 +287,19 @@ class LocalLLM(BaseLLM):
             # llama_cpp converts the schema to a grammar (json-schema-to-grammar).
             kwargs["response_format"] = {"type": "json_object",
                                          "schema": dict(request.json_schema)}
-        prompt_tokens = loaded.count_prompt(messages)
+        if request.prefill is not None:
+            chunks, prompt_tokens = _continued(loaded, messages, request, kwargs)
+        else:
+            prompt_tokens = loaded.count_prompt(messages)
+            chunks = llama.create_chat_completion(messages, **kwargs)
         parts: list[str] = []
-        chunks = llama.create_chat_completion(messages, **kwargs)
         try:
             for chunk in chunks:
                 if cancel.is_set():
                     return None
                 for choice in chunk.get("choices", ()):
-                    content = choice.get("delta", {}).get("content")
+                    content = choice.get("delta", {}).get("content") if "delta" in choice \
+                        else choice.get("text")  # a completion's chunk (a prefill)
                     if content:
                         parts.append(content)
                         if not emit("delta", content):
@@ -296,6 +313,37 @@ class LocalLLM(BaseLLM):
         if prompt_tokens is None:
             prompt_tokens = approx_prompt_tokens([Message(**m) for m in messages])
         return prompt_tokens, completion
+
+
+def _continued(loaded: _Loaded, messages: list[dict[str, str]], request: Request,
+               kwargs: dict[str, Any]) -> tuple[Any, int]:
+    """A prefilled call: the chat template's prompt for a new assistant turn, then
+    the prefix, continued as a plain completion (the model sees exactly what it
+    would have written itself). Options as the chat handler would set them: its
+    default temperature, the template's end-of-turn as a stop, no extra BOS."""
+    template = loaded.template
+    if template is None:
+        raise LLMOptionError("this GGUF file has no chat template: the local model cannot "
+                             "continue an assistant prefix (prefill=)")
+    rendered = template(messages=messages)
+    llama = loaded.llama
+    tokens = llama.tokenize((rendered.prompt + request.prefill).encode("utf-8"),
+                            add_bos=not rendered.added_special, special=True)
+    options = {k: v for k, v in kwargs.items() if k != "response_format"}
+    stop = list(request.stop)
+    ends = rendered.stop if isinstance(rendered.stop, list) else [rendered.stop]
+    stop += [s for s in ends if s]
+    options["stop"] = stop
+    options["max_tokens"] = request.max_tokens  # None: up to the context's end
+    options.setdefault("temperature", 0.2)  # create_chat_completion's default
+    if request.json_schema is not None:
+        import llama_cpp
+
+        options["grammar"] = llama_cpp.LlamaGrammar.from_json_schema(
+            json.dumps(dict(request.json_schema)), verbose=False)
+    if rendered.stopping_criteria is not None:
+        options["stopping_criteria"] = rendered.stopping_criteria
+    return llama.create_completion(tokens, **options), len(tokens)
 
 
 Work = Callable[[Request, Callable[[str, Any], bool], threading.Event], None]

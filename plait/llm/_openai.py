@@ -51,6 +51,7 @@ from plait.llm._protocol import (
     LLMOptionError,
     LLMProtocolError,
     LLMTimeout,
+    PROBE_ROLE,
     ROLE_HEADER,
     Message,
     Meter,
@@ -94,6 +95,15 @@ DIALECTS: dict[str, Dialect] = {
     # SGLang: `ebnf` takes a GBNF-style grammar.
     "sglang": Dialect("ebnf", _openai_schema, _CONTINUE),
 }
+
+# Whether a server continues a trailing assistant message, by "base_url model
+# dialect": probed once per process (see `OpenAILLM._continues`).
+_CONTINUES: dict[str, bool] = {}
+_PROBING: dict[tuple[int, str], asyncio.Task[bool]] = {}  # by (event loop, key)
+# A continued prefix adds its own tokens to the prompt (1 or 2 for "OK"); a new turn
+# after it adds the end of the assistant's turn and the next one's header too (4+).
+_PROBE_PREFIX = "OK"
+_CONTINUED_MAX_EXTRA = 2
 
 # Where a server cannot continue an assistant prefix, what a caller does instead.
 PREFILL_FALLBACK = ("re-prompt with the prefix quoted in a user message instead (what "
@@ -572,7 +582,70 @@ class OpenAILLM(BaseLLM):
 
     # ------------------------------------------------------------ the call
 
+    async def _continues(self) -> bool:
+        """Whether this server continues an assistant prefix: probed once per process
+        and server (concurrent first calls share one probe)."""
+        key = f"{self.base_url} {self.model} {self.dialect_name}"
+        known = _CONTINUES.get(key)
+        if known is not None:
+            return known
+        loop = asyncio.get_running_loop()
+        task = _PROBING.get((id(loop), key))
+        if task is None or task.get_loop() is not loop:
+            task = _PROBING[(id(loop), key)] = loop.create_task(self._probe())
+        try:
+            known = await asyncio.shield(task)
+        finally:
+            if task.done() and _PROBING.get((id(loop), key)) is task:
+                del _PROBING[(id(loop), key)]  # a failed probe is tried again next time
+        _CONTINUES[key] = known
+        return known
+
+    async def _probe(self) -> bool:
+        """Two one-token calls, the same but for a trailing assistant message "OK"
+        sent as this dialect sends a prefix: a server that continues it counts the
+        prompt longer by the prefix's own tokens, one that starts a new turn after
+        it by the end of that turn and the next header too. A request refused (400,
+        422: an unknown field, a template that forbids it) cannot continue; a server
+        that reports no usage is taken at its dialect's word."""
+        assert self.dialect.prefill_body is not None  # _check
+        user = [{"role": "user", "content": "Say OK."}]
+        plain = {"model": self.model, "messages": user, "max_tokens": 1, "temperature": 0,
+                 "stream": False}
+        prefixed = {**plain, "messages": [*user, {"role": "assistant",
+                                                  "content": _PROBE_PREFIX}],
+                    **self.dialect.prefill_body}
+        counts = []
+        where = f"{self.base_url}/chat/completions"
+        for body in (plain, prefixed):
+            with self._wire_errors(where):
+                async with self._clients().use() as client:
+                    response = await client.post(
+                        where, json=body, timeout=self._timeout,
+                        headers={ROLE_HEADER: PROBE_ROLE, **self._authorization()})
+            if response.status_code in (400, 422) and body is prefixed:
+                return False
+            if response.status_code >= 400:
+                raise LLMHTTPError(
+                    response.status_code,
+                    f"{where} refused the probe of whether it continues an assistant prefix"
+                    f": {self._sample(response.content[: self.max_error_bytes])}"
+                    f"{self._hint(response.status_code)}")
+            try:
+                usage = (response.json().get("usage") or {}).get("prompt_tokens")
+            except (ValueError, AttributeError):
+                usage = None
+            if not isinstance(usage, int):
+                return True  # no count to compare: as the dialect says
+            counts.append(usage)
+        return 0 <= counts[1] - counts[0] <= _CONTINUED_MAX_EXTRA
+
     async def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
+        if request.prefill is not None and not await self._continues():
+            raise LLMOptionError(
+                f"{self.base_url} ({self.model}) does not continue an assistant prefix "
+                f"(prefill=): it answers a trailing assistant message with a new turn; "
+                f"{PREFILL_FALLBACK}")
         body = self.body(request)
         # The role is no part of the body: a real server would refuse an unknown field.
         extra = {ROLE_HEADER: request.role} if request.role else {}

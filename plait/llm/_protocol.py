@@ -9,6 +9,11 @@ Tool calling (OpenAI's `tools`): a request may carry function definitions, a
 completion the calls the model made (`tool_calls`). A producer reports the calls
 it heard in `meter.tool_calls` and yields "" after each fragment of one, so the
 stream's ttft counts a reply that is only tool calls.
+
+Prefill: a request's `prefill` is an assistant prefix the model continues (a
+reasoning thread continuing its parent's text); the reply is the continuation
+only, and the prefix is prompt. A backend that cannot continue one raises
+`LLMOptionError` naming the fallback (docs/llm.md).
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ ROLES = frozenset({"system", "user", "assistant", "tool"})
 # The HTTP header that carries a call's `role` to an OpenAI-compatible server
 # (ignored by real ones; `plait sim-server` matches script rules on it).
 ROLE_HEADER = "X-Plait-Role"
+# The role of the calls that probe what a server can do (whether it continues an
+# assistant prefix): `plait sim-server` answers them without using its script.
+PROBE_ROLE = "plait-probe"
 # Finish reasons of a reply that did not end where the model meant it to.
 TRUNCATED = frozenset({"length", "content_filter"})
 

@@ -1,8 +1,9 @@
 """A simulated model: scripted replies streamed with a controlled timing.
 
 Token: one piece of the regex ``\\s*\\S+|\\s+`` -- a word with the whitespace
-before it (trailing whitespace is a piece of its own). Prompt tokens are
-counted the same way over all message contents.
+before it (trailing whitespace is a piece of its own); with ``tokens="bpe"``,
+four characters (`plait.llm._tokens`). Prompt tokens are counted the same way
+over all message contents and the prefill.
 
 Timing: piece ``i`` (from 0) is due at ``start + ttft + i / tps`` on the
 monotonic clock. Deadlines are absolute, so a late wake-up (a busy event loop)
@@ -15,9 +16,15 @@ Script forms (the ``script=`` option):
 - a str: every call gets that reply.
 - a list: strings are a queue (each used once, in order); dicts are rules
   ``{"role": the call's role, "match": regex on the last user message,
-  "reply": text, "times": N, "fault": {...}}`` (no "role" or "match" matches
-  anything; no "times" = unlimited). The first usable item wins.
-- a callable ``f(messages) -> str``, or ``f(messages, role) -> str``.
+  "prefill": regex on the call's assistant prefix ("" without one),
+  "reply": text, "times": N, "fault": {...}}`` (no "role", "match" or "prefill"
+  matches anything; no "times" = unlimited). The first usable item wins.
+- a callable ``f(messages) -> str``, ``f(messages, role) -> str`` or
+  ``f(messages, role, prefill) -> str`` (or with a keyword ``prefill``).
+
+A prefill is an assistant prefix the reply continues: the reply is only the
+continuation, so a script answers a parent, its threads and the continuation
+after their join by what the model has written so far.
 
 A rule (or a callable's reply, as a dict ``{"content": ..., "tool_calls": [...]}``)
 may answer with ``"tool_calls"``: ``[{"name": "search", "arguments": {...}}, ...]``
@@ -36,8 +43,10 @@ A fault (see `Fault`) makes the call fail the way a real server would.
 
 Capacity (`plait.llm._capacity`, shared with `plait sim-server`): ``slots``,
 a shared token rate ``capacity``, reply ``lengths`` drawn from a seeded
-distribution, a ``rate_limit`` answered with 429s, and counters (`stats`).
-With none of them given, the timing above holds for every call, however many.
+distribution, a ``rate_limit`` answered with 429s, and counters (`stats`); the
+knobs ``pps`` (prefill tokens/s, with a prefix cache) and ``contention``
+(concurrent streams slow each other). With none of them given, the timing
+above holds for every call, however many.
 
 Client-side limits, as the OpenAI backend has them (`plait.llm._limits`):
 ``max_concurrency`` (AIMD on 429/503), ``requests_per_minute``,
@@ -283,6 +292,21 @@ def prompt_tokens(request: Request, tokens: Tokens = WORD) -> int:
     return prompt + count(request.prefill or "")
 
 
+def prompt_read(request: Request) -> tuple[str, list[tuple[str, int | None]]]:
+    """The prompt as the prefix cache sees it: one text, with role markers (no
+    tokens of their own), and its segments (text, tokens; None: as many as the
+    sim's tokens cut it into), the same tokens as `prompt_tokens`. The prefill
+    comes last, after the assistant's marker, so a continuation's prompt extends
+    the prompt and reply of the call it continues."""
+    segments: list[tuple[str, int | None]] = [(json.dumps(t), None) for t in request.tools]
+    for m in request.messages:
+        segments += [(f"\x1e{m.role}\x1f", 0), (m.content, None)]
+        for c in m.tool_calls:
+            segments += [("\x1d", 0), (c.name, 1), (c.arguments, None)]
+    segments += [("\x1eassistant\x1f", 0), (request.prefill or "", None)]
+    return "".join(seg for seg, _ in segments), segments
+
+
 def _script_function(fn: Callable[..., Any]) -> Callable[[Request], Any]:
     """A script function as f(request): it may take f(messages), f(messages, role)
     or f(messages, role, prefill) (or a keyword `prefill`)."""
@@ -325,14 +349,15 @@ class SimLLM(BaseLLM):
                  tokens_per_minute: float | None = None,
                  max_retries: int = 0, backoff_s: float = 0.5,
                  max_backoff_s: float = 30.0, stream: bool = True,
-                 tokens: str = "word") -> None:
+                 tokens: str = "word", pps: float | None = None,
+                 contention: float = 0.0) -> None:
         # stream=False: each reply comes whole when its last token is due (as an
         # OpenAI server's non-streamed answer): the same timing and capacity, far less
         # work per call, for pipelines that make hundreds of calls a second.
         self.stream_replies = stream
         self.capacity = Capacity(ttft=ttft, tps=tps, slots=slots, capacity=capacity,
                                  lengths=lengths, seed=seed, rate_limit=rate_limit,
-                                 tokens=tokens)
+                                 tokens=tokens, pps=pps, contention=contention)
         if script is None and self.capacity.lengths is not None:
             script = ""  # every reply drawn from `lengths`
         self.script = script if isinstance(script, SimScript) else SimScript(script)
@@ -362,6 +387,8 @@ class SimLLM(BaseLLM):
         call = self.capacity.open()  # a 429 beyond rate_limit
         try:
             plan = self.script.plan(request, self.capacity.filler, self.capacity.tokens)
+            if self.capacity.pps is not None:
+                call.read(*prompt_read(request), plan.pieces)
             fault = plan.fault
             if fault is not None and fault.hang:
                 await forever()
@@ -393,7 +420,7 @@ class SimLLM(BaseLLM):
             if fault is not None and fault.stall_after is not None:
                 await forever()
             if not units:
-                await sleep_until(call.start + self.ttft)
+                await sleep_until(call.first_due)
             meter.tool_calls = list(calls)
             meter.prompt_tokens = plan.prompt_tokens
             meter.completion_tokens = plan.tokens

@@ -5,8 +5,14 @@ answers one `chat.completion` with its usage), `GET /v1/models`, and
 `GET /stats` (the counters of `SimStats` and the options, as JSON).
 Timing and script are those of `plait.llm._sim`; the clock starts when the
 request arrives (or, with `slots`, when it gets one). Capacity (`slots`,
-`capacity`, `lengths`, `seed`, `rate_limit`) is that of `plait.llm._capacity`,
-the same as in-process. Faults from the script (`"fault": {...}` in a rule):
+`capacity`, `lengths`, `seed`, `rate_limit`) and the knobs (`tokens`, `pps`
+with its prefix cache, `contention`) are those of `plait.llm._capacity`, the
+same as in-process.
+
+A trailing assistant message is a prefill: the reply continues it (llama.cpp's
+server does so by default; vLLM and SGLang with `continue_final_message`, whose
+`false` this server honours as a new turn), and a rule's "prefill" regex is
+matched against it. Faults from the script (`"fault": {...}` in a rule):
 
 - ``{"status": 429, "retry_after": 2}``: that status, with a Retry-After header.
 - ``{"drop_after": K}``: K content chunks, then the connection is dropped.
@@ -37,13 +43,14 @@ from typing import Any, Self
 
 from plait.llm._capacity import DEFAULT_TPS, DEFAULT_TTFT, Capacity, SimCall, SimStats
 from plait.llm._protocol import (
+    PROBE_ROLE,
     ROLE_HEADER,
     LLMError,
     LLMHTTPError,
     MissingExtraError,
     build_request,
 )
-from plait.llm._sim import Plan, SimScript, forever
+from plait.llm._sim import Plan, SimScript, forever, prompt_read, prompt_tokens
 
 
 def require_sim_extra() -> None:
@@ -201,6 +208,15 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
                                 parallel_tool_calls=body.get("parallel_tool_calls"))
         except (ValueError, KeyError, TypeError, LLMError) as e:
             return error(400, f"bad request: {e}")
+        if req.role == PROBE_ROLE:  # a client asking what the server can do: no script
+            return JSONResponse({
+                "id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion",
+                "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "finish_reason": "length",
+                             "message": {"role": "assistant", "content": ""}}],
+                "usage": {"prompt_tokens": prompt_tokens(req, cap.tokens),
+                          "completion_tokens": 0,
+                          "total_tokens": prompt_tokens(req, cap.tokens)}})
         try:
             call = cap.open(arrived)
         except LLMHTTPError as e:  # over rate_limit
@@ -208,6 +224,8 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
                          {"Retry-After": f"{max(0.001, e.retry_after or 0):.3f}"})
         try:
             plan = script.plan(req, cap.filler, cap.tokens)
+            if cap.pps is not None:
+                call.read(*prompt_read(req), plan.pieces)
         except LLMError as e:
             call.close()
             return error(400, f"bad request: {e}")
@@ -261,7 +279,8 @@ def serve(script: Any = None, *, ttft: float = DEFAULT_TTFT, tps: float = DEFAUL
           log_level: str = "info", **capacity: Any) -> None:
     """Run the server in the foreground until interrupted. An address it cannot
     listen on (a port taken, a host not this machine's) raises OSError first.
-    `capacity`: slots=, capacity=, lengths=, seed=, rate_limit= (see `Capacity`)."""
+    `capacity`: slots=, capacity=, lengths=, seed=, rate_limit=, tokens=, pps=,
+    contention= (see `Capacity`)."""
     app = create_app(script, model=model,  # checks the extra
                      capacity=Capacity(ttft=ttft, tps=tps, **capacity))
     import uvicorn
@@ -278,8 +297,8 @@ class SimServer:
     >>> with SimServer(["hi"], ttft=0.1, tps=100) as server:
     ...     llm = OpenAILLM("sim", base_url=server.base_url)
 
-    Capacity options (slots=, capacity=, lengths=, seed=, rate_limit=) as for
-    `SimLLM`; `stats` counts the calls it saw, `ceiling()` is its rows/s bound.
+    Capacity options (slots=, capacity=, lengths=, seed=, rate_limit=) and knobs
+    (tokens=, pps=, contention=) as for `SimLLM`; `stats` counts the calls it saw, `ceiling()` is its rows/s bound.
     """
 
     def __init__(self, script: Any = None, *, ttft: float = DEFAULT_TTFT,

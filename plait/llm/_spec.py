@@ -27,7 +27,9 @@ ACCEPTED_FORMS = """\
   sim:slots=8,capacity=2000,lengths=lognormal:mean=60,sigma=0.5
                              ... with a capacity (also seed, rate_limit=N[/min],
                              max_concurrency, requests_per_minute, tokens_per_minute)
-  sim:tokens=bpe             ... with ~4 characters a token (default: a word a token)"""
+  sim:tokens=bpe             ... with ~4 characters a token (default: a word a token)
+  sim:pps=4000,contention=0.1  ... prefill tokens/s with a prefix cache, and
+                             streams slowing each other (per-token x (1 + c (n - 1)))"""
 
 # Options every backend with a client side takes: they shape how calls are sent.
 LIMIT_OPTIONS = {"max_concurrency": int, "requests_per_minute": float,
@@ -128,7 +130,7 @@ def _openai(rest: str, options: dict[str, Any]) -> LLM:
 SIM_OPTIONS: dict[str, Any] = {
     "ttft": float, "tps": float, "script": Path, "slots": int, "capacity": float,
     "seed": int, "lengths": str, "rate_limit": str, "max_retries": int, "stream": bool,
-    "tokens": str, **LIMIT_OPTIONS}
+    "tokens": str, "pps": float, "contention": float, **LIMIT_OPTIONS}
 # Parameters of `lengths=DIST:...`: items after it with these keys belong to it,
 # so `lengths=lognormal:mean=60,sigma=0.5` reads as one option.
 _LENGTHS_PARAMS = ("mean", "sigma")

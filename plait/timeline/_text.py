@@ -64,6 +64,10 @@ def _request_text(request: dict[str, Any], number: Mapping[str, int], limit: int
             role, content = message
             text = content if isinstance(content, str) else _show(content, number)
             parts.append(f"[{role}] {cut(text, each)}")
+    prefill = request.get("prefill")
+    if prefill is not None:  # the assistant prefix the reply continues
+        text = prefill if isinstance(prefill, str) else _show(prefill, number)
+        parts.append(f"[assistant, continued] {cut(text, each)}")
     return clean("\n".join(parts))
 
 

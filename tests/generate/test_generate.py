@@ -240,3 +240,25 @@ def test_a_prefill_is_part_of_the_call_and_its_identity(journal: str) -> None:
     assert len(first.nodes) == 2  # c is a's node: the prefix is in the identity, once
     again = plait.run(two, journal=journal, run_id="p1")
     assert again.value == first.value and model.calls == 2
+
+
+def test_a_prefill_may_hold_earlier_calls(journal: str) -> None:
+    """A thread continues its parent's text: the prefill is a Template of the parent's
+    node and a header, so the call waits for the parent and its identity holds the
+    parent's key, not a copy of its text."""
+    model = Counted(lambda m, r, prefill: "thread" if prefill else "parent text")
+
+    @plait.workflow
+    async def fork() -> list[str]:
+        parent = plait.generate("q", model=model)
+        threads = [plait.generate("q", model=model,
+                                  prefill=plait.Template((parent, f"\n<Thread>\n{k}:")))
+                   for k in (1, 2)]
+        return [await t for t in threads]
+
+    first = plait.run(fork, journal=journal, run_id="f1")
+    assert first.value == ["thread", "thread"] and model.calls == 3
+    assert sorted(r.prefill or "" for r in model.requests) == [
+        "", "parent text\n<Thread>\n1:", "parent text\n<Thread>\n2:"]
+    assert plait.run(fork, journal=journal, run_id="f1").value == first.value
+    assert model.calls == 3  # replayed, every call

@@ -64,6 +64,36 @@ def test_sim_server_rules_match_the_role_sent_by_the_client(tmp_path, arun) -> N
         proc.wait(10)
 
 
+def test_sim_server_knobs_and_prefill(tmp_path, arun) -> None:
+    """--tokens, --pps and --contention reach the server; a rule matches the prefill
+    sent as a trailing assistant message; the prefix cache's accounting is in /stats."""
+    script = tmp_path / "fork.json"
+    script.write_text(json.dumps([{"prefill": "<Thread>\\n1:$", "reply": " five</Thread>"},
+                                  {"reply": "<Outlines>1: sum</Outlines>"}]))
+    port = free_port()
+    proc = plait_cli("sim-server", "--script", str(script), "--ttft", "0", "--tps", "1000",
+                     "--tokens", "bpe", "--pps", "100000", "--contention", "1",
+                     "--port", str(port), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        wait_until_up(proc, base)
+        llm = OpenAILLM("sim", base_url=base, max_retries=0)
+        q = [Message("user", "2+3?")]
+        parent = arun(llm.complete(q))
+        thread = arun(llm.complete(q, prefill=parent.text + "\n<Thread>\n1:"))
+        assert (parent.text, thread.text) == ("<Outlines>1: sum</Outlines>", " five</Thread>")
+        stats = httpx.get(f"http://127.0.0.1:{port}/stats", timeout=5).json()
+        assert stats["options"]["tokens"] == "bpe" and stats["options"]["pps"] == 100000
+        assert stats["options"]["contention"] == 1
+        # The thread paid for the header only (bpe: 4-character pieces past the reply).
+        assert stats["prefill_tokens"] == parent.usage.prompt_tokens + 4  # ceil((3 + 12) / 4)
+        assert stats["completion_tokens"] == 7 + 4  # 27 and 14 characters
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert b"tokens=bpe" in err and b"pps=100000" in err and b"contention=1" in err
+
+
 def wait_until_up(proc: subprocess.Popen, base: str) -> None:
     deadline = time.monotonic() + 30
     while True:

@@ -140,3 +140,35 @@ def test_the_model_runs_on_the_threads_asked_for(gguf_path, arun) -> None:
         llama = _models[(str(gguf_path), llm.n_ctx, want)].llama  # type: ignore[attr-defined]
         assert (llama.context_params.n_threads, llama.context_params.n_threads_batch) == (
             want, want)
+
+
+def test_prefill_continues_the_prefix(gguf_path, arun) -> None:
+    """The bundled model continues an assistant prefix as if it had written it: at
+    temperature 0 a prefix cut from its own reply is continued with the rest of that
+    reply. The reply is the continuation only; its prompt counts the prefix; a
+    grammar constrains the continuation (how a fork block is forced on this model)."""
+    llm = get_llm("local")
+    question = [Message("system", "Answer briefly."), Message("user", "Name three colours.")]
+
+    async def body():
+        whole = await llm.complete(question, max_tokens=16, temperature=0)
+        prefix = " ".join(whole.text.split(" ")[:3])
+        rest = await llm.complete(question, prefill=prefix, max_tokens=8, temperature=0)
+        forced = await llm.complete(question, prefill="<Parallel>\n<Outlines>\n<Outline>1:",
+                                    grammar='root ::= " red" "</Outline>"', max_tokens=10)
+        return whole, prefix, rest, forced
+
+    whole, prefix, rest, forced = arun(body(), timeout=180)
+    assert prefix and rest.text and not rest.text.startswith(prefix)
+    assert (prefix + rest.text)[: len(whole.text)] == whole.text[: len(prefix + rest.text)]
+    prefix_tokens = len(llm_tokens(gguf_path, prefix))
+    assert rest.usage.prompt_tokens in range(whole.usage.prompt_tokens + prefix_tokens - 1,
+                                             whole.usage.prompt_tokens + prefix_tokens + 2)
+    assert forced.text == " red</Outline>"
+
+
+def llm_tokens(gguf_path, text: str) -> list[int]:
+    from plait.llm._local import DEFAULT_N_CTX, DEFAULT_SEED, _load, default_threads
+
+    loaded = _load(str(gguf_path), DEFAULT_N_CTX, DEFAULT_SEED, default_threads())
+    return loaded.llama.tokenize(text.encode(), add_bos=False, special=True)

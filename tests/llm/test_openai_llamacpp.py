@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from plait.llm import Message, OpenAILLM
 
 from .grammars import PERSON_GBNF, PERSON_SCHEMA, YES_NO
@@ -62,3 +64,28 @@ def test_stop_string(llama_server, arun) -> None:
         [Message("user", "Count from 1 to 10, separated by commas.")],
         grammar=r'root ::= "1, 2, 3, 4, 5, 6"', stop=["4"], max_tokens=20))
     assert c.text == "1, 2, 3, "
+
+
+def test_prefill_is_probed_and_refused_where_the_server_starts_a_new_turn(llama_server,
+                                                                         arun) -> None:
+    """llama-cpp-python's server renders a trailing assistant message as a finished
+    turn and opens a new one after it (its chat formatter always adds the generation
+    prompt), unlike C++ llama-server: the probe sees that in the prompt's token count
+    and the call is refused with the fallback named, before any text is made up."""
+    from plait.llm import LLMOptionError
+    from plait.llm._openai import _CONTINUES
+
+    llm = llm_for(llama_server)
+
+    async def body():
+        try:
+            with pytest.raises(LLMOptionError, match="does not continue.*re-prompt"):
+                await llm.complete(QUESTION, prefill="Yes,", max_tokens=4)
+            # Known from now on: refused at once, without asking the server again.
+            with pytest.raises(LLMOptionError, match="does not continue"):
+                await llm.complete(QUESTION, prefill="No,", max_tokens=4)
+        finally:
+            await llm.aclose()
+
+    arun(body())
+    assert _CONTINUES[f"{llama_server} smollm2 llama.cpp"] is False

@@ -120,3 +120,70 @@ def test_approximate_counts_include_the_prefix() -> None:
     from plait.llm._protocol import approx_prompt_tokens
 
     assert approx_prompt_tokens(Q, "x" * 40) == approx_prompt_tokens(Q) + approx_tokens("x" * 40)
+
+
+def test_the_probe_uses_no_scripted_reply(sim_server, arun) -> None:
+    """plait sim-server answers the probe without its script: a queue of replies is
+    not consumed by it, and the server is found to continue a prefix."""
+    from plait.llm._openai import _CONTINUES
+
+    server = sim_server(["first", "second"], **FAST)
+    llm = OpenAILLM("sim", base_url=server.base_url, api_key="sk-none")
+
+    async def go():
+        try:
+            return [(await llm.complete(Q, prefill="a")).text,
+                    (await llm.complete(Q, prefill="b")).text]
+        finally:
+            await llm.aclose()
+
+    assert arun(go()) == ["first", "second"]
+    assert _CONTINUES[f"{server.base_url} sim llama.cpp"] is True
+    assert server.stats.received == 2  # the probe's two calls are not the model's
+
+
+def _probing_server(status: int, extra_tokens: int | None):
+    """A server (an httpx transport function) that answers the prefixed probe with
+    `status`, counting `extra_tokens` more prompt tokens (None: no usage)."""
+    import httpx
+
+    seen = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        import json
+
+        body = json.loads(request.content)
+        seen.append(body)
+        prefixed = body["messages"][-1]["role"] == "assistant"
+        if prefixed and status != 200:
+            return httpx.Response(status, json={"error": {"message": "unknown field"}})
+        usage = None if extra_tokens is None else {
+            "prompt_tokens": 10 + (extra_tokens if prefixed else 0), "completion_tokens": 1}
+        return httpx.Response(200, json={"choices": [{"message": {"content": ""},
+                                                      "finish_reason": "length"}],
+                                         "usage": usage})
+
+    return httpx.MockTransport(handle), seen
+
+
+@pytest.mark.parametrize(("status", "extra", "continues"), [
+    (200, 1, True), (200, 2, True), (200, 6, False), (400, 1, False), (422, 1, False),
+    (200, None, True)])
+def test_the_probe_decides_by_the_prompt_count(arun, status, extra, continues) -> None:
+    from plait.llm._openai import _CONTINUES
+
+    transport, seen = _probing_server(status, extra)
+    url = f"http://probe-{status}-{extra}.invalid/v1".lower()
+    llm = OpenAILLM("m", base_url=url, api_key="sk-none", dialect="vllm", transport=transport,
+                    stream=False)
+
+    async def go():
+        try:
+            return await llm._continues()
+        finally:
+            await llm.aclose()
+
+    assert arun(go()) is continues and _CONTINUES[f"{url} m vllm"] is continues
+    assert all(b["max_tokens"] == 1 for b in seen)
+    if extra is not None:  # (without usage the first call already says nothing can be told)
+        assert seen[-1]["continue_final_message"] is True

@@ -234,3 +234,14 @@ def test_calls_and_the_run_are_priced(journal: str) -> None:
     unpriced = build(journal, "q-1", prices=plait.cost.Prices({}, defaults=False))
     assert unpriced.cost["cost"] is None and all(nd.cost is None for nd in unpriced.nodes
                                                   if nd.kind == "llm")
+
+
+def test_a_call_with_a_prefill_shows_the_prefix_it_continues() -> None:
+    from plait.generate._node import llm_request
+    from plait.timeline._text import arguments_text
+
+    request = llm_request("sim", [["user", "2+3?"]], prefill="<Parallel>\n<Thread>\n1:")
+    text = arguments_text({"request": request}, {}, 2000)
+    assert text.endswith("[user] 2+3?\n[assistant, continued] <Parallel>\n<Thread>\n1:")
+    assert "prefill" not in arguments_text({"request": llm_request("sim", [["user", "q"]])},
+                                           {}, 2000)
