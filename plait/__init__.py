@@ -30,6 +30,7 @@ from plait.compiler import Answer, aask, ask, asker
 from plait.data import DROP, MapResult, Row, RowError, amap, map, stream
 from plait.generate import LLMTool, SchemaError, generate, llm_tool
 from plait.journal import RunOwnedError
+from plait.reason import Reasoning, areason, pdr, reason, reasoner
 from plait.tools import McpToolError, mcp_tools, tools_from_openai
 
 __version__ = "0.1.0"
@@ -60,6 +61,7 @@ __all__ = [
     "RefMisuseError",
     "Row",
     "RowError",
+    "Reasoning",
     "RunError",
     "RunFinished",
     "RunOwnedError",
@@ -75,6 +77,7 @@ __all__ = [
     "aask",
     "add_tokens",
     "amap",
+    "areason",
     "aresume",
     "arun",
     "arun_graph",
@@ -85,6 +88,9 @@ __all__ = [
     "generate",
     "llm_tool",
     "node_key",
+    "pdr",
+    "reason",
+    "reasoner",
     "resume",
     "run",
     "run_graph",

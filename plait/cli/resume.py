@@ -17,6 +17,8 @@ from plait.cli._journal import HELP, journal_option, open_existing
 from plait.cli._load import load_object
 from plait.cli.ask import DEFAULT_TOOLS, answer_question
 from plait.cli.map import StdoutRows, run_job
+from plait.cli.reason import ENTRY as REASONING
+from plait.cli.reason import resume_reasoning
 from plait.cli.run import start_run
 from plait.data import aresume_map
 from plait.journal import RunRecord
@@ -74,6 +76,9 @@ def resume_command(
         return
     if retry_failed:
         fail(f"run {run_id} is not a dataset job: --retry-failed is for `plait map` jobs")
+    if record.entry.startswith(REASONING):  # a reasoning: reason again under its run id
+        resume_reasoning(record, journal, as_json)
+        return
     if record.entry.startswith("ask:"):  # a question: ask it again under its run id
         _resume_question(record, journal, tools, as_json=as_json, allow_rerun=allow_rerun,
                          wait=wait, mcp=list(mcp or ()))

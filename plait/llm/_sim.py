@@ -424,6 +424,8 @@ class SimLLM(BaseLLM):
             meter.tool_calls = list(calls)
             meter.prompt_tokens = plan.prompt_tokens
             meter.completion_tokens = plan.tokens
+            # Why the reply ended, as a server says: a reply cut at max_tokens is "length".
+            meter.finish_reason = plan.finish_reason
             call.served(plan.tokens)
         finally:
             call.close()

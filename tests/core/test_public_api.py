@@ -29,6 +29,12 @@ EXPECTED = {
     "Tool",
     "ToolPolicy",
     "ToolWarning",
+    # parallel reasoning threads
+    "reason",
+    "areason",
+    "reasoner",
+    "pdr",
+    "Reasoning",
     # tools from anywhere
     "tools_from_openai",
     "mcp_tools",
@@ -79,7 +85,8 @@ EXPECTED = {
 # Public subpackages may appear as attributes once imported; they are not in __all__.
 SUBPACKAGES = {"cli", "compiler", "cost", "data", "examples", "journal", "llm", "otel",
                "timeline", "tools", "ui"}
-# `plait.generate` is the function; its package is plait.generate in sys.modules only.
+# `plait.generate` and `plait.reason` are the functions; their packages are in
+# sys.modules only (`from plait.reason import ThreadWeaver` works).
 
 
 def test_all_is_exactly_the_expected_set() -> None:
