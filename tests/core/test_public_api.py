@@ -77,8 +77,8 @@ EXPECTED = {
 }
 
 # Public subpackages may appear as attributes once imported; they are not in __all__.
-SUBPACKAGES = {"cli", "compiler", "cost", "data", "examples", "journal", "llm", "otel",
-               "timeline", "tools", "ui"}
+SUBPACKAGES = {"cli", "compiler", "cost", "data", "examples", "executors", "journal", "llm",
+               "otel", "timeline", "tools", "ui"}
 # `plait.generate` is the function; its package is plait.generate in sys.modules only.
 
 
