@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 # How long connecting to a cluster's address may take before it counts as unreachable.
 CONNECT_TIMEOUT = 5.0
+# Seconds a cancelled task has to stop on its own before its worker is ended.
+STOP_GRACE = 1.0
 
 
 class ExecutorError(PlaitError, NotRetryable):
@@ -83,9 +85,7 @@ class RayExecutor:
         try:
             value, tokens, extra, forms = await ref
         except asyncio.CancelledError:
-            # The node was cancelled (or timed out): stop its task, not just stop
-            # waiting. Ray interrupts it in its worker, or drops it if still queued.
-            self._ray().cancel(ref)
+            await self._stop(ref)
             raise
         except Exception as exc:
             raise _as_raised(exc) from None
@@ -96,6 +96,24 @@ class RayExecutor:
         if forms:
             holder.journal_forms[i] = forms[0]
         return value
+
+    async def _stop(self, ref: Any) -> None:
+        """The node was cancelled (or timed out): stop its task, not just stop waiting.
+
+        First as Ray does by default: KeyboardInterrupt in the task (its `finally`
+        runs; a queued task is dropped). A task deep in a blocking call sees that
+        only when the call returns, so one still running `STOP_GRACE` seconds later
+        is stopped for sure: its worker process is ended (Ray starts another).
+        """
+        ray = self._ray()
+        ray.cancel(ref)
+        ended = asyncio.wrap_future(ref.future())
+        try:
+            await asyncio.wait([ended], timeout=STOP_GRACE)
+        finally:  # also when cancelled again while waiting: stop it now
+            if not ended.done():
+                ended.cancel()
+                ray.cancel(ref, force=True)
 
     def _ray(self) -> Any:
         ray = import_ray()
