@@ -68,6 +68,7 @@ class RayExecutor:
         resources: Mapping[str, float] | None = None,
         wait_for_resources: float = 30.0,
     ) -> None:
+        import_ray()  # no Ray: say which extra to install now, not at the first call
         self.address = address
         self.resources = dict(resources or {})
         self.wait_for_resources = wait_for_resources
