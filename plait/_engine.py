@@ -46,7 +46,7 @@ from plait._scheduler import (
     Start,
 )
 from plait._tools import Tool, _current_run
-from plait.executors import Executor, LocalExecutor, RayExecutor, remote_executor
+from plait.executors import IN_CONTROLLER, Executor, LocalExecutor, RayExecutor, remote_executor
 from plait.executors._context import current_node as _current_node
 from plait.journal import JournalError, JournalValueError
 
@@ -136,7 +136,7 @@ class Run:
         "node_tools", "node_arguments", "node_parents", "nodes", "tools", "values", "added_at",
         "started_at", "finished_at", "errors", "tokens", "extra", "journal_forms", "scoped",
         "graph_ids", "_waiters", "_tasks", "_cancelling", "_timers", "_queued", "executor",
-        "_local", "_keys", "_loop", "_done", "_host", "_host_cancelled", "_fault", "_taker",
+        "_local", "_here", "_max_threads", "_keys", "_loop", "_done", "_host", "_host_cancelled", "_fault", "_taker",
         "_next",
     )
 
@@ -195,6 +195,8 @@ class Run:
         # which it closes when it ends (an executor it is given is its owner's).
         self._local = LocalExecutor(max_threads) if executor is None else None
         self.executor: Executor = self._local if executor is None else executor
+        self._here: LocalExecutor | None = None  # for calls that stay here (`_place`)
+        self._max_threads = max_threads
         self._keys: tuple[list[str], Occurrences] | None = None  # computed on demand
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[None] | None = None
@@ -437,7 +439,9 @@ class Run:
                     return
                 begun = True
             _current_node.set((self, i))
-            executor = self.executor if tool.policy.resources is None else self._remote()
+            local = self._local
+            executor = (local if local is not None and tool.policy.resources is None
+                        else self._place(tool))
             timeout = tool.policy.timeout
             if timeout is None:
                 value = await executor.submit(tool, arguments)
@@ -622,10 +626,19 @@ class Run:
             return host.uncancel() > 0
         return host.cancelling() > 0
 
-    def _remote(self) -> Executor:
-        """The executor of a tool that asks for resources (`@plait.tool(resources=...)`):
-        the run's own when it is a Ray one, else the default Ray executor."""
-        return self.executor if isinstance(self.executor, RayExecutor) else remote_executor()
+    def _place(self, tool: Tool) -> Executor:
+        """Where a call runs when it is not simply the run's local executor: a tool
+        asking for resources on Ray (the run's Ray executor, else the default one); a
+        tool that needs the run (an LLM call) here; any other where the run says."""
+        if tool.policy.resources is not None:
+            return self.executor if isinstance(self.executor, RayExecutor) else remote_executor()
+        if tool.fn in IN_CONTROLLER:
+            if self._local is not None:
+                return self._local
+            if self._here is None:  # closed when the run ends, as the default one is
+                self._here = LocalExecutor(self._max_threads)
+            return self._here
+        return self.executor
 
     # ------------------------------------------------------------ events
 
@@ -708,6 +721,8 @@ class Run:
             _current.reset(token)
             if self._local is not None:
                 self._local.close()
+            if self._here is not None:
+                self._here.close()
         if error is None:
             try:
                 value = _resolve_refs(value, self)

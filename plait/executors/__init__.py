@@ -3,7 +3,8 @@
 `LocalExecutor` (the default: async tools in the run's loop, sync ones in threads)
 and `RayExecutor` (each call a Ray task, extra `plait[ray]`). A run takes one with
 `plait.run(..., executor="ray")` (or an instance); a tool declared with
-`resources={...}` runs on Ray whatever the run's executor.
+`resources={...}` runs on Ray whatever the run's executor, and an LLM call
+(`plait.generate`, the planner, the joiner) in the controller whatever it is.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from plait._errors import OptionError
-from plait.executors._base import Executor
+from plait.executors._base import IN_CONTROLLER, Executor, in_controller
 from plait.executors._local import LocalExecutor
 from plait.executors._ray import ExecutorError, RayExecutor
 
-__all__ = ["Executor", "ExecutorError", "LocalExecutor", "RayExecutor", "executor_of",
-           "remote_executor"]
+__all__ = ["IN_CONTROLLER", "Executor", "ExecutorError", "LocalExecutor", "RayExecutor",
+           "executor_of", "in_controller", "remote_executor"]
 
 _default_ray: RayExecutor | None = None
 

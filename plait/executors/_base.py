@@ -21,8 +21,8 @@ The contract (tests/executors checks it for every executor):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from plait._tools import Tool
@@ -38,3 +38,17 @@ class Executor(Protocol):
     def submit(self, tool: Tool, arguments: Mapping[str, Any]) -> Awaitable[Any]:
         """Start `tool.fn(**arguments)`; the awaitable gives its value (see the module doc)."""
         ...
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Tool functions that need the run they belong to, not just their node's key and
+# counts (an LLM call streams through the run's pool of opened models): their calls
+# run in the controller whatever the run's executor.
+IN_CONTROLLER: set[Callable[..., Any]] = set()
+
+
+def in_controller(fn: F) -> F:
+    """Mark a tool function whose calls always run in the controller (see IN_CONTROLLER)."""
+    IN_CONTROLLER.add(fn)
+    return fn

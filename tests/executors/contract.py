@@ -181,6 +181,12 @@ async def six_limited(path: str) -> Any:
 
 
 @plait.workflow
+async def with_llm(x: int) -> Any:
+    said = plait.generate(f"say {x}", model="sim:ttft=0.01,tps=2000", max_tokens=8)
+    return [await said, await add_one(x)]
+
+
+@plait.workflow
 async def counted_pair(path: str) -> int:
     a = counted(path, 1)
     b = counted(path, 2)
@@ -281,6 +287,13 @@ class ExecutorContract:
         assert [n.tokens for n in result.nodes] == [12, 3]
         assert result.tokens == 15
         assert result.nodes[0].extra["where"].isdigit()
+
+    def test_an_llm_call_runs_in_the_controller_beside_the_executors_calls(
+            self, executor: Any) -> None:
+        result = self.run(executor, with_llm, 3)  # it needs the run's pool of models
+        reference = self.run("local", with_llm, 3)
+        assert result.value == reference.value and result.value[1] == 4
+        assert [n.tool for n in result.nodes] == ["generate", "add_one"]
 
     # ------------------------------------------------------------ the controller's policy
 
