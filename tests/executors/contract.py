@@ -84,22 +84,35 @@ async def context_async(x: int) -> str:
     return plait.node_key()
 
 
+# A ticking call goes on until stopped, or until the test says it has seen enough
+# (`path`.end: an abandoned local thread must end before the test session does).
+TICKS = 600  # 30 s at most
+
+
+def _ticking(path: str) -> bool:
+    return not os.path.exists(path + ".end")
+
+
 @plait.tool(timeout=1.0)
 def ticks_sync(path: str) -> int:
-    """Ticks into `path` every 50 ms for ~4 s, unless stopped."""
-    for n in range(80):
+    """Ticks into `path` every 50 ms, unless stopped."""
+    n = 0
+    while n < TICKS and _ticking(path):
         _append(path, str(n))
         time.sleep(0.05)
-    return 80
+        n += 1
+    return n
 
 
 @plait.tool(timeout=1.0)
 async def ticks_async(path: str) -> int:
-    """Ticks into `path` every 50 ms for ~4 s, unless cancelled."""
-    for n in range(80):
+    """Ticks into `path` every 50 ms, unless cancelled."""
+    n = 0
+    while n < TICKS and _ticking(path):
         _append(path, str(n))
         await asyncio.sleep(0.05)
-    return 80
+        n += 1
+    return n
 
 
 @plait.tool
@@ -113,11 +126,13 @@ def slow_then_fail(path: str) -> int:
 
 @plait.tool
 def ticks_untimed(path: str) -> int:
-    """Ticks into `path` every 50 ms for ~4 s, no timeout of its own."""
-    for n in range(80):
+    """Ticks into `path` every 50 ms, no timeout of its own."""
+    n = 0
+    while n < TICKS and _ticking(path):
         _append(path, str(n))
         time.sleep(0.05)
-    return 80
+        n += 1
+    return n
 
 
 @plait.tool(concurrency=2)
@@ -259,21 +274,24 @@ class ExecutorContract:
         path = tmp_path / "ticks"
         result = self.run(executor, cancel_sibling, str(path), on_error="cancel",
                           raise_on_error=False)
-        assert [n.state for n in result.nodes] == ["cancelled", "failed"]
+        states = [(n.state, str(n.error)) for n in result.nodes]
+        assert [s for s, _ in states] == ["cancelled", "failed"], states
         assert str(result.error) == "node $1 (slow_then_fail): RuntimeError: sibling failed"
         self._assert_stopped(path, _stops(executor, sync=True))
 
     @staticmethod
     def _assert_stopped(path: Path, stops: bool) -> None:
-        time.sleep(0.5)  # a tick already under way lands
-        before = len(_lines(path))
-        time.sleep(1.0)
-        after = len(_lines(path))
-        if stops:
-            assert after == before, f"the call went on after it was stopped: {before} -> {after}"
-            assert after < 80
-        else:  # a local thread is abandoned, not stopped: it goes on to its end
-            assert after > before
+        try:
+            time.sleep(0.5)  # a tick already under way lands
+            before = len(_lines(path))
+            time.sleep(1.0)
+            after = len(_lines(path))
+            if stops:
+                assert after == before, f"the call went on after it was stopped: {before} -> {after}"
+            else:  # a local thread is abandoned, not stopped: it goes on
+                assert after > before
+        finally:
+            Path(f"{path}.end").touch()
 
     # ------------------------------------------------------------ context
 

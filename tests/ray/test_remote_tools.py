@@ -187,3 +187,31 @@ def test_an_unreachable_cluster_is_named_in_the_error(tmp_path: Path) -> None:
     assert float(seconds) < 10
     assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in error
     assert error.startswith("node $0 (one): ExecutorError: ")
+
+
+def test_plait_run_executor_ray_connects_to_the_cluster_at_ray_address(
+        ray_cluster: RayCluster, tmp_path: Path) -> None:
+    (tmp_path / "flow.py").write_text(textwrap.dedent("""
+        import os
+        import plait
+
+        @plait.tool
+        def pid() -> int:
+            '''The process the call runs in.'''
+            return os.getpid()
+
+        @plait.workflow
+        async def wf():
+            return {"driver": os.getpid(), "call": await pid()}
+    """))
+    environ = {**os.environ, "PYTHONPATH": f"{ROOT}:{tmp_path}",
+               "RAY_ADDRESS": ray_cluster.address}
+    proc = subprocess.run(
+        [sys.executable, "-m", "plait", "run", "flow.py:wf", "--executor", "ray",
+         "--no-journal", "--json"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=90, env=environ)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json
+
+    value = json.loads(proc.stdout)["value"]
+    assert value["call"] != value["driver"]
