@@ -215,3 +215,23 @@ def test_plait_run_executor_ray_connects_to_the_cluster_at_ray_address(
 
     value = json.loads(proc.stdout)["value"]
     assert value["call"] != value["driver"]
+
+
+@plait.tool
+def process_of(entity: str) -> str:
+    """Which process looked `entity` up."""
+    return f"{entity}: pid {os.getpid()}"
+
+
+def test_a_questions_tasks_run_on_ray_and_its_model_calls_here(ray_cluster: RayCluster) -> None:
+    from tests.compiler.conftest import scripted
+
+    plan = '1. process_of("a")\n2. process_of("b")\n3. join()'
+    llm = scripted({"plan": plan, "joiner": '{"thought": "t", "action": "finish", '
+                                             '"answer": "done"}'})
+    answer = plait.ask("Where?", [process_of], model=llm, executor="ray")
+    assert str(answer) == "done"
+    values = [t.value for t in answer.tasks]
+    assert [v.split(":")[0] for v in values] == ["a", "b"]
+    assert all(not v.endswith(f"pid {os.getpid()}") for v in values)
+    assert [c.role for c in answer.llm_calls] == ["planner", "joiner"]
