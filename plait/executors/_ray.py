@@ -82,20 +82,23 @@ class RayExecutor:
         if remote is None:
             remote = await self._prepare(tool)
         holder, i = current_node.get() or (RemoteNode("", False), 0)
-        ref = remote.remote(holder.key_of(i), holder.durable is not None, arguments)
+        # One argument, one value back: Ray serializes each argument on its own.
+        ref = remote.remote((holder.key_of(i), holder.durable is not None, arguments))
         try:
-            value, tokens, extra, forms = await ref
+            value = await ref
         except asyncio.CancelledError:
             await self._stop(ref)
             raise
         except Exception as exc:
             raise _as_raised(exc) from None
-        if tokens:
-            holder.tokens[i] = holder.tokens.get(i, 0) + tokens
-        if extra:
-            holder.extra.setdefault(i, {}).update(extra)
-        if forms:
-            holder.journal_forms[i] = forms[0]
+        if type(value) is Counted:
+            if value.tokens:
+                holder.tokens[i] = holder.tokens.get(i, 0) + value.tokens
+            if value.extra:
+                holder.extra.setdefault(i, {}).update(value.extra)
+            if value.forms:
+                holder.journal_forms[i] = value.forms[0]
+            value = value.value
         return value
 
     async def _stop(self, ref: Any) -> None:
@@ -214,26 +217,42 @@ def _as_raised(exc: Exception) -> BaseException:
     return exc
 
 
+class Counted:
+    """A remote call's value with what the call counted for its node (most calls
+    count nothing and send back their bare value)."""
+
+    __slots__ = ("value", "tokens", "extra", "forms")
+
+    def __init__(self, value: Any, tokens: int, extra: dict[str, Any] | None,
+                 forms: list[Any] | None) -> None:
+        self.value, self.tokens, self.extra, self.forms = value, tokens, extra, forms
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Counted, (self.value, self.tokens, self.extra, self.forms)
+
+
 def _task(fn: Callable[..., Any], is_async: bool, name: str) -> Callable[..., Any]:
     """The function a Ray task runs for one tool: named as the tool (so Ray's own
     views show it), holding the function, not the Tool object."""
 
-    def task(key: str, durable: bool, arguments: Mapping[str, Any]) -> Any:
-        return run_call(fn, is_async, key, durable, arguments)
+    def task(call: tuple[str, bool, Mapping[str, Any]]) -> Any:
+        return run_call(fn, is_async, *call)
 
     task.__name__ = task.__qualname__ = name
     return task
 
 
 def run_call(fn: Callable[..., Any], is_async: bool, key: str, durable: bool,
-             arguments: Mapping[str, Any]) -> tuple[Any, int, Any, Any]:
+             arguments: Mapping[str, Any]) -> Any:
     """In the worker: run one call in a context where node_key()/add_tokens() work;
-    (value, tokens, record fields, [journal form] or None) for the controller."""
+    its value, as a `Counted` when it counted something for the controller."""
     node = RemoteNode(key, durable)
     token = current_node.set((node, 0))
     try:
         value = asyncio.run(fn(**arguments)) if is_async else fn(**arguments)
     finally:
         current_node.reset(token)
-    forms = [node.journal_forms[0]] if node.journal_forms else None
-    return value, node.tokens.get(0, 0), node.extra.get(0), forms
+    if node.tokens or node.extra or node.journal_forms:
+        forms = [node.journal_forms[0]] if node.journal_forms else None
+        return Counted(value, node.tokens.get(0, 0), node.extra.get(0), forms)
+    return value
