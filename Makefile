@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/compiler.py
 	$(BIN)/python benchmarks/journal.py
 	$(BIN)/python benchmarks/llm_sim.py
+	$(BIN)/python benchmarks/ray.py
 
 clean:
 	rm -rf $(VENV)

@@ -30,6 +30,7 @@ from plait._ownership import DEFAULT_LEASE_TTL
 from plait._result import RunResult
 from plait._scheduler import OnError
 from plait._tools import Tool
+from plait.executors import Executor, executor_of
 from plait.generate._pool import using_pool
 from plait.journal import Journal, JournalError, RunNotFoundError, open_journal
 
@@ -95,6 +96,7 @@ async def arun(
     lease_ttl: float = DEFAULT_LEASE_TTL,
     wait: float = 0.0,
     raise_on_error: bool = True,
+    executor: str | Executor | None = None,
     **kwargs: Any,
 ) -> RunResult:
     """Run a workflow to the end; the result holds its value, every node and timings.
@@ -115,8 +117,13 @@ async def arun(
 
     The run's LLM calls (`plait.generate`) share one pool of opened models: the
     current one (a dataset job's, or one entered by hand), else one for this run.
+
+    executor: where tool calls run: "local" (default: this event loop, threads for
+    sync tools), "ray" (each call a Ray task; docs/ray.md) or a `plait.executors`
+    executor. Journaling, retries and scheduling stay in this process either way.
     """
     wf = workflow(wf)
+    chosen = executor_of(executor)
     run_id = run_id or new_run_id()
     durable = None
     if journal is not None:
@@ -141,6 +148,7 @@ async def arun(
             on_error=on_error,
             listeners=listeners,
             durable=durable,
+            executor=chosen,
         )
         async with using_pool():
             result = await run.execute(lambda: wf.fn(*args, **kwargs))
@@ -250,8 +258,11 @@ async def arun_graph(
     listeners: Sequence[Listener] = (),
     run_id: str | None = None,
     raise_on_error: bool = True,
+    executor: str | Executor | None = None,
 ) -> RunResult:
-    """Run a static graph. `result.value` lists every node's value by graph node id."""
+    """Run a static graph. `result.value` lists every node's value by graph node id.
+
+    executor: where tool calls run, as for `arun`."""
     table = tools_by_name(tools)
     graph.validate(table)  # a graph that cannot run fails here, before anything starts
     run = Run(
@@ -260,6 +271,7 @@ async def arun_graph(
         max_concurrency=max_concurrency,
         on_error=on_error,
         listeners=listeners,
+        executor=executor_of(executor),
     )
 
     async def body() -> Any:

@@ -20,12 +20,10 @@ the calls without a result in doubt, for the resume to decide.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import os
 import time
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, overload
 
 from plait import _events as ev
@@ -48,18 +46,14 @@ from plait._scheduler import (
     Start,
 )
 from plait._tools import Tool, _current_run
+from plait.executors import IN_CONTROLLER, Executor, LocalExecutor, RayExecutor, remote_executor
+from plait.executors._context import current_node as _current_node
 from plait.journal import JournalError, JournalValueError
 
 _current = _current_run  # one variable, owned by _tools so a tool call reads it cheaply
 
 # Seconds a node task may run nodes back to back before it gives the loop a turn.
 _TURN = 0.0002
-
-
-# The node whose tool is executing in this context: (run, node id).
-_current_node: contextvars.ContextVar[tuple[Run, int] | None] = contextvars.ContextVar(
-    "plait_node", default=None
-)
 
 
 def current_run() -> Run | None:
@@ -141,8 +135,8 @@ class Run:
         "run_id", "entry", "sched", "listeners", "tracer", "_watched", "_observed", "durable",
         "node_tools", "node_arguments", "node_parents", "nodes", "tools", "values", "added_at",
         "started_at", "finished_at", "errors", "tokens", "extra", "journal_forms", "scoped",
-        "graph_ids", "_waiters", "_tasks", "_cancelling", "_timers", "_queued", "_max_threads",
-        "_pool", "_keys", "_loop", "_done", "_host", "_host_cancelled", "_fault", "_taker",
+        "graph_ids", "_waiters", "_tasks", "_cancelling", "_timers", "_queued", "executor",
+        "_local", "_here", "_max_threads", "_keys", "_loop", "_done", "_host", "_host_cancelled", "_fault", "_taker",
         "_next",
     )
 
@@ -157,6 +151,7 @@ class Run:
         listeners: Sequence[ev.Listener] = (),
         seed: int | None = None,
         durable: Durable | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.run_id = run_id or new_run_id()
         self.entry = entry
@@ -196,8 +191,12 @@ class Run:
         self._cancelling: dict[int, None] = {}
         self._timers: dict[int, asyncio.TimerHandle] = {}  # retries waiting out a backoff
         self._queued: dict[int, None] = {}  # nodes waiting for a slot (tracked for events only)
+        # Where tool calls run (plait.executors); by default the run's own local one,
+        # which it closes when it ends (an executor it is given is its owner's).
+        self._local = LocalExecutor(max_threads) if executor is None else None
+        self.executor: Executor = self._local if executor is None else executor
+        self._here: LocalExecutor | None = None  # for calls that stay here (`_place`)
         self._max_threads = max_threads
-        self._pool: ThreadPoolExecutor | None = None
         self._keys: tuple[list[str], Occurrences] | None = None  # computed on demand
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[None] | None = None
@@ -440,15 +439,16 @@ class Run:
                     return
                 begun = True
             _current_node.set((self, i))
-            if tool.is_async:
-                timeout = tool.policy.timeout
-                if timeout is None:
-                    value = await tool.fn(**arguments)
-                else:
-                    async with asyncio.timeout(timeout):
-                        value = await tool.fn(**arguments)
+            local = self._local
+            executor = (local if local is not None and tool.policy.resources is None
+                        else self._place(tool))
+            timeout = tool.policy.timeout
+            if timeout is None:
+                value = await executor.submit(tool, arguments)
             else:
-                value = await self._in_thread(tool, arguments)
+                # A local thread cannot be stopped: on timeout its call is abandoned.
+                async with asyncio.timeout(timeout):
+                    value = await executor.submit(tool, arguments)
         except asyncio.CancelledError:
             if i not in self._cancelling:
                 raise  # the whole run is being cancelled; `execute` awaits this task
@@ -626,17 +626,19 @@ class Run:
             return host.uncancel() > 0
         return host.cancelling() > 0
 
-    async def _in_thread(self, tool: Tool, arguments: dict[str, Any]) -> Any:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self._max_threads, thread_name_prefix="plait-tool")
-        assert self._loop is not None
-        # The thread runs in a copy of this task's context, so `plait.node_key()` works.
-        call = functools.partial(contextvars.copy_context().run, tool.fn, **arguments)
-        fut = self._loop.run_in_executor(self._pool, call)
-        if tool.policy.timeout is None:
-            return await fut
-        # A thread cannot be killed: on timeout the call is abandoned, not stopped.
-        return await asyncio.wait_for(fut, tool.policy.timeout)
+    def _place(self, tool: Tool) -> Executor:
+        """Where a call runs when it is not simply the run's local executor: a tool
+        asking for resources on Ray (the run's Ray executor, else the default one); a
+        tool that needs the run (an LLM call) here; any other where the run says."""
+        if tool.policy.resources is not None:
+            return self.executor if isinstance(self.executor, RayExecutor) else remote_executor()
+        if tool.fn in IN_CONTROLLER:
+            if self._local is not None:
+                return self._local
+            if self._here is None:  # closed when the run ends, as the default one is
+                self._here = LocalExecutor(self._max_threads)
+            return self._here
+        return self.executor
 
     # ------------------------------------------------------------ events
 
@@ -717,8 +719,10 @@ class Run:
             raise
         finally:
             _current.reset(token)
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._local is not None:
+                self._local.close()
+            if self._here is not None:
+                self._here.close()
         if error is None:
             try:
                 value = _resolve_refs(value, self)

@@ -35,6 +35,9 @@ class ToolPolicy:
     timeout      seconds one attempt may take; None for no limit
     concurrency  at most this many calls of this tool in flight; None for no limit
     idempotent   running a call twice is harmless (the journal re-runs it on resume)
+    resources    what one call needs, e.g. {"CPU": 2} or {"GPU": 1}: its calls run as
+                 Ray tasks that ask for them (plait.executors); None runs them where
+                 the run's executor runs every call
     """
 
     retries: int = 0
@@ -45,6 +48,8 @@ class ToolPolicy:
     timeout: float | None = None
     concurrency: int | None = None
     idempotent: bool = False
+    # Out of the hash (a mapping has none); equal policies still hash alike.
+    resources: Mapping[str, float] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -59,6 +64,16 @@ class ToolPolicy:
             raise ValueError("backoff and max_backoff must be >= 0")
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in self.retry_on):
             raise ValueError("retry_on must be a tuple of exception classes")
+        if self.resources is not None:
+            if not isinstance(self.resources, Mapping) or not all(
+                isinstance(k, str) and k and isinstance(v, (int, float))
+                and not isinstance(v, bool) and v > 0
+                for k, v in self.resources.items()
+            ):
+                raise ValueError('resources must map resource names to amounts > 0, '
+                                 'e.g. {"CPU": 2} or {"GPU": 1}')
+            # Frozen like the rest of the policy: a tool's needs do not change under it.
+            object.__setattr__(self, "resources", types.MappingProxyType(dict(self.resources)))
 
     def delay(self, attempt: int, unit_random: float) -> float:
         """Backoff before retry number `attempt` (1-based); `unit_random` in [0, 1)."""
@@ -215,11 +230,17 @@ def tool(
     timeout: float | None = None,
     concurrency: int | None = None,
     idempotent: bool = False,
+    resources: Mapping[str, float] | None = None,
 ) -> Any:
-    """Make a function a plait tool: `@plait.tool` or `@plait.tool(retries=3, timeout=5)`."""
+    """Make a function a plait tool: `@plait.tool` or `@plait.tool(retries=3, timeout=5)`.
+
+    `resources={"GPU": 1}` (or `{"CPU": 2}`, any Ray resource) runs each call as a
+    Ray task asking for them (docs/ray.md); it needs `plait[ray]` when a call runs.
+    """
     policy = tool_policy(retries=retries, retry_on=retry_on, backoff=backoff,
                          max_backoff=max_backoff, jitter=jitter, timeout=timeout,
-                         concurrency=concurrency, idempotent=idempotent)
+                         concurrency=concurrency, idempotent=idempotent,
+                         resources=resources)
 
     def wrap(f: Callable[..., Any]) -> Tool:
         made = make_tool(f, name=name, policy=policy)

@@ -47,6 +47,10 @@ def run_command(
         0.0, "--wait", min=0.0, metavar="SECONDS",
         help="if another process is running this run id, wait this long for it to end",
     ),
+    executor: str = typer.Option(
+        "local", help="where tool calls run: local | ray (the cluster at RAY_ADDRESS; "
+        "needs plait[ray])"
+    ),
 ) -> None:
     """Run a workflow with a live progress display, then print its value and timings.
 
@@ -56,6 +60,8 @@ def run_command(
     """
     if on_error not in ("stop", "cancel", "continue"):
         raise typer.BadParameter("must be stop, cancel or continue", param_hint="--on-error")
+    if executor not in ("local", "ray"):
+        raise typer.BadParameter("must be local or ray", param_hint="--executor")
     wf = load_workflow(target)
     values = workflow_arguments(wf, args or [])
     spec = for_run(journal, no_journal)
@@ -66,6 +72,7 @@ def run_command(
             wf, *values, max_concurrency=max_concurrency,
             on_error=on_error,  # type: ignore[arg-type]
             listeners=listeners, journal=spec, run_id=run_id, allow_rerun=allow_rerun, wait=wait,
+            executor=executor,
         ),
         as_json, run_id, spec,
     )

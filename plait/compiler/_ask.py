@@ -32,6 +32,7 @@ from plait.compiler._prompt import planner_messages, repair_messages, slot_uses
 from plait.compiler._react import ReAct
 from plait.compiler._records import Answer, CompilerEvent, TaskResult
 from plait.compiler._session import LLM_ROLES, Session
+from plait.executors import Executor, executor_of
 from plait.generate._pool import enter_pool, spec_of
 from plait.journal import Journal, JournalError
 
@@ -81,6 +82,7 @@ async def aask(
     allow_rerun: bool = False,
     lease_ttl: float = DEFAULT_LEASE_TTL,
     wait: float = 0.0,
+    executor: str | Executor | None = None,
 ) -> Answer:
     """Answer `question` with `tools`; see `Answer` for what comes back.
 
@@ -109,11 +111,15 @@ async def aask(
     lease_ttl, wait  one owner per journaled question: RunOwnedError if another live
                  process asks it under the same run id, unless it ends within `wait`
                  seconds; an owner silent for `lease_ttl` seconds may be taken over
+    executor     where the tasks' tool calls run: "local" (default), "ray" (each a Ray
+                 task; docs/ray.md) or a `plait.executors` executor; the model's own
+                 calls stay in this process
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if max_replans < 0 or max_repairs < 0 or max_tasks < 1 or max_steps < 1:
         raise ValueError("max_replans and max_repairs must be >= 0; max_tasks, max_steps >= 1")
+    chosen = executor_of(executor)
     tool_list, module_examples = tools_of(tools)
     table = tools_by_name(tool_list)
     if not table:
@@ -164,6 +170,7 @@ async def aask(
         listeners=[on_event] if on_event is not None else [],
         max_concurrency=max_concurrency,
         durable=durable,
+        executor=chosen,
     )
     session = Session(
         run=run, tools=table, model=model_spec, emit=on_event,

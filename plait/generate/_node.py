@@ -39,6 +39,7 @@ from plait._errors import PlaitError
 from plait._graph import Ref
 from plait._identity import _ENCODER, canonical_arguments
 from plait._tools import Tool, ToolPolicy, make_tool
+from plait.executors import in_controller
 from plait.generate._pool import current_pool
 from plait.generate._schema import Checked, SchemaError, check, repair_messages
 from plait.llm import LLMError, LLMTimeout, Message, ToolCall
@@ -338,6 +339,7 @@ def _hooks_of(run: Run, i: int) -> CallHooks:
     return calls.hooks.get(i, DEFAULT_HOOKS) if calls is not None else DEFAULT_HOOKS
 
 
+@in_controller  # it streams through the run's pool: it cannot run away from the run
 async def _llm_call(request: dict[str, Any]) -> Any:
     """Every LLM-call node runs this: stream the request through the run's pool."""
     current = _current_node.get()

@@ -83,8 +83,8 @@ EXPECTED = {
 }
 
 # Public subpackages may appear as attributes once imported; they are not in __all__.
-SUBPACKAGES = {"cli", "compiler", "cost", "data", "examples", "journal", "llm", "otel",
-               "timeline", "tools", "ui"}
+SUBPACKAGES = {"cli", "compiler", "cost", "data", "examples", "executors", "journal", "llm",
+               "otel", "timeline", "tools", "ui"}
 # `plait.generate` and `plait.reason` are the functions; their packages are in
 # sys.modules only (`from plait.reason import ThreadWeaver` works).
 

@@ -32,6 +32,12 @@ import pytest
 
 OBJECT_STORE = 80 * 1024 * 1024  # bytes per node (Ray's minimum is 75 MB)
 
+# Everything on 127.0.0.1. Ray replaces a loopback address given to `ray.init` by the
+# host's own IP unless this says it is a one-machine Ray (its only effect in Ray);
+# read when Ray is imported, and inherited by the raylets, workers and subprocess
+# drivers (a docs example) started from here.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+
 
 @dataclass(frozen=True)
 class RayCluster:
@@ -56,16 +62,15 @@ def ray_cluster() -> Iterator[RayCluster]:
                     "start their own cluster")
     # Workers start from the raylets' environment: they import plait and the test
     # modules from the same places as this process does.
-    os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    local = {"node_ip_address": "127.0.0.1", "object_store_memory": OBJECT_STORE}
     cluster = Cluster(
         initialize_head=True,
-        head_node_args={"num_cpus": 1, "object_store_memory": OBJECT_STORE,
-                        "include_dashboard": False},
+        head_node_args={"num_cpus": 1, "include_dashboard": False, **local},
     )
     try:
-        cpu = cluster.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
-        gpu = cluster.add_node(num_cpus=1, num_gpus=1, object_store_memory=OBJECT_STORE)
+        cpu = cluster.add_node(num_cpus=1, **local)
+        gpu = cluster.add_node(num_cpus=1, num_gpus=1, **local)
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
         yield RayCluster(cluster, cluster.address, _node_id(cluster.head_node),
