@@ -277,9 +277,11 @@ async def aresume_map(run_id: str, journal: str | Journal, *,
             wf = workflow(workflow_fn) if workflow_fn is not None else _import_entry(entry)
             runner = Workflow(wf.fn, entry)
         source = reopen_source(arguments["source"])
-        kept = dict(arguments.get("options") or {})
+        merged = {**dict(arguments.get("options") or {}), **options}
+        # Workers of a job on Ray open the journal themselves: by its spec.
+        target = journal if merged.get("executor") == "ray" else journal_obj
         return await amap(runner, source, key=arguments.get("key"),
-                          journal=journal_obj, run_id=run_id, **{**kept, **options})
+                          journal=target, run_id=run_id, **merged)
     finally:
         if isinstance(journal, str):
             journal_obj.close()

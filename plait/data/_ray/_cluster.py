@@ -91,10 +91,10 @@ class ShardWorker:
         self.state.set_limits(share)
 
     async def where(self) -> tuple[int, str]:
-        """This worker's process id and node address (tests kill it by its pid)."""
+        """This worker's process id and Ray node id (tests kill it by its pid)."""
         import ray
 
-        return os.getpid(), ray.util.get_node_ip_address()
+        return os.getpid(), ray.get_runtime_context().get_node_id()
 
 
 def start_worker(ray: Any, model: str | None, share: dict[str, Any],

@@ -62,6 +62,9 @@ class _Worker:
 
 
 class Controller:
+    # For tests: called with (shard, worker handle) whenever a shard is handed out.
+    on_assign: Callable[[Shard, Any], None] | None = None
+
     def __init__(self, job: Job, plan: Plan, runner: Any) -> None:
         self.job = job
         self.plan = plan
@@ -72,9 +75,6 @@ class Controller:
         self.assignments = 0
         self.summaries: list[ShardSummary] = []
         self._first: set[int] = set()  # shards assigned once (their skipped rows count)
-        self._error: BaseException | None = None
-        # For tests: called with (shard, worker handle) when a shard is handed out.
-        self.on_assign: Callable[[Shard, Any], None] | None = None
 
     # ------------------------------------------------------------ the job
 
