@@ -479,6 +479,9 @@ def _sharding(executor: str, workers: int | None, address: str | None,
         raise MapOptionError(f"executor='ray' needs workers=N (N >= 1), got {workers!r}")
     if shard_rows is not None and shard_rows < 1:
         raise MapOptionError(f"shard_rows must be >= 1, got {shard_rows}")
+    from plait.data._ray._cluster import preflight
+
+    preflight(address)
     spec = os.fspath(journal)
     if "://" not in spec and spec != ":memory:":
         spec = str(Path(spec).resolve())  # workers start elsewhere

@@ -38,7 +38,13 @@ def connect(address: str | None) -> tuple[Any, bool]:
     (ray, started): whether this call connected (and so must disconnect)."""
     ray = import_ray()
     if ray.is_initialized():
+        here = ray.get_runtime_context().gcs_address
+        if address not in (None, "auto", here) and _host_port(address) != _host_port(here):
+            raise RayClusterError(f"this process is connected to the Ray cluster at {here}; "
+                                  f"it cannot run a job on the one at {address} as well")
         return ray, False
+    if address not in (None, "auto"):
+        _probe(address)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
@@ -47,6 +53,36 @@ def connect(address: str | None) -> tuple[Any, bool]:
         raise RayClusterError(f"cannot reach the Ray cluster at {where}: "
                               f"{type(exc).__name__}: {exc}") from None
     return ray, True
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    text = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail at once, naming the address, where nothing listens: Ray itself keeps
+    retrying an unreachable cluster for minutes."""
+    where = _host_port(address)
+    if where is None:
+        raise RayClusterError(f"bad Ray address {address!r}: use host:port (the head "
+                              "node's GCS port, 6379 by default) or auto")
+    try:
+        socket.create_connection(where, timeout=timeout).close()
+    except OSError as exc:
+        raise RayClusterError(f"cannot reach the Ray cluster at {address}: "
+                              f"{exc.strerror or exc}") from None
+
+
+def preflight(address: str | None) -> None:
+    """Before a job opens anything: Ray is installed, and a cluster named by address
+    answers (the errors name the extra, or the address)."""
+    ray = import_ray()
+    if not ray.is_initialized() and address not in (None, "auto"):
+        _probe(address)
 
 
 def node_ips(ray: Any) -> list[str]:

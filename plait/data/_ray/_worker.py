@@ -20,7 +20,14 @@ from plait._durable import Durable
 from plait.data._ray._plan import RangeSource, Shard
 from plait.data._rows import Job, OnRowError, RowError
 from plait.data._sources import reopen_source
-from plait.journal import Journal, JournalWriter, Lease, open_journal
+from plait.journal import (
+    Journal,
+    JournalError,
+    JournalWriter,
+    Lease,
+    StaleLeaseError,
+    open_journal,
+)
 from plait.llm import LLM
 
 
@@ -56,6 +63,20 @@ class ShardSummary:
     pid: int
     host: str
     elapsed: float
+
+
+class ShardFencedError(JournalError):
+    """A worker wrote under an old epoch of its shard's lease: the shard was
+    re-assigned, and the journal refused the write."""
+
+
+def _fenced(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, StaleLeaseError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 class WorkerState:
@@ -109,16 +130,25 @@ async def run_shard(task: ShardTask, state: WorkerState) -> ShardSummary:
     error: str | None = None
     by_row = False
     try:
-        async with _job_pool(state.llm):
-            try:
-                async for _ in job.rows():
-                    pass
-            except RowError as exc:
-                error, by_row = str(exc), True
-    finally:
-        # Everything queued is committed (or refused: a fenced worker's error) before
-        # the summary says the shard is over.
-        await writer.aclose()
+        try:
+            async with _job_pool(state.llm):
+                try:
+                    async for _ in job.rows():
+                        pass
+                except RowError as exc:
+                    error, by_row = str(exc), True
+        finally:
+            # Everything queued is committed (or refused: a fenced worker's error)
+            # before the summary says the shard is over.
+            await writer.aclose()
+    except JournalError as exc:
+        if _fenced(exc):
+            raise ShardFencedError(
+                f"shard {task.shard.index} of job {task.run_id!r} (rows {task.shard.start}.."
+                f"{task.shard.stop - 1}) was handed to another worker after this one (pid "
+                f"{os.getpid()}, epoch {task.lease.epoch}) was presumed lost: its writes are "
+                "refused, never merged") from exc
+        raise
     c = job.counts
     return ShardSummary(task.shard.index, task.lease.epoch, c.done, c.dropped, c.failed,
                         c.skipped, c.tokens, error, by_row, os.getpid(), socket.gethostname(),
