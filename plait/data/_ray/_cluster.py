@@ -39,11 +39,14 @@ def connect(address: str | None) -> tuple[Any, bool]:
     ray = import_ray()
     if ray.is_initialized():
         here = ray.get_runtime_context().gcs_address
-        if address not in (None, "auto", here) and _host_port(address) != _host_port(here):
+        if address not in (None, "auto", "local", here) and _host_port(address) != _host_port(here):
             raise RayClusterError(f"this process is connected to the Ray cluster at {here}; "
                                   f"it cannot run a job on the one at {address} as well")
         return ray, False
-    if address not in (None, "auto"):
+    # No address: $RAY_ADDRESS, else a new local Ray of this job's own (never a
+    # cluster some other process on this machine happens to run).
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address not in ("auto", "local"):
         _probe(address)
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -81,7 +84,8 @@ def preflight(address: str | None) -> None:
     """Before a job opens anything: Ray is installed, and a cluster named by address
     answers (the errors name the extra, or the address)."""
     ray = import_ray()
-    if not ray.is_initialized() and address not in (None, "auto"):
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not ray.is_initialized() and address not in (None, "auto", "local"):
         _probe(address)
 
 
@@ -144,5 +148,10 @@ def start_worker(ray: Any, model: str | None, share: dict[str, Any],
     }
     if env:
         options["runtime_env"] = {"env_vars": env}
-    actor = ray.remote(ShardWorker).options(**options)
-    return actor.remote(model, share)
+    global _ACTOR
+    if _ACTOR is None or _ACTOR[0] is not ray:
+        _ACTOR = (ray, ray.remote(ShardWorker))  # the class is exported once per process
+    return _ACTOR[1].options(**options).remote(model, share)
+
+
+_ACTOR: tuple[Any, Any] | None = None

@@ -38,6 +38,9 @@ from plait.journal._retry import retrying
 # Workers started in place of lost ones, at most, per worker asked for: past it the
 # job fails instead of feeding workers to a cluster that keeps losing them.
 _REPLACEMENTS_PER_WORKER = 3
+# Shards each worker holds at once: while one drains (its last rows are the
+# slowest), the next one already fills the worker's window.
+_DEPTH = 2
 # Forwarded to workers (where the model servers are); never a key or password.
 _FORWARDED_ENV = ("OPENAI_BASE_URL",)
 
@@ -62,8 +65,10 @@ class _Worker:
 
 
 class Controller:
-    # For tests: called with (shard, worker handle) whenever a shard is handed out.
+    # For tests and benchmarks: called with (shard, worker handle) whenever a shard
+    # is handed out, and once every first worker has started (its process is up).
     on_assign: Callable[[Shard, Any], None] | None = None
+    on_ready: Callable[[], None] | None = None
 
     def __init__(self, job: Job, plan: Plan, runner: Any) -> None:
         self.job = job
@@ -137,7 +142,11 @@ class Controller:
             for share in shares(self.limits, n) or [{} for _ in range(n)]:
                 w = _Worker(start_worker(ray, self.plan.model, share, env), share)
                 workers.append(w)
-                idle.append(w)
+                idle.extend([w] * _DEPTH)
+            if self.on_ready is not None:
+                ready = [_awaited(w.handle.where.remote()) for w in workers]
+                await asyncio.gather(*ready, return_exceptions=True)
+                self.on_ready()
             while (pending and stop is None) or running:
                 while pending and idle and stop is None:
                     w = idle.popleft()
@@ -154,11 +163,15 @@ class Controller:
                         stop = self._finished(task.result()) or stop
                         idle.append(w)
                     elif _worker_lost(ray, exc):
-                        # Its shard goes first: its rows in flight are half done.
+                        # Its shards go first: their rows in flight are half done.
+                        pending.appendleft(shard)
+                        if w not in workers:
+                            continue  # its other shard, already counted
                         self.lost_workers += 1
                         workers.remove(w)
+                        while w in idle:
+                            idle.remove(w)
                         self._kill(w)
-                        pending.appendleft(shard)
                         if spare <= 0:
                             raise RayClusterError(
                                 f"{self.lost_workers} workers were lost; the job stops "
@@ -166,7 +179,7 @@ class Controller:
                         spare -= 1
                         fresh = _Worker(start_worker(ray, self.plan.model, {}, env))
                         workers.append(fresh)
-                        idle.append(fresh)
+                        idle.extend([fresh] * _DEPTH)
                         await self._resplit(workers)
                     else:
                         raise _cause(exc)
@@ -266,7 +279,10 @@ async def _awaited(ref: Any) -> Any:
 
 
 def _worker_lost(ray: Any, exc: BaseException) -> bool:
-    """A worker's process or node is gone (not an error of the job's own)."""
+    """A worker's process or node is gone (not an error of the job's own; a worker
+    that could not start, e.g. its model's settings missing there, is one)."""
+    if getattr(exc, "actor_init_failed", False):
+        return False
     e = ray.exceptions
     lost = tuple(t for t in (getattr(e, name, None) for name in (
         "RayActorError", "WorkerCrashedError", "NodeDiedError", "OwnerDiedError",
