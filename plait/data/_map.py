@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -498,8 +499,21 @@ async def _run_sharded(job: _JobRun, plan: Plan, wf: Any,
     if plan.journal == ":memory:":
         raise MapOptionError("an in-memory journal cannot be shared with workers")
     runner = wf if getattr(wf, "run_row", None) is not None else workflow(wf).fn
+    _ship_by_value(runner)
     controller = Controller(job.job, _replace(plan, max_failed_rows=max_failed_rows), runner)
     return await controller.run()
+
+
+def _ship_by_value(runner: Any) -> None:
+    """A workflow loaded from a file by path (`plait map path/to/file.py:wf`) lives in
+    a module only this process knows: workers get its code, not its name."""
+    from plait._entry import FILE_MODULE_PREFIX
+
+    module = sys.modules.get(getattr(runner, "__module__", "") or "")
+    if module is not None and module.__name__.startswith(FILE_MODULE_PREFIX):
+        from ray import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
 
 
 def _job_pool(model: str | LLM | None) -> LLMPool:

@@ -241,3 +241,26 @@ def test_controller_killed_then_resumed(ray_cluster: Any, tmp_path: Path, pg_jou
     assert asked.count() - asked.repaid() == _paid_calls(n)
     # The killed job's workers had at most a window of rows (one call each) in flight.
     assert asked.repaid() <= 3 * 2 * WINDOW, f"{asked.repaid()} calls paid twice"
+
+
+@pytest.mark.timeout(120)
+def test_cli_map_on_the_cluster(ray_cluster: Any, tmp_path: Path, pg_journal: str) -> None:
+    """docs/ray.md's command, against the test cluster: `plait map ... --ray ADDRESS
+    --workers 2` writes the same rows as the job run locally."""
+    out = tmp_path / "complaints.jsonl"
+    args = ["examples/reviews.py:complaints", "examples/reviews.jsonl",
+            "--model", "sim:script=examples/sim_reviews.json", "--journal", pg_journal]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "plait", "map", *args, "--out", str(out),
+         "--ray", ray_cluster.address, "--workers", "2", "--run-id", "cli-ray", "--json"],
+        capture_output=True, text=True, timeout=100, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["status"] == "done" and summary["rows_failed"] == 0
+    local = tmp_path / "local.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "plait", "map", *args, "--out", str(local),
+                           "--run-id", "cli-local"],
+                          capture_output=True, text=True, timeout=100, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert out.read_text() == local.read_text() and out.read_text()
