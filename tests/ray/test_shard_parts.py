@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import uuid
+from types import SimpleNamespace
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -110,8 +111,9 @@ def journal_spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 def _refence(journal: Any, held: Any) -> Any:
     """What the controller does to re-assign a shard: a new epoch of its lease."""
-    journal.release(held)
-    return journal.acquire(held.run_id, ttl=15)
+    from plait.data._ray._controller import SHARD_TTL
+
+    return journal.acquire(held.run_id, ttl=SHARD_TTL, pid=0)
 
 
 def test_a_write_under_an_old_shard_epoch_is_refused(journal_spec: str) -> None:
@@ -119,7 +121,7 @@ def test_a_write_under_an_old_shard_epoch_is_refused(journal_spec: str) -> None:
     try:
         journal.create_run(RunRecord("job", "map:x", {}))
         lid = shard_lease_id("job", 3)
-        first = journal.acquire(lid, ttl=15)
+        first = _refence(journal, SimpleNamespace(run_id=lid))
         journal.write([Intent("job", "k1", "t", "{}", 1, 0.0, '"a"')], lease=first)
         second = _refence(journal, first)
         assert second.epoch == first.epoch + 1
@@ -129,7 +131,7 @@ def test_a_write_under_an_old_shard_epoch_is_refused(journal_spec: str) -> None:
         journal.write(rows=[RowRecord("job", '"b"', 1, "done", {"v": 2})], lease=second)
         assert journal.row_status("job", ['"b"']) == {'"b"': "done"}
         # Another shard's lease is not touched by this one's epochs.
-        assert journal.acquire(shard_lease_id("job", 4), ttl=15).epoch == 1
+        assert _refence(journal, SimpleNamespace(run_id=shard_lease_id("job", 4))).epoch == 1
     finally:
         journal.close()
 
@@ -155,7 +157,7 @@ def test_a_fenced_worker_merges_nothing(journal_spec: str, tmp_path: Path) -> No
     try:
         journal.create_run(RunRecord("job", "map:doubled", {}))
         shard = Shard(0, 0, 20, source.fingerprint() or "")
-        old = journal.acquire(shard_lease_id("job", 0), ttl=15)
+        old = _refence(journal, SimpleNamespace(run_id=shard_lease_id("job", 0)))
         new = _refence(journal, old)
 
         def task(lease: Any) -> ShardTask:
@@ -202,3 +204,28 @@ def test_cli_unreachable_cluster_names_the_address_not_the_password(tmp_path: Pa
     assert proc.returncode == 2, proc.stderr
     assert f"cannot reach the Ray cluster at {address}" in proc.stderr
     assert "s3cret-pw" not in proc.stderr + proc.stdout
+
+
+def test_a_resumed_controller_fences_every_earlier_shard(journal_spec: str) -> None:
+    """Shards cut otherwise on resume (other workers, other shard_rows): every lease
+    the dead controller handed out is taken over before any shard is assigned."""
+    from plait.data._ray import Controller, Plan
+
+    journal = open_journal(journal_spec)
+    try:
+        journal.create_run(RunRecord("job", "map:x", {}))
+        # An earlier controller's (of this very process: a job that failed, resumed
+        # here): 5 shards, one re-assigned once.
+        held = [_refence(journal, SimpleNamespace(run_id=shard_lease_id("job", i)))
+                for i in range(5)]
+        held[2] = _refence(journal, held[2])
+        job = SimpleNamespace(run_id="job", durable=SimpleNamespace(journal=journal))
+        plan = Plan(journal_spec, 2, None, 7, None, 15.0, None)
+        controller = Controller(job, plan, runner=None)  # type: ignore[arg-type]
+        assert controller.fence_earlier() == 5
+        for lease in held:
+            with pytest.raises(StaleLeaseError):
+                journal.write(rows=[RowRecord("job", '"z"', 0, "done", {})], lease=lease)
+        assert journal.count_rows("job")["done"] == 0
+    finally:
+        journal.close()

@@ -38,6 +38,12 @@ from plait.journal._retry import retrying
 # Workers started in place of lost ones, at most, per worker asked for: past it the
 # job fails instead of feeding workers to a cluster that keeps losing them.
 _REPLACEMENTS_PER_WORKER = 3
+# A shard lease is a fencing token, not a sign of life (the run's lease is that):
+# held by no process (pid 0) and born expired, so the controller, which alone takes
+# shard leases and only while it holds the run, takes one over at once wherever its
+# last holder is (a write under an expired lease nobody took over is still accepted:
+# only a takeover fences).
+SHARD_TTL = 1e-3
 # Shards each worker holds at once: while one drains (its last rows are the
 # slowest), the next one already fills the worker's window.
 _DEPTH = 2
@@ -139,6 +145,7 @@ class Controller:
         spare = n * _REPLACEMENTS_PER_WORKER
         stop: RowError | None = None
         try:
+            await asyncio.to_thread(self.fence_earlier)
             for share in shares(self.limits, n) or [{} for _ in range(n)]:
                 w = _Worker(start_worker(ray, self.plan.model, share, env), share)
                 workers.append(w)
@@ -210,12 +217,23 @@ class Controller:
         one (a worker presumed dead, a dead controller's workers) are refused."""
         journal: Journal = self.job.durable.journal  # type: ignore[union-attr]
         lease_id = shard_lease_id(self.job.run_id, shard.index)
-        held = self.leases.get(shard.index)
-        if held is not None:  # ours: give it up first, so the next hold is a new epoch
-            retrying(lambda: journal.release(held))
-        lease = retrying(lambda: journal.acquire(lease_id, ttl=self.plan.lease_ttl))
+        lease = retrying(lambda: journal.acquire(lease_id, ttl=SHARD_TTL, pid=0))
         self.leases[shard.index] = lease
         return lease
+
+    def fence_earlier(self) -> int:
+        """Take over every shard lease an earlier controller of this job held (a
+        resumed job; its shards may have been cut otherwise): whatever its workers
+        still write is refused from now on. Shard leases are never given up but to
+        be taken again, so they are numbered 0..K-1 without a gap. Returns K."""
+        journal: Journal = self.job.durable.journal  # type: ignore[union-attr]
+        index = 0
+        while True:
+            lease_id = shard_lease_id(self.job.run_id, index)
+            if retrying(lambda: journal.get_lease(lease_id)) is None:
+                return index
+            self.leases[index] = retrying(lambda: journal.acquire(lease_id, ttl=SHARD_TTL, pid=0))
+            index += 1
 
     def _finished(self, summary: ShardSummary) -> RowError | None:
         self.summaries.append(summary)

@@ -6,10 +6,10 @@ per shard is independent of what the rows hold. A worker reopens the source from
 its description and reads only its range (`aiter_rows(start)` skips earlier rows
 as cheaply as the format allows).
 
-Shard boundaries are fixed when a job starts (`shard_rows` is recorded with it):
-each shard has a lease of its own in the journal (`lease_id`), and a resumed
-job re-fences exactly the shards an earlier controller may have handed out. Row
-keys never depend on shards (a key column, or the global ordinal), so which
+Each shard has a lease of its own in the journal (`shard_lease_id`, numbered
+from 0); a resumed job first takes over every shard lease an earlier controller
+held, so it may cut its shards otherwise (other workers, another `shard_rows`).
+Row keys never depend on shards (a key column, or the global ordinal), so which
 worker runs a row, or how often it was re-assigned, changes nothing in the output.
 """
 
