@@ -486,7 +486,7 @@ def _sharding(executor: str, workers: int | None, address: str | None,
     spec = os.fspath(journal)
     if "://" not in spec and spec != ":memory:":
         spec = str(Path(spec).resolve())  # workers start elsewhere
-    return Plan(spec, workers, address, shard_rows, model, DEFAULT_LEASE_TTL, None)
+    return Plan(spec, workers, address, shard_rows, model, None)
 
 
 async def _run_sharded(job: _JobRun, plan: Plan, wf: Any,

@@ -220,7 +220,7 @@ def test_a_resumed_controller_fences_every_earlier_shard(journal_spec: str) -> N
                 for i in range(5)]
         held[2] = _refence(journal, held[2])
         job = SimpleNamespace(run_id="job", durable=SimpleNamespace(journal=journal))
-        plan = Plan(journal_spec, 2, None, 7, None, 15.0, None)
+        plan = Plan(journal_spec, 2, None, 7, None, None)
         controller = Controller(job, plan, runner=None)  # type: ignore[arg-type]
         assert controller.fence_earlier() == 5
         for lease in held:

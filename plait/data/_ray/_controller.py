@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from plait.data._ray._cluster import (
 from plait.data._ray._plan import Shard, default_shard_rows, shard_lease_id, split
 from plait.data._ray._worker import ShardSummary, ShardTask
 from plait.data._rows import Job, Row, RowError
-from plait.journal import Journal, Lease, StaleLeaseError
+from plait.journal import Journal, Lease
 from plait.journal._retry import retrying
 
 # Workers started in place of lost ones, at most, per worker asked for: past it the
@@ -60,7 +61,6 @@ class Plan:
     address: str | None
     shard_rows: int | None
     model: str | None
-    lease_ttl: float
     max_failed_rows: int | None
 
 
@@ -309,11 +309,18 @@ def _worker_lost(ray: Any, exc: BaseException) -> bool:
 
 
 def _cause(exc: BaseException) -> BaseException:
-    """A worker's own exception (Ray wraps it in a RayTaskError)."""
+    """A worker's own exception (Ray wraps it in a RayTaskError); a worker that
+    cannot load the job's code, said as such."""
+    missing = re.search(r"No module named '([^']+)'", str(exc))
+    if missing is not None and type(exc).__name__ == "RaySystemError":
+        from plait.data._map import MapOptionError
+
+        return MapOptionError(
+            f"the Ray workers cannot import module {missing.group(1)!r}, which the job's "
+            "workflow needs: make it importable on every node (installed, or on their "
+            "PYTHONPATH), or define the workflow in the script you run")
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException):
         return cause
     return exc
 
-
-__all__ = ["Controller", "Plan", "StaleLeaseError"]
