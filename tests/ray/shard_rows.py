@@ -43,6 +43,13 @@ async def pipeline(row: dict) -> Any:
     return {"id": row["id"], "verdict": verdict}
 
 
+@plait.workflow
+async def fails_at_13(row: dict) -> Any:
+    if row["id"] == 13:
+        raise ValueError("row 13 is bad")
+    return {"id": row["id"]}
+
+
 def write_source(path: Path, n: int) -> Path:
     path.write_text("".join(json.dumps({"id": i}) + "\n" for i in range(n)))
     return path

@@ -264,3 +264,22 @@ def test_cli_map_on_the_cluster(ray_cluster: Any, tmp_path: Path, pg_journal: st
                           capture_output=True, text=True, timeout=100, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert out.read_text() == local.read_text() and out.read_text()
+
+
+@pytest.mark.timeout(120)
+def test_a_row_that_stops_the_job_stops_every_worker(ray_cluster: Any, tmp_path: Path,
+                                                     pg_journal: str) -> None:
+    from tests.ray.shard_rows import fails_at_13
+
+    src, out = write_source(tmp_path / "in.jsonl", 200), tmp_path / "out.jsonl"
+    result = plait.map(fails_at_13, str(src), key="id", out=str(out), journal=pg_journal,
+                       run_id="stops", executor="ray", workers=2, shard_rows=20,
+                       on_row_error="stop", raise_on_error=False)
+    assert result.status == "failed" and result.rows_failed == 1
+    assert "row 13 is bad" in str(result.error) and result.error.row.key == "13"
+    assert not out.exists()  # a stopped job writes no output
+    # Resumed, recording failures: the failed row stays failed (it runs again only
+    # with retry_failed=True); the rows the stop cut short are finished, each once.
+    again = resume_map("stops", pg_journal, on_row_error="record")
+    assert again.ok and again.rows_done == 199 and again.rows_failed == 1
+    assert _ids(out) == [i for i in range(200) if i != 13]

@@ -154,8 +154,11 @@ class Controller:
                 ready = [_awaited(w.handle.where.remote()) for w in workers]
                 await asyncio.gather(*ready, return_exceptions=True)
                 self.on_ready()
-            while (pending and stop is None) or running:
-                while pending and idle and stop is None:
+            # A row that stops the job (on_row_error="stop", max_failed_rows) ends it at
+            # once: the other shards' workers are ended below, their rows left in doubt
+            # for a resume, as a local job's rows are when it stops.
+            while stop is None and (pending or running):
+                while pending and idle:
                     w = idle.popleft()
                     shard = pending.popleft()
                     task = await self._assign(w, shard)
