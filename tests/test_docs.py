@@ -57,6 +57,11 @@ NOT_RUN = {
     "python benchmarks/compiler.py": "a benchmark (~50 s), not a test; `make bench` runs it",
     "python benchmarks/compiler.py --quick": "a benchmark (~10 s), not a test",
     "python benchmarks/compiler.py --search-latency 1.5 2.5": "a benchmark (~50 s), not a test",
+    "plait map examples/reviews.py:complaints examples/reviews.jsonl --out complaints.jsonl "
+    "--model sim:script=examples/sim_reviews.json --journal "
+    "postgresql://postgres@127.0.0.1:5432/test --ray 127.0.0.1:6379 --workers 3":
+        "needs a Ray cluster at that address; tests/ray/test_shards.py runs this command "
+        "against the test cluster",
 }
 # Lines whose output must hold a text: the command -> the text.
 EXPECT = {

@@ -50,6 +50,12 @@ def map_command(
                                help="if another process is running this job, wait this "
                                "long for it to end"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    ray: str = typer.Option(None, "--ray", metavar="ADDRESS",
+                            help="run the rows on worker actors of the Ray cluster at "
+                            "ADDRESS (host:port, or auto); see docs/ray.md"),
+    workers: int = typer.Option(None, min=1, help="with --ray: how many workers"),
+    shard_rows: int = typer.Option(None, min=1, help="with --ray: rows per shard (default: "
+                                   "four shards per worker)"),
 ) -> None:
     """Run a workflow on every row of a dataset, many rows at once, with a live view.
 
@@ -60,6 +66,16 @@ def map_command(
     (arguments, the journal), 130 interrupted (Ctrl-C)."""
     if on_row_error not in ON_ROW_ERROR:
         raise typer.BadParameter("must be record or stop", param_hint="--on-row-error")
+    if ray is None and (workers is not None or shard_rows is not None):
+        raise typer.BadParameter("--workers and --shard-rows go with --ray ADDRESS",
+                                 param_hint="--workers")
+    sharding: dict[str, Any] = {}
+    if ray is not None:
+        if no_journal:
+            raise typer.BadParameter("a job on Ray is journaled (its workers resume from "
+                                     "it)", param_hint="--no-journal")
+        sharding = {"executor": "ray", "workers": workers or 1, "ray_address": ray,
+                    "shard_rows": shard_rows}
     wf = load_workflow(target)
     spec = for_run(journal, no_journal)
     if spec is not None and not run_id:
@@ -68,7 +84,8 @@ def map_command(
                          ordered=ordered,
                          on_row_error=on_row_error,  # type: ignore[arg-type]
                          max_failed_rows=max_failed_rows, journal=spec, run_id=run_id,
-                         wait=wait, model=model, progress=True, raise_on_error=False),
+                         wait=wait, model=model, progress=True, raise_on_error=False,
+                         **sharding),
             as_json, run_id, spec)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from plait._entry import import_entry
 from plait._errors import PlaitError
 from plait._ownership import DEFAULT_LEASE_TTL
 from plait.data._progress import MapProgress
+from plait.data._ray._controller import Plan
 from plait.data._rows import (
     Job,
     KeyFn,
@@ -164,6 +166,10 @@ async def amap(
     wait: float = 0.0,
     model: str | LLM | None = None,
     raise_on_error: bool = True,
+    executor: str = "local",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    shard_rows: int | None = None,
 ) -> MapResult:
     """Run `wf` on every row of `source`; write the done rows to `out` (.jsonl or
     .parquet) and return the counts.
@@ -178,8 +184,15 @@ async def amap(
     for `plait.run`; the same run id resumes the job (`retry_failed=True` runs its
     failed rows again). model: the model of the rows' `plait.generate` calls that
     name none (a spec, or an LLM object); every row shares one opened model, so
-    its limits (concurrency, requests and tokens per minute) hold for the job."""
+    its limits (concurrency, requests and tokens per minute) hold for the job.
+
+    executor="ray": the rows run on `workers` Ray actors (of the cluster at
+    `ray_address`, or the one this process is connected to), in shards of
+    `shard_rows` rows handed out one at a time; the journal must be a spec every
+    worker opens (PostgreSQL, or SQLite with every node on this host). The model's
+    limits are the whole job's, split over the workers. See docs/ray.md."""
     started = time.perf_counter()
+    sharded = _sharding(executor, workers, ray_address, shard_rows, journal, model)
     if _is_path(out):
         # A bad output (its format, its folder, a missing extra) is said now, not
         # after the last row: a sink opened and dropped at once writes nothing.
@@ -189,7 +202,8 @@ async def amap(
     async with _JobRun.open(wf, source, key=key, window=window, ordered=ordered,
                             on_row_error=on_row_error, max_failed_rows=max_failed_rows,
                             journal=journal, run_id=run_id, retry_failed=retry_failed,
-                            lease_ttl=lease_ttl, wait=wait, out=out, model=model) as job:
+                            lease_ttl=lease_ttl, wait=wait, out=out, model=model,
+                            sharded=sharded) as job:
         counts = job.job.counts
         # Without a journal the rows go to the sink as they end; with one, the sink is
         # written from the journal at the end (see the module doc).
@@ -200,11 +214,14 @@ async def amap(
         try:
             with view:
                 try:
-                    async for row in job.job.rows():
-                        if row.status == "done" and direct is not None:
-                            direct.write(_plain(row.value))
-                        elif row.status == "failed" and len(failures) < _KEEP_FAILURES:
-                            failures.append(row)
+                    if sharded is not None:
+                        error = await _run_sharded(job, sharded, wf, max_failed_rows)
+                    else:
+                        async for row in job.job.rows():
+                            if row.status == "done" and direct is not None:
+                                direct.write(_plain(row.value))
+                            elif row.status == "failed" and len(failures) < _KEEP_FAILURES:
+                                failures.append(row)
                 except RowError as exc:
                     error = exc
             if error is None and out is not None:
@@ -261,9 +278,11 @@ async def aresume_map(run_id: str, journal: str | Journal, *,
             wf = workflow(workflow_fn) if workflow_fn is not None else _import_entry(entry)
             runner = Workflow(wf.fn, entry)
         source = reopen_source(arguments["source"])
-        kept = dict(arguments.get("options") or {})
+        merged = {**dict(arguments.get("options") or {}), **options}
+        # Workers of a job on Ray open the journal themselves: by its spec.
+        target = journal if merged.get("executor") == "ray" else journal_obj
         return await amap(runner, source, key=arguments.get("key"),
-                          journal=journal_obj, run_id=run_id, **{**kept, **options})
+                          journal=target, run_id=run_id, **merged)
     finally:
         if isinstance(journal, str):
             journal_obj.close()
@@ -291,11 +310,13 @@ class _JobRun:
     def open(cls, wf: Any, source: Any, *, key: str | KeyFn | None, window: int,
              ordered: bool, on_row_error: OnRowError, max_failed_rows: int | None,
              journal: str | Journal | None, run_id: str | None, retry_failed: bool,
-             lease_ttl: float, wait: float, out: Any, model: str | LLM | None) -> _Opening:
+             lease_ttl: float, wait: float, out: Any, model: str | LLM | None,
+             sharded: Plan | None = None) -> _Opening:
         return _Opening(cls, wf, source, dict(
             key=key, window=window, ordered=ordered, on_row_error=on_row_error,
             max_failed_rows=max_failed_rows, journal=journal, run_id=run_id,
-            retry_failed=retry_failed, lease_ttl=lease_ttl, wait=wait, out=out, model=model))
+            retry_failed=retry_failed, lease_ttl=lease_ttl, wait=wait, out=out, model=model,
+            sharded=sharded))
 
     async def export(self, out: Any) -> None:
         """Write every done row, in source order, from the journal to `out`."""
@@ -375,6 +396,10 @@ class _Opening:
                                o["max_failed_rows"], o["out"])
             if isinstance(o["model"], str):
                 options["model"] = o["model"]
+            if o["sharded"] is not None:  # a resume runs on Ray again, in the same shards
+                plan: Plan = o["sharded"]
+                options.update(executor="ray", workers=plan.workers,
+                               ray_address=plan.address, shard_rows=plan.shard_rows)
             arguments = {"source": src.description, "key": key,
                          "fingerprint": fingerprint, "options": options}
             if recipe is not None:
@@ -429,6 +454,66 @@ class _Opening:
                                 tokens=run.job.counts.tokens)
         except JournalError as err:
             raise journal_failure(run.run_id, err, "ended, but not in its journal") from err
+
+
+def _sharding(executor: str, workers: int | None, address: str | None,
+              shard_rows: int | None, journal: Any, model: Any) -> Plan | None:
+    """The plan of a job on Ray, or None for a job in this process (checked now,
+    before anything is opened)."""
+    from plait.data._ray import Plan
+
+    if executor == "local":
+        if workers is not None or address is not None or shard_rows is not None:
+            raise MapOptionError("workers=, ray_address= and shard_rows= are options of "
+                                 "executor='ray'")
+        return None
+    if executor != "ray":
+        raise MapOptionError(f"executor must be 'local' or 'ray', got {executor!r}")
+    if not isinstance(journal, (str, os.PathLike)):
+        raise MapOptionError(
+            "a job on Ray needs journal= as a spec every worker opens itself: a "
+            "postgresql:// URL (or a SQLite file, with every Ray node on this host)")
+    if model is not None and not isinstance(model, str):
+        raise MapOptionError("a job on Ray needs model= as a spec string: each worker "
+                             "opens the model itself")
+    if workers is None or workers < 1:
+        raise MapOptionError(f"executor='ray' needs workers=N (N >= 1), got {workers!r}")
+    if shard_rows is not None and shard_rows < 1:
+        raise MapOptionError(f"shard_rows must be >= 1, got {shard_rows}")
+    from plait.data._ray._cluster import preflight
+
+    preflight(address)
+    spec = os.fspath(journal)
+    if "://" not in spec and spec != ":memory:":
+        spec = str(Path(spec).resolve())  # workers start elsewhere
+    return Plan(spec, workers, address, shard_rows, model, None)
+
+
+async def _run_sharded(job: _JobRun, plan: Plan, wf: Any,
+                       max_failed_rows: int | None) -> RowError | None:
+    """The job's rows on Ray workers, shard by shard (plait.data._ray)."""
+    from dataclasses import replace as _replace
+
+    from plait.data._ray import Controller
+
+    if plan.journal == ":memory:":
+        raise MapOptionError("an in-memory journal cannot be shared with workers")
+    runner = wf if getattr(wf, "run_row", None) is not None else workflow(wf).fn
+    _ship_by_value(runner)
+    controller = Controller(job.job, _replace(plan, max_failed_rows=max_failed_rows), runner)
+    return await controller.run()
+
+
+def _ship_by_value(runner: Any) -> None:
+    """A workflow loaded from a file by path (`plait map path/to/file.py:wf`) lives in
+    a module only this process knows: workers get its code, not its name."""
+    from plait._entry import FILE_MODULE_PREFIX
+
+    module = sys.modules.get(getattr(runner, "__module__", "") or "")
+    if module is not None and module.__name__.startswith(FILE_MODULE_PREFIX):
+        from ray import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)
 
 
 def _job_pool(model: str | LLM | None) -> LLMPool:

@@ -186,9 +186,33 @@ class Limits:
         if ok and settled and self.rate is not None and actual is not None:
             self.rate.settle(estimated, actual)
 
+    def resize(self, max_concurrency: int | None = None,
+               requests_per_minute: float | None = None,
+               tokens_per_minute: float | None = None) -> None:
+        """New limits for the calls from now on (a sharded job's controller moves
+        budget between workers). Calls in flight keep their turn; a lower cap is
+        reached as they end, a higher one lets waiters in at once."""
+        with self._lock:
+            if max_concurrency is None:
+                self.aimd = None
+            elif self.aimd is None:
+                self.aimd = AIMD(max_concurrency)
+            else:
+                # Keep what AIMD learned of the server (a cut stays a cut), within the cap.
+                fraction = self.aimd.limit / self.aimd.ceiling
+                self.aimd.ceiling = max_concurrency
+                self.aimd.limit = max(1.0, max_concurrency * fraction)
+            self.rate = (RateLimiter(requests_per_minute, tokens_per_minute, clock=self._clock)
+                         if requests_per_minute or tokens_per_minute else None)
+            self._let_in()
+
     def _give_back(self) -> None:
         """One call fewer in flight; let waiters in while there is room (lock held)."""
         self.in_flight -= 1
+        self._let_in()
+
+    def _let_in(self) -> None:
+        """Grant waiting calls their turn while there is room (lock held)."""
         while self._waiters and (self.aimd is None or self.in_flight < self.aimd.allowed):
             fut = self._waiters.popleft()
             if fut.done():

@@ -1,0 +1,157 @@
+"""Ray at the edge: importing it, reaching a cluster, placing and ending workers.
+
+Ray is an optional extra, imported only here and only when a job asks for it.
+The controller connects as a driver (`ray.init(address=...)`, not Ray Client,
+which is ~8x slower per call). Workers are async actors with Ray's retries off
+(`max_restarts=0`, `max_task_retries=0`): a lost worker is plait's to handle,
+by re-assigning its shard under a new lease epoch. Only the actors a job
+created are ever ended, by their handles; never a Ray process it did not start.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from plait._errors import PlaitError
+from plait.data._ray._worker import ShardSummary, ShardTask, WorkerState, run_shard
+
+
+class RayClusterError(PlaitError, ConnectionError):
+    """The Ray cluster cannot be reached or used (the message names the address)."""
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        from plait.data._extras import _missing
+
+        raise _missing("a job with executor='ray' (Ray)", "ray") from None
+    return ray
+
+
+def connect(address: str | None) -> tuple[Any, bool]:
+    """Ray, connected to the cluster at `address` (or the one this process already
+    is connected to; or, with neither, a local Ray started for this job). Returns
+    (ray, started): whether this call connected (and so must disconnect)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        here = ray.get_runtime_context().gcs_address
+        if address not in (None, "auto", "local", here) and _host_port(address) != _host_port(here):
+            raise RayClusterError(f"this process is connected to the Ray cluster at {here}; "
+                                  f"it cannot run a job on the one at {address} as well")
+        return ray, False
+    # No address: $RAY_ADDRESS, else a new local Ray of this job's own (never a
+    # cluster some other process on this machine happens to run).
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address not in ("auto", "local"):
+        _probe(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    except Exception as exc:  # ConnectionError, a timeout, a bad address: Ray's words
+        where = address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
+        raise RayClusterError(f"cannot reach the Ray cluster at {where}: "
+                              f"{type(exc).__name__}: {exc}") from None
+    return ray, True
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    text = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail at once, naming the address, where nothing listens: Ray itself keeps
+    retrying an unreachable cluster for minutes."""
+    where = _host_port(address)
+    if where is None:
+        raise RayClusterError(f"bad Ray address {address!r}: use host:port (the head "
+                              "node's GCS port, 6379 by default) or auto")
+    try:
+        socket.create_connection(where, timeout=timeout).close()
+    except OSError as exc:
+        raise RayClusterError(f"cannot reach the Ray cluster at {address}: "
+                              f"{exc.strerror or exc}") from None
+
+
+def preflight(address: str | None) -> None:
+    """Before a job opens anything: Ray is installed, and a cluster named by address
+    answers (the errors name the extra, or the address)."""
+    ray = import_ray()
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not ray.is_initialized() and address not in (None, "auto", "local"):
+        _probe(address)
+
+
+def node_ips(ray: Any) -> list[str]:
+    """The addresses of the cluster's live nodes."""
+    return sorted({n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")})
+
+
+def local_ips() -> set[str]:
+    ips = {"127.0.0.1", "::1"}
+    try:
+        ips.update(info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None))
+    except OSError:
+        pass
+    return ips
+
+
+def sqlite_refusal(ips: list[str], here: set[str]) -> str | None:
+    """Why a SQLite journal cannot serve workers on these nodes, or None.
+
+    SQLite is one file with locks on one host's filesystem (on a shared
+    filesystem its locks are not safe): every worker must run on this host."""
+    away = [ip for ip in ips if ip not in here]
+    if not away:
+        return None
+    return (f"a SQLite journal is one file on this host, and the Ray cluster has nodes on "
+            f"other hosts ({', '.join(away[:3])}): workers there cannot journal to it. Use "
+            "a PostgreSQL journal (journal='postgresql://...'), which every worker reaches")
+
+
+class ShardWorker:
+    """The actor: hosts one `WorkerState` and runs one shard at a time (concurrency
+    inside a shard is the row runner's window, on the actor's event loop)."""
+
+    def __init__(self, model: str | None, share: dict[str, Any]) -> None:
+        self.state = WorkerState(model)
+        self.state.set_limits(share)
+
+    async def run_shard(self, task: ShardTask) -> ShardSummary:
+        return await run_shard(task, self.state)
+
+    async def set_limits(self, share: dict[str, Any]) -> None:
+        self.state.set_limits(share)
+
+    async def where(self) -> tuple[int, str]:
+        """This worker's process id and Ray node id (tests kill it by its pid)."""
+        import ray
+
+        return os.getpid(), ray.get_runtime_context().get_node_id()
+
+
+def start_worker(ray: Any, model: str | None, share: dict[str, Any],
+                 env: dict[str, str]) -> Any:
+    options: dict[str, Any] = {
+        "max_restarts": 0, "max_task_retries": 0,
+        # No CPU held: a worker mostly waits on HTTP; SPREAD puts one per node first.
+        "num_cpus": 0, "scheduling_strategy": "SPREAD",
+        # A few calls at once: one run_shard, plus set_limits/where beside it.
+        "max_concurrency": 8,
+    }
+    if env:
+        options["runtime_env"] = {"env_vars": env}
+    global _ACTOR
+    if _ACTOR is None or _ACTOR[0] is not ray:
+        _ACTOR = (ray, ray.remote(ShardWorker))  # the class is exported once per process
+    return _ACTOR[1].options(**options).remote(model, share)
+
+
+_ACTOR: tuple[Any, Any] | None = None
