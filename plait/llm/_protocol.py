@@ -167,6 +167,8 @@ class LLM(Protocol):
         parallel_tool_calls: bool | None = None,
     ) -> Completion: ...
 
+    async def warm(self, request: Request) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -436,6 +438,14 @@ class BaseLLM:
         parts = [delta async for delta in stream]
         assert stream.usage is not None  # set on normal exhaustion
         return Completion("".join(parts), stream.usage, stream.tool_calls)
+
+    async def warm(self, request: Request) -> None:
+        """Prepare for a later call whose prompt begins as `request`'s, up to the end
+        of its last message's text (which that call continues), while the model is
+        idle; never delays a call. Only the in-process `local` model does anything
+        (it evaluates that prompt into its cache); a server's own prefix cache needs
+        no help."""
+        return None
 
     async def aclose(self) -> None:
         return None
