@@ -169,7 +169,7 @@ async def aask(
         run=run, tools=table, model=model_spec, emit=on_event,
         temperature=temperature, llm_timeout=llm_timeout,
         use_grammar=None if constrained is None else constrained,
-        use_schema=None if constrained is None else constrained,
+        use_schema=None if constrained is None else constrained, llm=llm,
     )
     answer: list[str] = []
     failure: list[BaseException] = []  # the body's own error (the LLM's, say), if any
@@ -221,7 +221,7 @@ async def aask(
                 )
                 record = await planner.write(messages, kind="repair", round=round)
             session.unresolved.extend(e for e in record.errors if e.repairable)
-            await session.settle()
+            await joiner.settle(question, may_replan=round < max_replans)
             decision = await joiner.decide(question, round=round,
                                            may_replan=round < max_replans)
             if decision.action == "finish":
