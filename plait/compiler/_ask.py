@@ -169,7 +169,8 @@ async def aask(
         run=run, tools=table, model=model_spec, emit=on_event,
         temperature=temperature, llm_timeout=llm_timeout,
         use_grammar=None if constrained is None else constrained,
-        use_schema=None if constrained is None else constrained, llm=llm,
+        use_schema=None if constrained is None else constrained,
+        llm=llm if getattr(llm, "warms", False) else None,
     )
     answer: list[str] = []
     failure: list[BaseException] = []  # the body's own error (the LLM's, say), if any

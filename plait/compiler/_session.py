@@ -70,7 +70,8 @@ class Session:
     llm_timeout: float | None = 120.0
     use_grammar: bool | None = None  # None: try, fall back if the backend refuses
     use_schema: bool | None = None
-    # The model object, for `warm` only (calls go through the run's LLM-call nodes).
+    # The model, to warm while tools run (None: it does not warm). Its calls go
+    # through the run's LLM-call nodes.
     llm: LLM | None = None
     t0: float = field(default_factory=time.perf_counter)
     entries: dict[int, TaskEntry] = field(default_factory=dict)  # by task number

@@ -225,6 +225,8 @@ def _close_all() -> None:
 
 
 class LocalLLM(BaseLLM):
+    warms = True
+
     def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = DEFAULT_N_CTX,
                  seed: int = DEFAULT_SEED, threads: int | None = None) -> None:
         require_llama_cpp()

@@ -409,6 +409,9 @@ class BaseLLM:
     spec: str = ""
     # Too small to answer freely from results: `ask` grounds its prompts (see there).
     small: bool = False
+    # `warm` does something (only the in-process model's): callers skip building
+    # what it would be handed.
+    warms: bool = False
 
     def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
         raise NotImplementedError
