@@ -115,7 +115,8 @@ def main() -> int:
     base = times["plain"]
     print(f"\n{len(requests)} planner/joiner calls of {args.questions} questions, temperature 0, "
           f"threads={args.threads}, median of {args.repeat} per call")
-    print(f"{'arm':>12} {'median s':>9} {'speed-up':>9} {'identical text':>15}  target >= {TARGET}x")
+    print(f"{'arm':>12} {'median s':>9} {'speed-up':>9} {'identical text':>15}  "
+          f"target >= {TARGET}x")
     ok_any = False
     for name in names:
         median = statistics.median(times[name])
@@ -123,7 +124,8 @@ def main() -> int:
         same = sum(a == b for a, b in zip(texts["plain"], texts[name], strict=True))
         verdict = "" if name == "plain" else ("met" if ratio >= TARGET else "MISSED")
         ok_any |= name != "plain" and ratio >= TARGET
-        print(f"{name:>12} {median:>9.2f} {ratio:>8.2f}x {f'{same}/{len(requests)}':>15}  {verdict}")
+        agree = f"{same}/{len(requests)}"
+        print(f"{name:>12} {median:>9.2f} {ratio:>8.2f}x {agree:>15}  {verdict}")
     for role in ("planner", "joiner"):
         idx = [i for i, r in enumerate(requests) if r.role == role]
         if idx:
