@@ -177,6 +177,7 @@ async def aask(
         temperature=temperature, llm_timeout=llm_timeout,
         use_grammar=None if constrained is None else constrained,
         use_schema=None if constrained is None else constrained,
+        llm=llm if getattr(llm, "warms", False) else None,
     )
     answer: list[str] = []
     failure: list[BaseException] = []  # the body's own error (the LLM's, say), if any
@@ -228,7 +229,7 @@ async def aask(
                 )
                 record = await planner.write(messages, kind="repair", round=round)
             session.unresolved.extend(e for e in record.errors if e.repairable)
-            await session.settle()
+            await joiner.settle(question, may_replan=round < max_replans)
             decision = await joiner.decide(question, round=round,
                                            may_replan=round < max_replans)
             if decision.action == "finish":

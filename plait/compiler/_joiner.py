@@ -10,6 +10,7 @@ text as the answer.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -27,7 +28,8 @@ from plait.compiler._prompt import (
 from plait.compiler._planner import Planner, PlanStream
 from plait.compiler._records import Decided, Decision, JoinerStarted, PlanRecord
 from plait.compiler._session import Session
-from plait.llm import LLMTruncated, Message
+from plait.llm import LLM, LLMTruncated, Message
+from plait.llm._protocol import build_request
 
 _FIELD = r'"{name}"\s*:\s*"((?:[^"\\]|\\.)*)'
 _LINE = re.compile(r"^[ \t]*(?:Action\s*:\s*)?(Finish|Replan)[ \t]*:[ \t]*(.*)", re.I | re.M | re.S)
@@ -124,6 +126,18 @@ def decision_grammar_tree(may_replan: bool, plan: Grammar | None = None) -> Gram
     return g
 
 
+def _shared(a: list[Message], b: list[Message]) -> list[Message]:
+    """The messages `a` and `b` begin with, the last one cut where they part."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            if x.role != y.role:
+                return a[:i]
+            n = next((k for k, (p, q) in enumerate(zip(x.content, y.content, strict=False))
+                      if p != q), min(len(x.content), len(y.content)))
+            return [*a[:i], Message(x.role, x.content[:n])]
+    return a
+
+
 def _json_object(text: str) -> dict[str, Any] | None:
     """The first JSON object in `text` (bounded work: at most 50 tries)."""
     decoder = json.JSONDecoder()
@@ -197,6 +211,54 @@ class Joiner:
         self.planner = None if grounded else planner
         self.plan: PlanRecord | None = None  # the replan the last decision wrote
 
+    async def settle(self, question: str, *, may_replan: bool) -> None:
+        """Wait for the dispatched tasks. Meanwhile the model, idle, is handed what
+        the joiner's prompt will begin with (system, question, examples and the
+        results in task order up to the first unfinished one), to evaluate it into
+        its cache (`LLM.warm`: only the in-process model does; its output is the
+        same warmed or not)."""
+        s = self.session
+        if s.llm is None:
+            await s.settle()
+            return
+        changed = asyncio.Event()
+        warming = asyncio.create_task(self._warm(s.llm, question, may_replan, changed))
+        try:
+            await s.settle(on_outcome=changed.set)
+        finally:
+            warming.cancel()  # the joiner's call comes now: warming stops mid-chunk
+            await asyncio.wait({warming})
+            if not warming.cancelled():
+                warming.exception()  # retrieved: a warming error only cost the time it took
+
+    async def _warm(self, llm: LLM, question: str, may_replan: bool,
+                    changed: asyncio.Event) -> None:
+        warmed: list[Message] = []
+        while True:
+            changed.clear()
+            # Two renderings with different stand-ins for the unfinished results:
+            # what they share does not depend on those results.
+            a = self._messages(question, may_replan, (True, "\x01"))
+            b = self._messages(question, may_replan, (True, "\x02"))
+            known = _shared(a, b)
+            if known and known != warmed:
+                warmed = known
+                await llm.warm(build_request(known, role="joiner"))
+            await changed.wait()
+
+    def _messages(self, question: str, may_replan: bool,
+                  unfinished: tuple[bool, Any] = (False, "not finished")) -> list[Message]:
+        """The joiner's prompt (the grounded one as if asked)."""
+        s = self.session
+        shown = s.shown(unfinished)
+        if self.grounded:
+            return grounded_messages(question, shown, list(s.tools.values()), self.examples)
+        planner = self.planner if may_replan else None
+        return joiner_messages(
+            question, shown, may_replan=may_replan,
+            tools=list(s.tools.values()) if planner is not None else (),
+            first=s.next_number, max_tasks=planner.max_tasks if planner is not None else 9)
+
     async def decide(self, question: str, *, round: int, may_replan: bool) -> Decision:
         s = self.session
         self.plan = None
@@ -205,11 +267,7 @@ class Joiner:
             decision = await self._grounded(question, round, may_replan)
         else:
             planner = self.planner if may_replan else None
-            messages = joiner_messages(
-                question, s.shown(), may_replan=may_replan,
-                tools=list(s.tools.values()) if planner is not None else (),
-                first=s.next_number,
-                max_tasks=planner.max_tasks if planner is not None else 9)
+            messages = self._messages(question, may_replan)
             text = await self._reply(messages, may_replan, planner, round)
             decision = parse_decision(text, may_replan=may_replan)
         s.decisions.append(decision)
@@ -227,7 +285,7 @@ class Joiner:
                             for x in failed) or "no call gave a result"
             return Decision("replan" if may_replan else "finish",
                             why if may_replan else "", "", "")
-        messages = grounded_messages(question, shown, list(s.tools.values()), self.examples)
+        messages = self._messages(question, may_replan)
         grammar = choice_grammar(GROUNDED_PREFIX, list(choices))
         # The grammar bounds the reply: room for the longest choice, never cut.
         bound = len(GROUNDED_PREFIX) + max(len(c) for c in choices) + 8

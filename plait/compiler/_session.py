@@ -35,7 +35,7 @@ from plait.generate._node import (
     llm_request,
     submit_call,
 )
-from plait.llm import LLMOptionError, Message
+from plait.llm import LLM, LLMOptionError, Message
 
 
 @dataclass(slots=True)
@@ -70,6 +70,9 @@ class Session:
     llm_timeout: float | None = 120.0
     use_grammar: bool | None = None  # None: try, fall back if the backend refuses
     use_schema: bool | None = None
+    # The model, to warm while tools run (None: it does not warm). Its calls go
+    # through the run's LLM-call nodes.
+    llm: LLM | None = None
     t0: float = field(default_factory=time.perf_counter)
     entries: dict[int, TaskEntry] = field(default_factory=dict)  # by task number
     numbers_seen: set[int] = field(default_factory=set)
@@ -106,16 +109,17 @@ class Session:
 
     # ------------------------------------------------------------ results
 
-    async def settle(self) -> None:
-        """Wait until every dispatched task has a value or an error."""
+    async def settle(self, on_outcome: Callable[[], None] | None = None) -> None:
+        """Wait until every dispatched task has a value or an error, recording each
+        as it comes (then calling `on_outcome`)."""
+        async def one(n: int) -> None:
+            self.outcomes[n] = await self._outcome(self.entries[n].ref)
+            if on_outcome is not None:
+                on_outcome()
+
         pending = [n for n in self.entries if n not in self.outcomes]
-        if not pending:
-            return
-        results = await asyncio.gather(
-            *(self._outcome(self.entries[n].ref) for n in pending)
-        )
-        for n, outcome in zip(pending, results, strict=True):
-            self.outcomes[n] = outcome
+        if pending:
+            await asyncio.gather(*(one(n) for n in pending))
 
     @staticmethod
     async def _outcome(ref: Ref) -> tuple[bool, Any]:
@@ -125,11 +129,12 @@ class Session:
             stop_if_in_doubt(exc)
             return False, _short_error(exc)
 
-    def shown(self) -> list[Shown]:
+    def shown(self, unfinished: tuple[bool, Any] = (False, "not finished")) -> list[Shown]:
+        """The tasks as a prompt shows them; one not finished as `unfinished` says."""
         out = []
         for n in sorted(self.entries):
             entry = self.entries[n]
-            ok, value = self.outcomes.get(n, (False, "not finished"))
+            ok, value = self.outcomes.get(n, unfinished)
             out.append(Shown(n, entry.call, value if ok else None, None if ok else str(value),
                              tool=entry.task.tool,
                              names=literal_names(entry.call, self.tools.values())))

@@ -13,6 +13,13 @@ callback reads between graph nodes: the decode stops within milliseconds, even
 mid-prompt. The stream then waits for its worker to return before it ends, and
 workers are non-daemon threads, so the interpreter joins any left before it
 frees the models at exit.
+
+Prompts are evaluated in canonical chunks (plait/llm/_chunks.py), so a call's
+text does not depend on what its model had cached. That makes warming exact:
+`warm(request)` evaluates a prompt's known beginning while the model is idle
+(the compiler's joiner prompt while tools run). A real call always comes first:
+one that arrives aborts the warming chunk in flight (within milliseconds), and
+warming never starts while a call waits.
 """
 
 from __future__ import annotations
@@ -25,10 +32,12 @@ import json
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plait.llm import _chunks
+from plait.llm._chunks import CHUNK, Chunks
 from plait.llm._protocol import (
     BaseLLM,
     LLMError,
@@ -78,20 +87,40 @@ def require_llama_cpp() -> None:
 class _Loaded:
     llama: Any  # llama_cpp.Llama
     lock: threading.Lock
-    count_prompt: Callable[[list[dict[str, str]]], int | None]
+    prompt: Callable[[list[dict[str, str]], bool], list[int] | None]
     # The model's chat template (None: the GGUF file has none): renders messages as
     # the prompt text a new assistant turn follows.
     template: Any = None  # llama_cpp.llama_chat_format.Jinja2ChatFormatter
     # The cancel event of the call holding `lock` (None between calls): what
     # the abort callback reads. Set and cleared only under `lock`.
-    cancel: threading.Event | None = None
+    cancel: threading.Event | _Either | None = None
     abort_callback: Any = None  # the ctypes callback; kept here so it outlives the context
     closed: bool = False  # freed by `_close_all` (under `lock`): a waiting call must not run
+    chunks: Chunks = field(default_factory=lambda: Chunks())
+    # Real calls waiting for `lock`, and the cancel event of the warming that holds
+    # it (None: none does): a call counts itself in, then stops that warming.
+    # Both under `state`.
+    waiting: int = 0
+    warming: threading.Event | None = None
+    state: threading.Lock = field(default_factory=threading.Lock)
+
+    def want(self) -> None:
+        with self.state:
+            self.waiting += 1
+            if self.warming is not None:
+                self.warming.set()
+
+    def got(self) -> None:
+        with self.state:
+            self.waiting -= 1
 
 
 _models: dict[tuple[str, int, int], _Loaded] = {}  # by (path, n_ctx, threads)
 _models_lock = threading.Lock()
 _worker = threading.local()  # .cancel: the cancel event of this thread's call
+
+
+OPEN = "\ue000plait-open\ue000"  # marks where a warmed prompt's known text ends
 
 
 def _chat_template(llama: Any) -> Any:
@@ -109,17 +138,30 @@ def _chat_template(llama: Any) -> Any:
                                bos_token=text(llama.token_bos()))
 
 
-def _prompt_counter(llama: Any, formatter: Any) -> Callable[[list[dict[str, str]]], int | None]:
-    """Count prompt tokens exactly as llama_cpp's default chat handler builds
-    the prompt (its streamed chunks carry no usage)."""
+def _prompter(llama: Any, formatter: Any
+              ) -> Callable[[list[dict[str, str]], bool], list[int] | None]:
+    """The prompt tokens of messages exactly as llama_cpp's default chat handler
+    builds them (its streamed chunks carry no usage, and warming must evaluate
+    the tokens the call will). `open`: only up to the end of the last message's
+    text, which a later prompt continues (the template's own text after it, the
+    message's end and the reply's start, is not known yet). None: no template."""
     if formatter is None:
-        return lambda messages: None
+        return lambda messages, open=False: None
 
-    def count(messages: list[dict[str, str]]) -> int | None:
+    def tokens(messages: list[dict[str, str]], open: bool = False) -> list[int] | None:
+        if open:
+            last = messages[-1]
+            messages = [*messages[:-1], {**last, "content": last["content"] + OPEN}]
         prompt = formatter(messages=messages).prompt  # type: ignore[arg-type]
-        return len(llama.tokenize(prompt.encode("utf-8"), special=True))
+        if open:
+            cut = prompt.find(OPEN)
+            if cut < 0:  # a template that rewrites the text: nothing known to warm
+                return None
+            prompt = prompt[:cut]
+        # As the handler does: the template adds any special tokens itself.
+        return llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
 
-    return count
+    return tokens
 
 
 def _load(path: str, n_ctx: int, seed: int, threads: int) -> _Loaded:
@@ -134,10 +176,14 @@ def _load(path: str, n_ctx: int, seed: int, threads: int) -> _Loaded:
                 atexit.register(_close_all)
             if _log_callback is None:
                 _quiet_aborts()
+            # One chunk is one decode: llama_cpp evaluates a prompt in n_batch slices
+            # from its cached length, which canonical reuse keeps at a boundary.
             llama = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, seed=seed, verbose=False,
-                                    n_threads=threads, n_threads_batch=threads)
+                                    n_threads=threads, n_threads_batch=threads,
+                                    n_batch=CHUNK, n_ubatch=CHUNK)
             template = _chat_template(llama)
-            loaded = _Loaded(llama, threading.Lock(), _prompt_counter(llama, template), template)
+            loaded = _Loaded(llama, threading.Lock(), _prompter(llama, template), template)
+            _chunks.install(llama, loaded.chunks)
             _set_abort_callback(loaded)
             _models[(path, n_ctx, threads)] = loaded
         return loaded
@@ -192,6 +238,8 @@ def _close_all() -> None:
 
 
 class LocalLLM(BaseLLM):
+    warms = True
+
     def __init__(self, model_path: str | Path | None = None, *, n_ctx: int = DEFAULT_N_CTX,
                  seed: int = DEFAULT_SEED, threads: int | None = None) -> None:
         require_llama_cpp()
@@ -243,9 +291,13 @@ class LocalLLM(BaseLLM):
         _worker.cancel = cancel
         try:
             loaded = _load(str(self.model_path), self.n_ctx, self.seed, self.threads)
-            while not loaded.lock.acquire(timeout=0.1):
-                if cancel.is_set():
-                    return
+            loaded.want()
+            try:
+                while not loaded.lock.acquire(timeout=0.1):
+                    if cancel.is_set():
+                        return
+            finally:
+                loaded.got()
             loaded.cancel = cancel
             try:
                 if cancel.is_set():
@@ -267,6 +319,62 @@ class LocalLLM(BaseLLM):
             error = LLMError(f"local model failed: {type(e).__name__}: {e}")
             error.__cause__ = e
             emit("error", error)
+
+    async def warm(self, request: Request) -> None:
+        """Evaluate the prompt `request` begins (up to the end of its last message's
+        text) into the KV cache while the model is idle; returns when that is done,
+        or a real call took the model. Cancelling it stops the chunk in flight."""
+        deltas = _Deltas(self._warm, request, Meter())
+        try:
+            async for _ in deltas:
+                pass
+        finally:
+            await deltas.aclose()
+
+    def _warm(self, request: Request, emit: Callable[[str, Any], bool],
+              cancel: threading.Event) -> None:
+        _worker.cancel = cancel
+        try:
+            loaded = _load(str(self.model_path), self.n_ctx, self.seed, self.threads)
+            self._warm_idle(loaded, request, cancel)
+        except Exception as e:  # noqa: BLE001 -- as in `_work`: it must reach the caller
+            error = LLMError(f"local model failed to warm: {type(e).__name__}: {e}")
+            error.__cause__ = e
+            emit("error", error)
+        else:
+            emit("done", (0, 0))
+
+    @staticmethod
+    def _warm_idle(loaded: _Loaded, request: Request, cancel: threading.Event) -> None:
+        # Its own event for a call that wants the model: `cancel` is the caller's
+        # (set, it ends the stream unheard).
+        preempted = threading.Event()
+        stop = _Either(cancel, preempted)
+        _worker.cancel = stop  # so the log lines of a decode it aborts are dropped
+
+        # The model only when no call holds it or waits for it: a call comes first.
+        while not loaded.lock.acquire(timeout=0.05):
+            if stop.is_set() or loaded.waiting:
+                return
+        try:
+            with loaded.state:
+                loaded.warming, loaded.cancel = preempted, stop
+                if loaded.waiting:  # a call that began waiting before `warming` was set
+                    preempted.set()
+            if loaded.closed or stop.is_set():
+                return
+            messages = [{"role": m.role, "content": m.content} for m in request.messages]
+            tokens = loaded.prompt(messages, True)
+            if tokens:
+                try:
+                    _chunks.warm(loaded.llama, loaded.chunks, tokens, stop.is_set)
+                except RuntimeError:  # llama_decode aborted: a call came mid-chunk
+                    if not stop.is_set():
+                        raise
+        finally:
+            with loaded.state:
+                loaded.warming = loaded.cancel = None
+            loaded.lock.release()
 
     def _generate(self, loaded: _Loaded, request: Request, emit: Callable[[str, Any], bool],
                   cancel: threading.Event) -> tuple[int, int] | None:
@@ -290,7 +398,8 @@ class LocalLLM(BaseLLM):
         if request.prefill is not None:
             chunks, prompt_tokens = _continued(loaded, messages, request, kwargs)
         else:
-            prompt_tokens = loaded.count_prompt(messages)
+            tokens = loaded.prompt(messages, False)
+            prompt_tokens = None if tokens is None else len(tokens)
             chunks = llama.create_chat_completion(messages, **kwargs)
         parts: list[str] = []
         try:
@@ -437,6 +546,17 @@ async def _returned(returned: asyncio.Future[None]) -> None:
             cancelled = exc
     if cancelled is not None:
         raise cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class _Either:
+    """Set when either event is (what the abort callback reads is one event)."""
+
+    a: threading.Event
+    b: threading.Event
+
+    def is_set(self) -> bool:
+        return self.a.is_set() or self.b.is_set()
 
 
 def _grammar(llama: Any, text: str) -> Any:

@@ -181,6 +181,8 @@ class LLM(Protocol):
         prefill: str | None = None,
     ) -> Completion: ...
 
+    async def warm(self, request: Request) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -415,6 +417,9 @@ class BaseLLM:
     spec: str = ""
     # Too small to answer freely from results: `ask` grounds its prompts (see there).
     small: bool = False
+    # `warm` does something (only the in-process model's): callers skip building
+    # what it would be handed.
+    warms: bool = False
 
     def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
         raise NotImplementedError
@@ -460,6 +465,14 @@ class BaseLLM:
         parts = [delta async for delta in stream]
         assert stream.usage is not None  # set on normal exhaustion
         return Completion("".join(parts), stream.usage, stream.tool_calls)
+
+    async def warm(self, request: Request) -> None:
+        """Prepare for a later call whose prompt begins as `request`'s, up to the end
+        of its last message's text (which that call continues), while the model is
+        idle; never delays a call. Only the in-process `local` model does anything
+        (it evaluates that prompt into its cache); a server's own prefix cache needs
+        no help."""
+        return None
 
     async def aclose(self) -> None:
         return None
