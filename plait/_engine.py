@@ -30,9 +30,9 @@ from typing import Any, overload
 
 from plait import _events as ev
 from plait._durable import MISS, Durable
-from plait._errors import GraphError, InDoubtError, PlaitError, RunError
+from plait._errors import GraphError, InDoubtError, PlaitError, RunError, ToolArgumentError
 from plait._graph import ATOMS, Graph, Node, Ref, map_refs, refs_in, resolve
-from plait._identity import Occurrences
+from plait._identity import Occurrences, canonical_arguments
 from plait._result import RunResult
 from plait._scheduler import (
     DONE,
@@ -40,6 +40,7 @@ from plait._scheduler import (
     Cancel,
     Failed,
     OnError,
+    Preempt,
     Queued,
     RetryLater,
     RunDone,
@@ -47,6 +48,7 @@ from plait._scheduler import (
     Skip,
     Start,
 )
+from plait._speculative import CANCELLED, DONE as SPEC_DONE, FAILED as SPEC_FAILED, Speculative
 from plait._tools import Tool, _current_run
 from plait.journal import JournalError, JournalValueError
 
@@ -120,6 +122,10 @@ def node_key() -> str:
     if current is None:
         raise PlaitError("plait.node_key() is only available inside a tool run by plait")
     run, i = current
+    if i < 0:
+        raise PlaitError("plait.node_key() is not available in a speculative call: it is not "
+                         "a node yet, and a tool that needs an idempotency key is not "
+                         "read-only (speculate=True)")
     return run.key_of(i)
 
 
@@ -143,7 +149,7 @@ class Run:
         "started_at", "finished_at", "errors", "tokens", "extra", "journal_forms", "scoped",
         "graph_ids", "_waiters", "_tasks", "_cancelling", "_timers", "_queued", "_max_threads",
         "_pool", "_keys", "_loop", "_done", "_host", "_host_cancelled", "_fault", "_taker",
-        "_next",
+        "_next", "_speculative", "_adopted", "_calls",
     )
 
     def __init__(
@@ -208,6 +214,10 @@ class Run:
         self._fault: BaseException | None = None  # what ends the run early, once set
         self._taker: asyncio.Task[None] | None = None  # may run the next started node
         self._next: int | None = None  # the node handed over to `_taker`
+        # Speculative calls by id while they run; adopted ones by the node adopting them.
+        self._speculative: dict[int, Speculative] = {}
+        self._adopted: dict[int, Speculative] = {}
+        self._calls = 0  # speculative call ids handed out
 
     def key_of(self, i: int) -> str:
         """Node `i`'s content key (see plait._identity)."""
@@ -237,13 +247,17 @@ class Run:
         """A tool called inside the workflow body: add a node, start it if it can."""
         return self.submit(tool, tool.bind(args, kwargs))
 
-    def submit(self, tool: Tool, arguments: dict[str, Any]) -> Ref:
-        """Add a node calling `tool(**arguments)`; Refs and Templates in it are its inputs."""
+    def submit(self, tool: Tool, arguments: dict[str, Any],
+               adopt: Speculative | None = None) -> Ref:
+        """Add a node calling `tool(**arguments)`; Refs and Templates in it are its inputs.
+
+        `adopt`: a speculative call this node becomes, if it is the same call (same
+        tool, same canonical arguments) and still adoptable; else it is ignored."""
         for v in arguments.values():
             if type(v) not in ATOMS:
                 break
         else:  # only plain values (the common call): nothing to look into
-            return self._add(tool, tool._checked(arguments), ())
+            return self._add(tool, tool._checked(arguments), (), adopt)
         found: list[int] = []
         literal: list[str] = []
         for k, v in arguments.items():
@@ -265,7 +279,8 @@ class Run:
         parents = tuple(dict.fromkeys(found)) if len(found) > 1 else (found[0],)
         return self._add(tool, arguments, parents)
 
-    def _add(self, tool: Tool, arguments: dict[str, Any], parents: tuple[int, ...]) -> Ref:
+    def _add(self, tool: Tool, arguments: dict[str, Any], parents: tuple[int, ...],
+             adopt: Speculative | None = None) -> Ref:
         name = tool.name
         known = self.tools.get(name)
         if known is not tool:
@@ -277,10 +292,106 @@ class Run:
             if p >= i:
                 raise GraphError(f"reference to ${p}, which is not an earlier node")
         self._append(i, arguments, parents, tool)
-        actions = self.sched.add(i, name, parents, tool.policy)
+        call = None
+        # The identity check is here, not in the caller: a speculative value becomes
+        # a node's only when the node is the very call that produced it.
+        if (adopt is not None and adopt.adoptable and adopt.tool is tool
+                and adopt.canonical == canonical_arguments(arguments, {})):
+            adopt.node = i
+            self._adopted[i] = adopt
+            call = adopt.call if adopt.state != SPEC_DONE else None  # still holds a slot
+        actions = self.sched.add(i, name, parents, tool.policy, call)
         if actions:
             self._act(actions)
         return Ref(i, self)
+
+    # ------------------------------------------------------------ speculation
+
+    def speculate(self, tool: Tool, arguments: Mapping[str, Any]) -> Speculative | None:
+        """Start `tool(**arguments)` before any node asks for it, if the tool is
+        read-only (`speculate=True`: the one gate) and a slot is free without
+        delaying any node. Not journaled; see plait._speculative. None: not started."""
+        if not tool.policy.speculate or self._loop is None or self._fault is not None:
+            return None
+        known = self.tools.get(tool.name)
+        if known is not None and known is not tool:
+            return None
+        try:
+            checked = tool._checked(arguments)
+            canonical = canonical_arguments(checked, {})
+        except (ToolArgumentError, TypeError, ValueError):
+            return None
+        call = self._calls
+        if not self.sched.speculate(call, tool.name, tool.policy):
+            return None
+        self._calls += 1
+        spec = Speculative(call, tool, checked, canonical, time.perf_counter())
+        self._speculative[call] = spec
+        spec.task = self._loop.create_task(self._run_speculative(spec))
+        return spec
+
+    def cancel_speculative(self, spec: Speculative) -> None:
+        """Cancel a speculative call no node adopted (a no-op once it has ended)."""
+        if spec.node is None and spec.task is not None and not spec.task.done():
+            spec.state = CANCELLED  # now: a call about to end cancelled is adopted by none
+            spec.task.cancel()
+
+    async def _run_speculative(self, spec: Speculative) -> None:
+        tool = spec.tool
+        # Its context: a tool counting tokens or adding record fields writes them
+        # under the call's own (negative) id, moved to its node when adopted.
+        _current_node.set((self, ~spec.call))
+        try:
+            if tool.is_async:
+                if tool.policy.timeout is None:
+                    value = await tool.fn(**spec.arguments)
+                else:
+                    async with asyncio.timeout(tool.policy.timeout):
+                        value = await tool.fn(**spec.arguments)
+            else:
+                value = await self._in_thread(tool, dict(spec.arguments))
+        except asyncio.CancelledError:
+            spec.state = CANCELLED
+            if spec.node is not None:  # its node is being cancelled: the node's to say
+                raise
+        except Exception as exc:
+            spec.state, spec.error = SPEC_FAILED, exc
+        else:
+            spec.state, spec.value = SPEC_DONE, value
+        finally:
+            spec.finished_at = time.perf_counter()
+            self._speculative.pop(spec.call, None)
+            if spec.node is None:
+                self._drop_records(~spec.call)
+            actions = self.sched.speculation_ended(spec.call)
+            if actions:
+                self._act(actions)
+
+    def _drop_records(self, key: int) -> None:
+        self.tokens.pop(key, None)
+        self.extra.pop(key, None)
+        self.journal_forms.pop(key, None)
+
+    async def _adopted_value(self, i: int, spec: Speculative) -> Any:
+        """Node `i`'s value from the speculative call it adopted, or `_UNSET` when
+        that call failed (the node then runs the tool itself)."""
+        if spec.task is not None and not spec.task.done():
+            try:
+                await spec.task
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the node itself is cancelled
+        if spec.state != SPEC_DONE:
+            self._drop_records(~spec.call)
+            self.started_at[i] = time.perf_counter()
+            return _UNSET
+        key = ~spec.call
+        for column in (self.tokens, self.extra, self.journal_forms):
+            if key in column:
+                column[i] = column.pop(key)
+        return spec.value
+
 
     def _append(
         self, i: int, arguments: Mapping[str, Any], parents: tuple[int, ...], tool: Tool
@@ -380,6 +491,10 @@ class Run:
                     # A task cancelled before its first step ends without running a
                     # line of `_execute`, which would settle the node: settle it then.
                     task.add_done_callback(functools.partial(self._cancelled_unstarted, a.node))
+            elif kind is Preempt:
+                spec = self._speculative.get(a.call)
+                if spec is not None:
+                    self.cancel_speculative(spec)
             elif kind is RunDone:
                 if self._done is not None and not self._done.done():
                     self._done.set_result(None)
@@ -440,7 +555,15 @@ class Run:
                     return
                 begun = True
             _current_node.set((self, i))
-            if tool.is_async:
+            value = _UNSET
+            if self._adopted:
+                spec = self._adopted.pop(i, None)
+                if spec is not None:
+                    self.started_at[i] = spec.started_at  # the call began then
+                    value = await self._adopted_value(i, spec)
+            if value is not _UNSET:
+                pass
+            elif tool.is_async:
                 timeout = tool.policy.timeout
                 if timeout is None:
                     value = await tool.fn(**arguments)
@@ -702,12 +825,15 @@ class Run:
                 if not self.sched.finished:  # nodes still run: wait for RunDone (or a fault)
                     self._done = self._loop.create_future()
                     await self._done
+            if self._speculative:  # unadopted guesses outlive no run
+                await self._end_speculation()
             if self._fault is not None:
                 raise self._fault
         except BaseException as exc:  # cancelled from outside, the journal, a driver fault
             for timer in self._timers.values():
                 timer.cancel()
             tasks = list(self._tasks.values())
+            tasks += [s.task for s in self._speculative.values() if s.task is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -743,6 +869,16 @@ class Run:
             _columns=self,
             replayed=self.durable.replayed if self.durable is not None else 0,
         )
+
+
+    async def _end_speculation(self) -> None:
+        tasks = [s.task for s in self._speculative.values() if s.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+_UNSET: Any = object()  # no value yet (None is a value)
 
 
 class _Nodes(Sequence[Node]):

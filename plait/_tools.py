@@ -35,6 +35,11 @@ class ToolPolicy:
     timeout      seconds one attempt may take; None for no limit
     concurrency  at most this many calls of this tool in flight; None for no limit
     idempotent   running a call twice is harmless (the journal re-runs it on resume)
+    speculate    read-only: a call has no effect beyond its result, and its result is
+                 a function of its arguments, so the compiler may start it before the
+                 planner writes it (`ask(..., speculate=...)`) and throw it away when
+                 the guess was wrong. Not implied by `idempotent`: `set_status("paused")`
+                 is idempotent, yet running it on a wrong guess is a real side effect.
     """
 
     retries: int = 0
@@ -45,6 +50,7 @@ class ToolPolicy:
     timeout: float | None = None
     concurrency: int | None = None
     idempotent: bool = False
+    speculate: bool = False
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -215,11 +221,13 @@ def tool(
     timeout: float | None = None,
     concurrency: int | None = None,
     idempotent: bool = False,
+    speculate: bool = False,
 ) -> Any:
     """Make a function a plait tool: `@plait.tool` or `@plait.tool(retries=3, timeout=5)`."""
     policy = tool_policy(retries=retries, retry_on=retry_on, backoff=backoff,
                          max_backoff=max_backoff, jitter=jitter, timeout=timeout,
-                         concurrency=concurrency, idempotent=idempotent)
+                         concurrency=concurrency, idempotent=idempotent,
+                         speculate=speculate)
 
     def wrap(f: Callable[..., Any]) -> Tool:
         made = make_tool(f, name=name, policy=policy)
