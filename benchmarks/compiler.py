@@ -272,13 +272,13 @@ def latency(seed: int, qid: str, call: str, bounds: tuple[float, float]) -> floa
 
 def make_tools(world: World, seed: int, qid: str,
                search_latency: tuple[float, float] = SEARCH_LATENCY) -> list[plait.Tool]:
-    @plait.tool
+    @plait.tool(speculate=True)
     async def search(entity: str) -> str:
         """The encyclopedia entry about an entity (a place, a mountain, a movie...)."""
         await asyncio.sleep(latency(seed, qid, f"search|{entity}", search_latency))
         return world.entries.get(entity.lower(), f'No entry found for "{entity}".')
 
-    @plait.tool
+    @plait.tool(speculate=True)
     async def lookup(entity: str, attribute: str) -> float:
         """One number about an entity, e.g. its height in metres."""
         await asyncio.sleep(latency(seed, qid, f"lookup|{entity}|{attribute}", search_latency))
@@ -287,7 +287,7 @@ def make_tools(world: World, seed: int, qid: str,
             raise ValueError(f"no {attribute} for {entity!r}")
         return float(value)
 
-    @plait.tool
+    @plait.tool(speculate=True)
     async def calculator(expression: str) -> float:
         """Evaluate arithmetic: numbers with + - * / ** and parentheses."""
         from plait.examples.tools import calculate

@@ -32,6 +32,7 @@ from plait.compiler._prompt import planner_messages, repair_messages, slot_uses
 from plait.compiler._react import ReAct
 from plait.compiler._records import Answer, CompilerEvent, TaskResult
 from plait.compiler._session import LLM_ROLES, Session
+from plait.compiler._speculate import Draft, Speculation, speculator_of
 from plait.generate._pool import enter_pool, spec_of
 from plait.journal import Journal, JournalError
 
@@ -81,6 +82,8 @@ async def aask(
     allow_rerun: bool = False,
     lease_ttl: float = DEFAULT_LEASE_TTL,
     wait: float = 0.0,
+    speculate: Any = None,
+    speculate_budget: int | None = None,
 ) -> Answer:
     """Answer `question` with `tools`; see `Answer` for what comes back.
 
@@ -109,12 +112,22 @@ async def aask(
     lease_ttl, wait  one owner per journaled question: RunOwnedError if another live
                  process asks it under the same run id, unless it ends within `wait`
                  seconds; an owner silent for `lease_ttl` seconds may be taken over
+    speculate    compiler mode: start read-only calls (`speculate=True` tools) before
+                 the planner writes them, in free slots only: "siblings", "question"
+                 (the tools module's QUESTION_TEMPLATES), plait.question(...),
+                 plait.draft(model) or "draft:MODEL". The answer is the same as without
+                 (a guess is adopted only when it is the very call the plan writes);
+                 see docs/speculation.md. `speculate_budget`: guesses started per
+                 question (default `max_tasks`)
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if max_replans < 0 or max_repairs < 0 or max_tasks < 1 or max_steps < 1:
         raise ValueError("max_replans and max_repairs must be >= 0; max_tasks, max_steps >= 1")
     tool_list, module_examples = tools_of(tools)
+    speculator = speculator_of(speculate, getattr(tools, "QUESTION_TEMPLATES", None) or ())
+    if speculate_budget is not None and speculate_budget < 0:
+        raise ValueError("speculate_budget must be >= 0")
     table = tools_by_name(tool_list)
     if not table:
         raise GraphError("ask needs at least one tool")
@@ -134,6 +147,13 @@ async def aask(
         await close_llm()
         raise
     model_spec = spec_of(llm)
+    draft_llm = None
+    if isinstance(speculator, Draft):
+        try:
+            draft_llm = pool.llm(speculator.model)
+        except BaseException:
+            await close_llm()
+            raise
     plan_examples = list(examples) if examples is not None else module_examples
     entry = f"ask:{mode}"
     run_id = run_id or new_run_id()
@@ -171,6 +191,10 @@ async def aask(
         use_grammar=None if constrained is None else constrained,
         use_schema=None if constrained is None else constrained,
     )
+    if speculator is not None and mode == "compiler":
+        session.speculation = Speculation(
+            session, speculator, question=question, llm=draft_llm,
+            budget=max_tasks if speculate_budget is None else speculate_budget)
     answer: list[str] = []
     failure: list[BaseException] = []  # the body's own error (the LLM's, say), if any
 
@@ -180,6 +204,9 @@ async def aask(
         except Exception as exc:
             failure.append(exc)
             raise
+        finally:
+            if session.speculation is not None:  # its guesses and draft end with the body
+                await session.speculation.aclose()
 
     async def answer_question() -> None:
         if mode == "react":
@@ -279,6 +306,8 @@ def ask(question: str, tools: Iterable[Tool] | ModuleType, **options: Any) -> An
 def _answer(question: str, text: str, mode: str, session: Session,
             result: RunResult, elapsed: float) -> Answer:
     records = result.nodes
+    speculation = session.speculation
+    predicted = speculation.predicted if speculation is not None else {}
     tasks = []
     for number in sorted(session.entries):
         entry = session.entries[number]
@@ -299,6 +328,7 @@ def _answer(question: str, text: str, mode: str, session: Session,
             parsed_at=session.rel(entry.parsed_at),
             started_at=None if rec.started_at is None else session.rel(rec.started_at),
             finished_at=None if rec.finished_at is None else session.rel(rec.finished_at),
+            predicted_at=(session.rel(predicted[number]) if number in predicted else None),
         ))
     unresolved: list[PlanError] = list(session.unresolved)
     return Answer(
@@ -306,4 +336,5 @@ def _answer(question: str, text: str, mode: str, session: Session,
         plans=tuple(session.plans), tasks=tuple(tasks), decisions=tuple(session.decisions),
         llm_calls=tuple(session.llm_calls), unresolved=tuple(unresolved),
         elapsed=elapsed, run_id=result.run_id,
+        speculation=speculation.stats() if speculation is not None else None,
     )
