@@ -233,8 +233,17 @@ def summary(answer: Answer) -> str:
         f"{answer.elapsed:.2f}s · {answer.tokens} tokens ({answer.prompt_tokens} prompt + "
         f"{answer.completion_tokens} completion, {calls} LLM calls"
         f"{f', {replayed} replayed from the journal' if replayed else ''}) · "
-        f"{len(answer.tasks)} task(s): {task_text} · {extra}"
+        f"{len(answer.tasks)} task(s): {task_text} · {extra}{speculation_text(answer)}"
     )
+
+
+def speculation_text(answer: Answer) -> str:
+    """' · speculation: ...' for an answer asked with speculation, else ''."""
+    sp = answer.speculation
+    if sp is None:
+        return ""
+    return (f" · speculation ({sp.speculator}): {sp.hits} hit(s), {sp.misses} miss(es), "
+            f"{sp.wasted} wasted ({sp.wasted_seconds:.2f} tool s)")
 
 
 MAX_ECHO = 120  # characters of a question shown again in a suggested command

@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from plait._errors import OptionError
 from plait._graph import Ref, Template
 from plait._identity import canonical_arguments
 from plait._speculative import Speculative
@@ -209,13 +210,13 @@ def speculator_of(value: Any, templates: Sequence[str] = ()) -> Speculator | Non
         return Siblings()
     if value == "question":
         if not templates:
-            raise ValueError("speculate='question' needs templates: pass "
+            raise OptionError("speculate='question' needs templates: pass "
                              "speculate=plait.question('search(\"{}\")'), or define "
                              "QUESTION_TEMPLATES in the tools module")
         return question(*templates)
     if isinstance(value, str) and value.startswith("draft:") and len(value) > 6:
         return Draft(value[6:])
-    raise ValueError(f"speculate must be None, 'siblings', 'question', 'draft:MODEL' or a "
+    raise OptionError(f"speculate must be None, 'siblings', 'question', 'draft:MODEL' or a "
                      f"speculator (plait.draft(model), plait.question(...)), got {value!r}")
 
 
