@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import select
 import shlex
-import tempfile
 import threading
 import warnings
 import weakref
@@ -71,7 +72,7 @@ class _Session:
         self.lock = threading.Lock()
         # A stdio server's stderr: kept off the terminal (plait's live view is
         # there) and quoted when the server fails to start or dies.
-        self.errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")
+        self.errlog = _Tail()
 
     def open(self) -> list[Any]:
         """Start the server and the session; the server's tools (as the SDK lists them)."""
@@ -156,13 +157,7 @@ class _Session:
 
     def stderr_tail(self, limit: int = 300) -> str:
         """`; its stderr ends: ...` (the server's last words), or ''."""
-        try:
-            self.errlog.flush()
-            size = self.errlog.seek(0, 2)
-            self.errlog.seek(max(0, size - limit))
-            text = " ".join(self.errlog.read().split())
-        except (OSError, ValueError):
-            return ""
+        text = " ".join(self.errlog.tail()[-limit:].split())
         return f"; its stderr ends: {text}" if text else ""
 
     async def _shutdown(self) -> None:
@@ -189,6 +184,75 @@ class _Session:
             if not self.thread.is_alive():
                 self.loop.close()
                 self.errlog.close()
+
+
+class _Tail:
+    """Where a stdio server writes its stderr: a pipe whose last KEEP bytes are kept.
+
+    A file would grow for as long as a chatty server lives; only the end is ever
+    quoted. A daemon thread drains the pipe so the server never blocks on a full
+    one, and `tail()` drains what is pending first, so a server's last words,
+    written before it died, are in the tail when its death is reported.
+    """
+
+    KEEP = 4096
+
+    def __init__(self) -> None:
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        self.fd = read
+        self.writer = os.fdopen(write, "w")  # handed to the SDK: it passes fileno() on
+        self.kept = bytearray()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._drain, daemon=True, name="plait-mcp stderr").start()
+
+    def fileno(self) -> int:
+        return self.writer.fileno()
+
+    def write(self, text: str) -> int:  # the SDK may write its own notes here
+        return self.writer.write(text)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def _read(self) -> bool:
+        """Take what is pending (caller holds the lock); False at end of file."""
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not chunk:
+                return False
+            self.kept += chunk
+            del self.kept[:-self.KEEP]
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                select.select([self.fd], [], [])
+            except (OSError, ValueError):
+                return
+            with self.lock:
+                if not self._read():
+                    os.close(self.fd)
+                    self.fd = -1
+                    return
+
+    def tail(self) -> str:
+        with self.lock:
+            if self.fd >= 0:
+                with contextlib.suppress(OSError, ValueError):
+                    self.writer.flush()
+                self._read()
+            return self.kept.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        """Close our write end: the drain ends once the server's copy is closed too."""
+        with contextlib.suppress(OSError, ValueError):
+            self.writer.close()
 
 
 def _why(exc: BaseException) -> str:

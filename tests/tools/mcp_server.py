@@ -68,6 +68,9 @@ async def die_once(marker: str) -> str:
     which it creates: the first call crashes, a retry on a new server succeeds."""
     if not os.path.exists(marker):
         open(marker, "w").close()
+        # A chatty server: far more stderr than plait keeps, its last words at the end.
+        sys.stderr.write("noise " * 50_000 + "\nlast words: crashing on purpose\n")
+        sys.stderr.flush()
         os._exit(3)
     return "survived"
 

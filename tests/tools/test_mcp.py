@@ -110,6 +110,8 @@ def test_a_server_that_dies_mid_call_is_a_node_error_and_a_retry_gets_a_new_one(
         assert time.monotonic() - started < 10  # an error, never a hang
         [node] = [n for n in result.nodes if n.tool == "die_once"]
         assert node.state == "failed" and "Connection closed" in str(node.error), node.error
+        assert str(node.error).endswith("crashing on purpose"), node.error  # its last words
+        assert len(server._session.errlog.kept) <= 4096  # of 300 KB written: the tail only
         first = server_log.pids()
         assert len(first) == 1 and gone_within(first)  # the crashed server was reaped
 
