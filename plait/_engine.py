@@ -321,6 +321,8 @@ class Run:
             canonical = canonical_arguments(checked, {})
         except (ToolArgumentError, TypeError, ValueError):
             return None
+        if self.durable is not None and self.durable.has_result(tool.name, canonical):
+            return None  # a resumed run replays it: a guess would only cost
         call = self._calls
         if not self.sched.speculate(call, tool.name, tool.policy):
             return None
@@ -551,6 +553,10 @@ class Run:
                     self._journal_failed(i, exc)
                     return
                 if done is not MISS:
+                    if self._adopted:  # the journal has its result: the guess is moot
+                        spec = self._adopted.pop(i, None)
+                        if spec is not None and spec.task is not None:
+                            spec.task.cancel()
                     self._replay(i, tool, done)
                     return
                 begun = True

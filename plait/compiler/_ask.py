@@ -150,7 +150,10 @@ async def aask(
     draft_llm = None
     if isinstance(speculator, Draft):
         try:
-            draft_llm = pool.llm(speculator.model)
+            # Not a node of the run: an LLM object is used as it is, a spec opened
+            # (and closed) with the question's pool.
+            model_of = speculator.model
+            draft_llm = model_of if not isinstance(model_of, str) else pool.llm(model_of)
         except BaseException:
             await close_llm()
             raise

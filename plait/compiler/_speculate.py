@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 from plait._errors import OptionError
 from plait._graph import Ref, Template
 from plait._identity import canonical_arguments
-from plait._speculative import Speculative
+from plait._speculative import DONE, Speculative
 from plait._tools import Tool
 from plait.compiler._grammar import _CONNECTORS, question_names
 from plait.compiler._parser import ParsedTask, PlanParser
@@ -156,7 +156,8 @@ class Question:
         if context.tasks:
             return []
         out = []
-        for name in question_names(context.question):
+        listed = [w for items in question_lists(context.question) for w in items]
+        for name in dict.fromkeys(listed + question_names(context.question)):
             for template in self.templates:
                 quoted = json.dumps(name)[1:-1]  # a string literal's contents
                 parser = PlanParser(context.tools)
@@ -243,8 +244,8 @@ class Speculation:
         self.proposed: set[Key] = set()
         self.taken: set[Key] = set()  # calls of dispatched tasks
         self.tasks: list[ParsedTask] = []
-        self.predicted: dict[int, float] = {}  # task number -> its guess's start
-        self.misses = 0
+        self.adopted: dict[int, Speculative] = {}  # task number -> the guess it adopted
+        self.unguessed = 0  # tasks of read-only tools with no guess to adopt
         self.draft_text = ""
         self.draft_tokens = 0
         self.first = 1
@@ -271,9 +272,9 @@ class Speculation:
 
     def dispatched(self, task: ParsedTask, ref: Ref, spec: Speculative | None) -> None:
         if spec is not None and spec.node == ref.node:
-            self.predicted[task.number] = spec.started_at
+            self.adopted[task.number] = spec
         elif self.session.tools[task.tool].policy.speculate:
-            self.misses += 1
+            self.unguessed += 1
         self.tasks.append(task)
         self._propose()
 
@@ -294,11 +295,20 @@ class Speculation:
         tasks = [s.task for s in self.spent if s.task is not None and not s.task.done()]
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    @property
+    def predicted(self) -> dict[int, float]:
+        """Task number -> when its guess started, for the tasks whose value a guess
+        gave (an adopted guess that failed gave none: its task ran the tool)."""
+        return {n: s.started_at for n, s in self.adopted.items() if s.state == DONE}
+
     def stats(self) -> SpeculationStats:
-        wasted = [s for s in self.spent if s.node is None]
+        """Once every guess has ended (after the run)."""
+        hits = self.predicted
+        wasted = [s for s in self.spent if not (s.node is not None and s.state == DONE)]
         return SpeculationStats(
             speculator=getattr(self.speculator, "name", type(self.speculator).__name__),
-            started=len(self.spent), hits=len(self.spent) - len(wasted), misses=self.misses,
+            started=len(self.spent), hits=len(hits),
+            misses=self.unguessed + len(self.adopted) - len(hits),
             wasted=len(wasted), wasted_seconds=sum(s.seconds for s in wasted),
             budget=self.budget, draft_tokens=self.draft_tokens,
         )
