@@ -32,7 +32,7 @@ from plait._graph import Ref, Template
 from plait._identity import canonical_arguments
 from plait._speculative import DONE, Speculative
 from plait._tools import Tool
-from plait.compiler._grammar import _CONNECTORS, question_names
+from plait.compiler._grammar import _CONNECTORS, _FUNCTION_WORDS, question_names
 from plait.compiler._parser import ParsedTask, PlanParser
 from plait.compiler._records import SpeculationStats
 from plait.llm import Message
@@ -77,6 +77,8 @@ class Speculator(Protocol):
 _SENTENCE = re.compile(r"[.?!:;](?:\s+|$)")
 _SEPARATOR = re.compile(r",|\s+(?:and|or|vs\.?|versus)\s+|\(\w\)\s*", re.IGNORECASE)
 _QUOTES = " \t\"'\u201c\u201d"
+# Words that open a question, not a name ("Are", "Which"); articles belong to names.
+_LEAD_WORDS = _FUNCTION_WORDS - {"the", "a", "an"}
 
 
 def _named(word: str) -> bool:
@@ -91,9 +93,24 @@ def _tail_name(text: str) -> str:
     while k and (_named(words[k - 1].strip(_QUOTES)) or words[k - 1].lower() in _CONNECTORS):
         k -= 1
     tail = words[k:]
-    while tail and tail[0] in _CONNECTORS:  # "of X" -> "X"; "The X" stays
+    # "of X" -> "X", "Are The X" -> "The X"; "The X" stays.
+    while tail and (tail[0] in _CONNECTORS or tail[0].lower() in _LEAD_WORDS):
         tail = tail[1:]
     return " ".join(tail).strip(_QUOTES)
+
+
+def _head_name(text: str) -> str:
+    """The name a list's last item starts with: "Last Winter films" -> "Last
+    Winter" (an item that is not a name stays whole)."""
+    words = text.split()
+    if not words or not _named(words[0].strip(_QUOTES)):
+        return text
+    k = 1
+    while k < len(words) and (_named(words[k].strip(_QUOTES)) or words[k] in _CONNECTORS):
+        k += 1
+    while k > 1 and words[k - 1] in _CONNECTORS:
+        k -= 1
+    return " ".join(words[:k]).strip(_QUOTES)
 
 
 def question_lists(question: str) -> list[list[str]]:
@@ -103,6 +120,8 @@ def question_lists(question: str) -> list[list[str]]:
         parts = [p.strip(_QUOTES) for p in _SEPARATOR.split(sentence)]
         if parts and parts[0]:  # the sentence's lead-in: only the name it ends with
             parts[0] = _tail_name(parts[0])
+        if len(parts) > 1 and parts[-1]:  # and its tail: only the name it starts with
+            parts[-1] = _head_name(parts[-1])
         items = list(dict.fromkeys(p for p in parts if p))
         if len(items) >= 2:
             lists.append(items)
