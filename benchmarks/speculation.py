@@ -23,12 +23,13 @@ starts no sooner than its guess existed): the runtime's own overhead.
 Targets (issue 16): equivalence on every question; p = 0 costs <= 1.02x at p95
 (per question: on/off of latency over its own bound, which takes the simulated
 model's and tools' timing jitter out; the raw on/off latency ratio and its noise
-floor, the same run twice, are printed beside it); siblings on Movie-like saves >= 8% median latency (word
-tokens) and >= 20% (BPE-like); HotpotQA-like >= 1.8x ReAct (word tokens, siblings;
-moved here from benchmarks/compiler.py, where without speculation it cannot be met);
-plait ahead of LLMCompiler's reported speed-ups over ReAct (HotpotQA 1.80x, Movie
-3.74x, ParallelQA ~2.27x; the paper has no replan-only suite); siblings waste <= 1
-call per question at the median; plait / speculation bound <= 1.05 (median).
+floor, the same run twice, are printed beside it); siblings on Movie-like saves
+>= 8% median latency (word tokens) and >= 20% (BPE-like); HotpotQA-like >= 1.8x
+ReAct (word tokens, siblings; moved here from benchmarks/compiler.py, where without
+speculation it cannot be met); plait ahead of LLMCompiler's reported speed-ups over
+ReAct (HotpotQA 1.80x, Movie 3.74x, ParallelQA ~2.27x; the paper has no replan-only
+suite); siblings waste <= 1 call per question at the median; plait / speculation
+bound <= 1.05 (median).
 """
 
 from __future__ import annotations
@@ -208,20 +209,23 @@ async def main(argv: Sequence[str] | None = None) -> int:
                                 for a, b in zip(res, off, strict=True)),
                 })
     head = (f"{'suite':<16} {'tok':<4} {'speculation':<12} {'median s':>8} {'p95 s':>6} "
-            f"{'saved':>6} {'on/off p95':>10} {'cost p95':>8} {'vs ReAct':>8} {'hits':>5} {'wasted':>6} "
+            f"{'saved':>6} {'on/off p95':>10} {'cost p95':>8} {'vs ReAct':>8} {'hits':>5} "
+            f"{'wasted':>6} "
             f"{'waste s':>7} {'vs line':>7} {'vs spec':>7} {'same':>5}")
     print(head)
     print("-" * len(head))
     for r in rows:
         print(f"{r['suite']:<16} {r['tokens']:<4} {r['config']:<12} {r['median']:>8.2f} "
-              f"{r['p95']:>6.2f} {r['saved']:>+6.1%} {r['ratio_p95']:>9.3f}x {r['cost_p95']:>7.3f}x "
+              f"{r['p95']:>6.2f} {r['saved']:>+6.1%} {r['ratio_p95']:>9.3f}x "
+              f"{r['cost_p95']:>7.3f}x "
               f"{r['vs_react']:>7.2f}x {r['hits']:>5.1f} {r['wasted']:>6.1f} "
               f"{r['wasted_s']:>7.2f} {r['vs_line']:>6.3f}x {r['vs_spec']:>6.3f}x "
               f"{'yes' if r['same'] else 'NO':>5}")
     bpe = "SimLLM tokens='bpe'" if NATIVE_BPE else "emulated: word tokens at ~4 chars/token speed"
     print(f"\n{n} questions per suite; saved = median per-question 1 - on/off latency; "
           f"on/off p95 = 95th percentile of the per-question ratio; vs ReAct = median of "
-          f"ReAct/plait; cost p95 = the same for latency over its speculation bound; hits, wasted = median guesses per question; BPE-like tokens: {bpe}; "
+          f"ReAct/plait; cost p95 = the same for latency over its speculation bound; "
+          f"hits, wasted = median guesses per question; BPE-like tokens: {bpe}; "
           f"{len(jobs)} questions asked in {wall:.1f} s wall, {cpu:.1f} s CPU")
 
     def row(suite: str, tokens: str, config: str) -> dict[str, Any]:

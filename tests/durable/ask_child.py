@@ -8,9 +8,9 @@ call and every tool call, the moment it starts, appends one line ("llm planner",
 "tool fetch a", ...) to FILE (O_APPEND, one write(2), so it survives SIGKILL):
 the ground truth of what ran and what was paid for, kept apart from the journal.
 With `--speculate`, a draft model writes the same plan first, so the lookups
-start as guesses and are adopted. With `--die`, the `slow` call SIGKILLs its own process once the lookups' results
-have had time to be committed; `--not-idempotent` makes `slow` a side effect. The
-child prints one JSON line: the answer, the tasks' values, and how many LLM calls
+start as guesses and are adopted. With `--die`, the `slow` call SIGKILLs its own
+process once the lookups' results have had time to be committed; `--not-idempotent`
+makes `slow` a side effect. The child prints one JSON line: the answer, the tasks' values, and how many LLM calls
 were replayed; or, exit status 3, the refusal of a resume with a call in doubt.
 """
 
