@@ -10,6 +10,7 @@ adopted is cancelled and forgotten: being read-only, it changed nothing.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +45,5 @@ class Speculative:
     @property
     def seconds(self) -> float:
         """How long it ran (so far)."""
-        import time
-
         end = self.finished_at if self.finished_at is not None else time.perf_counter()
         return end - self.started_at
