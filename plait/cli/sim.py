@@ -32,6 +32,9 @@ def sim_server(
     seed: Annotated[int, typer.Option(help="seed of the drawn lengths")] = 0,
     rate_limit: Annotated[str | None, typer.Option(
         help="answer 429 + Retry-After beyond N requests/s (or N/min)")] = None,
+    tokens: Annotated[str, typer.Option(
+        help="what a token is: word (a word and the space before it) or bpe "
+             "(~4 characters, as real tokenizers cut English)")] = "word",
 ) -> None:
     """Serve a simulated model at http://HOST:PORT/v1 (chat completions, models)
     and its counters at http://HOST:PORT/stats.
@@ -47,7 +50,7 @@ def sim_server(
     if not 0 <= port <= 65535:
         fail(f"--port must be within 0..65535, got {port}")
     options = {"slots": slots, "capacity": capacity, "lengths": lengths, "seed": seed,
-               "rate_limit": rate_limit}
+               "rate_limit": rate_limit, "tokens": tokens}
     try:
         cap = Capacity(ttft=ttft, tps=tps, **options)
     except LLMError as e:  # a bad --slots, --capacity, --lengths or --rate-limit
@@ -56,8 +59,10 @@ def sim_server(
         replies = SimScript(script if script is not None or cap.lengths is None else "")
     except LLMError as e:  # a script that is missing, not JSON, or with a bad rule
         fail(str(e) if str(script) in str(e) else f"sim script {script}: {e}")
+    defaults = {"tokens": "word"}  # said only when changed
     extra = "".join(f" {k}={v}" for k, v in cap.options().items()
-                    if v is not None and k not in ("ttft", "tps", "seed"))
+                    if v is not None and k not in ("ttft", "tps", "seed")
+                    and defaults.get(k, ...) != v)
     typer.echo(f"plait sim-server: http://{host}:{port}/v1  ttft={ttft}s tps={tps}{extra}",
                err=True)
     try:

@@ -58,6 +58,7 @@ def generate(
     repairs: int = DEFAULT_REPAIRS,
     timeout: float | None = DEFAULT_TIMEOUT,
     name: str = "generate",
+    prefill: str | None = None,
 ) -> Any:
     """One LLM call, as a node of the run: a `Ref` to its reply inside a workflow.
 
@@ -76,6 +77,9 @@ def generate(
     max_tokens, seed, stop, system   as a model takes them (`system` is prepended)
     timeout       seconds for the whole reply (LLMTimeout after; retried, as are
                   dropped streams and 429/5xx answers, twice)
+    prefill       an assistant prefix the model continues: the value is only what
+                  follows it (part of the call's identity; see docs/llm.md for the
+                  servers that can, and the fallback where one cannot)
     name          the node's tool name: journals, events and views show it
 
     Outside a run the call runs at once to completion: `generate(...)` returns the
@@ -83,20 +87,22 @@ def generate(
     """
     return _generate(prompt_or_messages, model=model, schema=schema, temperature=temperature,
                      max_tokens=max_tokens, seed=seed, stop=stop, system=system,
-                     repairs=repairs, timeout=timeout, tool=llm_call_tool(name), options={})
+                     repairs=repairs, timeout=timeout, tool=llm_call_tool(name), options={},
+                     prefill=prefill)
 
 
 def _generate(prompt: Any, *, model: str | LLM | None, schema: type[pydantic.BaseModel] | None,
               temperature: float | None, max_tokens: int | None, seed: int | None,
               stop: Sequence[str] | None, system: str | None, repairs: int,
-              timeout: float | None, tool: Tool, options: Mapping[str, Any]) -> Any:
+              timeout: float | None, tool: Tool, options: Mapping[str, Any],
+              prefill: str | None = None) -> Any:
     _check(temperature=temperature, max_tokens=max_tokens, repairs=repairs, timeout=timeout)
     run = current_run()
     if run is None:
         return _outside(lambda: _generate(
             prompt, model=model, schema=schema, temperature=temperature,
             max_tokens=max_tokens, seed=seed, stop=stop, system=system, repairs=repairs,
-            timeout=timeout, tool=tool, options=options))
+            timeout=timeout, tool=tool, options=options, prefill=prefill))
     pool = current_pool()
     if pool is None:
         raise PlaitError("plait.generate needs the models of its run: run the workflow "
@@ -105,7 +111,7 @@ def _generate(prompt: Any, *, model: str | LLM | None, schema: type[pydantic.Bas
     request = request_of(
         spec_of(llm), _messages(prompt, system), stop=[stop] if isinstance(stop, str) else stop,
         max_tokens=max_tokens, temperature=temperature, grammar=None, seed=seed,
-        json_schema=json_schema_of(schema) if schema is not None else None,
+        json_schema=json_schema_of(schema) if schema is not None else None, prefill=prefill,
     )
     if schema is None:
         hooks = DEFAULT_HOOKS if timeout == DEFAULT_TIMEOUT else CallHooks(timeout=timeout)
@@ -202,7 +208,7 @@ def _outside(call: Callable[[], Any]) -> Any:
 
 # generate's own options (an llm_tool's defaults); any other option goes to the model.
 _CALL_OPTIONS = frozenset({"schema", "temperature", "max_tokens", "seed", "stop", "system",
-                           "repairs", "timeout"})
+                           "repairs", "timeout", "prefill"})
 
 
 @dataclass(frozen=True)
@@ -236,7 +242,7 @@ class LLMTool:
             seed=given.get("seed"), stop=given.get("stop"), system=given.get("system"),
             repairs=given.get("repairs", DEFAULT_REPAIRS),
             timeout=given.get("timeout", DEFAULT_TIMEOUT), tool=self._tool,
-            options=self.options,
+            options=self.options, prefill=given.get("prefill"),
         )
 
 

@@ -191,6 +191,7 @@ def llm_request(
     tools: Sequence[Mapping[str, Any]] | None = None,
     tool_choice: str | Mapping[str, Any] | None = None,
     parallel_tool_calls: bool | None = None,
+    prefill: str | None = None,
 ) -> dict[str, Any]:
     """The request dict: the node's argument, hence its identity.
 
@@ -201,7 +202,7 @@ def llm_request(
     """
     request = request_of(model, [_pair(m) for m in messages], stop=stop,
                          max_tokens=max_tokens, temperature=temperature, grammar=grammar,
-                         json_schema=json_schema, seed=seed)
+                         json_schema=json_schema, seed=seed, prefill=prefill)
     if tools:
         request["tools"] = [dict(t) for t in tools]
         if tool_choice is not None:
@@ -213,7 +214,8 @@ def llm_request(
 
 def request_of(model: str, pairs: list[list[Any]], *, stop: Sequence[str] | None,
                max_tokens: int | None, temperature: float | None, grammar: str | None,
-               json_schema: Mapping[str, Any] | None, seed: int | None) -> dict[str, Any]:
+               json_schema: Mapping[str, Any] | None, seed: int | None,
+               prefill: str | None = None) -> dict[str, Any]:
     """`llm_request` for messages already made [role, content] lists (taken as they
     are: the request holds them)."""
     request: dict[str, Any] = {
@@ -227,6 +229,8 @@ def request_of(model: str, pairs: list[list[Any]], *, stop: Sequence[str] | None
     }
     if seed is not None:
         request["seed"] = seed
+    if prefill:  # the assistant prefix continued ("" is none: a new turn)
+        request["prefill"] = prefill
     return request
 
 
@@ -294,7 +298,8 @@ def _identity(request: dict[str, Any], run: Run) -> str:
     """
     stop = request["stop"]
     if all(type(c) is str for _, c in request["messages"]) and (
-            stop is None or all(type(s) is str for s in stop)):
+            stop is None or all(type(s) is str for s in stop)) and (
+            type(request.get("prefill", "")) is str):
         return _ENCODER.encode(request)
     return canonical_arguments({"request": request}, run.key_of)
 
@@ -408,6 +413,9 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
     tools = request.get("tools")
     # only when set: a backend may not know the options
     options: dict[str, Any] = {} if seed is None else {"seed": seed}
+    prefill = request.get("prefill")
+    if prefill is not None:
+        options["prefill"] = prefill
     if tools:
         options.update(tools=tools, tool_choice=request.get("tool_choice"),
                        parallel_tool_calls=request.get("parallel_tool_calls"))
@@ -484,7 +492,7 @@ async def stream_call(run: Run, i: int, request: dict[str, Any], messages: list[
         prompt, completion, estimated = usage.prompt_tokens, usage.completion_tokens, False
         finish = getattr(usage, "finish_reason", None)
     else:
-        prompt, completion = approx_prompt_tokens(msgs), approx_tokens(text)
+        prompt, completion = approx_prompt_tokens(msgs, prefill), approx_tokens(text)
         estimated, finish = True, None
     # As add_tokens / add_record would, without looking the node up again.
     run.tokens[i] = run.tokens.get(i, 0) + prompt + completion

@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from plait.llm._protocol import LLMError, LLMHTTPError, LLMOptionError
+from plait.llm._tokens import WORD, Tokens
 
 DEFAULT_TTFT = 0.4
 DEFAULT_TPS = 60.0
@@ -250,7 +251,8 @@ class Capacity:
     def __init__(self, *, ttft: float = DEFAULT_TTFT, tps: float = DEFAULT_TPS,
                  slots: int | None = None, capacity: float | None = None,
                  lengths: Lengths | str | None = None, seed: int = 0,
-                 rate_limit: float | str | None = None) -> None:
+                 rate_limit: float | str | None = None,
+                 tokens: Tokens | str = WORD) -> None:
         if not ttft >= 0 or not tps > 0:
             raise LLMOptionError(f"sim needs ttft >= 0 and tps > 0, got ttft={ttft}, tps={tps}")
         if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int)
@@ -265,6 +267,7 @@ class Capacity:
         self.lengths = Lengths.parse(lengths) if isinstance(lengths, str) else lengths
         self.seed = seed
         self.rate_limit = None if rate_limit is None else parse_rate(rate_limit)
+        self.tokens = Tokens.named(tokens)
         self._rng = random.Random(seed)
         self._lock = threading.Lock()  # counters and the bucket: stats are read from any thread
         self._bucket = self.rate_limit and max(1.0, self.rate_limit)
@@ -281,7 +284,7 @@ class Capacity:
         return {"ttft": self.ttft, "tps": self.tps, "slots": self.slots,
                 "capacity": self.capacity, "rate_limit": self.rate_limit,
                 "lengths": None if self.lengths is None else str(self.lengths),
-                "seed": self.seed}
+                "seed": self.seed, "tokens": self.tokens.name}
 
     # ------------------------------------------------------------ the ceiling
 
@@ -320,7 +323,9 @@ class Capacity:
         with self._lock:
             n = self.lengths.draw(self._rng)
         words = _FILLER * (n // len(_FILLER) + 1)
-        return " ".join(words[:n])
+        text = " ".join(words[:n])
+        # n words are at least n tokens of any kind: cut to n of this sim's own
+        return text if self.tokens is WORD else self.tokens.cut(text, n)
 
     # ------------------------------------------------------------ counters
 

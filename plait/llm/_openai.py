@@ -74,19 +74,30 @@ class Dialect:
 
     grammar_field: str | None  # body field carrying a GBNF string; None = not supported
     schema_body: Callable[[Mapping[str, Any]], dict[str, Any]]
+    # What asks the server to continue a trailing assistant message (a prefill)
+    # rather than start a new turn after it; None: the API has no way to.
+    prefill_body: Mapping[str, Any] | None = None
 
+
+# vLLM (vllm-project/vllm#8942), SGLang (sgl-project/sglang#4226), TGI.
+_CONTINUE = {"continue_final_message": True, "add_generation_prompt": False}
 
 DIALECTS: dict[str, Dialect] = {
-    # OpenAI, Ollama: JSON schema only.
+    # OpenAI, Ollama: JSON schema only; OpenAI's chat API cannot continue a message.
     "openai": Dialect(None, _openai_schema),
-    # llama.cpp's server (C++ llama-server and llama-cpp-python's server).
+    # llama.cpp's server (C++ llama-server and llama-cpp-python's server). llama-server
+    # continues a trailing assistant message by default (ggml-org/llama.cpp#13174).
     "llama.cpp": Dialect("grammar", lambda s: {"response_format": {"type": "json_object",
-                                                                   "schema": dict(s)}}),
+                                                                   "schema": dict(s)}}, {}),
     # vLLM's guided decoding extras.
-    "vllm": Dialect("guided_grammar", lambda s: {"guided_json": dict(s)}),
+    "vllm": Dialect("guided_grammar", lambda s: {"guided_json": dict(s)}, _CONTINUE),
     # SGLang: `ebnf` takes a GBNF-style grammar.
-    "sglang": Dialect("ebnf", _openai_schema),
+    "sglang": Dialect("ebnf", _openai_schema, _CONTINUE),
 }
+
+# Where a server cannot continue an assistant prefix, what a caller does instead.
+PREFILL_FALLBACK = ("re-prompt with the prefix quoted in a user message instead (what "
+                    "plait.reason does on such a server)")
 
 
 def default_dialect(base_url: str) -> str:
@@ -520,6 +531,11 @@ class OpenAILLM(BaseLLM):
             raise LLMOptionError(
                 f"dialect {self.dialect_name!r} takes no GBNF grammar; use json_schema, or "
                 f"dialect='llama.cpp' | 'vllm' | 'sglang' for a server that does")
+        if request.prefill is not None and self.dialect.prefill_body is None:
+            raise LLMOptionError(
+                f"dialect {self.dialect_name!r} cannot continue an assistant prefix "
+                f"(prefill=): {PREFILL_FALLBACK}; or dialect='llama.cpp' | 'vllm' | "
+                "'sglang' for a server that can")
 
     def body(self, request: Request) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -527,6 +543,10 @@ class OpenAILLM(BaseLLM):
             "messages": [wire_message(m) for m in request.messages],
             "stream": self.stream_replies,
         }
+        if request.prefill is not None:
+            assert self.dialect.prefill_body is not None  # _check
+            body["messages"].append({"role": "assistant", "content": request.prefill})
+            body.update(self.dialect.prefill_body)
         if self.stream_replies:
             body["stream_options"] = {"include_usage": True}
         if request.stop:
@@ -556,7 +576,8 @@ class OpenAILLM(BaseLLM):
         body = self.body(request)
         # The role is no part of the body: a real server would refuse an unknown field.
         extra = {ROLE_HEADER: request.role} if request.role else {}
-        estimate = approx_prompt_tokens(request.messages) + (request.max_tokens or 256)
+        estimate = (approx_prompt_tokens(request.messages, request.prefill)
+                    + (request.max_tokens or 256))
         attempt = self._attempt if self.stream_replies else self._attempt_whole
         async for delta in limited(lambda: attempt(body, extra, meter), meter,
                                    limits=self.limits, retry=self.retry, estimate=estimate):

@@ -109,6 +109,10 @@ class Request:
     tools: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
     tool_choice: str | Mapping[str, Any] | None = field(default=None, hash=False)
     parallel_tool_calls: bool | None = None
+    # An assistant prefix the model continues: the reply is only what comes after
+    # it. None: a new assistant turn. Part of the call's identity (its text is the
+    # prompt's end), and of its prompt tokens.
+    prefill: str | None = None
 
     @property
     def last_user(self) -> str:
@@ -149,6 +153,7 @@ class LLM(Protocol):
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         parallel_tool_calls: bool | None = None,
+        prefill: str | None = None,
     ) -> LLMStream: ...
 
     async def complete(
@@ -165,6 +170,7 @@ class LLM(Protocol):
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         parallel_tool_calls: bool | None = None,
+        prefill: str | None = None,
     ) -> Completion: ...
 
     async def aclose(self) -> None: ...
@@ -238,11 +244,12 @@ def approx_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) if text else 0
 
 
-def approx_prompt_tokens(messages: Sequence[Message]) -> int:
-    # ~4 tokens of chat-template framing per message, plus the text itself.
+def approx_prompt_tokens(messages: Sequence[Message], prefill: str | None = None) -> int:
+    # ~4 tokens of chat-template framing per message, plus the text itself (and the
+    # assistant prefix the model continues, which it reads as prompt too).
     return sum(4 + approx_tokens(m.content)
                + sum(approx_tokens(c.name) + approx_tokens(c.arguments) for c in m.tool_calls)
-               for m in messages)
+               for m in messages) + approx_tokens(prefill or "")
 
 
 def _as_message(m: Message | Mapping[str, Any]) -> Message:
@@ -285,6 +292,7 @@ def build_request(
     tools: Sequence[Mapping[str, Any]] | None = None,
     tool_choice: str | Mapping[str, Any] | None = None,
     parallel_tool_calls: bool | None = None,
+    prefill: str | None = None,
 ) -> Request:
     msgs = tuple(_as_message(m) for m in messages)
     if not msgs:
@@ -299,10 +307,15 @@ def build_request(
         raise LLMOptionError("tool_choice and parallel_tool_calls need tools")
     if tools and (grammar is not None or json_schema is not None):
         raise LLMOptionError("pass either tools or a grammar / json_schema, not both")
+    if prefill is not None and not isinstance(prefill, str):
+        raise LLMOptionError(f"prefill must be text (an assistant prefix), got {prefill!r:.80}")
+    if prefill and tools:
+        raise LLMOptionError("pass either tools or a prefill, not both: a continued "
+                             "assistant message is text")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     return Request(msgs, tuple(s for s in stops if s), max_tokens, temperature, grammar, json_schema,
                    role, seed, tuple(function_tool(t) for t in tools or ()), tool_choice,
-                   parallel_tool_calls)
+                   parallel_tool_calls, prefill or None)  # "": a new turn, as None
 
 
 @dataclass(slots=True)
@@ -369,7 +382,8 @@ class MeteredStream:
             completion = approx_tokens("".join(chars)) + sum(
                 approx_tokens(c.name) + approx_tokens(c.arguments) for c in self.tool_calls)
         self.usage = Usage(
-            prompt_tokens=prompt if prompt is not None else approx_prompt_tokens(self._request.messages),
+            prompt_tokens=prompt if prompt is not None else approx_prompt_tokens(
+                self._request.messages, self._request.prefill),
             completion_tokens=completion,
             ttft_s=(first if first is not None else end) - start,
             total_s=end - start,
@@ -414,6 +428,7 @@ class BaseLLM:
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: str | Mapping[str, Any] | None = None,
         parallel_tool_calls: bool | None = None,
+        prefill: str | None = None,
     ) -> MeteredStream:
         request = build_request(
             messages,
@@ -427,6 +442,7 @@ class BaseLLM:
             tools=tools,
             tool_choice=tool_choice,
             parallel_tool_calls=parallel_tool_calls,
+            prefill=prefill,
         )
         self._check(request)
         return MeteredStream(request, self._produce)

@@ -53,7 +53,7 @@ import json
 import re
 import threading
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,18 +72,13 @@ from plait.llm._protocol import (
     ToolCall,
     approx_prompt_tokens,
 )
+from plait.llm._tokens import TOKEN_RE, WORD, Tokens, count_words, split_words
 
-TOKEN_RE = re.compile(r"\s*\S+|\s+")
 DEFAULT_REPLY = "This is a simulated reply from plait's sim backend."
-__all__ = ["DEFAULT_TPS", "DEFAULT_TTFT", "SimStats", "sleep_until"]  # re-exported
-
-
-def split_tokens(text: str) -> list[str]:
-    return TOKEN_RE.findall(text)
-
-
-def count_tokens(text: str) -> int:
-    return len(TOKEN_RE.findall(text))
+__all__ = ["DEFAULT_TPS", "DEFAULT_TTFT", "TOKEN_RE", "SimStats", "count_tokens",
+           "sleep_until", "split_tokens"]  # re-exported
+split_tokens = split_words  # the default (word) tokens
+count_tokens = count_words
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,28 +141,40 @@ class Rule:
     fault: Fault | None = None
     role: str | None = None  # None = a call of any role
     tool_calls: tuple[ToolCall, ...] = ()
+    prefill: re.Pattern[str] | None = None  # searched in the call's prefill ("" if none)
 
     @classmethod
     def from_item(cls, item: str | dict[str, Any]) -> Rule:
         if isinstance(item, str):
             return cls(item, times=1)
-        unknown = set(item) - {"role", "match", "reply", "times", "fault", "tool_calls"}
+        unknown = set(item) - {"role", "match", "prefill", "reply", "times", "fault",
+                               "tool_calls"}
         if unknown:
             raise LLMOptionError(f"unknown sim rule fields {sorted(unknown)}")
-        match = item.get("match")
         fault = item.get("fault")
-        try:
-            pattern = re.compile(match) if match is not None else None
-        except re.error as e:
-            raise LLMOptionError(f"bad sim rule regex {match!r}: {e}") from None
         return cls(
             reply=str(item.get("reply", "")),
-            match=pattern,
+            match=_regex(item.get("match")),
             times=item.get("times"),
             fault=Fault.from_dict(fault) if fault is not None else None,
             role=None if item.get("role") is None else str(item["role"]),
             tool_calls=scripted_calls(item.get("tool_calls")),
+            prefill=_regex(item.get("prefill")),
         )
+
+    def fits(self, request: Request) -> bool:
+        if self.role is not None and self.role != request.role:
+            return False
+        if self.match is not None and not self.match.search(request.last_user):
+            return False
+        return self.prefill is None or bool(self.prefill.search(request.prefill or ""))
+
+
+def _regex(text: str | None) -> re.Pattern[str] | None:
+    try:
+        return re.compile(text) if text is not None else None
+    except re.error as e:
+        raise LLMOptionError(f"bad sim rule regex {text!r}: {e}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +186,7 @@ class Plan:
     finish_reason: str  # "stop" | "length" | "tool_calls"
     fault: Fault | None
     tool_calls: tuple[ToolCall, ...] = ()
+    tokenizer: Tokens = WORD  # how the tool calls' arguments are cut
 
     @property
     def units(self) -> tuple[tuple[int, str], ...]:
@@ -187,19 +195,20 @@ class Plan:
         out = [(-1, p) for p in self.pieces]
         for k, call in enumerate(self.tool_calls):
             out.append((k, call.name))
-            out.extend((k, p) for p in split_tokens(call.arguments))
+            out.extend((k, p) for p in self.tokenizer.split(call.arguments))
         return tuple(out)
 
     @property
     def tokens(self) -> int:
-        return len(self.pieces) + sum(1 + count_tokens(c.arguments) for c in self.tool_calls)
+        count = self.tokenizer.count
+        return len(self.pieces) + sum(1 + count(c.arguments) for c in self.tool_calls)
 
 
 class SimScript:
     """Picks the reply for each call. Thread-safe; counts rule uses."""
 
     def __init__(self, source: Any = None) -> None:
-        self._fn: Callable[[Sequence[Message], str | None], str] | None = None
+        self._fn: Callable[[Request], Any] | None = None
         self._rules: list[Rule] = []
         self._used: list[int] = []
         self._lock = threading.Lock()
@@ -210,7 +219,7 @@ class SimScript:
         if isinstance(source, str):
             self._rules = [Rule(source)]
         elif callable(source):
-            self._fn = source if _takes_role(source) else (lambda messages, _role: source(messages))
+            self._fn = _script_function(source)
         elif isinstance(source, list):
             self._rules = [Rule.from_item(item) for item in source]
         else:
@@ -220,7 +229,7 @@ class SimScript:
 
     def pick(self, request: Request) -> Rule:
         if self._fn is not None:
-            reply = self._fn(request.messages, request.role)
+            reply = self._fn(request)
             if isinstance(reply, dict):
                 unknown = set(reply) - {"content", "tool_calls"}
                 if unknown:
@@ -229,24 +238,24 @@ class SimScript:
                 return Rule(str(reply.get("content") or ""),
                             tool_calls=scripted_calls(reply.get("tool_calls")))
             return Rule(str(reply))
-        text = request.last_user
         with self._lock:
             for i, rule in enumerate(self._rules):
                 if rule.times is not None and self._used[i] >= rule.times:
                     continue
-                if rule.role is not None and rule.role != request.role:
-                    continue
-                if rule.match is not None and not rule.match.search(text):
+                if not rule.fits(request):
                     continue
                 self._used[i] += 1
                 return rule
         role = f" of a {request.role} call" if request.role else ""
+        prefill = "" if request.prefill is None else f" (prefill ...{request.prefill[-60:]!r})"
         raise LLMError(f"sim script has no reply left for the last user message{role} "
-                       f"{text[:80]!r}")
+                       f"{request.last_user[:80]!r}{prefill}")
 
-    def plan(self, request: Request, filler: Callable[[], str | None] | None = None) -> Plan:
+    def plan(self, request: Request, filler: Callable[[], str | None] | None = None,
+             tokens: Tokens = WORD) -> Plan:
         """What the call will do. A rule without reply text gets `filler()` text
-        (drawn lengths), if given; a scripted reply keeps its own."""
+        (drawn lengths), if given; a scripted reply keeps its own. `tokens`: how
+        the reply is cut into streamed pieces and how the prompt is counted."""
         rule = self.pick(request)
         reply, finish = rule.reply, "stop"
         if not reply and filler is not None:
@@ -254,28 +263,46 @@ class SimScript:
         cut = [i for s in request.stop if (i := reply.find(s)) >= 0]
         if cut:
             reply = reply[: min(cut)]
-        pieces = split_tokens(reply)
+        pieces = tokens.split(reply)
         if request.max_tokens is not None and len(pieces) > request.max_tokens:
             pieces, finish = pieces[: request.max_tokens], "length"
-        prompt = sum(count_tokens(m.content) + sum(1 + count_tokens(c.arguments)
-                                                   for c in m.tool_calls)
-                     for m in request.messages)
-        # The tools' definitions are part of the prompt a real model reads.
-        prompt += sum(count_tokens(json.dumps(t)) for t in request.tools)
         calls = rule.tool_calls
         if calls and finish == "stop":
             finish = "tool_calls"
-        return Plan(tuple(pieces), prompt, finish, rule.fault, calls)
+        return Plan(tuple(pieces), prompt_tokens(request, tokens), finish, rule.fault, calls,
+                    tokens)
 
 
-def _takes_role(fn: Callable[..., Any]) -> bool:
-    """Whether a script function takes the call's role too: f(messages, role)."""
+def prompt_tokens(request: Request, tokens: Tokens = WORD) -> int:
+    """The prompt's tokens as the sim counts them: the messages' text, their tool
+    calls, the tools' definitions (a real model reads them) and the prefill."""
+    count = tokens.count
+    prompt = sum(count(m.content) + sum(1 + count(c.arguments) for c in m.tool_calls)
+                 for m in request.messages)
+    prompt += sum(count(json.dumps(t)) for t in request.tools)
+    return prompt + count(request.prefill or "")
+
+
+def _script_function(fn: Callable[..., Any]) -> Callable[[Request], Any]:
+    """A script function as f(request): it may take f(messages), f(messages, role)
+    or f(messages, role, prefill) (or a keyword `prefill`)."""
     try:
-        params = inspect.signature(fn).parameters.values()
+        params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):  # no signature to read (a builtin): f(messages)
-        return False
+        return lambda r: fn(r.messages)
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+    star = any(p.kind is p.VAR_POSITIONAL for p in params)
+    by_name = any(p.name == "prefill" and p.kind is p.KEYWORD_ONLY for p in params) or any(
+        p.kind is p.VAR_KEYWORD for p in params)
+    if len(positional) >= 3 or star:
+        return lambda r: fn(r.messages, r.role, r.prefill)
+    if len(positional) == 2:
+        if by_name:
+            return lambda r: fn(r.messages, r.role, prefill=r.prefill)
+        return lambda r: fn(r.messages, r.role)
+    if by_name:
+        return lambda r: fn(r.messages, prefill=r.prefill)
+    return lambda r: fn(r.messages)
 
 
 async def forever() -> None:
@@ -297,13 +324,15 @@ class SimLLM(BaseLLM):
                  requests_per_minute: float | None = None,
                  tokens_per_minute: float | None = None,
                  max_retries: int = 0, backoff_s: float = 0.5,
-                 max_backoff_s: float = 30.0, stream: bool = True) -> None:
+                 max_backoff_s: float = 30.0, stream: bool = True,
+                 tokens: str = "word") -> None:
         # stream=False: each reply comes whole when its last token is due (as an
         # OpenAI server's non-streamed answer): the same timing and capacity, far less
         # work per call, for pipelines that make hundreds of calls a second.
         self.stream_replies = stream
         self.capacity = Capacity(ttft=ttft, tps=tps, slots=slots, capacity=capacity,
-                                 lengths=lengths, seed=seed, rate_limit=rate_limit)
+                                 lengths=lengths, seed=seed, rate_limit=rate_limit,
+                                 tokens=tokens)
         if script is None and self.capacity.lengths is not None:
             script = ""  # every reply drawn from `lengths`
         self.script = script if isinstance(script, SimScript) else SimScript(script)
@@ -323,7 +352,8 @@ class SimLLM(BaseLLM):
 
     def _produce(self, request: Request, meter: Meter) -> AsyncIterator[str]:
         # Only a token rate reads the estimate: not worth a walk over the prompt else.
-        estimate = (approx_prompt_tokens(request.messages) + (request.max_tokens or 256)
+        estimate = (approx_prompt_tokens(request.messages, request.prefill)
+                    + (request.max_tokens or 256)
                     if self.limits.rate is not None else 0)
         return limited(lambda: self._attempt(request, meter), meter, limits=self.limits,
                        retry=self.retry, estimate=estimate)
@@ -331,7 +361,7 @@ class SimLLM(BaseLLM):
     async def _attempt(self, request: Request, meter: Meter) -> AsyncIterator[str]:
         call = self.capacity.open()  # a 429 beyond rate_limit
         try:
-            plan = self.script.plan(request, self.capacity.filler)
+            plan = self.script.plan(request, self.capacity.filler, self.capacity.tokens)
             fault = plan.fault
             if fault is not None and fault.hang:
                 await forever()

@@ -81,6 +81,17 @@ def _content(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _prefill(body: dict[str, Any], messages: list[dict[str, Any]]) -> str | None:
+    """The assistant prefix to continue, taken off `messages`: a trailing assistant
+    message is continued, as llama.cpp's server does by default, and as vLLM and
+    SGLang do with `continue_final_message` (which, when false, asks for a new turn)."""
+    if not messages or messages[-1]["role"] != "assistant" or messages[-1]["tool_calls"]:
+        return None
+    if body.get("continue_final_message") is False or body.get("add_generation_prompt"):
+        return None
+    return messages.pop()["content"]
+
+
 def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
                tps: float = DEFAULT_TPS, model: str = "sim",
                capacity: Capacity | None = None) -> Any:
@@ -180,7 +191,8 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
             messages = [{"role": m["role"], "content": _content(m.get("content")),
                          "tool_calls": m.get("tool_calls"), "tool_call_id": m.get("tool_call_id")}
                         for m in body["messages"]]
-            req = build_request(messages, stop=body.get("stop"),
+            prefill = _prefill(body, messages)
+            req = build_request(messages, stop=body.get("stop"), prefill=prefill,
                                 max_tokens=body.get("max_tokens") or body.get(
                                     "max_completion_tokens"),
                                 temperature=body.get("temperature"),
@@ -195,7 +207,7 @@ def create_app(script: SimScript | Any = None, *, ttft: float = DEFAULT_TTFT,
             return error(e.status, str(e),
                          {"Retry-After": f"{max(0.001, e.retry_after or 0):.3f}"})
         try:
-            plan = script.plan(req, cap.filler)
+            plan = script.plan(req, cap.filler, cap.tokens)
         except LLMError as e:
             call.close()
             return error(400, f"bad request: {e}")

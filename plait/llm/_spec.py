@@ -26,7 +26,8 @@ ACCEPTED_FORMS = """\
   sim:ttft=0.4,tps=60        ... with its timing (options: ttft, tps, script=FILE.json)
   sim:slots=8,capacity=2000,lengths=lognormal:mean=60,sigma=0.5
                              ... with a capacity (also seed, rate_limit=N[/min],
-                             max_concurrency, requests_per_minute, tokens_per_minute)"""
+                             max_concurrency, requests_per_minute, tokens_per_minute)
+  sim:tokens=bpe             ... with ~4 characters a token (default: a word a token)"""
 
 # Options every backend with a client side takes: they shape how calls are sent.
 LIMIT_OPTIONS = {"max_concurrency": int, "requests_per_minute": float,
@@ -127,7 +128,7 @@ def _openai(rest: str, options: dict[str, Any]) -> LLM:
 SIM_OPTIONS: dict[str, Any] = {
     "ttft": float, "tps": float, "script": Path, "slots": int, "capacity": float,
     "seed": int, "lengths": str, "rate_limit": str, "max_retries": int, "stream": bool,
-    **LIMIT_OPTIONS}
+    "tokens": str, **LIMIT_OPTIONS}
 # Parameters of `lengths=DIST:...`: items after it with these keys belong to it,
 # so `lengths=lognormal:mean=60,sigma=0.5` reads as one option.
 _LENGTHS_PARAMS = ("mean", "sigma")
@@ -164,6 +165,10 @@ def parse_sim_options(rest: str) -> dict[str, Any]:
             out[key] = Lengths.parse(value)
         elif key == "rate_limit":
             out[key] = parse_rate(value)
+        elif key == "tokens":
+            from plait.llm._tokens import Tokens
+
+            out[key] = Tokens.named(value.strip()).name
         elif cast is bool:
             out[key] = _flag("sim", key, value)
         else:

@@ -219,3 +219,24 @@ def test_the_tool_name_is_the_role_the_model_sees(model: Counted) -> None:
     assert model.requests[0].messages[0] == Message("system", "One line.")
     with pytest.raises(TypeError, match="unknown option"):
         summarize("x", temprature=1)
+
+
+def test_a_prefill_is_part_of_the_call_and_its_identity(journal: str) -> None:
+    """The prefix reaches the model, the value is the continuation only, a call with a
+    prefix is not the same node as one without, and a resumed run replays it."""
+    model = Counted(lambda m, r, prefill: f"<{prefill}>" if prefill else "new turn")
+
+    @plait.workflow
+    async def two() -> list[str]:
+        a = plait.generate("q", model=model, prefill="Let me see:")
+        b = plait.generate("q", model=model)
+        c = plait.generate("q", model=model, prefill="Let me see:")  # the same as a
+        return [await a, await b, await c]
+
+    first = plait.run(two, journal=journal, run_id="p1")
+    assert first.value == ["<Let me see:>", "new turn", "<Let me see:>"]
+    assert model.calls == 2 and [r.prefill for r in model.requests] in (
+        [None, "Let me see:"], ["Let me see:", None])
+    assert len(first.nodes) == 2  # c is a's node: the prefix is in the identity, once
+    again = plait.run(two, journal=journal, run_id="p1")
+    assert again.value == first.value and model.calls == 2
