@@ -394,7 +394,6 @@ class Run:
                 column[i] = column.pop(key)
         return spec.value
 
-
     def _append(
         self, i: int, arguments: Mapping[str, Any], parents: tuple[int, ...], tool: Tool
     ) -> None:

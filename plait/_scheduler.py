@@ -251,8 +251,8 @@ class Scheduler:
         """May speculative call `call` of `tool` start now? Only into a free slot, and
         only while no node waits for one (speculation comes last). True: the call
         holds a slot until `speculation_ended`, a `Preempt`, or a node adopts it."""
-        if self.stopping or self.heap or call in self.speculative:
-            return False
+        if self.stopping or self.closed or self.heap or call in self.speculative:
+            return False  # (closed: no node will come to adopt it)
         if policy is not None and tool not in self.policies:
             self.policies[tool] = policy
             if policy.concurrency is not None:

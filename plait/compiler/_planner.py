@@ -115,7 +115,8 @@ class Planner:
         s.entries[task.number] = TaskEntry(task, ref, index, round, time.perf_counter(), task.call)
         if speculation is not None:
             speculation.dispatched(task, ref, guess)
-        s.send(TaskDispatched, task.number, task.tool, task.call, ref.node, task.refs)
+        s.send(TaskDispatched, task.number, task.tool, task.call, ref.node, task.refs,
+               guess is not None and guess.node == ref.node)
         return None
 
 

@@ -263,6 +263,14 @@ class TaskDispatched(CompilerEvent):
     call: str
     node: int
     refs: tuple[int, ...]
+    guessed: bool = False  # its node is a speculative guess, adopted (ask's `speculate`)
+
+
+@dataclass(frozen=True, slots=True)
+class GuessStarted(CompilerEvent):
+    """A speculative guess started (ask's `speculate`): `call` as a plan would write it."""
+
+    call: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from plait._speculative import DONE, Speculative
 from plait._tools import Tool
 from plait.compiler._grammar import _CONNECTORS, _FUNCTION_WORDS, question_names
 from plait.compiler._parser import ParsedTask, PlanParser
-from plait.compiler._records import SpeculationStats
+from plait.compiler._records import GuessStarted, SpeculationStats
 from plait.llm import Message
 
 __all__ = ["Candidate", "Context", "Draft", "Question", "Siblings", "Speculator",
@@ -360,6 +360,7 @@ class Speculation:
             if spec is None:
                 return  # no free slot: try again when a guess ends
             self.pending.pop(0)
+            self.session.send(GuessStarted, _call_text(c))
             self.calls[key] = spec
             self.spent.append(spec)
             if spec.task is not None:
@@ -390,6 +391,15 @@ class Speculation:
                     await close()
                 except Exception:
                     pass
+
+
+def _call_text(c: Candidate) -> str:
+    """`search("B")`, as a plan line would call it (JSON literals, by keyword when
+    there are several arguments)."""
+    args = list(c.arguments.items())
+    if len(args) == 1:
+        return f"{c.tool}({json.dumps(args[0][1])})"
+    return f"{c.tool}({', '.join(f'{k}={json.dumps(v)}' for k, v in args)})"
 
 
 def _key(tool: Tool, arguments: Mapping[str, Any]) -> Key | None:

@@ -278,5 +278,7 @@ def test_ask_speculate_siblings_reports_its_guesses(tmp_path):
     plain = runner.invoke(app, ["ask", question, "--model", model, "--no-journal",
                                 "--speculate", "siblings"])
     assert plain.exit_code == 0 and "speculation (siblings): 1 hit(s)" in plain.stderr
+    assert 'guess | search("K2")' in plain.stderr  # the live view shows each guess
+    assert 'task 2 started: search("K2") (its guess, adopted)' in plain.stderr
     bad = runner.invoke(app, ["ask", question, "--model", model, "--speculate", "all"])
     assert bad.exit_code == 2 and "--speculate" in bad.output
