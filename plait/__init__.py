@@ -26,7 +26,7 @@ from plait._events import (
 from plait._graph import Graph, Node, Ref, Template
 from plait._result import NodeRecord, RunResult
 from plait._tools import Tool, ToolPolicy, ToolWarning, tool
-from plait.compiler import Answer, aask, ask, asker
+from plait.compiler import Answer, aask, ask, asker, draft, question
 from plait.data import DROP, MapResult, Row, RowError, amap, map, stream
 from plait.generate import LLMTool, SchemaError, generate, llm_tool
 from plait.journal import RunOwnedError
@@ -82,6 +82,8 @@ __all__ = [
     "arun",
     "arun_graph",
     "ask",
+    "draft",
+    "question",
     "asker",
     "map",
     "mcp_tools",

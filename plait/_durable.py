@@ -141,6 +141,15 @@ class Durable:
             self.keys.append(key_of(node.tool, canonical, n))
         self.canonical.append(canonical)
 
+    def has_result(self, tool: str, canonical: str) -> bool:
+        """The journal holds a result for the first call of `tool` with these
+        canonical arguments (a speculative guess of it is not worth making)."""
+        if not self.results:
+            return False
+        key = (row_key_of(self.row_key, tool, canonical) if self.row_key
+               else key_of(tool, canonical))
+        return key in self.results
+
     def begin(self, i: int, tool: Tool, attempt: int) -> Awaitable[Result | None]:
         """Before node `i` runs: an awaitable of its journaled result, or of MISS once
         its intent is durable. Not a coroutine: the writer's own future is awaited,

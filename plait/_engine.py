@@ -28,9 +28,9 @@ from typing import Any, overload
 
 from plait import _events as ev
 from plait._durable import MISS, Durable
-from plait._errors import GraphError, InDoubtError, PlaitError, RunError
+from plait._errors import GraphError, InDoubtError, PlaitError, RunError, ToolArgumentError
 from plait._graph import ATOMS, Graph, Node, Ref, map_refs, refs_in, resolve
-from plait._identity import Occurrences
+from plait._identity import Occurrences, canonical_arguments
 from plait._result import RunResult
 from plait._scheduler import (
     DONE,
@@ -38,6 +38,7 @@ from plait._scheduler import (
     Cancel,
     Failed,
     OnError,
+    Preempt,
     Queued,
     RetryLater,
     RunDone,
@@ -45,6 +46,7 @@ from plait._scheduler import (
     Skip,
     Start,
 )
+from plait._speculative import CANCELLED, DONE as SPEC_DONE, FAILED as SPEC_FAILED, Speculative
 from plait._tools import Tool, _current_run
 from plait.executors import IN_CONTROLLER, Executor, LocalExecutor, RayExecutor, remote_executor
 from plait.executors._context import current_node as _current_node
@@ -114,6 +116,10 @@ def node_key() -> str:
     if current is None:
         raise PlaitError("plait.node_key() is only available inside a tool run by plait")
     run, i = current
+    if i < 0:
+        raise PlaitError("plait.node_key() is not available in a speculative call: it is not "
+                         "a node yet, and a tool that needs an idempotency key is not "
+                         "read-only (speculate=True)")
     return run.key_of(i)
 
 
@@ -136,8 +142,8 @@ class Run:
         "node_tools", "node_arguments", "node_parents", "nodes", "tools", "values", "added_at",
         "started_at", "finished_at", "errors", "tokens", "extra", "journal_forms", "scoped",
         "graph_ids", "_waiters", "_tasks", "_cancelling", "_timers", "_queued", "executor",
-        "_local", "_here", "_max_threads", "_keys", "_loop", "_done", "_host", "_host_cancelled", "_fault", "_taker",
-        "_next",
+        "_local", "_here", "_max_threads", "_keys", "_loop", "_done", "_host", "_host_cancelled",
+        "_fault", "_taker", "_next", "_speculative", "_adopted", "_calls",
     )
 
     def __init__(
@@ -207,6 +213,10 @@ class Run:
         self._fault: BaseException | None = None  # what ends the run early, once set
         self._taker: asyncio.Task[None] | None = None  # may run the next started node
         self._next: int | None = None  # the node handed over to `_taker`
+        # Speculative calls by id while they run; adopted ones by the node adopting them.
+        self._speculative: dict[int, Speculative] = {}
+        self._adopted: dict[int, Speculative] = {}
+        self._calls = 0  # speculative call ids handed out
 
     def key_of(self, i: int) -> str:
         """Node `i`'s content key (see plait._identity)."""
@@ -236,13 +246,17 @@ class Run:
         """A tool called inside the workflow body: add a node, start it if it can."""
         return self.submit(tool, tool.bind(args, kwargs))
 
-    def submit(self, tool: Tool, arguments: dict[str, Any]) -> Ref:
-        """Add a node calling `tool(**arguments)`; Refs and Templates in it are its inputs."""
+    def submit(self, tool: Tool, arguments: dict[str, Any],
+               adopt: Speculative | None = None) -> Ref:
+        """Add a node calling `tool(**arguments)`; Refs and Templates in it are its inputs.
+
+        `adopt`: a speculative call this node becomes, if it is the same call (same
+        tool, same canonical arguments) and still adoptable; else it is ignored."""
         for v in arguments.values():
             if type(v) not in ATOMS:
                 break
         else:  # only plain values (the common call): nothing to look into
-            return self._add(tool, tool._checked(arguments), ())
+            return self._add(tool, tool._checked(arguments), (), adopt)
         found: list[int] = []
         literal: list[str] = []
         for k, v in arguments.items():
@@ -264,7 +278,8 @@ class Run:
         parents = tuple(dict.fromkeys(found)) if len(found) > 1 else (found[0],)
         return self._add(tool, arguments, parents)
 
-    def _add(self, tool: Tool, arguments: dict[str, Any], parents: tuple[int, ...]) -> Ref:
+    def _add(self, tool: Tool, arguments: dict[str, Any], parents: tuple[int, ...],
+             adopt: Speculative | None = None) -> Ref:
         name = tool.name
         known = self.tools.get(name)
         if known is not tool:
@@ -276,10 +291,100 @@ class Run:
             if p >= i:
                 raise GraphError(f"reference to ${p}, which is not an earlier node")
         self._append(i, arguments, parents, tool)
-        actions = self.sched.add(i, name, parents, tool.policy)
+        call = None
+        # The identity check is here, not in the caller: a speculative value becomes
+        # a node's only when the node is the very call that produced it.
+        if (adopt is not None and adopt.adoptable and adopt.tool is tool
+                and adopt.canonical == canonical_arguments(arguments, {})):
+            adopt.node = i
+            self._adopted[i] = adopt
+            call = adopt.call if adopt.state != SPEC_DONE else None  # still holds a slot
+        actions = self.sched.add(i, name, parents, tool.policy, call)
         if actions:
             self._act(actions)
         return Ref(i, self)
+
+    # ------------------------------------------------------------ speculation
+
+    def speculate(self, tool: Tool, arguments: Mapping[str, Any]) -> Speculative | None:
+        """Start `tool(**arguments)` before any node asks for it, if the tool is
+        read-only (`speculate=True`: the one gate) and a slot is free without
+        delaying any node. Not journaled; see plait._speculative. None: not started."""
+        if not tool.policy.speculate or self._loop is None or self._fault is not None:
+            return None
+        known = self.tools.get(tool.name)
+        if known is not None and known is not tool:
+            return None
+        try:
+            checked = tool._checked(arguments)
+            canonical = canonical_arguments(checked, {})
+        except (ToolArgumentError, TypeError, ValueError):
+            return None
+        if self.durable is not None and self.durable.has_result(tool.name, canonical):
+            return None  # a resumed run replays it: a guess would only cost
+        call = self._calls
+        if not self.sched.speculate(call, tool.name, tool.policy):
+            return None
+        self._calls += 1
+        spec = Speculative(call, tool, checked, canonical, time.perf_counter())
+        self._speculative[call] = spec
+        spec.task = self._loop.create_task(self._run_speculative(spec))
+        return spec
+
+    def cancel_speculative(self, spec: Speculative) -> None:
+        """Cancel a speculative call no node adopted (a no-op once it has ended)."""
+        if spec.node is None and spec.task is not None and not spec.task.done():
+            spec.state = CANCELLED  # now: a call about to end cancelled is adopted by none
+            spec.task.cancel()
+
+    async def _run_speculative(self, spec: Speculative) -> None:
+        tool = spec.tool
+        # Its context: a tool counting tokens or adding record fields writes them
+        # under the call's own (negative) id, moved to its node when adopted.
+        _current_node.set((self, ~spec.call))
+        try:
+            value = await self._call(tool, dict(spec.arguments))
+        except asyncio.CancelledError:
+            spec.state = CANCELLED
+            if spec.node is not None:  # its node is being cancelled: the node's to say
+                raise
+        except Exception as exc:
+            spec.state, spec.error = SPEC_FAILED, exc
+        else:
+            spec.state, spec.value = SPEC_DONE, value
+        finally:
+            spec.finished_at = time.perf_counter()
+            self._speculative.pop(spec.call, None)
+            if spec.node is None:
+                self._drop_records(~spec.call)
+            actions = self.sched.speculation_ended(spec.call)
+            if actions:
+                self._act(actions)
+
+    def _drop_records(self, key: int) -> None:
+        self.tokens.pop(key, None)
+        self.extra.pop(key, None)
+        self.journal_forms.pop(key, None)
+
+    async def _adopted_value(self, i: int, spec: Speculative) -> Any:
+        """Node `i`'s value from the speculative call it adopted, or `_UNSET` when
+        that call failed (the node then runs the tool itself)."""
+        if spec.task is not None and not spec.task.done():
+            try:
+                await spec.task
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the node itself is cancelled
+        if spec.state != SPEC_DONE:
+            self._drop_records(~spec.call)
+            self.started_at[i] = time.perf_counter()
+            return _UNSET
+        key = ~spec.call
+        for column in (self.tokens, self.extra, self.journal_forms):
+            if key in column:
+                column[i] = column.pop(key)
+        return spec.value
 
     def _append(
         self, i: int, arguments: Mapping[str, Any], parents: tuple[int, ...], tool: Tool
@@ -379,6 +484,10 @@ class Run:
                     # A task cancelled before its first step ends without running a
                     # line of `_execute`, which would settle the node: settle it then.
                     task.add_done_callback(functools.partial(self._cancelled_unstarted, a.node))
+            elif kind is Preempt:
+                spec = self._speculative.get(a.call)
+                if spec is not None:
+                    self.cancel_speculative(spec)
             elif kind is RunDone:
                 if self._done is not None and not self._done.done():
                     self._done.set_result(None)
@@ -435,20 +544,22 @@ class Run:
                     self._journal_failed(i, exc)
                     return
                 if done is not MISS:
+                    if self._adopted:  # the journal has its result: the guess is moot
+                        spec = self._adopted.pop(i, None)
+                        if spec is not None and spec.task is not None:
+                            spec.task.cancel()
                     self._replay(i, tool, done)
                     return
                 begun = True
             _current_node.set((self, i))
-            local = self._local
-            executor = (local if local is not None and tool.policy.resources is None
-                        else self._place(tool))
-            timeout = tool.policy.timeout
-            if timeout is None:
-                value = await executor.submit(tool, arguments)
-            else:
-                # A local thread cannot be stopped: on timeout its call is abandoned.
-                async with asyncio.timeout(timeout):
-                    value = await executor.submit(tool, arguments)
+            value = _UNSET
+            if self._adopted:
+                spec = self._adopted.pop(i, None)
+                if spec is not None:
+                    self.started_at[i] = spec.started_at  # the call began then
+                    value = await self._adopted_value(i, spec)
+            if value is _UNSET:
+                value = await self._call(tool, arguments)
         except asyncio.CancelledError:
             if i not in self._cancelling:
                 raise  # the whole run is being cancelled; `execute` awaits this task
@@ -626,6 +737,19 @@ class Run:
             return host.uncancel() > 0
         return host.cancelling() > 0
 
+    async def _call(self, tool: Tool, arguments: dict[str, Any]) -> Any:
+        """Call `tool` where it runs (a node's call, or a speculative one), bounded by
+        its timeout."""
+        local = self._local
+        executor = (local if local is not None and tool.policy.resources is None
+                    else self._place(tool))
+        timeout = tool.policy.timeout
+        if timeout is None:
+            return await executor.submit(tool, arguments)
+        # A local thread cannot be stopped: on timeout its call is abandoned.
+        async with asyncio.timeout(timeout):
+            return await executor.submit(tool, arguments)
+
     def _place(self, tool: Tool) -> Executor:
         """Where a call runs when it is not simply the run's local executor: a tool
         asking for resources on Ray (the run's Ray executor, else the default one); a
@@ -704,12 +828,15 @@ class Run:
                 if not self.sched.finished:  # nodes still run: wait for RunDone (or a fault)
                     self._done = self._loop.create_future()
                     await self._done
+            if self._speculative:  # unadopted guesses outlive no run
+                await self._end_speculation()
             if self._fault is not None:
                 raise self._fault
         except BaseException as exc:  # cancelled from outside, the journal, a driver fault
             for timer in self._timers.values():
                 timer.cancel()
             tasks = list(self._tasks.values())
+            tasks += [s.task for s in self._speculative.values() if s.task is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -747,6 +874,15 @@ class Run:
             _columns=self,
             replayed=self.durable.replayed if self.durable is not None else 0,
         )
+
+    async def _end_speculation(self) -> None:
+        tasks = [s.task for s in self._speculative.values() if s.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+_UNSET: Any = object()  # no value yet (None is a value)
 
 
 class _Nodes(Sequence[Node]):

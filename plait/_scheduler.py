@@ -15,7 +15,11 @@ Invariants kept here, relied on by drivers:
 - no more than `max_concurrency` nodes, and no more than a tool's `concurrency`
   nodes of that tool, are RUNNING at once;
 - when slots are scarce, the ready node with the longest known remaining path
-  (in nodes) starts first; ties go to the older node.
+  (in nodes) starts first; ties go to the older node;
+- a speculative call (a read-only call started before anyone asked for it) takes
+  only a free slot, and only while no node waits for one; a node that finds the
+  slots full takes the youngest speculative call's slot (`Preempt`). So
+  speculation never delays a node. Adopted, a call's slot becomes its node's.
 """
 
 from __future__ import annotations
@@ -60,6 +64,13 @@ class Cancel:
 
 
 @dataclass(slots=True)
+class Preempt:
+    """A ready node takes speculative call `call`'s slot: the driver cancels the call."""
+
+    call: int
+
+
+@dataclass(slots=True)
 class RetryLater:
     node: int
     attempt: int  # the attempt that will run after `delay`
@@ -88,7 +99,7 @@ class RunDone:
     pass
 
 
-Action = Start | Queued | Cancel | RetryLater | Failed | Skip | RunDone
+Action = Start | Queued | Cancel | Preempt | RetryLater | Failed | Skip | RunDone
 
 _DEFAULT_POLICY = ToolPolicy()
 
@@ -99,7 +110,7 @@ class Scheduler:
     __slots__ = (
         "max_concurrency", "on_error", "seed", "_rng", "tool", "waiting", "children", "state",
         "attempts", "prio", "cause", "policies", "limits", "running", "running_by_tool", "open",
-        "heap", "blocked", "closed", "stopping", "finished", "_prio_n",
+        "heap", "blocked", "closed", "stopping", "finished", "_prio_n", "speculative",
     )
 
     def __init__(
@@ -139,14 +150,27 @@ class Scheduler:
         self.stopping = False
         self.finished = False
         self._prio_n = 0  # node count when priorities were last computed
+        # Speculative calls holding a slot: call id -> tool, oldest first (dict order).
+        self.speculative: dict[int, str] = {}
 
     # ----------------------------------------------------------------- events
 
     def add(
-        self, node: int, tool: str, parents: Sequence[int], policy: ToolPolicy | None = None
+        self, node: int, tool: str, parents: Sequence[int], policy: ToolPolicy | None = None,
+        adopt: int | None = None,
     ) -> list[Action]:
-        """A node joined the graph; it starts at once if its inputs are done."""
+        """A node joined the graph; it starts at once if its inputs are done.
+
+        `adopt`: the speculative call (of the same tool) this node becomes: if it
+        still holds a slot, the node starts at once in that slot."""
         actions: list[Action] = []
+        if adopt is not None and not parents and not self.stopping:
+            held = self.speculative.get(adopt)
+            if held is not None:
+                if held != tool:
+                    raise ValueError(f"node {node} ({tool}) cannot adopt a call of {held}")
+                self._add(node, tool, parents, policy, actions, adopt)
+                return actions
         self._add(node, tool, parents, policy, actions)
         if self.heap:
             self._fill(actions)
@@ -223,6 +247,39 @@ class Scheduler:
             self._fill(actions)
         return actions
 
+    def speculate(self, call: int, tool: str, policy: ToolPolicy | None = None) -> bool:
+        """May speculative call `call` of `tool` start now? Only into a free slot, and
+        only while no node waits for one (speculation comes last). True: the call
+        holds a slot until `speculation_ended`, a `Preempt`, or a node adopts it."""
+        if self.stopping or self.closed or self.heap or call in self.speculative:
+            return False  # (closed: no node will come to adopt it)
+        if policy is not None and tool not in self.policies:
+            self.policies[tool] = policy
+            if policy.concurrency is not None:
+                self.limits[tool] = policy.concurrency
+        cap = self.max_concurrency
+        if cap is not None and self.running >= cap:
+            return False
+        limit = self.limits.get(tool)
+        if limit is not None:
+            if self.running_by_tool.get(tool, 0) >= limit or self.blocked.get(tool):
+                return False
+            self.running_by_tool[tool] = self.running_by_tool.get(tool, 0) + 1
+        self.running += 1
+        self.speculative[call] = tool
+        return True
+
+    def speculation_ended(self, call: int) -> list[Action]:
+        """Speculative call `call` ended, unadopted: its slot is free again (a no-op
+        for a call preempted or adopted, whose slot is gone already)."""
+        actions: list[Action] = []
+        tool = self.speculative.pop(call, None)
+        if tool is not None:
+            self._free(tool)
+            if self.heap:
+                self._fill(actions)
+        return actions
+
     def cancelled(self, node: int) -> list[Action]:
         """A running node stopped because the driver cancelled it."""
         actions: list[Action] = []
@@ -274,6 +331,7 @@ class Scheduler:
         parents: Sequence[int],
         policy: ToolPolicy | None,
         actions: list[Action],
+        adopt: int | None = None,
     ) -> None:
         state = self.state
         if node != len(state):
@@ -311,6 +369,11 @@ class Scheduler:
             self._skip(node, -1, actions)
         elif dead is not None:
             self._skip(node, dead, actions)
+        elif adopt is not None:  # the call's slot (counted in `running`) is the node's now
+            del self.speculative[adopt]
+            state[node] = RUNNING
+            self.attempts[node] = 1
+            actions.append(Start(node, 1))
         elif waiting == 0:
             self._ready(node, actions)
 
@@ -340,10 +403,13 @@ class Scheduler:
     def _release(self, node: int) -> None:
         if self.state[node] != RUNNING:
             raise ValueError(f"node {node} is {STATE_NAMES[self.state[node]]}, not running")
+        self._free(self.tool[node])
+
+    def _free(self, tool: str) -> None:
+        """A slot of `tool` is free again."""
         self.running -= 1
         if not self.limits:
             return
-        tool = self.tool[node]
         if tool in self.limits:
             self.running_by_tool[tool] -= 1
             blocked = self.blocked.get(tool)
@@ -359,17 +425,31 @@ class Scheduler:
             # Geometric growth keeps this O(1) amortized per node.
             self._reprioritize()
         heap, state, limits = self.heap, self.state, self.limits
-        while heap and (cap is None or self.running < cap):
+        while heap and (cap is None or self.running < cap or self.speculative):
             item = heappop(heap)
             node = item[1]
             if state[node] != READY:
                 continue  # skipped while queued
             tool = self.tool[node]
             limit = limits.get(tool)
-            if limit is not None and self.running_by_tool.get(tool, 0) >= limit:
+            if (limit is not None and self.running_by_tool.get(tool, 0) >= limit
+                    and not self._preempt(tool, actions)):
                 heappush(self.blocked.setdefault(tool, []), item)
                 continue
+            if cap is not None and self.running >= cap:
+                self._preempt(None, actions)  # the loop's test: there is one to take
             self._start(node, actions)
+
+    def _preempt(self, tool: str | None, actions: list[Action]) -> bool:
+        """Free the slot of the youngest speculative call (of `tool`, if given)."""
+        for call in reversed(self.speculative):
+            held = self.speculative[call]
+            if tool is None or held == tool:
+                del self.speculative[call]
+                self._free(held)
+                actions.append(Preempt(call))
+                return True
+        return False
 
     def _reprioritize(self) -> None:
         prio, children = self.prio, self.children
@@ -408,6 +488,10 @@ class Scheduler:
                     self._skip(i, -1, actions)
             self.heap.clear()
             self.blocked.clear()
+            for call, tool in list(self.speculative.items()):  # no node will want them
+                del self.speculative[call]
+                self._free(tool)
+                actions.append(Preempt(call))
         if cancel_running:
             actions.extend(Cancel(i) for i in range(len(self.state)) if self.state[i] == RUNNING)
 

@@ -38,6 +38,11 @@ class ToolPolicy:
     resources    what one call needs, e.g. {"CPU": 2} or {"GPU": 1}: its calls run as
                  Ray tasks that ask for them (plait.executors); None runs them where
                  the run's executor runs every call
+    speculate    read-only: a call has no effect beyond its result, and its result is
+                 a function of its arguments, so the compiler may start it before the
+                 planner writes it (`ask(..., speculate=...)`) and throw it away when
+                 the guess was wrong. Not implied by `idempotent`: `set_status("paused")`
+                 is idempotent, yet running it on a wrong guess is a real side effect.
     """
 
     retries: int = 0
@@ -50,6 +55,7 @@ class ToolPolicy:
     idempotent: bool = False
     # Out of the hash (a mapping has none); equal policies still hash alike.
     resources: Mapping[str, float] | None = field(default=None, hash=False)
+    speculate: bool = False
 
     def __post_init__(self) -> None:
         if self.retries < 0:
@@ -231,6 +237,7 @@ def tool(
     concurrency: int | None = None,
     idempotent: bool = False,
     resources: Mapping[str, float] | None = None,
+    speculate: bool = False,
 ) -> Any:
     """Make a function a plait tool: `@plait.tool` or `@plait.tool(retries=3, timeout=5)`.
 
@@ -240,7 +247,7 @@ def tool(
     policy = tool_policy(retries=retries, retry_on=retry_on, backoff=backoff,
                          max_backoff=max_backoff, jitter=jitter, timeout=timeout,
                          concurrency=concurrency, idempotent=idempotent,
-                         resources=resources)
+                         resources=resources, speculate=speculate)
 
     def wrap(f: Callable[..., Any]) -> Tool:
         made = make_tool(f, name=name, policy=policy)

@@ -112,10 +112,14 @@ class AskView:
         elif isinstance(event, rc.TaskDispatched):
             self.node_task[event.node] = event.number
             self.tasks[event.number] = {"call": event.call, "state": "waiting", "since": t,
-                                        "took": None, "value": "", "replayed": False}
+                                        "took": None, "value": "", "replayed": False,
+                                        "guessed": event.guessed}
             # A task with no pending inputs starts inside dispatch, before this event.
             for early in self.early.pop(event.node, ()):
                 self(early)
+        elif isinstance(event, rc.GuessStarted):
+            if not self.live:
+                self._line(t, f"guess | {event.call}")
         elif isinstance(event, rc.PlanProblem):
             self.problems.append(str(event.error))
             self._line(t, f"plan error: {event.error}")
@@ -141,7 +145,8 @@ class AskView:
         if isinstance(event, ev.NodeStarted):
             row.update(state="running", since=t)
             if self.step is None:
-                self._line(t, f"task {number} started: {row['call']}")
+                guessed = " (its guess, adopted)" if row.get("guessed") else ""
+                self._line(t, f"task {number} started: {row['call']}{guessed}")
         elif isinstance(event, ev.NodeFinished):
             row.update(state="done", took=event.duration, value=shorten(event.value),
                        replayed=event.replayed)
@@ -233,8 +238,17 @@ def summary(answer: Answer) -> str:
         f"{answer.elapsed:.2f}s · {answer.tokens} tokens ({answer.prompt_tokens} prompt + "
         f"{answer.completion_tokens} completion, {calls} LLM calls"
         f"{f', {replayed} replayed from the journal' if replayed else ''}) · "
-        f"{len(answer.tasks)} task(s): {task_text} · {extra}"
+        f"{len(answer.tasks)} task(s): {task_text} · {extra}{speculation_text(answer)}"
     )
+
+
+def speculation_text(answer: Answer) -> str:
+    """' · speculation: ...' for an answer asked with speculation, else ''."""
+    sp = answer.speculation
+    if sp is None:
+        return ""
+    return (f" · speculation ({sp.speculator}): {sp.hits} hit(s), {sp.misses} miss(es), "
+            f"{sp.wasted} wasted ({sp.wasted_seconds:.2f} tool s)")
 
 
 MAX_ECHO = 120  # characters of a question shown again in a suggested command

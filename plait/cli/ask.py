@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -57,6 +58,8 @@ def answer_json(answer: Answer) -> str:
                        "completion_tokens": c.completion_tokens, "duration": c.duration,
                        "replayed": c.replayed} for c in answer.llm_calls],
         "unresolved": [str(e) for e in answer.unresolved],
+        "speculation": (None if answer.speculation is None
+                        else dataclasses.asdict(answer.speculation)),
     }, default=str)
 
 
@@ -100,6 +103,10 @@ def ask_command(
     key: str = typer.Option(None, "--key", help="with --questions: the column naming a row"),
     window: int = typer.Option(16, "--window", min=1,
                                help="with --questions: most questions at once"),
+    speculate: str = typer.Option(
+        None, "--speculate", metavar="siblings|question|draft:MODEL",
+        help="start read-only calls before the plan writes them (same answer; see "
+        "docs/speculation.md)"),
 ) -> None:
     """Answer a question with tools: the plan streams, its tasks run in parallel.
     With --questions FILE, answer every question of a dataset (an evaluation sweep).
@@ -122,10 +129,14 @@ def ask_command(
         return
     if out is not None or key is not None:
         raise typer.BadParameter("--out and --key go with --questions")
+    if speculate is not None and speculate not in ("siblings", "question") and not (
+            speculate.startswith("draft:") and len(speculate) > 6):
+        raise typer.BadParameter("must be siblings, question or draft:MODEL",
+                                 param_hint="--speculate")
     answer_question(question, tools, mcp=mcp, as_json=as_json, model=model, mode=mode,
                     max_replans=max_replans, timeout=timeout,
                     journal=for_run(journal, no_journal), run_id=run_id,
-                    allow_rerun=allow_rerun, wait=wait)
+                    allow_rerun=allow_rerun, wait=wait, speculate=speculate)
 
 
 def answer_question(question: str, tools: str | None, *, as_json: bool, timeout: float,

@@ -16,11 +16,19 @@ from plait.compiler._joiner import decision_grammar, parse_decision
 from plait.compiler._parser import ParsedTask, PlanError, PlanParser, parse_call, parse_plan
 from plait.compiler._prompt import joiner_messages, planner_messages
 from plait.compiler._rows import Asker, asker
+from plait.compiler._speculate import (
+    Candidate,
+    Context,
+    Speculator,
+    draft,
+    question,
+)
 from plait.compiler._records import (
     Answer,
     CompilerEvent,
     Decided,
     Decision,
+    GuessStarted,
     JoinerStarted,
     LLMCall,
     PlanFinished,
@@ -28,6 +36,7 @@ from plait.compiler._records import (
     PlanRecord,
     PlanStarted,
     PlanText,
+    SpeculationStats,
     TaskDispatched,
     TaskResult,
 )
@@ -36,9 +45,12 @@ __all__ = [
     "MODES",
     "Answer",
     "Asker",
+    "Candidate",
+    "Context",
     "CompilerEvent",
     "Decided",
     "Decision",
+    "GuessStarted",
     "JoinerStarted",
     "LLMCall",
     "ParsedTask",
@@ -49,18 +61,22 @@ __all__ = [
     "PlanRecord",
     "PlanStarted",
     "PlanText",
+    "SpeculationStats",
+    "Speculator",
     "TaskDispatched",
     "TaskResult",
     "aask",
     "ask",
     "asker",
     "decision_grammar",
+    "draft",
     "joiner_messages",
     "parse_call",
     "parse_decision",
     "parse_plan",
     "plan_grammar",
     "planner_messages",
+    "question",
     "react_grammar",
     "tools_of",
 ]

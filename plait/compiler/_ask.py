@@ -33,6 +33,7 @@ from plait.compiler._react import ReAct
 from plait.compiler._records import Answer, CompilerEvent, TaskResult
 from plait.compiler._session import LLM_ROLES, Session
 from plait.executors import Executor, executor_of
+from plait.compiler._speculate import Draft, Speculation, speculator_of
 from plait.generate._pool import enter_pool, spec_of
 from plait.journal import Journal, JournalError
 
@@ -83,6 +84,8 @@ async def aask(
     lease_ttl: float = DEFAULT_LEASE_TTL,
     wait: float = 0.0,
     executor: str | Executor | None = None,
+    speculate: Any = None,
+    speculate_budget: int | None = None,
 ) -> Answer:
     """Answer `question` with `tools`; see `Answer` for what comes back.
 
@@ -114,6 +117,13 @@ async def aask(
     executor     where the tasks' tool calls run: "local" (default), "ray" (each a Ray
                  task; docs/ray.md) or a `plait.executors` executor; the model's own
                  calls stay in this process
+    speculate    compiler mode: start read-only calls (`speculate=True` tools) before
+                 the planner writes them, in free slots only: "siblings", "question"
+                 (the tools module's QUESTION_TEMPLATES), plait.question(...),
+                 plait.draft(model) or "draft:MODEL". The answer is the same as without
+                 (a guess is adopted only when it is the very call the plan writes);
+                 see docs/speculation.md. `speculate_budget`: guesses started per
+                 question (default `max_tasks`)
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -121,6 +131,9 @@ async def aask(
         raise ValueError("max_replans and max_repairs must be >= 0; max_tasks, max_steps >= 1")
     chosen = executor_of(executor)
     tool_list, module_examples = tools_of(tools)
+    speculator = speculator_of(speculate, getattr(tools, "QUESTION_TEMPLATES", None) or ())
+    if speculate_budget is not None and speculate_budget < 0:
+        raise ValueError("speculate_budget must be >= 0")
     table = tools_by_name(tool_list)
     if not table:
         raise GraphError("ask needs at least one tool")
@@ -140,6 +153,16 @@ async def aask(
         await close_llm()
         raise
     model_spec = spec_of(llm)
+    draft_llm = None
+    if isinstance(speculator, Draft):
+        try:
+            # Not a node of the run: an LLM object is used as it is, a spec opened
+            # (and closed) with the question's pool.
+            model_of = speculator.model
+            draft_llm = model_of if not isinstance(model_of, str) else pool.llm(model_of)
+        except BaseException:
+            await close_llm()
+            raise
     plan_examples = list(examples) if examples is not None else module_examples
     entry = f"ask:{mode}"
     run_id = run_id or new_run_id()
@@ -179,6 +202,10 @@ async def aask(
         use_schema=None if constrained is None else constrained,
         llm=llm if getattr(llm, "warms", False) else None,
     )
+    if speculator is not None and mode == "compiler":
+        session.speculation = Speculation(
+            session, speculator, question=question, llm=draft_llm,
+            budget=max_tasks if speculate_budget is None else speculate_budget)
     answer: list[str] = []
     failure: list[BaseException] = []  # the body's own error (the LLM's, say), if any
 
@@ -188,6 +215,9 @@ async def aask(
         except Exception as exc:
             failure.append(exc)
             raise
+        finally:
+            if session.speculation is not None:  # its guesses and draft end with the body
+                await session.speculation.aclose()
 
     async def answer_question() -> None:
         if mode == "react":
@@ -287,6 +317,8 @@ def ask(question: str, tools: Iterable[Tool] | ModuleType, **options: Any) -> An
 def _answer(question: str, text: str, mode: str, session: Session,
             result: RunResult, elapsed: float) -> Answer:
     records = result.nodes
+    speculation = session.speculation
+    predicted = speculation.predicted if speculation is not None else {}
     tasks = []
     for number in sorted(session.entries):
         entry = session.entries[number]
@@ -307,6 +339,7 @@ def _answer(question: str, text: str, mode: str, session: Session,
             parsed_at=session.rel(entry.parsed_at),
             started_at=None if rec.started_at is None else session.rel(rec.started_at),
             finished_at=None if rec.finished_at is None else session.rel(rec.finished_at),
+            predicted_at=(session.rel(predicted[number]) if number in predicted else None),
         ))
     unresolved: list[PlanError] = list(session.unresolved)
     return Answer(
@@ -314,4 +347,5 @@ def _answer(question: str, text: str, mode: str, session: Session,
         plans=tuple(session.plans), tasks=tuple(tasks), decisions=tuple(session.decisions),
         llm_calls=tuple(session.llm_calls), unresolved=tuple(unresolved),
         elapsed=elapsed, run_id=result.run_id,
+        speculation=speculation.stats() if speculation is not None else None,
     )

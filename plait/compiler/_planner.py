@@ -76,6 +76,8 @@ class Planner:
         # Under the grammar a plan ends by itself within `bound` tokens: a smaller
         # limit could only cut it mid-line. Without it, `max_tokens` is the limit.
         max_tokens = None if self.max_tokens is None else max(self.max_tokens, bound)
+        if s.speculation is not None:
+            s.speculation.plan_started(messages, s.next_number)
         text, constrained = await s.complete(
             "planner", messages, on_delta=stream.feed, grammar=grammar,
             max_tokens=max_tokens, stop=["<END_OF_PLAN>"],
@@ -103,13 +105,18 @@ class Planner:
             if type(value) is Ref and text_param:
                 value = Template((value,))  # a text parameter gets the value as text
             arguments[name] = value
+        speculation = s.speculation
+        guess = None if speculation is None else speculation.match(tool, arguments)
         try:
-            ref = s.run.submit(tool, arguments)
+            ref = s.run.submit(tool, arguments, adopt=guess)
         except (ToolArgumentError, GraphError) as exc:
             parser.reject(task.number)
             return PlanError(task.line, task.number, BAD_ARGUMENTS, str(exc), task.text)
         s.entries[task.number] = TaskEntry(task, ref, index, round, time.perf_counter(), task.call)
-        s.send(TaskDispatched, task.number, task.tool, task.call, ref.node, task.refs)
+        if speculation is not None:
+            speculation.dispatched(task, ref, guess)
+        s.send(TaskDispatched, task.number, task.tool, task.call, ref.node, task.refs,
+               guess is not None and guess.node == ref.node)
         return None
 
 
@@ -165,6 +172,8 @@ class PlanStream:
             finished_at=s.rel(finished), writer=self.writer,
         )
         s.plans.append(record)
+        if s.speculation is not None:
+            s.speculation.plan_ended()
         s.send(PlanFinished, self.index, len(self.dispatched), len(self.errors))
         return record
 

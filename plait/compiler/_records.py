@@ -30,8 +30,11 @@ class TaskResult:
     value: Any
     error: str | None
     parsed_at: float  # its line was complete (and it was dispatched)
-    started_at: float | None
+    started_at: float | None  # an adopted guess: when the guess started
     finished_at: float | None
+    # Its call was guessed and the guess adopted (see ask's `speculate`): when the
+    # guess existed, that is when it started. None: it ran the normal way.
+    predicted_at: float | None = None
 
     @property
     def duration(self) -> float | None:
@@ -93,6 +96,26 @@ class Decision:
     raw: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class SpeculationStats:
+    """What speculation did for one question (`ask(..., speculate=...)`).
+
+    hits            tasks that adopted a guessed call (it had started before its line)
+    misses          tasks of read-only tools that had no guess to adopt
+    wasted          guesses started and never adopted (cancelled at their plan's end)
+    wasted_seconds  tool time those guesses took
+    """
+
+    speculator: str
+    started: int
+    hits: int
+    misses: int
+    wasted: int
+    wasted_seconds: float
+    budget: int
+    draft_tokens: int = 0
+
+
 @dataclass(frozen=True)
 class Answer:
     """The result of `ask`: the answer, every plan, every task, tokens and timings."""
@@ -108,6 +131,7 @@ class Answer:
     unresolved: tuple[PlanError, ...]  # plan errors no repair fixed: those calls never ran
     elapsed: float
     run_id: str
+    speculation: SpeculationStats | None = None  # None: asked without speculation
 
     def __str__(self) -> str:
         return self.text
@@ -157,8 +181,15 @@ class Answer:
         """
         return _critical_path_bound(self)
 
+    def speculation_bound(self) -> float:
+        """`critical_path_bound`, but a task whose guess was adopted may start as
+        soon as its guess existed: the shortest this answer could have taken with
+        the guesses it had and zero runtime overhead. Below the critical-path
+        bound by what speculation can win."""
+        return _critical_path_bound(self, speculative=True)
 
-def _critical_path_bound(answer: Answer) -> float:
+
+def _critical_path_bound(answer: Answer, speculative: bool = False) -> float:
     done_at: dict[int, float] = {}  # task number -> bound on its finish
     by_plan: dict[int, list[TaskResult]] = {}
     for t in answer.tasks:
@@ -187,6 +218,10 @@ def _critical_path_bound(answer: Answer) -> float:
                 start = now - joiner_calls[r - 1].duration
             for t in sorted(by_plan.get(p.index, ()), key=lambda t: t.parsed_at):
                 line = start + (t.parsed_at - p.started_at)
+                if speculative and t.predicted_at is not None:
+                    # The guess started at predicted_at (seconds since the question
+                    # began); on this path's clock, as much before the line.
+                    line -= max(0.0, t.parsed_at - t.predicted_at)
                 begin = max([line] + [done_at.get(n, 0.0) for n in t.refs])
                 done_at[t.number] = begin + (t.duration or 0.0)
             ready = max(ready, start + (p.finished_at - p.started_at))
@@ -228,6 +263,14 @@ class TaskDispatched(CompilerEvent):
     call: str
     node: int
     refs: tuple[int, ...]
+    guessed: bool = False  # its node is a speculative guess, adopted (ask's `speculate`)
+
+
+@dataclass(frozen=True, slots=True)
+class GuessStarted(CompilerEvent):
+    """A speculative guess started (ask's `speculate`): `call` as a plan would write it."""
+
+    call: str
 
 
 @dataclass(frozen=True, slots=True)

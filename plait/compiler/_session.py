@@ -81,6 +81,8 @@ class Session:
     decisions: list[Decision] = field(default_factory=list)
     unresolved: list[PlanError] = field(default_factory=list)
     outcomes: dict[int, tuple[bool, Any]] = field(default_factory=dict)  # number -> (ok, value)
+    # The question's speculation (plait.compiler._speculate.Speculation), if asked for.
+    speculation: Any = None
 
     def rel(self, t: float) -> float:
         return t - self.t0

@@ -213,7 +213,7 @@ async def _delay(entity: str) -> None:
     await asyncio.sleep(lo + (hi - lo) * spread)
 
 
-@plait.tool(timeout=10.0, idempotent=True)
+@plait.tool(timeout=10.0, idempotent=True, speculate=True)
 async def search(entity: str) -> str:
     """The encyclopedia entry about an entity (a place, building, mountain, river...).
 
@@ -234,7 +234,7 @@ Attribute = Literal[
 ]
 
 
-@plait.tool(timeout=10.0, idempotent=True)
+@plait.tool(timeout=10.0, idempotent=True, speculate=True)
 async def lookup(entity: str, attribute: Attribute) -> float:
     """One number about an entity: its height (m), population, year (built, opened
     or first climbed), length (km), depth (m), area (km2), diameter (km)...
@@ -316,7 +316,7 @@ def _what(node: ast.AST) -> str:
     return type(node).__name__
 
 
-@plait.tool(idempotent=True)
+@plait.tool(idempotent=True, speculate=True)
 def calculator(expression: str) -> float:
     """Evaluate arithmetic: numbers with + - * / ** and parentheses, e.g. "(8849 - 8611) / 2".
 

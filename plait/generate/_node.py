@@ -65,9 +65,11 @@ class RetryableLLMError(LLMError, metaclass=_Retryable):
 
 def llm_policy(retries: int = DEFAULT_RETRIES) -> ToolPolicy:
     """How LLM-call nodes run. Idempotent: a call cut off by a crash has no effect
-    but its cost, so a resume asks again. Retried on retryable LLM errors only."""
+    but its cost, so a resume asks again. Read-only (`speculate`): a call's only
+    effect is its reply, so one may be started before it is asked for. Retried on
+    retryable LLM errors only."""
     return ToolPolicy(retries=retries, retry_on=(RetryableLLMError,), backoff=0.5,
-                      idempotent=True)
+                      idempotent=True, speculate=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -316,6 +316,10 @@ class McpServer:
         # in-doubt rule); the user's explicit `idempotent=` wins over the hint.
         if "idempotent" not in keywords and hints is not None:
             keywords["idempotent"] = bool(hints.read_only_hint or hints.idempotent_hint)
+        # Not so `speculate`: readOnlyHint is the server's claim, not a promise (the
+        # MCP spec says clients must not rely on it from an untrusted server), and a
+        # wrong guess run on a tool that is not read-only is a real side effect. Off
+        # unless the caller says `speculate=True` for the server's tools.
         session, name, target = self._session, spec.name, self.target
         output = spec.output_schema or {}
         wrapped = set((output.get("properties") or {})) == {"result"}
@@ -380,7 +384,8 @@ def _value(target: str, tool: str, result: Any, wrapped: bool) -> Any:
 def mcp_tools(target: str, **policy: Any) -> McpServer:
     """Start (stdio: a command line) or reach (an http(s) URL: streamable HTTP) an
     MCP server; its tools, sharing one session. `policy`: `@plait.tool`'s keywords,
-    for every tool (`idempotent` defaults to the tool's readOnly/idempotent hint).
+    for every tool (`idempotent` defaults to the tool's readOnly/idempotent hint;
+    `speculate` stays off unless given: readOnlyHint is a hint, not a promise).
 
         with plait.mcp_tools("python server.py") as server:
             plait.ask("...", tools=[*server, my_tool])

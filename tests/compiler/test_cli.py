@@ -260,3 +260,25 @@ def test_a_long_question_is_not_pasted_back_into_the_next_command(tmp_path):
     assert result.exit_code == 0, result.output
     last = shlex.split(result.stderr.splitlines()[-1], comments=True)
     assert last == ["plait", "ask", "QUESTION", "--model", "openai:MODEL"], result.stderr
+
+
+def test_ask_speculate_siblings_reports_its_guesses(tmp_path):
+    """`--speculate siblings`: the same answer; the guesses in --json and in the
+    summary line; an unknown speculator is a usage error."""
+    question = "Which is taller, Mount Everest or K2?"
+    plan = '1. search("Mount Everest")\n2. search("K2")\n3. join()'
+    model = sim_spec(tmp_path, plan).replace("tps=2000", "tps=40")
+    result = runner.invoke(app, ["ask", question, "--model", model, "--json", "--no-journal",
+                                 "--speculate", "siblings"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["answer"] == "Everest"
+    assert out["speculation"]["speculator"] == "siblings"
+    assert out["speculation"]["hits"] == 1 and out["speculation"]["wasted"] == 0
+    plain = runner.invoke(app, ["ask", question, "--model", model, "--no-journal",
+                                "--speculate", "siblings"])
+    assert plain.exit_code == 0 and "speculation (siblings): 1 hit(s)" in plain.stderr
+    assert 'guess | search("K2")' in plain.stderr  # the live view shows each guess
+    assert 'task 2 started: search("K2") (its guess, adopted)' in plain.stderr
+    bad = runner.invoke(app, ["ask", question, "--model", model, "--speculate", "all"])
+    assert bad.exit_code == 2 and "--speculate" in bad.output

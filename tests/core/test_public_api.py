@@ -22,6 +22,8 @@ EXPECTED = {
     "ask",
     "aask",
     "Answer",
+    "draft",
+    "question",
     "generate",
     "llm_tool",
     "LLMTool",

@@ -154,6 +154,30 @@ def test_an_ask_killed_mid_run_resumes_without_paying_twice(spec: str, tmp_path:
     assert out["values"]["4"] == "FOUND A FOUND B FOUND C"
 
 
+@pytest.mark.timeout(120)
+def test_adopted_guesses_survive_a_kill_like_any_task(spec: str, tmp_path: Path) -> None:
+    """With speculation: the lookups start as a draft's guesses, are adopted (and so
+    journaled) as the plan's tasks; SIGKILL in the last task; the resume replays
+    them, runs no guess again, and answers as an uninterrupted run without speculation."""
+    counter = tmp_path / "ran"
+    killed = _child(spec, "spec", counter, True, "--speculate")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    guesses = {"guess fetch a": 1, "guess fetch b": 1, "guess fetch c": 1}
+    assert _ran(counter) == {"llm planner": 1, "tool fetch a": 1, "tool fetch b": 1,
+                             "tool fetch c": 1, "tool slow": 1, **guesses}
+    resumed = _child(spec, "spec", counter, False, "--speculate")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    out = json.loads(resumed.stdout.strip().splitlines()[-1])
+    assert _ran(counter) == {"llm planner": 1, "llm joiner": 1, "tool fetch a": 1,
+                             "tool fetch b": 1, "tool fetch c": 1, "tool slow": 2, **guesses}
+    clean = _child(spec, "clean", tmp_path / "clean", False)
+    expected = json.loads(clean.stdout.strip().splitlines()[-1])
+    assert out["answer"] == expected["answer"] and out["values"] == expected["values"]
+    # A guess-free run records the kill's guesses nowhere: the killed run's hits are
+    # visible only in its journal, as the tasks they became.
+    assert out["hits"] == 0
+
+
 def test_a_journal_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
     calls: list[str] = []
     where = tmp_path / "no such dir" / "runs.db"
