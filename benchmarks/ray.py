@@ -10,6 +10,10 @@ Sections (run all, or some with --only NAME[,NAME]):
 * cpu-scaling: a CPU-bound tool (`resources={"CPU": 1}`, ~40 ms of pure Python per
   call) fanned out --tasks times, on 1, 2 and 3 raylets of one CPU each (nodes added
   to one cluster). Reported, no target: on a 2-core machine 3 raylets cannot beat 2.
+* sharded: benchmarks/ray_shards.py, run after the sections above have ended their
+  cluster (it starts its own): a sharded dataset job on 3 raylets against the sim
+  server's ceiling, hand-written asyncio and the local executor, and the
+  controller's CPU per row.
 
 The cluster is started here (`ray.cluster_utils.Cluster` on 127.0.0.1, one CPU and
 80 MB of object store per raylet) and ended here; nothing else is touched.
@@ -34,6 +38,7 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -201,8 +206,8 @@ def table(rows: list[Row]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"sections, comma-separated: {', '.join(SECTIONS)}")
+    parser.add_argument("--only", default=",".join([*SECTIONS, "sharded"]),
+                        help=f"sections, comma-separated: {', '.join(SECTIONS)}, sharded")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--calls", type=int, default=300, help="remote-tool calls per sample")
     parser.add_argument("--tasks", type=int, default=24, help="cpu-scaling calls per sample")
@@ -211,6 +216,8 @@ def main() -> None:
     if args.quick:
         args.repeat, args.calls, args.tasks = 3, 100, 12
     chosen = [s.strip() for s in args.only.split(",") if s.strip()]
+    sharded = "sharded" in chosen
+    chosen = [s for s in chosen if s != "sharded"]
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
@@ -224,7 +231,13 @@ def main() -> None:
     finally:
         bench.close()
     print(f"load average before the run: {load}; {os.cpu_count()} cores")
-    print(table(rows))
+    if rows:
+        print(table(rows))
+    if sharded:  # its own cluster and sim server, started and ended by it
+        sys.stdout.flush()
+        shards = os.path.join(_HERE, "ray_shards.py")
+        subprocess.run([sys.executable, shards, *(["--quick"] if args.quick else [])],
+                       check=True, timeout=1800)
 
 
 if __name__ == "__main__":
