@@ -66,6 +66,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SLOTS, TTFT, TPS, MEAN = 48, 0.05, 200.0, 30
 LENGTHS = f"lognormal:mean={MEAN},sigma=0.5"
 STAGES = ("generate", "answer", "judge")
+
+# Run as a script, this folder comes first on sys.path, where benchmarks/ray.py would
+# shadow the `ray` package (imported lazily below). Nothing is imported from here.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+
 DSN = os.environ.get("PLAIT_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 WORKERS = 3
 
