@@ -21,6 +21,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,3 +170,21 @@ def postgres_dsn() -> Iterator[str]:
             server.ctl("-m", "immediate", "stop")
         finally:
             shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal_spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A journal spec for each backend: a SQLite file, or a schema of its own on the
+    test PostgreSQL (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "runs.db")
+        return
+    import psycopg
+
+    from tests._support import with_schema
+
+    dsn = request.getfixturevalue("postgres_dsn")
+    schema = f"plait_t_{uuid.uuid4().hex[:12]}"
+    yield with_schema(dsn, schema)
+    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

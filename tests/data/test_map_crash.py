@@ -12,34 +12,18 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from plait.journal import RunNotFoundError, open_journal
-from tests._support import end, with_schema
+from tests._support import end
 
 CHILD = Path(__file__).with_name("map_crash_child.py")
 ROWS = 5_000
 KILLS = 5  # per job; two jobs per backend: 20 kills in all
 WINDOW = 64
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def journal_spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "runs.db")
-        return
-    dsn = request.getfixturevalue("postgres_dsn")
-    import psycopg
-
-    schema = f"plait_t_{uuid.uuid4().hex[:12]}"
-    yield with_schema(dsn, schema)
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _start(spec: str, run_id: str, src: Path, out: Path, counter: Path,

@@ -8,9 +8,7 @@ import asyncio
 import json
 import subprocess
 import sys
-import uuid
 from types import SimpleNamespace
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from plait.data._ray._plan import RangeSource, Shard, shard_lease_id, split
 from plait.data._ray._worker import ShardFencedError, ShardTask, WorkerState, run_shard
 from plait.journal import Intent, RowRecord, RunRecord, StaleLeaseError, open_journal
 from plait.llm._limits import Limits
-from tests._support import free_port, with_schema
+from tests._support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,20 +91,6 @@ def test_sqlite_only_when_every_node_is_on_this_host() -> None:
 
 
 # ---------------------------------------------------------------- fencing
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def journal_spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "runs.db")
-        return
-    import psycopg
-
-    dsn = request.getfixturevalue("postgres_dsn")
-    schema = f"plait_rs_{uuid.uuid4().hex[:10]}"
-    yield with_schema(dsn, schema)
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def _refence(journal: Any, held: Any) -> Any:
