@@ -153,8 +153,11 @@ class PlanStream:
     def feed(self, delta: str) -> bool:
         if self.first_token is None:
             self.first_token = time.perf_counter()
-        self.session.send(PlanText, self.index, delta)
+        s = self.session
+        s.send(PlanText, self.index, delta)
         self._handle(self.parser.feed(delta))
+        if s.speculation is not None:
+            s.speculation.fed(delta)
         if self.parser.joined and self.joined_at is None:
             self.joined_at = time.perf_counter()
         return self.parser.joined

@@ -11,7 +11,9 @@ speculation on or off; only its timing and the wasted guesses differ.
 
 Built-in speculators:
   Siblings   after `search("A")` for a question listing A, B and C, guesses
-             `search("B")` and `search("C")`
+             `search("B")` and `search("C")`; already while the line reads
+             `search("A` (a one-parameter call whose argument so far begins one
+             item of the lists alone), guesses `search("A")` too
   Question   opt-in templates (`'search("{}")'`) filled with the question's names,
              guessed before the first line is written
   Draft      a cheaper model writes its own plan for the same prompt; each of its
@@ -21,6 +23,7 @@ Built-in speculators:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -59,13 +62,15 @@ class Context:
     tasks: tuple[ParsedTask, ...]
     draft: str = ""
     first: int = 1  # the number of the current plan's first task
+    partial: str = ""  # the plan line being written, up to the last token
 
 
 @runtime_checkable
 class Speculator(Protocol):
     """One function: the calls worth starting now. Called when a plan starts, after
-    every task line, and (for a draft) after every delta of the draft. Guesses
-    already made, or already plan tasks, are dropped by the caller."""
+    every task line, while a line's call has an open string argument, and (for a
+    draft) after every delta of the draft. Guesses already made, or already plan
+    tasks, are dropped by the caller."""
 
     def propose(self, context: Context) -> Iterable[Candidate]: ...
 
@@ -113,8 +118,10 @@ def _head_name(text: str) -> str:
     return " ".join(words[:k]).strip(_QUOTES)
 
 
-def question_lists(question: str) -> list[list[str]]:
-    """The lists in `question`, each of two or more items, in order."""
+@functools.lru_cache(maxsize=64)
+def question_lists(question: str) -> tuple[tuple[str, ...], ...]:
+    """The lists in `question`, each of two or more items, in order (cached: the
+    siblings speculator reads them at every token of an open argument)."""
     lists = []
     for sentence in _SENTENCE.split(question):
         parts = [p.strip(_QUOTES) for p in _SEPARATOR.split(sentence)]
@@ -122,41 +129,76 @@ def question_lists(question: str) -> list[list[str]]:
             parts[0] = _tail_name(parts[0])
         if len(parts) > 1 and parts[-1]:  # and its tail: only the name it starts with
             parts[-1] = _head_name(parts[-1])
-        items = list(dict.fromkeys(p for p in parts if p))
+        items = tuple(dict.fromkeys(p for p in parts if p))
         if len(items) >= 2:
             lists.append(items)
-    return lists
+    return tuple(lists)
+
+
+# A plan line whose call has one argument so far, an open string: `3. search("Th`
+# or `3. search(entity="Th` (no escape yet: the text so far is the value so far).
+_OPEN_ARGUMENT = re.compile(
+    r'\s*\d+\s*\.\s*([A-Za-z_]\w*)\(\s*(?:([A-Za-z_]\w*)\s*=\s*)?"([^"\\]+)$')
 
 
 @dataclass(frozen=True, slots=True)
 class Siblings:
     """After a call with an argument that is an item of a list in the question, the
     same call for each other item of that list; then, for a name, for each name of
-    the question's other lists ("similar to A, B. Options: (A) C, (B) D")."""
+    the question's other lists ("similar to A, B. Options: (A) C, (B) D").
+
+    A call of a one-parameter tool is read before it ends: once its argument so far
+    begins exactly one item of the lists (`search("The Si` and "The Silent
+    Harbor"), that item and its siblings are guessed, the item's own call too,
+    which the line adopts when it ends as guessed (and wastes if it does not)."""
 
     name = "siblings"
 
     def propose(self, context: Context) -> Iterable[Candidate]:
-        if not context.tasks:
-            return []
-        task = context.tasks[-1]
-        if task.refs:
-            return []
         lists = question_lists(context.question)
-        out = []
-        for param, value in task.arguments.items():
-            if type(value) is not str:
-                continue
-            own = [items for items in lists if value in items]
-            if not own:
-                continue
-            others = [w for items in own for w in items if w != value]
-            if _named(value):
-                others += [w for items in lists if items not in own for w in items
-                           if _named(w) and w != value]
-            out += [Candidate(task.tool, {**task.arguments, param: w})
-                    for w in dict.fromkeys(others)]
+        if not lists:
+            return []
+        out: list[Candidate] = []
+        if context.tasks and not context.tasks[-1].refs:
+            task = context.tasks[-1]
+            for param, value in task.arguments.items():
+                if type(value) is str:
+                    out += _siblings(task.tool, task.arguments, param, value, lists, False)
+        m = _OPEN_ARGUMENT.match(context.partial)
+        if m is not None:
+            tool = context.tools.get(m[1])
+            param = _one_string_parameter(tool)
+            if param is not None and m[2] in (None, param):
+                begun = {w for items in lists for w in items if w.startswith(m[3])}
+                if len(begun) == 1:
+                    out += _siblings(m[1], {}, param, begun.pop(), lists, True)
         return out
+
+
+def _siblings(tool: str, arguments: Mapping[str, Any], param: str, value: str,
+              lists: tuple[tuple[str, ...], ...], itself: bool) -> list[Candidate]:
+    own = [items for items in lists if value in items]
+    if not own:
+        return []
+    others = [w for items in own for w in items if w != value]
+    if _named(value):
+        others += [w for items in lists if items not in own for w in items
+                   if _named(w) and w != value]
+    return [Candidate(tool, {**arguments, param: w})
+            for w in dict.fromkeys([value] * itself + others)]
+
+
+def _one_string_parameter(tool: Tool | None) -> str | None:
+    """The name of the tool's parameter, if it has one only and it takes a string."""
+    if tool is None or not isinstance(tool.parameters, Mapping):
+        return None
+    props = tool.parameters.get("properties")
+    if not isinstance(props, Mapping) or len(props) != 1:
+        return None
+    (name, schema), = props.items()
+    if not isinstance(schema, Mapping) or schema.get("type") != "string":
+        return None
+    return name
 
 
 # ---------------------------------------------------------------- question
@@ -268,6 +310,7 @@ class Speculation:
         self.draft_text = ""
         self.draft_tokens = 0
         self.first = 1
+        self.line = ""  # the plan line being written
         self._draft: asyncio.Task[None] | None = None
 
     # The planner's hooks, in the order a plan calls them.
@@ -275,6 +318,7 @@ class Speculation:
     def plan_started(self, messages: Sequence[Message], first: int) -> None:
         self.first = first
         self.draft_text = ""
+        self.line = ""
         if isinstance(self.speculator, Draft) and self.llm is not None:
             self._draft = asyncio.get_running_loop().create_task(self._run_draft(messages))
         self._propose()
@@ -297,11 +341,20 @@ class Speculation:
         self.tasks.append(task)
         self._propose()
 
+    def fed(self, delta: str) -> None:
+        """A delta of the plan, after its completed calls were dispatched: while a
+        line's call has an open string argument, a speculator may guess from it."""
+        line = self.line + delta
+        self.line = line[line.rfind("\n") + 1:]
+        if '"' in self.line and not self.line.endswith('"'):
+            self._propose()
+
     def plan_ended(self) -> None:
         """Guesses no task adopted are cancelled: the plan that could use them is over."""
         if self._draft is not None:
             self._draft.cancel()
         self.pending.clear()
+        self.line = ""
         for spec in self.calls.values():
             self.session.run.cancel_speculative(spec)
         self.calls.clear()
@@ -336,7 +389,7 @@ class Speculation:
 
     def _propose(self) -> None:
         context = Context(self.question, self.session.tools, tuple(self.tasks),
-                          self.draft_text, self.first)
+                          self.draft_text, self.first, self.line)
         tools = self.session.tools
         for c in self.speculator.propose(context):
             tool = tools.get(c.tool)

@@ -274,10 +274,10 @@ def test_ask_speculate_siblings_reports_its_guesses(tmp_path):
     out = json.loads(result.stdout)
     assert out["answer"] == "Everest"
     assert out["speculation"]["speculator"] == "siblings"
-    assert out["speculation"]["hits"] == 1 and out["speculation"]["wasted"] == 0
+    assert out["speculation"]["hits"] == 2 and out["speculation"]["wasted"] == 0
     plain = runner.invoke(app, ["ask", question, "--model", model, "--no-journal",
                                 "--speculate", "siblings"])
-    assert plain.exit_code == 0 and "speculation (siblings): 1 hit(s)" in plain.stderr
+    assert plain.exit_code == 0 and "speculation (siblings): 2 hit(s)" in plain.stderr
     assert 'guess | search("K2")' in plain.stderr  # the live view shows each guess
     assert 'task 2 started: search("K2") (its guess, adopted)' in plain.stderr
     bad = runner.invoke(app, ["ask", question, "--model", model, "--speculate", "all"])

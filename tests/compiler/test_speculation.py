@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import plait
 from plait._engine import _current_node
 from plait.compiler import Answer, aask
-from plait.compiler._speculate import question_lists
+from plait.compiler._speculate import Context, Siblings, question_lists
 from plait.journal import open_journal
 from plait.llm import Message, SimLLM
 
@@ -114,11 +114,48 @@ async def both(question: str, plan: str, speculate: Any, **options: Any
 def test_question_lists_find_names_after_a_lead_in_and_options() -> None:
     q = ("Find a movie similar to The Crown River, Glass Empire and Last Winter. "
          "Options: (A) The Paper Crown, (B) Hidden Orchard.")
-    assert question_lists(q) == [["The Crown River", "Glass Empire", "Last Winter"],
-                                 ["The Paper Crown", "Hidden Orchard"]]
-    assert question_lists("What is the combined height of Foo Tower, Bar Tower or Baz?") == [
-        ["Foo Tower", "Bar Tower", "Baz"]]
-    assert question_lists("How tall is K2?") == []
+    assert question_lists(q) == (("The Crown River", "Glass Empire", "Last Winter"),
+                                 ("The Paper Crown", "Hidden Orchard"))
+    assert question_lists("What is the combined height of Foo Tower, Bar Tower or Baz?") == (
+        ("Foo Tower", "Bar Tower", "Baz"),)
+    assert question_lists("How tall is K2?") == ()
+
+
+def test_siblings_guess_from_an_open_argument_that_begins_one_item_alone() -> None:
+    calls: list[plait.Tool] = make_tools(Ledger())
+    tools = {t.name: t for t in calls}
+
+    @plait.tool(speculate=True)
+    def lookup(entity: str, field: str) -> str:
+        """A field of `entity`."""
+        return ""
+
+    tools["lookup"] = lookup
+    q = "Which is taller: The Silent Harbor, The Silent Hill or Kessa Peak?"
+
+    def guesses(partial: str) -> list[str]:
+        ctx = Context(q, tools, (), partial=partial)
+        return [f"{c.tool}:{c.arguments}" for c in Siblings().propose(ctx)]
+
+    harbor = ["search:{'entity': 'The Silent Harbor'}", "search:{'entity': 'The Silent Hill'}",
+              "search:{'entity': 'Kessa Peak'}"]
+    assert guesses('1. search("The Silent H') == []  # two items begin so
+    assert guesses('1. search("The Silent Ha') == harbor  # the item itself first
+    assert guesses('2. search(entity="The Silent Ha') == harbor
+    assert guesses('1. search("Kessa')[0] == "search:{'entity': 'Kessa Peak'}"
+    assert guesses('1. search("Mount') == []  # no item begins so
+    assert guesses('1. search("The Silent Harbor"') == []  # closed: the parser's to say
+    assert guesses('1. lookup("Kessa') == []  # the other argument is not known yet
+
+
+async def test_an_open_argument_that_ends_otherwise_wastes_its_guess() -> None:
+    q = "Which is taller: Mount Arvel or Kessa Peak?"
+    plan = '1. search("Mount Arvelino")\n2. join()'
+    off, on, _, ledger = await both(q, plan, "siblings")
+    assert essence(on) == essence(off)
+    sp = on.speculation
+    assert sp is not None and sp.hits == 0 and sp.wasted >= 1 and sp.misses == 1
+    assert ledger.count("search", "Mount Arvelino") == 1
 
 
 # ---------------------------------------------------------------- equivalence
@@ -131,10 +168,11 @@ async def test_siblings_start_the_other_items_and_the_answer_is_the_same() -> No
     assert essence(on) == essence(off)
     sp = on.speculation
     assert sp is not None and off.speculation is None
-    assert (sp.hits, sp.wasted, sp.misses) == (4, 0, 1)  # all but the first line guessed
+    # Every line guessed: the first one too, from its open argument ("Mount).
+    assert (sp.hits, sp.wasted, sp.misses) == (5, 0, 0)
     assert ledger.count("search") == 5  # each call ran once: the guesses became the tasks
     guessed = [t for t in on.tasks if t.predicted_at is not None]
-    assert len(guessed) == 4 and all(t.predicted_at < t.parsed_at for t in guessed)
+    assert len(guessed) == 5 and all(t.predicted_at < t.parsed_at for t in guessed)
     assert on.speculation_bound() <= on.critical_path_bound()
 
 
@@ -242,7 +280,7 @@ async def test_an_adopted_guess_is_journaled_as_its_task_and_replayed(tmp_path) 
     ledger = Ledger()
     first = await aask(question, make_tools(ledger), model=model([plan], ["Finish: ok"]),
                        examples=[], speculate="siblings", journal=journal, run_id="r1")
-    assert first.speculation is not None and first.speculation.hits == 3
+    assert first.speculation is not None and first.speculation.hits == 4  # line 1 too
     j = open_journal(journal)
     try:
         state = j.load("r1")
