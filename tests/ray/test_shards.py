@@ -174,8 +174,8 @@ def test_a_node_removed_mid_job(ray_cluster: Any, tmp_path: Path, pg_journal: st
         if len(started) == 1:
             actor = ray_.remote(_cluster.ShardWorker).options(
                 max_restarts=0, max_task_retries=0, num_cpus=0, max_concurrency=8,
-                resources={"shard_victim": 1}, runtime_env={"env_vars": env})
-            return actor.remote(model, share)
+                resources={"shard_victim": 1})
+            return actor.remote(model, share, env)
         return real(ray_, model, share, env)
 
     monkeypatch.setattr("plait.data._ray._controller.start_worker", start)
