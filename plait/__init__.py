@@ -31,6 +31,7 @@ from plait.data import DROP, MapResult, Row, RowError, amap, map, stream
 from plait.generate import LLMTool, SchemaError, generate, llm_tool
 from plait.journal import RunOwnedError
 from plait.reason import Reasoning, areason, pdr, reason, reasoner
+from plait.executors import RayClusterError
 from plait.tools import McpToolError, mcp_tools, tools_from_openai
 
 __version__ = "0.1.0"
@@ -58,6 +59,7 @@ __all__ = [
     "NodeStarted",
     "PlaitError",
     "Ref",
+    "RayClusterError",
     "RefMisuseError",
     "Row",
     "RowError",

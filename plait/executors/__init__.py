@@ -14,9 +14,10 @@ from typing import Any
 from plait._errors import OptionError
 from plait.executors._base import IN_CONTROLLER, Executor, in_controller
 from plait.executors._local import LocalExecutor
-from plait.executors._ray import ExecutorError, RayExecutor
+from plait.executors._ray import ExecutorError, RayClusterError, RayExecutor
 
-__all__ = ["IN_CONTROLLER", "Executor", "ExecutorError", "LocalExecutor", "RayExecutor",
+__all__ = ["IN_CONTROLLER", "Executor", "ExecutorError", "LocalExecutor", "RayClusterError",
+           "RayExecutor",
            "executor_of", "in_controller", "remote_executor"]
 
 _default_ray: RayExecutor | None = None

@@ -35,14 +35,19 @@ class ExecutorError(PlaitError, NotRetryable):
     the cluster can ever have the resources a tool asks for. Retrying would not help."""
 
 
-def import_ray() -> Any:
+class RayClusterError(ExecutorError, ConnectionError):
+    """The Ray cluster cannot be reached or used (the message names the address,
+    without credentials)."""
+
+
+def import_ray(what: str = "running tool calls on Ray (ray)") -> Any:
     """The `ray` module, or an error naming the extra to install."""
     try:
         import ray
     except ImportError:
         from plait.llm._protocol import MissingExtraError  # the one error for every extra
 
-        raise MissingExtraError("running tool calls on Ray (ray)", "ray") from None
+        raise MissingExtraError(what, "ray") from None
     return ray
 
 
@@ -124,7 +129,7 @@ class RayExecutor:
     def _ray(self) -> Any:
         ray = import_ray()
         if not ray.is_initialized():
-            connect(ray, self.address)
+            connect(self.address)  # never disconnected by plait: other runs may use it
         return ray
 
     async def _prepare(self, tool: Tool) -> Any:
@@ -146,28 +151,49 @@ class RayExecutor:
         return remote
 
 
-def connect(ray: Any, address: str | None) -> None:
-    """`ray.init` to `address` (or RAY_ADDRESS, or a new local Ray), with an error
-    naming the address when it cannot be reached (never a long hang)."""
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address is None:
-        ray.init(include_dashboard=False)
+def connect(address: str | None, *, log_to_driver: bool = True) -> tuple[Any, bool]:
+    """Ray, connected to the cluster at `address`, or to the one this process already
+    is connected to; with neither, RAY_ADDRESS, else a new local Ray of this
+    process's own (never a cluster some other process on this machine happens to
+    run, which `ray.init()` would join). Returns (ray, started): whether this call
+    connected (and so may disconnect). An address nothing answers at fails at once,
+    naming it: Ray itself keeps retrying an unreachable cluster for minutes."""
+    ray = import_ray()
+    if ray.is_initialized():
+        here = ray.get_runtime_context().gcs_address
+        if address not in (None, "auto", "local", here) and _host_port(address) != _host_port(here):
+            raise RayClusterError(f"this process is connected to the Ray cluster at {here}; "
+                                  f"it cannot use the one at {_shown(address)} as well")
+        return ray, False
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    probe(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=log_to_driver,
+                 configure_logging=log_to_driver)
+    except Exception as exc:  # ConnectionError, a timeout, a bad address: Ray's words
+        shown = _shown(address)
+        text = str(exc).replace(address, shown)
+        raise RayClusterError(f"cannot reach the Ray cluster at {shown}: "
+                              f"{type(exc).__name__}: {text}") from None
+    return ray, True
+
+
+def probe(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Fail at once, naming the address, where nothing listens (`auto` and `local`
+    are Ray's to resolve)."""
+    if address in ("auto", "local"):
         return
     shown = _shown(address)
-    hostport = _host_port(address)
-    if hostport is not None:
-        try:
-            socket.create_connection(hostport, timeout=CONNECT_TIMEOUT).close()
-        except OSError as exc:
-            raise ExecutorError(
-                f"cannot reach the Ray cluster at {shown} ({exc.strerror or exc}); start one "
-                "(ray start --head) or give its address (address= or RAY_ADDRESS)"
-            ) from None
+    where = _host_port(address)
+    if where is None:
+        raise RayClusterError(f"bad Ray address {shown!r}: use host:port (the head node's "
+                              "GCS port, 6379 by default), ray://host:port or auto")
     try:
-        ray.init(address=address)
-    except Exception as exc:
-        text = str(exc).replace(address, shown)
-        raise ExecutorError(f"cannot connect to the Ray cluster at {shown}: {text}") from None
+        socket.create_connection(where, timeout=timeout).close()
+    except OSError as exc:
+        raise RayClusterError(
+            f"cannot reach the Ray cluster at {shown}: {exc.strerror or exc}; start one "
+            "(ray start --head) or give its address (address= or RAY_ADDRESS)") from None
 
 
 def _shown(address: str) -> str:
@@ -176,9 +202,9 @@ def _shown(address: str) -> str:
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
-    """(host, port) of a `host:port` address (a GCS), None for the other forms
-    (`auto`, `ray://...`), which Ray resolves itself."""
-    match = re.fullmatch(r"\[?([^\]/@]+?)\]?:(\d+)", address)
+    """(host, port) of `host:port` or `ray://[user@]host:port`, else None."""
+    text = address.split("://", 1)[-1].rsplit("@", 1)[-1].rstrip("/")
+    match = re.fullmatch(r"\[?([^\]/@]+?)\]?:(\d+)", text)
     return (match.group(1), int(match.group(2))) if match else None
 
 

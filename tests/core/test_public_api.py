@@ -70,6 +70,7 @@ EXPECTED = {
     "RunOwnedError",
     "SchemaError",
     "McpToolError",
+    "RayClusterError",
     # events
     "Event",
     "RunStarted",

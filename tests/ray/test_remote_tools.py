@@ -186,7 +186,7 @@ def test_an_unreachable_cluster_is_named_in_the_error(tmp_path: Path) -> None:
     seconds, error = out.splitlines()
     assert float(seconds) < 10
     assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in error
-    assert error.startswith("node $0 (one): ExecutorError: ")
+    assert error.startswith("node $0 (one): RayClusterError: ")
 
 
 def test_plait_run_executor_ray_connects_to_the_cluster_at_ray_address(

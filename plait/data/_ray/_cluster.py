@@ -14,70 +14,22 @@ import os
 import socket
 from typing import Any
 
-from plait._errors import PlaitError
 from plait.data._ray._worker import ShardSummary, ShardTask, WorkerState, run_shard
+from plait.executors._ray import RayClusterError, probe
+from plait.executors._ray import connect as _connect
+from plait.executors._ray import import_ray as _import_ray
 
-
-class RayClusterError(PlaitError, ConnectionError):
-    """The Ray cluster cannot be reached or used (the message names the address)."""
+__all__ = ["RayClusterError", "ShardWorker", "connect", "import_ray", "local_ips", "node_ips",
+           "preflight", "sqlite_refusal", "start_worker"]
 
 
 def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        from plait.data._extras import _missing
-
-        raise _missing("a job with executor='ray' (Ray)", "ray") from None
-    return ray
+    return _import_ray("a job with executor='ray' (Ray)")
 
 
 def connect(address: str | None) -> tuple[Any, bool]:
-    """Ray, connected to the cluster at `address` (or the one this process already
-    is connected to; or, with neither, a local Ray started for this job). Returns
-    (ray, started): whether this call connected (and so must disconnect)."""
-    ray = import_ray()
-    if ray.is_initialized():
-        here = ray.get_runtime_context().gcs_address
-        if address not in (None, "auto", "local", here) and _host_port(address) != _host_port(here):
-            raise RayClusterError(f"this process is connected to the Ray cluster at {here}; "
-                                  f"it cannot run a job on the one at {address} as well")
-        return ray, False
-    # No address: $RAY_ADDRESS, else a new local Ray of this job's own (never a
-    # cluster some other process on this machine happens to run).
-    address = address or os.environ.get("RAY_ADDRESS") or "local"
-    if address not in ("auto", "local"):
-        _probe(address)
-    try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
-    except Exception as exc:  # ConnectionError, a timeout, a bad address: Ray's words
-        where = address or os.environ.get("RAY_ADDRESS") or "a new local Ray"
-        raise RayClusterError(f"cannot reach the Ray cluster at {where}: "
-                              f"{type(exc).__name__}: {exc}") from None
-    return ray, True
-
-
-def _host_port(address: str) -> tuple[str, int] | None:
-    text = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit():
-        return None
-    return host.strip("[]"), int(port)
-
-
-def _probe(address: str, timeout: float = 5.0) -> None:
-    """Fail at once, naming the address, where nothing listens: Ray itself keeps
-    retrying an unreachable cluster for minutes."""
-    where = _host_port(address)
-    if where is None:
-        raise RayClusterError(f"bad Ray address {address!r}: use host:port (the head "
-                              "node's GCS port, 6379 by default) or auto")
-    try:
-        socket.create_connection(where, timeout=timeout).close()
-    except OSError as exc:
-        raise RayClusterError(f"cannot reach the Ray cluster at {address}: "
-                              f"{exc.strerror or exc}") from None
+    """Connected as a driver, workers' logs kept out of the job's progress display."""
+    return _connect(address, log_to_driver=False)
 
 
 def preflight(address: str | None) -> None:
@@ -85,8 +37,8 @@ def preflight(address: str | None) -> None:
     answers (the errors name the extra, or the address)."""
     ray = import_ray()
     address = address or os.environ.get("RAY_ADDRESS")
-    if not ray.is_initialized() and address not in (None, "auto", "local"):
-        _probe(address)
+    if not ray.is_initialized() and address is not None:
+        probe(address)
 
 
 def node_ips(ray: Any) -> list[str]:
