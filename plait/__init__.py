@@ -28,10 +28,10 @@ from plait._result import NodeRecord, RunResult
 from plait._tools import Tool, ToolPolicy, ToolWarning, tool
 from plait.compiler import Answer, aask, ask, asker, draft, question
 from plait.data import DROP, MapResult, Row, RowError, amap, map, stream
+from plait.executors import RayClusterError
 from plait.generate import LLMTool, SchemaError, generate, llm_tool
 from plait.journal import RunOwnedError
 from plait.reason import Reasoning, areason, pdr, reason, reasoner
-from plait.executors import RayClusterError
 from plait.tools import McpToolError, mcp_tools, tools_from_openai
 
 __version__ = "0.1.0"

@@ -185,7 +185,7 @@ def _siblings(tool: str, arguments: Mapping[str, Any], param: str, value: str,
         others += [w for items in lists if items not in own for w in items
                    if _named(w) and w != value]
     return [Candidate(tool, {**arguments, param: w})
-            for w in dict.fromkeys([value] * itself + others)]
+            for w in dict.fromkeys(([value] if itself else []) + others)]
 
 
 def _one_string_parameter(tool: Tool | None) -> str | None:

@@ -17,8 +17,7 @@ from plait.executors._local import LocalExecutor
 from plait.executors._ray import ExecutorError, RayClusterError, RayExecutor
 
 __all__ = ["IN_CONTROLLER", "Executor", "ExecutorError", "LocalExecutor", "RayClusterError",
-           "RayExecutor",
-           "executor_of", "in_controller", "remote_executor"]
+           "RayExecutor", "executor_of", "in_controller", "remote_executor"]
 
 _default_ray: RayExecutor | None = None
 
