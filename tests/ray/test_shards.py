@@ -25,7 +25,7 @@ from plait.data import resume_map
 from plait.data._ray import Controller
 from plait.journal import open_journal
 from tests._support import end, with_schema
-from tests.ray.shard_rows import MODEL, Asked, expected_ids, pipeline, write_source
+from tests.ray.shard_rows import MODEL, Asked, dropped, expected_ids, pipeline, write_source
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW = 8
@@ -96,6 +96,37 @@ def test_job_completes_every_key_once_within_the_global_budget(
         assert journal.get_lease(shard_lease_id("job", 0)).epoch == 1
     finally:
         journal.close()
+
+
+@pytest.mark.timeout(120)
+def test_rows_sharing_a_key_are_refused_across_shards(
+        ray_cluster: Any, tmp_path: Path, pg_journal: str, server: Any) -> None:
+    """Twins (two rows, one key) in two shards, and in one: one of each runs, the
+    other is recorded failed as a local job records it, and no row goes missing
+    unsaid."""
+    n = 100
+    ids = list(range(n))
+    ids[60] = 11  # a twin of row 11, three shards later
+    ids[22] = 21  # a twin of row 21, in its shard
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i}) + "\n" for i in ids))
+    out = tmp_path / "out.jsonl"
+    result = plait.map(pipeline, str(src), key="id", out=str(out), journal=pg_journal,
+                       run_id="twins", executor="ray", workers=3, shard_rows=25,
+                       window=WINDOW, model=MODEL)
+    assert result.ok and result.rows_failed == 2
+    assert result.rows_done + result.rows_dropped + result.rows_failed == n
+    kept = sorted({i for i in ids if not dropped(i)})
+    assert sorted(_ids(out)) == kept  # each key once
+    journal = open_journal(pg_journal)
+    try:
+        failed = journal.iter_rows("twins", status="failed")
+    finally:
+        journal.close()
+    assert {r.ordinal for r in failed} <= {11, 60, 21, 22} and len(failed) == 2
+    assert len({r.ordinal for r in failed} & {11, 60}) == 1
+    assert all(r.row_key == f"#{r.ordinal}" and "keys must be unique" in r.error
+               for r in failed)
 
 
 def _wait_for(predicate: Any, timeout: float, what: str) -> None:
