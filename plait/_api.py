@@ -30,7 +30,7 @@ from plait._ownership import DEFAULT_LEASE_TTL
 from plait._result import RunResult
 from plait._scheduler import OnError
 from plait._tools import Tool
-from plait.executors import Executor, executor_of
+from plait.executors import Executor, executor_name, executor_of
 from plait.generate._pool import using_pool
 from plait.journal import Journal, JournalError, RunNotFoundError, open_journal
 
@@ -133,7 +133,8 @@ async def arun(
             entry=wf.name,
             # The options, kept for a resume (not part of the run's identity).
             arguments={"args": list(args), "kwargs": kwargs,
-                       "options": {"max_concurrency": max_concurrency, "on_error": on_error}},
+                       "options": {"max_concurrency": max_concurrency, "on_error": on_error,
+                                   "executor": executor_name(executor)}},
             version=code_version(wf.fn),
             allow_rerun=allow_rerun,
             lease_ttl=lease_ttl,
@@ -194,7 +195,8 @@ async def aresume(
     file); pass `workflow_fn` for one that cannot be imported (a script's
     `__main__`): it stands in for the recorded entry. Options are those of `arun`
     (e.g. `allow_rerun=True`, `wait=SECONDS`, `max_concurrency=N`); the run's own
-    (`max_concurrency`, `on_error`) are kept unless given.
+    (`max_concurrency`, `on_error`, `executor` when it was "local", "ray" or a
+    `RayExecutor`) are kept unless given.
     """
     journal_obj = open_journal(journal) if isinstance(journal, str) else journal
     try:

@@ -17,7 +17,7 @@ from plait.executors._local import LocalExecutor
 from plait.executors._ray import ExecutorError, RayClusterError, RayExecutor
 
 __all__ = ["IN_CONTROLLER", "Executor", "ExecutorError", "LocalExecutor", "RayClusterError",
-           "RayExecutor", "executor_of", "in_controller", "remote_executor"]
+           "RayExecutor", "executor_name", "executor_of", "in_controller", "remote_executor"]
 
 _default_ray: RayExecutor | None = None
 
@@ -41,3 +41,16 @@ def executor_of(spec: str | Executor | None) -> Executor | None:
     if isinstance(spec, str) or not isinstance(spec, Executor):
         raise OptionError(f"executor must be 'local', 'ray' or an executor, got {spec!r}")
     return spec
+
+
+def executor_name(spec: str | Executor | None) -> str | None:
+    """What a run's journal keeps of its `executor=`, for a resume to pass back:
+    "local" or "ray" (a `RayExecutor` too: its address is not kept, as it may hold
+    a password; the resume reaches RAY_ADDRESS), None for one of the caller's own."""
+    if spec is None or spec in ("local", "ray"):
+        return spec
+    if isinstance(spec, RayExecutor):
+        return "ray"
+    if isinstance(spec, LocalExecutor):
+        return "local"
+    return None

@@ -108,7 +108,8 @@ def test_a_workflow_run_its_retries_errors_values_and_replays(spec: str) -> None
     assert run["entry"].endswith(":chores")
     # The options the run was given are part of what happened (a resume keeps them).
     assert run["arguments"] == {"args": ["hi"], "kwargs": {},
-                                "options": {"max_concurrency": None, "on_error": "continue"}}
+                                "options": {"max_concurrency": None, "on_error": "continue",
+                                            "executor": "local"}}
     assert run["error"] and run["duration"] > 0 and run["finished_at"] >= run["started_at"]
     assert data["question"] is None
     first, second = data["calls"]

@@ -53,6 +53,15 @@ def sleeps(path: str) -> str:
     return "woke"
 
 
+@plait.tool
+def fails_once(flag: str) -> dict[str, Any]:
+    """Fails the first time (no flag file yet); then says where it runs."""
+    if not Path(flag).exists():
+        Path(flag).write_text("1")
+        raise RuntimeError("the first time")
+    return {"pid": os.getpid()}
+
+
 @plait.workflow
 async def placed() -> Any:
     return [await on_gpu(), await where()]
@@ -71,6 +80,23 @@ async def sleeper(path: str) -> Any:
 @plait.workflow
 async def greedy() -> Any:
     return await two_cpus()
+
+
+@plait.workflow
+async def where_then_fails_once(flag: str) -> Any:
+    return [await where(), await fails_once(flag)]
+
+
+def test_a_resumed_run_runs_on_the_executor_it_was_started_with(
+        ray_cluster: RayCluster, tmp_path: Path) -> None:
+    journal, flag = str(tmp_path / "runs.db"), str(tmp_path / "flag")
+    first = plait.run(where_then_fails_once, flag, executor="ray", journal=journal,
+                      run_id="r", raise_on_error=False)
+    assert first.status == "failed" and first.nodes[0].value["pid"] != os.getpid()
+    again = plait.resume("r", journal)  # no executor= given: the journal's
+    assert again.status == "done"
+    assert again.value[0] == first.nodes[0].value  # replayed
+    assert again.value[1]["pid"] != os.getpid()  # ran on Ray again
 
 
 def test_executor_ray_runs_every_call_in_a_ray_worker(ray_cluster: RayCluster) -> None:
