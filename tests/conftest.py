@@ -172,19 +172,28 @@ def postgres_dsn() -> Iterator[str]:
             shutil.rmtree(server.root, ignore_errors=True)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def journal_spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A journal spec for each backend: a SQLite file, or a schema of its own on the
-    test PostgreSQL (dropped afterwards)."""
-    if request.param == "sqlite":
-        yield str(tmp_path / "runs.db")
-        return
+@pytest.fixture
+def pg_schema(postgres_dsn: str) -> Iterator[str]:
+    """A fresh, uniquely named schema on the test PostgreSQL, dropped after the test."""
     import psycopg
 
+    name = f"plait_t_{uuid.uuid4().hex[:12]}"
+    yield name
+    with psycopg.connect(postgres_dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def pg_journal(postgres_dsn: str, pg_schema: str) -> str:
+    """A PostgreSQL journal spec in a schema of its own (`pg_schema`)."""
     from tests._support import with_schema
 
-    dsn = request.getfixturevalue("postgres_dsn")
-    schema = f"plait_t_{uuid.uuid4().hex[:12]}"
-    yield with_schema(dsn, schema)
-    with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return with_schema(postgres_dsn, pg_schema)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal_spec(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A journal spec for each backend: a SQLite file, or `pg_journal`."""
+    if request.param == "sqlite":
+        return str(tmp_path / "runs.db")
+    return request.getfixturevalue("pg_journal")

@@ -326,7 +326,7 @@ def test_sqlite_disk_full(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(150)
-def test_postgres_backend_terminated(tmp_path: Path, pg_spec: str) -> None:
-    results = _trials(lambda d: fc.PostgresKill(pg_spec), "postgres-kill", tmp_path, seed=3,
+def test_postgres_backend_terminated(tmp_path: Path, pg_journal: str) -> None:
+    results = _trials(lambda d: fc.PostgresKill(pg_journal), "postgres-kill", tmp_path, seed=3,
                       holds=(None,))
     _check(results)

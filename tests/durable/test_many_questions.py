@@ -40,9 +40,9 @@ def _backends(dsn: str, app: str) -> int:
 
 
 @pytest.mark.timeout(60)
-def test_hundreds_of_journaled_questions_at_once(postgres_dsn: str, pg_spec: str) -> None:
+def test_hundreds_of_journaled_questions_at_once(postgres_dsn: str, pg_journal: str) -> None:
     app = f"plait_many_{uuid.uuid4().hex[:10]}"
-    spec = f"{pg_spec}&application_name={app}&pool_max={POOL_MAX}"
+    spec = f"{pg_journal}&application_name={app}&pool_max={POOL_MAX}"
     most = [0]
     stop = threading.Event()
 
@@ -74,7 +74,7 @@ def test_hundreds_of_journaled_questions_at_once(postgres_dsn: str, pg_spec: str
     assert 1 <= most[0] <= POOL_MAX, most[0]
     assert elapsed < 40, elapsed
 
-    with open_journal(pg_spec) as journal:
+    with open_journal(pg_journal) as journal:
         runs = journal.list_runs(limit=QUESTIONS + 1)
         assert len(runs) == QUESTIONS and {r.status for r in runs} == {"done"}
         assert len(journal.load("q123").results) == 4  # planner, two lookups, joiner
@@ -83,6 +83,6 @@ def test_hundreds_of_journaled_questions_at_once(postgres_dsn: str, pg_spec: str
     # its question.
     assert not [p for p in open_pools() if app in p.key.conninfo]
     gc.collect()
-    schema = f"(schema {pg_spec.rsplit('schema=', 1)[-1]})"  # this test's own journal
+    schema = f"(schema {pg_journal.rsplit('schema=', 1)[-1]})"  # this test's own journal
     assert not [o for o in gc.get_objects() if type(o) is Run and o.durable is not None
                 and o.durable.journal.location.endswith(schema)]

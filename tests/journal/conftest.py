@@ -5,7 +5,6 @@ comes from `postgres_dsn` (tests/conftest.py)."""
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,17 +13,6 @@ import pytest
 
 from plait.journal import Journal, open_journal
 from tests._support import with_schema
-
-
-@pytest.fixture
-def pg_schema(postgres_dsn: str) -> Iterator[str]:
-    """A fresh, uniquely named schema, dropped after the test."""
-    import psycopg
-
-    name = f"plait_t_{uuid.uuid4().hex[:12]}"
-    yield name
-    with psycopg.connect(postgres_dsn, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 
 @dataclass

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,21 +23,11 @@ import plait
 from plait.data import resume_map
 from plait.data._ray import Controller
 from plait.journal import open_journal
-from tests._support import end, with_schema
+from tests._support import end
 from tests.ray.shard_rows import MODEL, Asked, dropped, expected_ids, pipeline, write_source
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW = 8
-
-
-@pytest.fixture
-def pg_journal(postgres_dsn: str) -> Iterator[str]:
-    import psycopg
-
-    schema = f"plait_ray_{uuid.uuid4().hex[:10]}"
-    yield with_schema(postgres_dsn, schema)
-    with psycopg.connect(postgres_dsn, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture

@@ -34,21 +34,6 @@ def journal(tmp_path_factory: pytest.TempPathFactory) -> str:
     return path
 
 
-@pytest.fixture
-def pg_journal(postgres_dsn: str) -> Iterator[str]:
-    """A PostgreSQL journal in a schema of its own, dropped after the test."""
-    import uuid
-
-    import psycopg
-
-    from tests._support import with_schema
-
-    schema = f"plait_tl_{uuid.uuid4().hex[:12]}"
-    yield with_schema(postgres_dsn, schema)
-    with psycopg.connect(postgres_dsn, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-
 def chromium_path() -> str | None:
     """The chromium to drive: $PLAIT_TEST_CHROMIUM, else Debian's."""
     given = os.environ.get("PLAIT_TEST_CHROMIUM")

@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,17 +30,12 @@ async def remote(topic: str) -> str:
 
 
 @pytest.fixture
-def pg_journal(postgres_dsn: str) -> Iterator[str]:
-    """A journal DSN with a password and a schema of its own, dropped after."""
-    import psycopg
-
-    schema = f"plait_ui_{uuid.uuid4().hex[:10]}"
+def pg_journal(postgres_dsn: str, pg_schema: str) -> str:
+    """A journal DSN with a password, in a schema of its own (`pg_schema`)."""
     parts = urlsplit(postgres_dsn)
     user, _, host = parts.netloc.rpartition("@")
     netloc = f"{user or 'postgres'}:{DB_PASSWORD}@{host}"
-    yield with_schema(urlunsplit(parts._replace(netloc=netloc)), schema)
-    with psycopg.connect(postgres_dsn, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    return with_schema(urlunsplit(parts._replace(netloc=netloc)), pg_schema)
 
 
 def crawl(ui: UIServer) -> str:
