@@ -53,6 +53,13 @@ Invariants:
   ("already has a result"), so on that order error the stored results are read
   back and the ones identical to ours (same value, error and times) count as
   written. A different stored result stays an order error.
+* A writer for one shard of a job whose rows other processes run too
+  (`shared_rows=True`) meets another case: two rows of one key (twins in the
+  user's data, which keys must not have) in two shards may run at once, and their
+  calls have the same keys. A row's call that finds its node already finished
+  under the same row is that node: the journal keeps the first result; neither
+  our start nor our result of it is refused, so the job goes on, and the
+  controller refuses the twin at the end (`plait/data/_ray/_controller.py`).
 """
 
 from __future__ import annotations
@@ -147,8 +154,10 @@ class JournalWriter:
         retry_for: float | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
         linger: float = LINGER,
+        shared_rows: bool = False,
     ):
         self.journal = journal
+        self.shared_rows = shared_rows
         # A run's owner passes its lease: every write is fenced by it (Journal.write).
         self._fence: dict[str, Lease] = {"lease": lease} if lease is not None else {}
         self.retry_for = retry_bound() if retry_for is None else retry_for
@@ -403,14 +412,16 @@ class JournalWriter:
                 time.sleep(min(left, delay * random.uniform(0.5, 1.0)))
                 delay = min(delay * 2, MAX_DELAY)
             except JournalOrderError:
-                if not (uncertain and results):
-                    raise
+                stored = self._already_stored(results) if uncertain and results else set()
                 uncertain = False
-                stored = self._already_stored(results)
-                if not stored:
+                twins = self._finished_by_twin(intents, results) if self.shared_rows else set()
+                if not stored and not twins:
                     raise
-                # Intents and row records are written again: both replace their own.
-                results = [r for r in results if (r.run_id, r.key) not in stored]
+                # Our intents, and row records, are written again: both replace their
+                # own. A twin's finished node takes neither our intent nor our result.
+                intents = [i for i in intents if (i.run_id, i.key) not in twins]
+                results = [r for r in results
+                           if (r.run_id, r.key) not in stored and (r.run_id, r.key) not in twins]
                 if not intents and not results and not rows:
                     self._trouble_since = None
                     return
@@ -439,6 +450,21 @@ class JournalWriter:
                 ):
                     same.add((run_id, r.key))
         return same
+
+    def _finished_by_twin(
+        self, intents: Sequence[Intent], results: Sequence[Result]
+    ) -> set[tuple[str, str]]:
+        """Of the row calls in `intents` and `results`, those whose node another
+        process finished under the same row (`shared_rows`): read by their row."""
+        rows: dict[tuple[str, str], set[str]] = {}
+        for item in (*intents, *results):
+            if item.row_key:
+                rows.setdefault((item.run_id, item.row_key), set()).add(item.key)
+        finished: set[tuple[str, str]] = set()
+        for (run_id, row_key), keys in rows.items():
+            _, held = self.journal.load_row(run_id, row_key)
+            finished.update((run_id, k) for k in keys if k in held and held[k].ok)
+        return finished
 
     def _fail_lost(self, error: BaseException, item: _Item) -> None:
         if isinstance(item, RowRecord):

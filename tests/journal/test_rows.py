@@ -435,6 +435,57 @@ def test_a_retried_row_write_that_had_landed_counts_as_written(journal: Journal)
     assert len(journal.load_row(run_id, "a")[1]) == 3
 
 
+@pytest.mark.parametrize("shared_rows", [False, True])
+def test_a_twin_rows_finished_call_in_another_shard(journal: Journal, shared_rows: bool) -> None:
+    """Two rows of one key in two shards (two writers) run the same calls at once.
+    One writer's result lands first. For a shard's writer (`shared_rows`), the
+    other's late result and its start after that result are that node: not
+    refused, not stored over it. For any other writer they stay order errors."""
+    run_id = new_run(journal)
+    (first_i, second_i), (first_r, second_r) = row_calls(run_id, "11", 2)
+    late = Result(run_id, first_r.key, True, "the twin's own value", tool=first_r.tool,
+                  row_key="11")
+
+    async def main() -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        a = JournalWriter(journal, shared_rows=shared_rows)
+        b = JournalWriter(journal, shared_rows=shared_rows)
+        await a.intents([first_i])
+        await b.intents([first_i])  # both twins started it: the intent is replaced
+        await a.intents([second_i])
+        a.result(first_r)
+        a.result(second_r)
+        await a.aclose()  # one twin finished both calls
+        for step in ("start", "result"):  # the other twin starts one, ends the other
+            try:
+                if step == "start":
+                    await b.intents([second_i])
+                else:
+                    b.result(late)
+                    await b.flush()
+                outcomes.append(None)
+            except JournalError as exc:
+                outcomes.append(exc)
+        try:
+            await b.aclose()
+        except JournalError:
+            pass
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    held = journal.load_row(run_id, "11")[1]
+    assert held[first_r.key].value == first_r.value  # the first result stays
+    assert held[second_r.key].value == second_r.value
+    if shared_rows:
+        assert outcomes == [None, None]
+    else:
+        assert isinstance(outcomes[0], JournalOrderError)
+        assert "never started again" in str(outcomes[0])
+        assert isinstance(outcomes[1], JournalError)
+        assert "failed to store a result" in str(outcomes[1])
+        assert "already has a result" in str(outcomes[1].__cause__)
+
+
 # --- scale: indexed look-ups ----------------------------------------------------------
 
 

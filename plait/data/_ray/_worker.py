@@ -119,7 +119,11 @@ async def run_shard(task: ShardTask, state: WorkerState) -> ShardSummary:
     journal = state.journal(task.journal)
     source = reopen_source(task.source)
     runner, _, _ = _runner(task.runner)
-    writer = JournalWriter(journal, lease=task.lease, name=f"plait-shard-{task.shard.index}")
+    # Other shards' rows run at once in other processes: a twin of one of ours there
+    # may finish a call of the same key first (shared_rows; the controller refuses
+    # the twin when every shard is over).
+    writer = JournalWriter(journal, lease=task.lease, name=f"plait-shard-{task.shard.index}",
+                           shared_rows=True)
     durable = Durable(journal, writer, task.run_id, None, allow_rerun=False)
     # Always look rows up: a re-assigned shard has rows an earlier worker finished
     # (fresh=False: a known key is such a row, not a duplicate).
