@@ -34,6 +34,7 @@ from plait._engine import journal_failure, new_run_id
 from plait._entry import import_entry
 from plait._errors import PlaitError
 from plait._ownership import DEFAULT_LEASE_TTL
+from plait.data import _twins
 from plait.data._progress import MapProgress
 from plait.data._ray._controller import Plan
 from plait.data._rows import (
@@ -144,7 +145,7 @@ async def stream(
                             on_row_error=on_row_error, max_failed_rows=max_failed_rows,
                             journal=journal, run_id=run_id, retry_failed=retry_failed,
                             lease_ttl=lease_ttl, wait=wait, out=None, model=model) as job:
-        async for row in job.job.rows():
+        async for row in job.rows():
             yield row
 
 
@@ -215,9 +216,13 @@ async def amap(
             with view:
                 try:
                     if sharded is not None:
-                        error = await _run_sharded(job, sharded, wf, max_failed_rows)
+                        error, total_rows = await _run_sharded(job, sharded, wf,
+                                                               max_failed_rows)
+                        if error is None:
+                            twins, error = await job.twins(total_rows, sharded=True)
+                            failures += twins[:_KEEP_FAILURES]
                     else:
-                        async for row in job.job.rows():
+                        async for row in job.rows():
                             if row.status == "done" and direct is not None:
                                 direct.write(_plain(row.value))
                             elif row.status == "failed" and len(failures) < _KEEP_FAILURES:
@@ -299,12 +304,38 @@ def resume_map(run_id: str, journal: str | Journal, **options: Any) -> MapResult
 class _JobRun:
     """A job and the journal run it lives in, opened and closed together."""
 
-    def __init__(self, job: Job, durable: Durable | None, run_id: str, own: bool) -> None:
+    def __init__(self, job: Job, durable: Durable | None, run_id: str, own: bool,
+                 same_data: bool = False) -> None:
         self.job = job
         self.durable = durable
         self.run_id = run_id
         self.own = own
+        # The source is the one the job started with (its fingerprint): its rows
+        # have the ordinals they had, so a missing one is a twin (plait/data/_twins.py).
+        self.same_data = same_data
         self.error: BaseException | None = None
+
+    async def rows(self) -> AsyncIterator[Row]:
+        """The job's rows as they end, then the twins found at its end."""
+        async for row in self.job.rows():
+            yield row
+        found, stop = await self.twins(self.job.counts.read, sharded=False)
+        for row in found:
+            yield row
+        if stop is not None:
+            raise stop
+
+    async def twins(self, total: int, *, sharded: bool) -> tuple[list[Row], RowError | None]:
+        """Twins no process could see, once every row of the job has ended: in a
+        sharded job, or in a resumed one on the data it started with (a fresh local
+        job refuses every twin as it reads it)."""
+        job = self.job
+        if (self.durable is None or job.key is None or not self.same_data
+                or (job.fresh and not sharded)):
+            return [], None
+        await self.durable.writer.flush()
+        ordinals = await asyncio.to_thread(_twins.find, self.durable.journal, self.run_id, total)
+        return await asyncio.to_thread(_twins.refuse, job, ordinals, job.max_failed_rows)
 
     @classmethod
     def open(cls, wf: Any, source: Any, *, key: str | KeyFn | None, window: int,
@@ -381,6 +412,7 @@ class _Opening:
         run_id = o["run_id"] or new_run_id()
         durable = None
         fresh = True
+        same_data = False
         if journal is not None:
             if callable(key):
                 raise MapOptionError(
@@ -405,6 +437,7 @@ class _Opening:
             if recipe is not None:
                 arguments["runner"] = recipe
             fresh = await _check_resume(journal, run_id, name, arguments)
+            same_data = fingerprint is not None and fingerprint == arguments["fingerprint"]
             durable = await open_durable(
                 journal, run_id=run_id, entry=ENTRY_PREFIX + name, arguments=arguments,
                 version=code_version(getattr(self.wf, "fn", self.wf)), allow_rerun=False,
@@ -414,7 +447,8 @@ class _Opening:
                   max_failed_rows=o["max_failed_rows"], durable=durable,
                   look_up=durable is not None and (not fresh or key is not None),
                   fresh=fresh, retry_failed=o["retry_failed"])
-        self.run = self.cls(job, durable, run_id, own=isinstance(journal, str))
+        self.run = self.cls(job, durable, run_id, own=isinstance(journal, str),
+                            same_data=same_data)
         if durable is not None:
             durable.watch(_stop_on_writer_failure(asyncio.current_task()))
         # The job is a run to observers (tracing): its rows' runs are its parts.
@@ -490,8 +524,9 @@ def _sharding(executor: str, workers: int | None, address: str | None,
 
 
 async def _run_sharded(job: _JobRun, plan: Plan, wf: Any,
-                       max_failed_rows: int | None) -> RowError | None:
-    """The job's rows on Ray workers, shard by shard (plait.data._ray)."""
+                       max_failed_rows: int | None) -> tuple[RowError | None, int]:
+    """The job's rows on Ray workers, shard by shard (plait.data._ray): the error
+    that stopped it, if any, and how many rows the source has."""
     from dataclasses import replace as _replace
 
     from plait.data._ray import Controller
@@ -501,7 +536,7 @@ async def _run_sharded(job: _JobRun, plan: Plan, wf: Any,
     runner = wf if getattr(wf, "run_row", None) is not None else workflow(wf).fn
     _ship_by_value(runner)
     controller = Controller(job.job, _replace(plan, max_failed_rows=max_failed_rows), runner)
-    return await controller.run()
+    return await controller.run(), controller.total
 
 
 def _ship_by_value(runner: Any) -> None:

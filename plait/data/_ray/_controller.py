@@ -33,7 +33,7 @@ from plait.data._ray._cluster import (
 from plait.data._ray._plan import Shard, default_shard_rows, shard_lease_id, split
 from plait.data._ray._worker import ShardSummary, ShardTask
 from plait.data._rows import Job, Row, RowError
-from plait.journal import Journal, Lease, RowRecord
+from plait.journal import Journal, Lease
 from plait.journal._retry import retrying
 
 # Workers started in place of lost ones, at most, per worker asked for: past it the
@@ -86,6 +86,7 @@ class Controller:
         self.assignments = 0
         self.summaries: list[ShardSummary] = []
         self._first: set[int] = set()  # shards assigned once (their skipped rows count)
+        self.total = 0  # the source's rows, once split into shards
 
     # ------------------------------------------------------------ the job
 
@@ -104,11 +105,9 @@ class Controller:
         try:
             self._check_journal_placement()
             shards = await asyncio.to_thread(self._shards)
-            stop = await self._run(shards)
-            if stop is None and self.job.key is not None and shards:
-                twins = await asyncio.to_thread(self._twins, shards[-1].stop)
-                stop = self._refuse_twins(twins)
-            return stop
+            self.total = shards[-1].stop if shards else 0
+            # Twins in two shards are found after: plait/data/_twins.py.
+            return await self._run(shards)
         finally:
             if started:
                 ray.shutdown()
@@ -261,50 +260,6 @@ class Controller:
                 return RowError(f"{failed} rows failed, more than max_failed_rows={limit}",
                                 self._last_failed())
         return None
-
-    def _refuse_twins(self, twins: list[int]) -> RowError | None:
-        """Rows whose key another row of the source has, refused as a local job
-        refuses them: recorded failed under "#ordinal", the key left to the row that
-        ran in their place."""
-        if not twins:
-            return None
-        run_id = self.job.run_id
-        writer = self.job.durable.writer  # type: ignore[union-attr]
-        rows = [Row(i, f"#{i}", "failed", error=f"row {i} has the key of another row of the "
-                    "source, which ran in its place: keys must be unique") for i in twins]
-        for row in rows:
-            writer.row(RowRecord(run_id, row.key, row.ordinal, "failed", None, row.error))
-        self.job.counts.failed += len(rows)
-        if self.job.on_row_error == "stop":
-            return RowError(f"row {rows[0].ordinal} failed: {rows[0].error}", rows[0])
-        limit = self.plan.max_failed_rows
-        failed = self._stored_failed() + len(rows)
-        if limit is not None and failed > limit:
-            return RowError(f"{failed} rows failed, more than max_failed_rows={limit}", rows[0])
-        return None
-
-    def _twins(self, total: int) -> list[int]:
-        """The ordinals of rows a twin (a row of the same key) ran in place of. No
-        shard sees a twin in another one (a worker takes a known key for a row
-        finished before, and twins running at once both record under their key), so
-        they are found once every shard is over: the journal then holds fewer row
-        records than the source has rows, and the ordinals it lacks are the twins.
-        One count; when it is short, one pass over the records (never the rows)."""
-        journal: Journal = self.job.durable.journal  # type: ignore[union-attr]
-        run_id = self.job.run_id
-        if sum(retrying(lambda: journal.count_rows(run_id)).values()) >= total:
-            return []
-        seen = bytearray(total)
-        after = -1
-        while True:
-            page = retrying(lambda: journal.iter_rows(run_id, after=after, limit=10_000))
-            if not page:
-                break
-            for record in page:
-                if 0 <= record.ordinal < total:
-                    seen[record.ordinal] = 1
-            after = page[-1].ordinal
-        return [i for i in range(total) if not seen[i]]
 
     def _stored_failed(self) -> int:
         journal = self.job.durable.journal  # type: ignore[union-attr]
