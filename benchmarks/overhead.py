@@ -48,7 +48,7 @@ from collections.abc import Awaitable, Callable
 
 import plait
 from plait import Ref
-from plait._engine import Run
+from plait.runtime._engine import Run
 
 
 @plait.tool

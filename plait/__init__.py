@@ -1,7 +1,7 @@
 """plait: run LLM agent work as a parallel, streaming, durable dataflow graph."""
 
 from plait._api import Workflow, aresume, arun, arun_graph, resume, run, run_graph, workflow
-from plait._engine import NodeError, add_tokens, node_key
+from plait.runtime._engine import NodeError, add_tokens, node_key
 from plait._errors import (
     GraphError,
     InDoubtError,
@@ -10,7 +10,7 @@ from plait._errors import (
     RunError,
     ToolArgumentError,
 )
-from plait._events import (
+from plait.runtime._events import (
     Event,
     NodeAdded,
     NodeCancelled,
@@ -23,9 +23,9 @@ from plait._events import (
     RunFinished,
     RunStarted,
 )
-from plait._graph import Graph, Node, Ref, Template
-from plait._result import NodeRecord, RunResult
-from plait._tools import Tool, ToolPolicy, ToolWarning, tool
+from plait.runtime._graph import Graph, Node, Ref, Template
+from plait.runtime._result import NodeRecord, RunResult
+from plait.runtime._tools import Tool, ToolPolicy, ToolWarning, tool
 from plait.compiler import Answer, aask, ask, asker, draft, question
 from plait.data import DROP, MapResult, Row, RowError, amap, map, stream
 from plait.executors import RayClusterError

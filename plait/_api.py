@@ -13,8 +13,8 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from plait._durable import Durable, close_durable, code_version, open_durable
-from plait._engine import (
+from plait.runtime._durable import Durable, close_durable, code_version, open_durable
+from plait.runtime._engine import (
     Run,
     current_run,
     journal_failure,
@@ -24,12 +24,12 @@ from plait._engine import (
 )
 from plait._entry import import_entry
 from plait._errors import PlaitError
-from plait._events import Listener
-from plait._graph import Graph
-from plait._ownership import DEFAULT_LEASE_TTL
-from plait._result import RunResult
-from plait._scheduler import OnError
-from plait._tools import Tool
+from plait.runtime._events import Listener
+from plait.runtime._graph import Graph
+from plait.runtime._ownership import DEFAULT_LEASE_TTL
+from plait.runtime._result import RunResult
+from plait.runtime._scheduler import OnError
+from plait.runtime._tools import Tool
 from plait.executors import Executor, executor_name, executor_of
 from plait.generate._pool import using_pool
 from plait.journal import Journal, JournalError, RunNotFoundError, open_journal

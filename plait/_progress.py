@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from plait import _events as ev
+from plait.runtime import _events as ev
 
 # Past this many nodes, plain output prints a summary a second instead of a line a node.
 _PLAIN_NODE_LINES = 200

@@ -19,7 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from plait import _events as ev
+from plait.runtime import _events as ev
 from plait.compiler import Answer
 from plait.compiler import _records as rc
 from plait.compiler._react import parse_step

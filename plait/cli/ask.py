@@ -26,9 +26,9 @@ from typing import Any, NoReturn
 
 import typer
 
-from plait._engine import new_run_id
+from plait.runtime._engine import new_run_id
 from plait._errors import PlaitError
-from plait._tools import Tool
+from plait.runtime._tools import Tool
 from plait.cli._app import app
 from plait.cli._journal import NO_JOURNAL_HELP, WRITE_HELP, for_run, resume_hint
 from plait.cli._load import load_module

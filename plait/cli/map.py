@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from plait._engine import new_run_id
+from plait.runtime._engine import new_run_id
 from plait._errors import PlaitError
 from plait.cli._app import app
 from plait.cli._fail import about_journal, fail

@@ -11,11 +11,11 @@ from typing import Any
 import typer
 
 from plait._api import arun
-from plait._engine import new_run_id
+from plait.runtime._engine import new_run_id
 from plait._errors import PlaitError, RunError
-from plait._events import Listener
+from plait.runtime._events import Listener
 from plait._progress import Progress
-from plait._result import RunResult
+from plait.runtime._result import RunResult
 from plait.cli._app import app
 from plait.cli._args import workflow_arguments
 from plait.cli._fail import about_journal, fail

@@ -16,13 +16,13 @@ from types import ModuleType
 from typing import Any
 
 from plait._api import close_after
-from plait._durable import Durable, close_durable, open_durable
-from plait._engine import Run, journal_failure, new_run_id, tools_by_name
+from plait.runtime._durable import Durable, close_durable, open_durable
+from plait.runtime._engine import Run, journal_failure, new_run_id, tools_by_name
 from plait._errors import GraphError
-from plait._events import Event
-from plait._ownership import DEFAULT_LEASE_TTL
-from plait._result import RunResult
-from plait._tools import Tool
+from plait.runtime._events import Event
+from plait.runtime._ownership import DEFAULT_LEASE_TTL
+from plait.runtime._result import RunResult
+from plait.runtime._tools import Tool
 from plait.compiler._calling import FunctionCalling
 from plait.compiler._grammar import question_names
 from plait.compiler._joiner import Joiner

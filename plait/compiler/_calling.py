@@ -21,9 +21,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from plait._engine import NodeError
+from plait.runtime._engine import NodeError
 from plait._errors import GraphError, ToolArgumentError
-from plait._tools import Tool
+from plait.runtime._tools import Tool
 from plait.compiler._parser import ParsedTask, check_arguments
 from plait.compiler._prompt import show_value
 from plait.compiler._records import PlanRecord, TaskDispatched

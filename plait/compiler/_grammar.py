@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plait._tools import Tool
+from plait.runtime._tools import Tool
 from plait.tools._schema import inline_refs
 
 # ---------------------------------------------------------------- expressions

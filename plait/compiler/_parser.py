@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from plait._errors import ToolArgumentError
-from plait._graph import Ref, Template
-from plait._tools import Tool
+from plait.runtime._graph import Ref, Template
+from plait.runtime._tools import Tool
 
 # Error kinds. A line with one of them may have been meant as a task, so the
 # planner is asked to repair it; "after_join", "ignored" and "incomplete" are

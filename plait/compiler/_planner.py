@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from plait._errors import GraphError, ToolArgumentError
-from plait._graph import Ref, Template
+from plait.runtime._graph import Ref, Template
 from plait.compiler._grammar import Grammar, plan_grammar_tree
 from plait.compiler._parser import BAD_ARGUMENTS, ParsedTask, PlanError, PlanParser
 from plait.compiler._records import (

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from plait._tools import Tool
+from plait.runtime._tools import Tool
 from plait.compiler._parser import PlanError
 from plait.llm import Message
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-from plait._engine import NodeError
+from plait.runtime._engine import NodeError
 from plait._errors import GraphError, ToolArgumentError
 from plait.compiler._grammar import Chars, Grammar, Rep, react_grammar, seq
 from plait.compiler._parser import ParsedTask, SyntaxProblem, check_arguments, parse_call, refs_in

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from plait._durable import Durable
+from plait.runtime._durable import Durable
 from plait._entry import FILE_MODULE_PREFIX, import_file, is_file_spec
 from plait._errors import PlaitError
 from plait.compiler._ask import MODES, aask

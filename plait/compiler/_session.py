@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from plait._engine import NodeError, Run
+from plait.runtime._engine import NodeError, Run
 from plait._errors import InDoubtError
-from plait._graph import Ref
-from plait._tools import Tool
+from plait.runtime._graph import Ref
+from plait.runtime._tools import Tool
 from plait.compiler._parser import ParsedTask, PlanError
 from plait.compiler._prompt import Shown, literal_names
 from plait.compiler._records import (

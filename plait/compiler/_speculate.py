@@ -2,7 +2,7 @@
 
 A speculator guesses calls the plan is about to make (`propose(context) ->
 candidates`); `Speculation` starts the guesses as speculative calls of the run
-(read-only tools only, free slots only: see plait._speculative) and, when the
+(read-only tools only, free slots only: see plait.runtime._speculative) and, when the
 planner does write a call, hands the run the guess with the same content key to
 adopt. The guarantee is the identity rule: a guess becomes a task only when it IS
 that task's call (same tool, same canonical arguments), and until then its value
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from plait._errors import OptionError
-from plait._graph import Ref, Template
-from plait._identity import canonical_arguments
-from plait._speculative import DONE, Speculative
-from plait._tools import Tool
+from plait.runtime._graph import Ref, Template
+from plait.runtime._identity import canonical_arguments
+from plait.runtime._speculative import DONE, Speculative
+from plait.runtime._tools import Tool
 from plait.compiler._grammar import _CONNECTORS, _FUNCTION_WORDS, question_names
 from plait.compiler._parser import ParsedTask, PlanParser
 from plait.compiler._records import GuessStarted, SpeculationStats

@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from plait import _events as ev
+from plait.runtime import _events as ev
 from plait._api import Workflow, _sync, close_after, workflow
-from plait._durable import Durable, close_durable, code_version, open_durable
-from plait._engine import journal_failure, new_run_id
+from plait.runtime._durable import Durable, close_durable, code_version, open_durable
+from plait.runtime._engine import journal_failure, new_run_id
 from plait._entry import import_entry
 from plait._errors import PlaitError
-from plait._ownership import DEFAULT_LEASE_TTL
+from plait.runtime._ownership import DEFAULT_LEASE_TTL
 from plait.data import _twins
 from plait.data._progress import MapProgress
 from plait.data._ray._controller import Plan

@@ -28,11 +28,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from plait import _events as ev
-from plait._durable import Durable
-from plait._engine import NodeError, Run
+from plait.runtime import _events as ev
+from plait.runtime._durable import Durable
+from plait.runtime._engine import NodeError, Run
 from plait._errors import PlaitError
-from plait._identity import NotCanonicalError, canonical_json
+from plait.runtime._identity import NotCanonicalError, canonical_json
 from plait.data._source_base import Source, SourceRow
 from plait.journal import JournalValueError, RowRecord, error_text
 

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
-    from plait._tools import Tool
+    from plait.runtime._tools import Tool
 
 
 @runtime_checkable

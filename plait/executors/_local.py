@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from plait._tools import Tool
+    from plait.runtime._tools import Tool
 
 
 class LocalExecutor:

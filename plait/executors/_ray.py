@@ -22,7 +22,7 @@ from plait._errors import NotRetryable, PlaitError
 from plait.executors._context import RemoteNode, current_node
 
 if TYPE_CHECKING:
-    from plait._tools import Tool
+    from plait.runtime._tools import Tool
 
 # How long connecting to a cluster's address may take before it counts as unreachable.
 CONNECT_TIMEOUT = 5.0

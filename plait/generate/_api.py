@@ -20,10 +20,10 @@ from typing import Any
 
 import pydantic
 
-from plait._engine import NodeError, Run, current_run
+from plait.runtime._engine import NodeError, Run, current_run
 from plait._errors import PlaitError
-from plait._graph import Ref, Template
-from plait._tools import Tool
+from plait.runtime._graph import Ref, Template
+from plait.runtime._tools import Tool
 from plait.generate._node import (
     DEFAULT_HOOKS,
     DEFAULT_RETRIES,

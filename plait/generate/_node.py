@@ -34,11 +34,11 @@ from typing import Any
 
 import pydantic
 
-from plait._engine import Run, _current_node, journal_as
+from plait.runtime._engine import Run, _current_node, journal_as
 from plait._errors import PlaitError
-from plait._graph import Ref
-from plait._identity import _ENCODER, canonical_arguments
-from plait._tools import Tool, ToolPolicy, make_tool
+from plait.runtime._graph import Ref
+from plait.runtime._identity import _ENCODER, canonical_arguments
+from plait.runtime._tools import Tool, ToolPolicy, make_tool
 from plait.executors import in_controller
 from plait.generate._pool import current_pool
 from plait.generate._schema import Checked, SchemaError, check, repair_messages

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from plait._errors import PlaitError
-from plait._identity import NotCanonicalError, canonical_json
+from plait.runtime._identity import NotCanonicalError, canonical_json
 
 __all__ = [
     "INLINE_LIMIT",

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from plait._graph import Ref
+from plait.runtime._graph import Ref
 from plait.journal._postgres import redact
 
 # Longest captured text per attribute: a span is no place for a whole document.

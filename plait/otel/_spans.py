@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
-from plait import _events as ev
+from plait.runtime import _events as ev
 from plait.otel._attrs import content, input_messages, is_llm_request, llm_attributes
 from plait.otel._attrs import output_messages, scrub
 from plait.otel._hook import trace_id_of
@@ -201,7 +201,7 @@ class _RunTrace:
         self.context: Context | None = None  # the run span's, once it is recording
         self.parent: SpanContext | None = None  # the run span's
         self.trace: tuple[int, Any, Any] = (0, None, None)  # its trace id, flags and state
-        # The run's columns by node id (lists it appends to; see plait._engine._Nodes).
+        # The run's columns by node id (lists it appends to; see plait.runtime._engine._Nodes).
         self.tools: Sequence[Any] = nodes.tools
         self.arguments: Sequence[Mapping[str, Any]] = nodes.arguments
         self.parents: Sequence[tuple[int, ...]] = nodes.parents

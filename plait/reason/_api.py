@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 
-from plait._engine import current_run
+from plait.runtime._engine import current_run
 from plait._errors import PlaitError
-from plait._events import Listener
-from plait._tools import Tool, ToolPolicy, make_tool
+from plait.runtime._events import Listener
+from plait.runtime._tools import Tool, ToolPolicy, make_tool
 from plait.generate._node import DEFAULT_TIMEOUT, run_calls
 from plait.generate._pool import current_pool, spec_of
 from plait.llm import LLM, LLMOptionError, Message

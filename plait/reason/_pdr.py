@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from plait._graph import Template
+from plait.runtime._graph import Template
 from plait.generate import generate
 
 DISTILL = ("summary", "top_k", "random_k")

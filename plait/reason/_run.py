@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from plait._engine import NodeError, Run
-from plait._graph import Ref, Template
-from plait._tools import Tool
+from plait.runtime._engine import NodeError, Run
+from plait.runtime._graph import Ref, Template
+from plait.runtime._tools import Tool
 from plait.generate._node import CallHooks, llm_call_tool, request_of, submit_call
 from plait.reason import _parser as P
 from plait.reason._formats import ForkFormat

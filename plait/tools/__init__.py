@@ -1,6 +1,6 @@
 """Tools from anywhere: JSON-schema tools, OpenAI function definitions, MCP servers.
 
-A Python function becomes a tool with `@plait.tool` (plait/_tools.py); everything
+A Python function becomes a tool with `@plait.tool` (plait/runtime/_tools.py); everything
 here builds the same `Tool` from a JSON schema (`Tool.from_schema`).
 """
 

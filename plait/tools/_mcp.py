@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from plait._errors import PlaitError
-from plait._tools import Tool, ToolWarning
+from plait.runtime._tools import Tool, ToolWarning
 from plait.tools._schema import identifier
 
 OPEN_TIMEOUT = 30.0  # seconds to start a server, initialize the session and list tools

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from plait._tools import Tool
+from plait.runtime._tools import Tool
 from plait.tools._schema import identifier
 
 

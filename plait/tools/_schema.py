@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from plait._errors import ToolArgumentError
-from plait._tools import Tool, ToolPolicy
+from plait.runtime._tools import Tool, ToolPolicy
 
 # Keywords that are checked by jsonschema and that the prompt and the plan
 # grammar understand (or that only constrain values, which jsonschema checks).

@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from plait import _events as ev
+from plait.runtime import _events as ev
 from plait.cli._app import app
 from plait.cli._view import AskView, shorten
 from plait.compiler import _records as rc

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import plait
-from plait._engine import _current_node
+from plait.runtime._engine import _current_node
 from plait.compiler import Answer, aask
 from plait.compiler._speculate import Context, Siblings, question_lists
 from plait.journal import open_journal
@@ -257,7 +257,7 @@ def test_no_tool_without_speculate_ever_starts_speculatively(
 async def test_the_engine_refuses_to_speculate_a_tool_without_the_flag() -> None:
     ledger = Ledger()
     search, note = make_tools(ledger)
-    run = plait._engine.Run()
+    run = plait.runtime._engine.Run()
 
     async def body() -> None:
         assert run.speculate(note, {"text": "x"}) is None

@@ -14,7 +14,7 @@ import pytest
 
 import plait
 from plait import RunError
-from plait._engine import new_run_id
+from plait.runtime._engine import new_run_id
 from plait._errors import ToolArgumentError
 
 
@@ -323,8 +323,8 @@ def test_pass_through_keeps_pydantics_order_and_required_checks() -> None:
 def test_a_seeded_scheduler_draws_its_jitter_from_random_with_that_seed() -> None:
     import random
 
-    from plait._scheduler import RetryLater, Scheduler
-    from plait._tools import ToolPolicy
+    from plait.runtime._scheduler import RetryLater, Scheduler
+    from plait.runtime._tools import ToolPolicy
 
     policy = ToolPolicy(retries=3, backoff=0.1, jitter=0.5)
     s = Scheduler(seed=11)  # its random source is made on the first retry, same draws

@@ -87,7 +87,7 @@ EXPECTED = {
 
 # Public subpackages may appear as attributes once imported; they are not in __all__.
 SUBPACKAGES = {"cli", "compiler", "cost", "data", "examples", "executors", "journal", "llm",
-               "otel", "timeline", "tools", "ui"}
+               "otel", "runtime", "timeline", "tools", "ui"}
 # `plait.generate` and `plait.reason` are the functions; their packages are in
 # sys.modules only (`from plait.reason import ThreadWeaver` works).
 

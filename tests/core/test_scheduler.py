@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from plait import ToolArgumentError, ToolPolicy
-from plait._scheduler import (
+from plait.runtime._scheduler import (
     Cancel,
     Failed,
     Queued,

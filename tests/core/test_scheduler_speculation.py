@@ -3,8 +3,8 @@ by any ready node, and a slot that becomes the adopting node's."""
 
 from __future__ import annotations
 
-from plait._scheduler import RUNNING, Preempt, Queued, Scheduler, Start
-from plait._tools import ToolPolicy
+from plait.runtime._scheduler import RUNNING, Preempt, Queued, Scheduler, Start
+from plait.runtime._tools import ToolPolicy
 
 READ_ONLY = ToolPolicy(speculate=True)
 

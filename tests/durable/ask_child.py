@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import plait  # noqa: E402
-from plait._engine import _current_node  # noqa: E402
+from plait.runtime._engine import _current_node  # noqa: E402
 from plait.llm import Message, SimLLM  # noqa: E402
 
 PLAN = 'Thought: look all three up.\n1. fetch("a")\n2. fetch("b")\n3. fetch("c")\n' \

@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 import plait
-from plait._engine import Run
+from plait.runtime._engine import Run
 from plait.journal import open_journal
 from plait.journal._pgpool import open_pools
 from plait.llm import SimLLM

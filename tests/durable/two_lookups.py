@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Sequence
 
 import plait
-from plait._tools import Tool
+from plait.runtime._tools import Tool
 from plait.llm import Message
 
 PLAN = '1. lookup("x")\n2. lookup("y")\n3. join()'

@@ -71,7 +71,7 @@ def context(x: int) -> dict[str, Any]:
     """What the call sees of its node; counts tokens and a record field."""
     plait.add_tokens(7)
     plait.add_tokens(5)
-    from plait._engine import add_record
+    from plait.runtime._engine import add_record
 
     add_record(where=str(os.getpid()))
     return {"key": plait.node_key(), "x": x}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pydantic
 
 import plait
-from plait._engine import current_run
+from plait.runtime._engine import current_run
 from plait.llm import Message
 from tests.generate.conftest import Counted
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plait._identity import (
+from plait.runtime._identity import (
     KEY_LENGTH,
     NotCanonicalError,
     Occurrences,
@@ -22,7 +22,7 @@ from plait._identity import (
 
 
 @dataclass(frozen=True)
-class FakeRef:  # what plait._graph.Ref looks like to the identity module
+class FakeRef:  # what plait.runtime._graph.Ref looks like to the identity module
     node: int
 
 

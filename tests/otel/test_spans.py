@@ -26,7 +26,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import plait
 import plait.otel
-from plait._engine import Run
+from plait.runtime._engine import Run
 from plait.otel._hook import _state
 
 SECRET = "hunter2-do-not-export"
@@ -349,7 +349,7 @@ def test_tracing_off_gives_a_run_no_listener() -> None:
 def _per_call_events_built(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Count the per-call events the engine builds from here on (it builds them
     through the module, so a stand-in there sees each one)."""
-    from plait import _events as ev
+    from plait.runtime import _events as ev
 
     built: list[str] = []
     for name in ("NodeAdded", "NodeReady", "NodeStarted", "NodeFinished"):

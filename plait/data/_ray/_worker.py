@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from plait._durable import Durable
+from plait.runtime._durable import Durable
 from plait.data._ray._plan import RangeSource, Shard
 from plait.data._rows import Job, OnRowError, RowError
 from plait.data._sources import reopen_source

@@ -24,16 +24,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from plait._errors import InDoubtError
-from plait._graph import Node
-from plait._identity import (
+from plait.runtime._graph import Node
+from plait.runtime._identity import (
     NotCanonicalError,
     Occurrences,
     canonical_arguments,
     key_of,
     row_key_of,
 )
-from plait._ownership import DEFAULT_LEASE_TTL, Keeper, release, take
-from plait._tools import Tool
+from plait.runtime._ownership import DEFAULT_LEASE_TTL, Keeper, release, take
+from plait.runtime._tools import Tool
 from plait.journal import (
     INLINE_LIMIT,
     Encoded,

@@ -8,8 +8,8 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
-from plait._graph import Node
-from plait._scheduler import DONE, STATE_NAMES
+from plait.runtime._graph import Node
+from plait.runtime._scheduler import DONE, STATE_NAMES
 
 
 _NONE: Mapping[str, Any] = MappingProxyType({})  # a node whose tool added no fields

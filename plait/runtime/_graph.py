@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from plait._errors import GraphError, RefMisuseError, ToolArgumentError
 
 if TYPE_CHECKING:
-    from plait._tools import Tool
+    from plait.runtime._tools import Tool
 
 # Values that can hold no reference: checked by exact type, the hot path of every call.
 ATOMS = frozenset({str, int, float, bool, type(None), bytes})

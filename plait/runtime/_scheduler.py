@@ -31,7 +31,7 @@ from heapq import heapify, heappop, heappush
 from typing import Literal
 
 from plait._errors import NotRetryable, OptionError
-from plait._tools import ToolPolicy
+from plait.runtime._tools import ToolPolicy
 
 # Node states. Terminal: DONE, FAILED, SKIPPED, CANCELLED.
 PENDING, READY, RUNNING, RETRY_WAIT, DONE, FAILED, SKIPPED, CANCELLED = range(8)

@@ -26,13 +26,13 @@ import time
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from typing import Any, overload
 
-from plait import _events as ev
-from plait._durable import MISS, Durable
+from plait.runtime import _events as ev
+from plait.runtime._durable import MISS, Durable
 from plait._errors import GraphError, InDoubtError, PlaitError, RunError, ToolArgumentError
-from plait._graph import ATOMS, Graph, Node, Ref, map_refs, refs_in, resolve
-from plait._identity import Occurrences, canonical_arguments
-from plait._result import RunResult
-from plait._scheduler import (
+from plait.runtime._graph import ATOMS, Graph, Node, Ref, map_refs, refs_in, resolve
+from plait.runtime._identity import Occurrences, canonical_arguments
+from plait.runtime._result import RunResult
+from plait.runtime._scheduler import (
     DONE,
     FAILED,
     Cancel,
@@ -46,8 +46,8 @@ from plait._scheduler import (
     Skip,
     Start,
 )
-from plait._speculative import CANCELLED, DONE as SPEC_DONE, FAILED as SPEC_FAILED, Speculative
-from plait._tools import Tool, _current_run
+from plait.runtime._speculative import CANCELLED, DONE as SPEC_DONE, FAILED as SPEC_FAILED, Speculative
+from plait.runtime._tools import Tool, _current_run
 from plait.executors import IN_CONTROLLER, Executor, LocalExecutor, RayExecutor, remote_executor
 from plait.executors._context import current_node as _current_node
 from plait.journal import JournalError, JournalValueError
@@ -219,7 +219,7 @@ class Run:
         self._calls = 0  # speculative call ids handed out
 
     def key_of(self, i: int) -> str:
-        """Node `i`'s content key (see plait._identity)."""
+        """Node `i`'s content key (see plait.runtime._identity)."""
         if self.durable is not None:
             return self.durable.keys[i]
         if self._keys is None:
@@ -309,7 +309,7 @@ class Run:
     def speculate(self, tool: Tool, arguments: Mapping[str, Any]) -> Speculative | None:
         """Start `tool(**arguments)` before any node asks for it, if the tool is
         read-only (`speculate=True`: the one gate) and a slot is free without
-        delaying any node. Not journaled; see plait._speculative. None: not started."""
+        delaying any node. Not journaled; see plait.runtime._speculative. None: not started."""
         if not tool.policy.speculate or self._loop is None or self._fault is not None:
             return None
         known = self.tools.get(tool.name)
