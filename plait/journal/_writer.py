@@ -58,8 +58,8 @@ Invariants:
   user's data, which keys must not have) in two shards may run at once, and their
   calls have the same keys. A row's call that finds its node already finished
   under the same row is that node: the journal keeps the first result; neither
-  our start nor our result of it is refused, so the job goes on, and the
-  controller refuses the twin at the end (`plait/data/_ray/_controller.py`).
+  our start nor our result of it is refused, so the job goes on, and the job
+  refuses the twin once every shard is over (`plait/data/_twins.py`).
 """
 
 from __future__ import annotations

@@ -120,8 +120,8 @@ async def run_shard(task: ShardTask, state: WorkerState) -> ShardSummary:
     source = reopen_source(task.source)
     runner, _, _ = _runner(task.runner)
     # Other shards' rows run at once in other processes: a twin of one of ours there
-    # may finish a call of the same key first (shared_rows; the controller refuses
-    # the twin when every shard is over).
+    # may finish a call of the same key first (shared_rows; the twin is refused once
+    # every shard is over: plait/data/_twins.py).
     writer = JournalWriter(journal, lease=task.lease, name=f"plait-shard-{task.shard.index}",
                            shared_rows=True)
     durable = Durable(journal, writer, task.run_id, None, allow_rerun=False)
