@@ -327,3 +327,9 @@ def calculator(expression: str) -> float:
 
 
 TOOLS = (search, lookup, calculator)
+
+# `ask(..., speculate="question")`: before the plan's first line, search each name
+# the question gives. Read-only, so a guess the plan never writes costs a slot, not
+# a side effect; lookups are left out (one per attribute would guess eight calls
+# per name).
+QUESTION_TEMPLATES = ('search("{}")',)

@@ -355,6 +355,22 @@ async def test_question_templates_guess_before_the_first_line() -> None:
                for t in on.tasks)
 
 
+async def test_the_example_tools_guess_from_the_question() -> None:
+    """`speculate="question"` with the bundled example tools (their module's
+    QUESTION_TEMPLATES): each name of the question is searched before the plan's
+    first line, and the plan's searches adopt those guesses."""
+    import plait.examples.tools as examples
+
+    plan = '1. search("Mount Everest")\n2. search("K2")\n3. join()'
+    question = "Which is taller, Mount Everest or K2?"
+    off = await aask(question, examples, model=model([plan], ["Finish: Mount Everest"]))
+    on = await aask(question, examples, model=model([plan], ["Finish: Mount Everest"]),
+                    speculate="question")
+    assert essence(on) == essence(off)
+    assert on.speculation is not None and on.speculation.hits == 2
+    assert on.speculation.wasted == 0
+
+
 async def test_speculate_takes_only_known_forms() -> None:
     with pytest.raises(plait.PlaitError, match="speculate must be"):
         await aask("q", make_tools(Ledger()), model=model(["1. join()"], ["Finish: x"]),
