@@ -477,5 +477,11 @@ class BaseLLM:
     async def aclose(self) -> None:
         return None
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.spec!r}>"

@@ -74,8 +74,9 @@ def http(server: SimServer) -> OpenAILLM:
 
 async def test_parallel_batches_over_http(server) -> None:
     started = time.perf_counter()
-    answer = await aask("Which is taller, K2 or Everest?", [height, compare],
-                        model=http(server), mode="tools")
+    async with http(server) as llm:
+        answer = await aask("Which is taller, K2 or Everest?", [height, compare], model=llm,
+                            mode="tools")
     elapsed = time.perf_counter() - started
     assert answer.text == "Everest is taller (8849 m against 8611 m)."
     assert answer.mode == "tools"
@@ -113,7 +114,8 @@ async def test_bad_calls_go_back_to_the_model(tmp_path) -> None:
         return {"content": "K2 is 8611 m."}
 
     with SimServer(script, ttft=0.01, tps=1000) as s:
-        answer = await aask("How high is K2?", [height, compare], model=http(s), mode="tools")
+        async with http(s) as llm:
+            answer = await aask("How high is K2?", [height, compare], model=llm, mode="tools")
     assert answer.text == "K2 is 8611 m."
     errors = seen[-1]
     assert errors[0] == "ERROR: no tool 'altitude'; tools: height, compare"
@@ -142,14 +144,16 @@ async def test_resume_pays_no_llm_call_or_tool_call_twice(tmp_path) -> None:
         return script(messages, role)
 
     with SimServer(refusing, ttft=0.01, tps=1000) as s:
-        with pytest.raises(LLMHTTPError, match="400"):
-            await aask("Which is taller?", [height, compare], model=http(s), mode="tools",
-                       journal=journal, run_id="q1")
+        async with http(s) as llm:
+            with pytest.raises(LLMHTTPError, match="400"):
+                await aask("Which is taller?", [height, compare], model=llm, mode="tools",
+                           journal=journal, run_id="q1")
     assert calls == {0: 1, 1: 1} and ran == {"K2": 1, "Everest": 1, "Denali": 1}
 
     with SimServer(script, ttft=0.01, tps=1000) as s:
-        answer = await aask("Which is taller?", [height, compare], model=http(s),
-                            mode="tools", journal=journal, run_id="q1")
+        async with http(s) as llm:
+            answer = await aask("Which is taller?", [height, compare], model=llm,
+                                mode="tools", journal=journal, run_id="q1")
     assert answer.text.startswith("Everest is taller")
     # step 0 and its three lookups came from the journal; steps 1 and 2 ran now
     assert calls == {0: 1, 1: 2, 2: 1}
@@ -158,8 +162,9 @@ async def test_resume_pays_no_llm_call_or_tool_call_twice(tmp_path) -> None:
 
     # Asked again when done: everything replayed, nothing paid.
     with SimServer(script, ttft=0.01, tps=1000) as s:
-        again = await aask("Which is taller?", [height, compare], model=http(s), mode="tools",
-                           journal=journal, run_id="q1", allow_rerun=True)
+        async with http(s) as llm:
+            again = await aask("Which is taller?", [height, compare], model=llm, mode="tools",
+                               journal=journal, run_id="q1", allow_rerun=True)
         assert s.stats.as_dict()["received"] == 0
     assert again.text == answer.text and all(c.replayed for c in again.llm_calls)
     assert ran["K2"] == 1 and ran["compare"] == 1
@@ -174,7 +179,8 @@ async def test_out_of_steps_the_model_must_answer() -> None:
                                 "id": f"call_{n}"}]}
 
     with SimServer(script, ttft=0.0, tps=2000) as s:
-        answer = await aask("Loop?", [height], model=http(s), mode="tools", max_steps=2)
+        async with http(s) as llm:
+            answer = await aask("Loop?", [height], model=llm, mode="tools", max_steps=2)
     assert answer.text == "I could not find it."
     assert len(answer.plans) == 3 and answer.plans[-1].tasks == ()
     assert ran["K2"] == 2  # one call a step: the last step may call no tool
