@@ -152,6 +152,22 @@ def prepare_batch(
     )
 
 
+# A row's record replaces the record of its key (a failed row retried, a row in
+# flight at a crash) but for one case: a failed row never replaces a done one of
+# another position. Two rows of one key (twins, which keys must not have) in two
+# processes (shards) may both end; if the later one failed, the one that succeeded
+# keeps its record, and the failed one, left with none, is found a twin at the
+# job's end (plait/data/_twins.py). The existing record is `rows` in both SQL
+# dialects (the table's own name in an upsert's WHERE).
+ROW_UPSERT = (
+    "ON CONFLICT (run_id, row_key) DO UPDATE SET ordinal = excluded.ordinal, "
+    "status = excluded.status, value = excluded.value, value_hash = excluded.value_hash, "
+    "error = excluded.error, tokens = excluded.tokens, finished_at = excluded.finished_at "
+    "WHERE NOT (rows.status = 'done' AND excluded.status = 'failed' "
+    "AND rows.ordinal <> excluded.ordinal)"
+)
+
+
 def check_runs(batch: Batch, statuses: Mapping[str, str], location: str) -> None:
     """Every run in the batch exists; intents only go to running runs."""
     for run_id in batch.run_ids:

@@ -28,7 +28,13 @@ from dataclasses import replace
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from plait.journal._batch import check_no_result, check_results, check_runs, prepare_batch
+from plait.journal._batch import (
+    ROW_UPSERT,
+    check_no_result,
+    check_results,
+    check_runs,
+    prepare_batch,
+)
 from plait.journal._migrations import (
     MIGRATIONS_TABLE,
     POSTGRES_MIGRATIONS,
@@ -544,11 +550,7 @@ class PostgresJournal:
                     f"INSERT INTO {t['rows']} (run_id, row_key, ordinal, status, value, "
                     "value_hash, error, tokens, finished_at) SELECT * FROM unnest("
                     "%b::text[], %b::text[], %b::int8[], %b::text[], %b::text[], %b::text[], "
-                    "%b::text[], %b::int8[], %b::float8[]) "
-                    "ON CONFLICT (run_id, row_key) DO UPDATE SET ordinal = excluded.ordinal, "
-                    "status = excluded.status, value = excluded.value, "
-                    "value_hash = excluded.value_hash, error = excluded.error, "
-                    "tokens = excluded.tokens, finished_at = excluded.finished_at",
+                    f"%b::text[], %b::int8[], %b::float8[]) {ROW_UPSERT}",
                     _columns(batch.row_rows, 9),
                 )
 

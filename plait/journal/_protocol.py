@@ -262,7 +262,8 @@ class Result:
 class RowRecord:
     """The outcome of one row of a dataset job, written in the transaction of the
     row's last result. A record for a row that has one replaces it (a failed row
-    retried later becomes done).
+    retried later becomes done), but a failed row never replaces a done one of
+    another `ordinal` (twins that ran in two shards: `ROW_UPSERT` in `_batch`).
 
     `row_key` is the canonical text of the row's key (the caller's); `ordinal` its
     0-based position in the source. `status`: "done" (`value` is the row's output,

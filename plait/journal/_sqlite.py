@@ -36,7 +36,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Self
 
-from plait.journal._batch import check_no_result, check_results, check_runs, prepare_batch
+from plait.journal._batch import (
+    ROW_UPSERT,
+    check_no_result,
+    check_results,
+    check_runs,
+    prepare_batch,
+)
 from plait.journal._migrations import (
     MIGRATIONS_TABLE,
     SQLITE_MIGRATIONS,
@@ -395,9 +401,10 @@ class SQLiteJournal:
             if batch.row_rows:
                 # After the results: a row's outcome commits with (never before) them.
                 conn.executemany(
-                    "INSERT OR REPLACE INTO rows (run_id, row_key, ordinal, status, value, "
+                    "INSERT INTO rows (run_id, row_key, ordinal, status, value, "
                     "value_hash, error, tokens, finished_at) "
-                    "VALUES (?, ?, ?, ?, nullif(?, ''), nullif(?, ''), ?, ?, ?)",
+                    "VALUES (?, ?, ?, ?, nullif(?, ''), nullif(?, ''), ?, ?, ?) "
+                    f"{ROW_UPSERT}",
                     batch.row_rows,
                 )
 

@@ -435,6 +435,29 @@ def test_a_retried_row_write_that_had_landed_counts_as_written(journal: Journal)
     assert len(journal.load_row(run_id, "a")[1]) == 3
 
 
+def test_a_failed_twin_never_replaces_a_done_row(journal: Journal) -> None:
+    """A row's record replaces its key's record (a retried failure becomes done),
+    but a failed row of another position never replaces a done one: twins in two
+    shards that both end keep the success, and the failed twin is left without a
+    record (found a twin at the job's end)."""
+    run_id = new_run(journal)
+
+    def record() -> tuple[int, str]:
+        (r,) = [r for r in journal.iter_rows(run_id) if r.row_key == "11"]
+        return r.ordinal, r.status
+
+    failed = RowRecord(run_id, "11", 11, "failed", None, "ValueError: no")
+    journal.write(rows=[failed])
+    journal.write(rows=[done(run_id, "11", 11)])  # retried: done replaces failed
+    assert record() == (11, "done")
+    journal.write(rows=[RowRecord(run_id, "11", 60, "failed", None, "ValueError: twin")])
+    assert record() == (11, "done")
+    assert journal.row_status(run_id, ["11"]) == {"11": "done"}
+    journal.write(rows=[done(run_id, "11", 60)])  # two successes: the later one's
+    assert record() == (60, "done")
+    assert journal.count_rows(run_id) == {"done": 1, "dropped": 0, "failed": 0}
+
+
 @pytest.mark.parametrize("shared_rows", [False, True])
 def test_a_twin_rows_finished_call_in_another_shard(journal: Journal, shared_rows: bool) -> None:
     """Two rows of one key in two shards (two writers) run the same calls at once.
